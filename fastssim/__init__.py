@@ -1,0 +1,20 @@
+"""fastssim: SSIM / MS-SSIM values and their exact analytic gradients, fast.
+
+NumPy in, NumPy out; one streaming Cython/C + OpenMP filter engine serves
+every function.  Importing fastssim never imports CuPy, PyTorch or Dask.
+"""
+
+from ._config import show_config
+from ._ssim import SSIMResult, ssim, ssim_vjp
+from ._structural_similarity import structural_similarity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ssim",
+    "ssim_vjp",
+    "SSIMResult",
+    "structural_similarity",
+    "show_config",
+    "__version__",
+]

@@ -1,0 +1,149 @@
+"""Window taps and the banded 1-D operators the engine applies.
+
+A window operator along one axis of length ``n`` maps the input to the
+outputs ``[start, stop)`` of the same-size, scipy-'reflect'-bordered
+correlation (``d c b a | a b c d | d c b a``; MATLAB's 'symmetric').  The
+'valid' border is the special case ``start = r, stop = n - r``, where no
+reflection happens.  Output ``i`` reads inputs ``i + off - r + k``,
+``k = 0..2r``: a band of width 2r+1 even when the reflection folds samples
+back (for any r, also r >= n), so the forward operator and its adjoint are
+both stored as ``(n_out, 2r+1)`` weight rows.  Rows that are exactly the
+symmetric taps and read only existing samples form the interior ``[lo, hi)``
+that the engine runs with the paired-tap fast path; the rest (the borders)
+keep their rows in a table.
+
+The adjoint (transpose) of a band is again a band with ``off -> -off``:
+that is how gradients (eqs. 5-7 of the derivation) are computed without a
+second filter implementation.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["gaussian_taps", "uniform_taps", "Band", "band_pair"]
+
+
+@functools.lru_cache(maxsize=64)
+def gaussian_taps(sigma: float, truncate: float = 3.5) -> tuple:
+    """Normalised Gaussian taps of radius ``int(truncate * sigma + 0.5)``.
+
+    Identical to ``scipy.ndimage.gaussian_filter``'s kernel (and so to
+    scikit-image's ``gaussian_weights=True`` window).
+    """
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    phi /= phi.sum()
+    return tuple(phi.tolist())
+
+
+@functools.lru_cache(maxsize=64)
+def uniform_taps(win_size: int) -> tuple:
+    """Box window of ``win_size`` equal taps (``scipy.ndimage.uniform_filter``)."""
+    return (1.0 / win_size,) * win_size
+
+
+def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
+    """scipy 'reflect' index map, valid at any distance from the array."""
+    period = 2 * n
+    m = np.mod(idx, period)
+    return np.where(m < n, m, period - 1 - m)
+
+
+@dataclass(frozen=True)
+class Band:
+    """One banded 1-D operator (see module docstring); arrays in the compute dtype."""
+
+    n_in: int
+    n_out: int
+    r: int
+    off: int
+    lo: int
+    hi: int
+    g: np.ndarray       # r + 1 half taps, centre first
+    tab_lo: np.ndarray  # (lo, 2r+1)
+    tab_hi: np.ndarray  # (n_out - hi, 2r+1)
+
+    def dense(self) -> np.ndarray:
+        """The operator as a dense (n_out, n_in) matrix (for tests and debugging)."""
+        w = 2 * self.r + 1
+        full = np.concatenate([self.g[::-1], self.g[1:]]).astype(np.float64)
+        m = np.zeros((self.n_out, self.n_in))
+        for i in range(self.n_out):
+            if i < self.lo:
+                row = self.tab_lo[i]
+            elif i >= self.hi:
+                row = self.tab_hi[i - self.hi]
+            else:
+                row = full
+            for k in range(w):
+                q = i + self.off - self.r + k
+                if 0 <= q < self.n_in:
+                    m[i, q] += row[k]
+        return m
+
+
+def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple:
+    """Longest run of rows equal to the symmetric taps that read only real samples."""
+    regular = np.all(rows == full[None, :], axis=1) & readable
+    best = (0, 0)
+    start = None
+    for i, ok in enumerate(np.append(regular, False)):
+        if ok and start is None:
+            start = i
+        elif not ok and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
+
+
+def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -> Band:
+    n_out, w = rows.shape
+    r = (w - 1) // 2
+    i = np.arange(n_out)[:, None]
+    k = np.arange(w)[None, :]
+    q = i + off - r + k
+    readable = np.all((q >= 0) & (q < n_in), axis=1)
+    lo, hi = _interior(rows, full, readable)
+    return Band(
+        n_in=n_in, n_out=n_out, r=r, off=off, lo=lo, hi=hi,
+        g=np.ascontiguousarray(full[r:], dtype=dtype),
+        tab_lo=np.ascontiguousarray(rows[:lo], dtype=dtype),
+        tab_hi=np.ascontiguousarray(rows[hi:], dtype=dtype),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def band_pair(n: int, taps: tuple, start: int, stop: int, dtype_char: str) -> tuple:
+    """Forward band (n -> outputs [start, stop) of the reflect map) and its adjoint.
+
+    ``taps`` is the full, symmetric window (odd length).  Cached: the tables
+    depend only on the geometry.
+    """
+    dtype = np.dtype(dtype_char)
+    full = np.asarray(taps, dtype=np.float64)
+    w = full.size
+    r = (w - 1) // 2
+    n_out = stop - start
+    centres = start + np.arange(n_out)
+    fwd = np.zeros((n_out, w))
+    rows = np.arange(n_out)
+    for k in range(w):
+        q = _reflect(centres - r + k, n)
+        np.add.at(fwd, (rows, q - centres + r), full[k])
+    # Adjoint: output q (input space) reads map row p = q - start - r + k',
+    # with weight fwd[p, 2r - k'].
+    qs = np.arange(n)[:, None]
+    ks = np.arange(w)[None, :]
+    p = qs - start - r + ks
+    ok = (p >= 0) & (p < n_out)
+    adj = np.where(ok, fwd[np.clip(p, 0, max(n_out - 1, 0)), 2 * r - ks], 0.0)
+    return (
+        _make_band(fwd, n, start, full, dtype),
+        _make_band(adj, n_out, -start, full[::-1], dtype),
+    )

@@ -1,0 +1,181 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Cython glue of the filter engine: owns buffers and threads.
+
+The arrays that reach this module are already validated by the Python layer
+(C-contiguous, native float32/float64, shapes consistent); this layer fills
+the C job description, splits the work into (plane, block of lines) units and
+runs them with the GIL released over an OpenMP ``prange``.  Each unit writes
+its own lines of the map, of the gradient and of the per-line sums, so the
+result is bitwise identical for any thread count (the per-line sums are
+reduced later, in a fixed order, by the caller).
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.stddef cimport ptrdiff_t
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "engine.h" nogil:
+    ctypedef struct fs_band:
+        int n_in, n_out, r, off, lo, hi
+        const void *g
+        const void *tab_lo
+        const void *tab_hi
+
+    ctypedef struct fs_job:
+        int n0, n1, n2, o0, o1, o2
+        ptrdiff_t plane_in, plane_out
+        const void *x
+        const void *y
+        fs_band f0, f1, f2, a0, a1, a2
+        int form
+        double C1, C2, cov
+        void *map
+        double *rowsum
+        int s0[2]
+        int s1[2]
+        int s2[2]
+        int grad
+        const void *wmap
+        double wscal
+        void *gx
+        void *gy
+
+    size_t fs_scratch_bytes_f(const fs_job *job)
+    size_t fs_scratch_bytes_d(const fs_job *job)
+    void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
+    void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
+    int fs_openmp_enabled()
+    int fs_omp_max_threads()
+    const char *fs_simd_path()
+
+FORM_SSIM = 0
+FORM_CS = 1
+FORM_L = 2
+GRAD_X = 1
+GRAD_Y = 2
+
+
+def openmp_enabled():
+    return bool(fs_openmp_enabled())
+
+
+def omp_max_threads():
+    return fs_omp_max_threads()
+
+
+def simd_path():
+    return fs_simd_path().decode()
+
+
+cdef inline void* _ptr(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef void _fill_band(fs_band *b, object band, list keep):
+    b.n_in = band.n_in
+    b.n_out = band.n_out
+    b.r = band.r
+    b.off = band.off
+    b.lo = band.lo
+    b.hi = band.hi
+    keep.extend((band.g, band.tab_lo, band.tab_hi))
+    b.g = _ptr(band.g)
+    b.tab_lo = _ptr(band.tab_lo)
+    b.tab_hi = _ptr(band.tab_hi)
+
+
+def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
+        double C1, double C2, double cov, object map_out, object rowsum,
+        tuple region, int grad, object wmap, double wscal, object gx, object gy,
+        int n_threads):
+    """Run the engine over planes ``x``, ``y`` of shape (P, n0, n1, n2).
+
+    fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
+    out_shape: (o0, o1, o2).  region: ((a0, b0), (a1, b1), (a2, b2)), in
+    output coordinates, of the line sums and of the scalar cotangent.
+    map_out (P, o0, o1, o2), rowsum (P, o0), wmap (P, o0, o1, o2),
+    gx/gy (P, n0, n1, n2): arrays or None.
+    """
+    cdef fs_job job
+    cdef list keep = []
+    cdef int P = x.shape[0]
+    cdef int use_double = x.dtype == np.float64
+    job.n0, job.n1, job.n2 = x.shape[1], x.shape[2], x.shape[3]
+    job.o0, job.o1, job.o2 = out_shape
+    job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2
+    job.plane_out = <ptrdiff_t>job.o0 * job.o1 * job.o2
+    job.x = _ptr(x)
+    job.y = _ptr(y)
+    _fill_band(&job.f0, fwd[0], keep)
+    _fill_band(&job.f1, fwd[1], keep)
+    _fill_band(&job.f2, fwd[2], keep)
+    _fill_band(&job.a0, adj[0], keep)
+    _fill_band(&job.a1, adj[1], keep)
+    _fill_band(&job.a2, adj[2], keep)
+    job.form = form
+    job.C1, job.C2, job.cov = C1, C2, cov
+    job.map = _ptr(map_out)
+    job.rowsum = <double*>_ptr(rowsum)
+    job.s0[0], job.s0[1] = region[0]
+    job.s1[0], job.s1[1] = region[1]
+    job.s2[0], job.s2[1] = region[2]
+    job.grad = grad
+    job.wmap = _ptr(wmap)
+    job.wscal = wscal
+    job.gx = _ptr(gx)
+    job.gy = _ptr(gy)
+
+    # Lines to run: input lines for a gradient, else the output lines needed.
+    cdef int start, stop, per_block, nblk, nunits
+    if grad:
+        start, stop = 0, job.n0
+    elif map_out is not None:
+        start, stop = 0, job.o0
+    else:
+        start, stop = region[0]
+    cdef int nlines = stop - start
+    if nlines <= 0 or P == 0:
+        return
+    # Enough units to balance the threads; a gradient block also recomputes
+    # 2r lines at each end, so keep those blocks several windows tall.
+    cdef long long work = <long long>P * nlines * job.n1 * job.n2
+    if work < 65536:
+        n_threads = 1
+    cdef int min_lines = 8 * (2 * job.f0.r + 1) if grad else 8
+    cdef int want_units = 4 * n_threads
+    per_block = (P * nlines + want_units - 1) // want_units
+    if per_block < min_lines:
+        per_block = min_lines
+    if per_block > nlines:
+        per_block = nlines
+    nblk = (nlines + per_block - 1) // per_block
+    nunits = P * nblk
+
+    cdef size_t sbytes = fs_scratch_bytes_d(&job) if use_double else fs_scratch_bytes_f(&job)
+    sbytes = (sbytes + 127) & ~(<size_t>63)
+    cdef char *buf = <char*>malloc(sbytes * n_threads)
+    if buf == NULL:
+        raise MemoryError(f"fastssim: cannot allocate {sbytes * n_threads} bytes of scratch")
+    cdef int u, b, q0, q1
+    try:
+        with nogil:
+            for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
+                b = u // nblk
+                q0 = start + (u % nblk) * per_block
+                q1 = q0 + per_block
+                if q1 > stop:
+                    q1 = stop
+                if use_double:
+                    fs_rows_d(&job, b, q0, q1, buf + threadid() * sbytes)
+                else:
+                    fs_rows_f(&job, b, q0, q1, buf + threadid() * sbytes)
+    finally:
+        free(buf)

@@ -1,0 +1,83 @@
+/*
+ * fastssim filter engine: the only place where pixels are touched.
+ *
+ * One streaming, fused kernel serves every SSIM-family quantity:
+ *
+ *   - the local moments mu_x, mu_y, E[x^2 + y^2], E[xy] of a separable window
+ *     (eqs. 2-4 of the derivation), computed row by row: a vertical pass over
+ *     2r+1 input rows builds one row of each moment source (the squares and
+ *     products are formed on the fly), a horizontal pass filters that row;
+ *   - the pointwise formula (SSIM = l*cs, cs alone, or l alone; eq. 1);
+ *   - optionally the vector-Jacobian product of sum_p w(p) F(p) with respect
+ *     to x and/or y (eqs. 5-10 in VJP form):
+ *        dL/dx = G^T(w F_mux) + 2 x G^T(w F_ss) + y G^T(w F_xy),
+ *     where G^T, the adjoint of the window operator, is applied by the same
+ *     banded 1-D passes with the transposed band.  The pointwise maps w*F_m
+ *     live in a per-thread ring of 2r+1 rows, never in full-size temporaries.
+ *
+ * A 1-D window operator along one axis is a *band*: output i reads input
+ * i + off - r + k for k = 0..2r.  Outputs in [lo, hi) use the symmetric taps
+ * g[0..r] (g[0] the centre) and read only valid inputs; outputs outside use a
+ * full row of 2r+1 weights from a table (zero where the input does not exist).
+ * Border modes ('reflect' = scipy/MATLAB 'symmetric', 'valid') and adjoints
+ * are nothing but different tables, built once in Python (fastssim/_bands.py).
+ *
+ * Types: every pointer in fs_job is void; fs_rows_f works on float32 data
+ * and tables, fs_rows_d on float64.  Scalars are passed as double.
+ */
+#ifndef FASTSSIM_ENGINE_H
+#define FASTSSIM_ENGINE_H
+
+#include <stddef.h>
+
+enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2 };
+enum { FS_GRAD_X = 1, FS_GRAD_Y = 2 };
+
+typedef struct {
+    int n_in, n_out, r, off, lo, hi;
+    const void *g;       /* r + 1 half taps, g[0] at the centre */
+    const void *tab_lo;  /* lo x (2r+1) weights for outputs [0, lo) */
+    const void *tab_hi;  /* (n_out-hi) x (2r+1) weights for outputs [hi, n_out) */
+} fs_band;
+
+typedef struct {
+    /* Planes are (n0, n1, n2) arrays, C-contiguous; 2-D images have n1 = 1.
+     * Axis 0 is streamed (rows of an image, slices of a volume); a "line" is
+     * one index of axis 0: n1*n2 input samples, o1*o2 outputs. */
+    int n0, n1, n2;        /* input extents */
+    int o0, o1, o2;        /* output (map) extents */
+    ptrdiff_t plane_in;    /* elements between consecutive planes of x, y, gx, gy */
+    ptrdiff_t plane_out;   /* elements between consecutive planes of map, wmap */
+    const void *x, *y;
+    fs_band f0, f1, f2;    /* forward bands, axes 0, 1, 2 (f1 unused when n1 == 1) */
+    fs_band a0, a1, a2;    /* adjoint bands (transposed), axes 0, 1, 2 */
+    int form;              /* FS_FORM_* */
+    double C1, C2, cov;    /* stability constants, covariance factor */
+    void *map;             /* NULL, or o0 x o1 x o2 per plane */
+    double *rowsum;        /* NULL, or o0 per plane: sum of F over the region of the line */
+    int s0[2], s1[2], s2[2];  /* region (output coordinates) of sums and of wscal */
+    int grad;              /* FS_GRAD_X | FS_GRAD_Y, or 0 */
+    const void *wmap;      /* NULL: cotangent wscal on the region, 0 elsewhere */
+    double wscal;
+    void *gx, *gy;         /* n0 x n1 x n2 per plane (written where requested) */
+} fs_job;
+
+/* Bytes of per-thread scratch fs_rows needs for this job. */
+size_t fs_scratch_bytes_f(const fs_job *job);
+size_t fs_scratch_bytes_d(const fs_job *job);
+
+/*
+ * Value mode (job->grad == 0): output lines [q0, q1) of plane `plane`.
+ * Gradient mode: input (gradient) lines [q0, q1); the map and line sums are
+ * written for the output lines whose window centre lies in [q0, q1).
+ * Blocks never share an output element, so any partition of the rows over
+ * threads gives bitwise-identical results.
+ */
+void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
+void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
+
+int fs_openmp_enabled(void);
+int fs_omp_max_threads(void);
+const char *fs_simd_path(void);
+
+#endif

@@ -1,0 +1,369 @@
+"""Batch-native SSIM, its map, its exact gradient and its vector-Jacobian product."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from ._bands import gaussian_taps, uniform_taps
+from ._validation import (
+    as_planes,
+    check_channel_axis,
+    check_data_range,
+    check_pair,
+    check_positive,
+    dtype_range,
+    float_type,
+    resolve_workers,
+)
+
+__all__ = ["ssim", "ssim_vjp", "SSIMResult"]
+
+SSIMResult = namedtuple("SSIMResult", ["value", "map", "grad_x", "grad_y"])
+SSIMResult.__doc__ = """Result of :func:`fastssim.ssim` with ``full`` or ``gradient``.
+
+value : float or ndarray of the batch shape (float64)
+map : ndarray or None, the SSIM map (input layout, compute dtype)
+grad_x, grad_y : ndarray or None, gradient of ``value`` w.r.t. x / y
+"""
+
+_GRAD = {None: 0, "x": 1, "y": 2, "both": 3}
+
+
+@dataclass
+class Plan:
+    """Everything the engine needs, derived once from the user's arguments."""
+
+    xp: np.ndarray          # (P, *spatial) planes
+    yp: np.ndarray
+    batch_shape: tuple
+    nchan: int              # channels averaged into one value (1 without channel_axis)
+    channel_axis: int | None
+    in_shape: tuple         # the caller's shape
+    spatial: tuple
+    taps: tuple
+    r: int
+    C1: float
+    C2: float
+    cov: float
+    border: str
+    workers: int
+
+    @property
+    def valid_region(self):
+        return tuple((self.r, n - self.r) for n in self.spatial)
+
+    def map_region(self, want_full):
+        if self.border == "reflect" and want_full:
+            return tuple((0, n) for n in self.spatial)
+        return self.valid_region
+
+    def sum_region(self, map_region):
+        return tuple((self.r - a, n - self.r - a) for (a, _), n in zip(map_region, self.spatial))
+
+    @property
+    def n_valid(self):
+        return math.prod(n - 2 * self.r for n in self.spatial)
+
+    def to_user(self, planes):
+        """(P, *s) -> caller layout (*batch, *s) or with the channel axis restored."""
+        if self.channel_axis is None:
+            return planes.reshape(self.batch_shape + planes.shape[1:])
+        a = planes.reshape(self.batch_shape + (self.nchan,) + planes.shape[1:])
+        return np.moveaxis(a, len(self.batch_shape), self.channel_axis)
+
+    def from_user(self, arr, ftype):
+        """Caller layout -> contiguous planes (P, *s)."""
+        if self.channel_axis is not None:
+            arr = np.moveaxis(arr, self.channel_axis, -(len(self.spatial) + 1))
+        arr = as_planes(arr, ftype)
+        return arr.reshape((-1,) + arr.shape[-len(self.spatial):])
+
+    def values(self, sums):
+        per_plane = sums / self.n_valid
+        v = per_plane.reshape(self.batch_shape + (self.nchan,)).mean(axis=-1)
+        return v[()] if v.ndim == 0 else v
+
+
+def _window(window, sigma, truncate, win_size):
+    if window == "gaussian":
+        sigma = check_positive(sigma, "sigma")
+        truncate = check_positive(truncate, "truncate")
+        if win_size is not None:
+            raise ValueError(
+                "win_size applies to window='uniform'; the Gaussian window has "
+                "2*int(truncate*sigma + 0.5) + 1 taps: set sigma/truncate instead"
+            )
+        return gaussian_taps(sigma, truncate)
+    if window == "uniform":
+        if win_size is None:
+            win_size = 7
+        if isinstance(win_size, bool) or not isinstance(win_size, numbers.Integral):
+            raise TypeError(f"win_size: expected an odd positive int, got {win_size!r}")
+        if win_size < 1 or win_size % 2 == 0:
+            raise ValueError(f"win_size: expected an odd positive int, got {win_size}")
+        return uniform_taps(int(win_size))
+    raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
+
+
+def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
+         covariance, border, channel_axis, spatial_dims, workers):
+    """Validate and normalise the arguments shared by ssim and ssim_vjp."""
+    x, y = check_pair(x, y)
+    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+        raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
+    cax = check_channel_axis(channel_axis, x.ndim)
+    need = spatial_dims + (cax is not None)
+    if x.ndim < need:
+        raise ValueError(
+            f"x has shape {x.shape}: expected at least {spatial_dims} spatial dimensions"
+            + (" plus the channel axis" if cax is not None else "")
+            + "; for a single 1-D signal add an axis, for volumes set spatial_dims=3"
+        )
+    if data_range is None:
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            raise ValueError(
+                "data_range is required for floating-point input: pass the span of "
+                "values the images can take (e.g. 1.0 for [0, 1], 255.0 for [0, 255])"
+            )
+        lo, hi = dtype_range[x.dtype.type]
+        data_range = float(hi) - float(lo)
+    R = check_data_range(data_range)
+    K1 = check_positive(K1, "K1", allow_zero=True)
+    K2 = check_positive(K2, "K2", allow_zero=True)
+    if border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    taps = _window(window, sigma, truncate, win_size)
+    ntap = len(taps)
+    r = (ntap - 1) // 2
+    if covariance == "population":
+        cov = 1.0
+    elif covariance == "sample":
+        NP = ntap**spatial_dims
+        if NP < 2:
+            raise ValueError("covariance='sample' needs a window of more than one sample")
+        cov = NP / (NP - 1.0)
+    else:
+        raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
+    nthreads = resolve_workers(workers)
+
+    if cax is not None:
+        moved = np.moveaxis(np.empty(x.shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
+        batch_shape = moved[: -(spatial_dims + 1)]
+        nchan = moved[-(spatial_dims + 1)]
+        spatial = moved[-spatial_dims:]
+    else:
+        batch_shape = x.shape[:-spatial_dims]
+        nchan = 1
+        spatial = x.shape[-spatial_dims:]
+    if min(spatial) < ntap:
+        raise ValueError(
+            f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
+            f"(input shape {x.shape}); every spatial side needs at least {ntap} px. "
+            "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims"
+        )
+    ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
+    p = Plan(
+        xp=None, yp=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,
+        in_shape=x.shape, spatial=tuple(spatial), taps=taps, r=r,
+        C1=(K1 * R) ** 2, C2=(K2 * R) ** 2, cov=cov, border=border, workers=nthreads,
+    )
+    p.xp = p.from_user(x, ftype)
+    p.yp = p.from_user(y, ftype)
+    return p
+
+
+def _grad_code(gradient, name="gradient"):
+    try:
+        return _GRAD[gradient]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name}: expected None, 'x', 'y' or 'both', got {gradient!r}") from None
+
+
+def _deliver(p, planes, out, name):
+    """Planes -> caller layout, into ``out`` when given."""
+    res = p.to_user(planes)
+    if out is None:
+        return res
+    _core.check_out(out, res.shape, res.dtype, name)
+    if not np.shares_memory(out, res):
+        np.copyto(out, res)
+    return out
+
+
+def _direct_out(p, out, shape, name):
+    """A caller's buffer the engine can write into directly, or None."""
+    if out is None or p.channel_axis is not None:
+        return None
+    return _core.check_out(out, p.batch_shape + shape, p.xp.dtype, name).reshape((-1,) + shape)
+
+
+def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
+         win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
+         full=False, gradient=None, channel_axis=None, spatial_dims=2, workers=None,
+         map_out=None, grad_out=None):
+    """Structural similarity of each image pair in a batch, with its map and exact gradient.
+
+    SSIM(p) = l(p) cs(p) = (2 mu_x mu_y + C1)(2 sigma_xy + C2) /
+    ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2)) with windowed means,
+    variances and covariance (eqs. 1-4 of Zhao et al.), C1 = (K1 L)^2,
+    C2 = (K2 L)^2, L = ``data_range``.  The value of an image is the mean of
+    SSIM(p) over the pixels where the whole window fits inside the image
+    (Wang et al.'s reference; the mean does not depend on ``border``).
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (*batch, H, W) or (*batch, D, H, W) with ``spatial_dims=3``
+        The two images (batches).  Any real dtype; float16/float32 are computed
+        in float32 (means accumulated in float64), everything else in float64.
+        With ``channel_axis``, that axis holds channels, wherever it is.
+    data_range : float
+        Span of the values (e.g. 1.0 or 255.0).  Required for floating-point
+        input; for integer input it defaults to the dtype's range.
+    window : {'gaussian', 'uniform'}
+        Gaussian of ``sigma`` truncated at ``truncate * sigma`` (11 taps by
+        default, as Wang et al.), or a box of ``win_size`` taps.
+    full : bool
+        Also return the SSIM map.
+    gradient : {None, 'x', 'y', 'both'}
+        Also return the exact gradient of the returned value (per batch item)
+        with respect to x, y or both: the crop, the covariance factor and the
+        channel averaging are all part of what is differentiated.
+    channel_axis : int or None
+        Axis of channels; each item's value is the mean over its channels.
+    workers : int or None
+        Threads (None: all cores, honouring OMP_NUM_THREADS; -1 all; -2 all but one).
+        The result is bitwise identical for every thread count.
+
+    Returns
+    -------
+    value : float or ndarray
+        float64, one value per batch item (a plain scalar for a single pair),
+        when neither ``full`` nor ``gradient`` is requested; otherwise an
+        :class:`SSIMResult` ``(value, map, grad_x, grad_y)``.
+
+    Other Parameters
+    ----------------
+    sigma, truncate : float
+        Gaussian window width and truncation (radius ``int(truncate*sigma + 0.5)``).
+    win_size : odd int
+        Taps of the uniform window (default 7).
+    K1, K2 : float
+        Stabilising constants (0.01, 0.03).
+    covariance : {'population', 'sample'}
+        'sample' scales the (co)variances by NP/(NP-1), NP = taps**spatial_dims,
+        as scikit-image does by default.
+    border : {'reflect', 'valid'}
+        Map border: 'reflect' gives a same-size map (scipy 'reflect' = MATLAB
+        'symmetric' padding), 'valid' only the pixels where the window fits.
+    spatial_dims : {2, 3}
+        Number of trailing (non-channel) axes that are spatial.
+    map_out, grad_out : ndarray, optional
+        Buffers for the map and the gradient (for 'both', a pair), in the
+        caller's layout and the compute dtype; avoids fresh allocations.
+
+    Notes
+    -----
+    NaN and Inf propagate: every map value whose window touches one is NaN,
+    and so are the mean and the gradient there.  Inputs are never modified.
+
+    Examples
+    --------
+    >>> import numpy as np, fastssim
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((64, 64))
+    >>> float(fastssim.ssim(x, x, data_range=1.0))
+    1.0
+    >>> res = fastssim.ssim(x, 0.9 * x, data_range=1.0, gradient="y")
+    >>> res.grad_y.shape
+    (64, 64)
+    """
+    g = _grad_code(gradient)
+    p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
+             win_size=win_size, K1=K1, K2=K2, covariance=covariance, border=border,
+             channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
+    mreg = p.map_region(full)
+    oshape = tuple(b - a for a, b in mreg)
+    gouts = (None, None)
+    if g:
+        if g == 3:
+            if grad_out is not None and (not isinstance(grad_out, (tuple, list)) or len(grad_out) != 2):
+                raise TypeError("grad_out: expected a pair of arrays (grad_x, grad_y) for gradient='both'")
+            gouts = tuple(grad_out) if grad_out is not None else (None, None)
+        elif g == 1:
+            gouts = (grad_out, None)
+        else:
+            gouts = (None, grad_out)
+    sums, m, gx, gy = _core.run(
+        p.xp, p.yp, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
+        form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=full, grad=g,
+        wscal=1.0 / (p.n_valid * p.nchan), workers=p.workers,
+        map_out=_direct_out(p, map_out, oshape, "map_out"),
+        gx_out=_direct_out(p, gouts[0], p.spatial, "grad_out"),
+        gy_out=_direct_out(p, gouts[1], p.spatial, "grad_out"),
+    )
+    value = p.values(sums)
+    if not full and not g:
+        return value
+    return SSIMResult(
+        value,
+        _deliver(p, m, map_out, "map_out") if full else None,
+        _deliver(p, gx, gouts[0], "grad_out") if gx is not None else None,
+        _deliver(p, gy, gouts[1], "grad_out") if gy is not None else None,
+    )
+
+
+def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", sigma=1.5,
+             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
+             border="reflect", channel_axis=None, spatial_dims=2, workers=None):
+    """Vector-Jacobian product of the SSIM map: the gradient of sum_p w(p) SSIM(p).
+
+    ``cotangent`` (w) has the shape of the map that ``ssim(..., full=True,
+    border=border)`` returns; the result is d/dx (``wrt='x'``), d/dy
+    (``wrt='y'``) or the pair (``wrt='both'``) of sum_p w(p) SSIM(p), computed
+    as G^T(w F_mu) + 2 x G^T(w F_ss) + y G^T(w F_xy) with the adjoint G^T of
+    the window operator (borders included).  This is what custom losses and
+    autograd adapters need.  The other arguments are those of :func:`ssim`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastssim
+    >>> x = np.random.default_rng(0).random((32, 32)); y = x[::-1].copy()
+    >>> w = np.ones((32, 32)) / 32**2
+    >>> fastssim.ssim_vjp(x, y, w, data_range=1.0).shape
+    (32, 32)
+    """
+    g = _grad_code(wrt, "wrt")
+    if g == 0:
+        raise ValueError("wrt: expected 'x', 'y' or 'both', got None")
+    p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
+             win_size=win_size, K1=K1, K2=K2, covariance=covariance, border=border,
+             channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
+    mreg = p.map_region(True)
+    oshape = tuple(b - a for a, b in mreg)
+    if not isinstance(cotangent, np.ndarray):
+        cotangent = np.asarray(cotangent)
+    if cotangent.dtype.kind not in "biuf":
+        raise TypeError(f"cotangent: expected a real numeric array, got dtype {cotangent.dtype}")
+    expect = p.to_user(np.empty((p.xp.shape[0],) + oshape, dtype=np.bool_)).shape
+    if cotangent.shape != expect:
+        raise ValueError(
+            f"cotangent: expected the shape of the SSIM map, {expect} (border={border!r}), "
+            f"got {cotangent.shape}"
+        )
+    w = p.from_user(cotangent, p.xp.dtype)
+    _, _, gx, gy = _core.run(
+        p.xp, p.yp, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
+        form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=False, grad=g, wmap=w,
+        workers=p.workers,
+    )
+    if g == 1:
+        return p.to_user(gx)
+    if g == 2:
+        return p.to_user(gy)
+    return p.to_user(gx), p.to_user(gy)
