@@ -88,7 +88,7 @@ else:
 if sys.platform == "win32":
     opt = ["/O2"]
 else:
-    opt = ["-O3", "-std=c11", "-fno-math-errno", "-Wno-unused-function"]
+    opt = ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-Wno-unused-function"]
     if os.environ.get("FASTSSIM_NATIVE", "") not in ("", "0"):
         opt.append("-march=native")
 

@@ -13,7 +13,6 @@ reduced later, in a fixed order, by the caller).
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.stdlib cimport malloc, free
 from libc.stddef cimport ptrdiff_t
 
 import numpy as np
@@ -71,6 +70,29 @@ def omp_max_threads():
 
 def simd_path():
     return fs_simd_path().decode()
+
+
+# Scratch buffers are reused across calls: fresh pages are slow to touch
+# (the kernel zeroes them on first use), so a call that needs no more than a
+# previous one pays nothing.  A buffer is owned by one call at a time.
+_pool = []
+
+
+cdef object _acquire(size_t nbytes):
+    cdef Py_ssize_t i
+    for i in range(len(_pool)):
+        if _pool[i].nbytes >= nbytes:
+            return _pool.pop(i)
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+cdef void _release(object buf):
+    if len(_pool) < 4:
+        _pool.append(buf)
+    else:
+        _pool.sort(key=lambda b: b.nbytes)
+        if _pool[0].nbytes < buf.nbytes:
+            _pool[0] = buf
 
 
 cdef inline void* _ptr(object a):
@@ -161,9 +183,8 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
 
     cdef size_t sbytes = fs_scratch_bytes_d(&job) if use_double else fs_scratch_bytes_f(&job)
     sbytes = (sbytes + 127) & ~(<size_t>63)
-    cdef char *buf = <char*>malloc(sbytes * n_threads)
-    if buf == NULL:
-        raise MemoryError(f"fastssim: cannot allocate {sbytes * n_threads} bytes of scratch")
+    bufobj = _acquire(sbytes * n_threads + 64)
+    cdef char *buf = <char*>_ptr(bufobj)
     cdef int u, b, q0, q1
     try:
         with nogil:
@@ -178,4 +199,4 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
                 else:
                     fs_rows_f(&job, b, q0, q1, buf + threadid() * sbytes)
     finally:
-        free(buf)
+        _release(bufobj)

@@ -12,6 +12,7 @@ import numpy as np
 from . import _core
 from ._bands import gaussian_taps, uniform_taps
 from ._validation import (
+    _check_array,
     as_planes,
     check_channel_axis,
     check_data_range,
@@ -338,18 +339,15 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", si
     >>> fastssim.ssim_vjp(x, y, w, data_range=1.0).shape
     (32, 32)
     """
-    g = _grad_code(wrt, "wrt")
+    g = _GRAD.get(wrt, 0) if isinstance(wrt, str) else 0
     if g == 0:
-        raise ValueError("wrt: expected 'x', 'y' or 'both', got None")
+        raise ValueError(f"wrt: expected 'x', 'y' or 'both', got {wrt!r}")
     p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
              win_size=win_size, K1=K1, K2=K2, covariance=covariance, border=border,
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
     mreg = p.map_region(True)
     oshape = tuple(b - a for a, b in mreg)
-    if not isinstance(cotangent, np.ndarray):
-        cotangent = np.asarray(cotangent)
-    if cotangent.dtype.kind not in "biuf":
-        raise TypeError(f"cotangent: expected a real numeric array, got dtype {cotangent.dtype}")
+    cotangent = _check_array(cotangent, "cotangent")
     expect = p.to_user(np.empty((p.xp.shape[0],) + oshape, dtype=np.bool_)).shape
     if cotangent.shape != expect:
         raise ValueError(

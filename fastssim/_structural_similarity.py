@@ -156,7 +156,7 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
                 "you always specify the data_range anyway."
             )
         if im1.dtype != im2.dtype:
-            warn("Inputs have mismatched dtypes.  Setting data_range based on im1.dtype.",
+            warn("Inputs have mismatched dtypes. Setting data_range based on im1.dtype.",
                  stacklevel=2)
         dmin, dmax = dtype_range[im1.dtype.type]
         data_range = dmax - dmin

@@ -44,7 +44,7 @@ def float_type(dtype: np.dtype) -> np.dtype:
 def _check_array(a, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         mod = type(a).__module__.split(".")[0]
-        if mod in ("cupy", "torch", "jax", "dask", "tensorflow"):
+        if mod in ("cupy", "torch", "jax", "jaxlib", "dask", "tensorflow"):
             raise TypeError(
                 f"{name}: expected a NumPy array, got {type(a).__module__}.{type(a).__name__}; "
                 "fastssim never moves data between devices or frameworks silently: "

@@ -1,5 +1,7 @@
-/* fastssim filter engine: instantiates engine_impl.h for float and double,
- * plus build/run-time introspection for fastssim.show_config(). */
+/* fastssim filter engine: instantiates engine_impl.h for float and double
+ * (and, on x86-64 with GCC, for three instruction sets), plus build and
+ * run-time introspection for fastssim.show_config(). */
+#include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
 #ifdef _OPENMP
@@ -7,31 +9,135 @@
 #endif
 #include "engine.h"
 
-/* Runtime SIMD dispatch.  GCC's target_clones emits one copy of each entry
- * per listed ISA and an ifunc resolver that picks the best one when the
- * library is loaded; portable builds therefore carry AVX-512 and AVX2 code
- * without -march=native.  Elsewhere (clang, macOS, Windows, non-x86) the
- * build flags alone decide. FASTSSIM_NO_CLONES disables it at build time. */
+/* Runtime SIMD dispatch.  The kernels are compiled once per ISA level with
+ * `#pragma GCC target` (so a portable build, without -march=native, still
+ * carries AVX-512 and AVX2+FMA code) and the widest one the CPU supports is
+ * chosen on first use.  FASTSSIM_SIMD=baseline|avx2|avx512 in the
+ * environment caps the choice (for testing the other paths).  Elsewhere
+ * (clang, MSVC, non-x86) the build flags alone decide.  FASTSSIM_NO_DISPATCH
+ * disables it at build time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(FASTSSIM_NO_CLONES) && (__GNUC__ >= 12)
-#define FS_TARGETS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define FS_HAVE_CLONES 1
+    !defined(FASTSSIM_NO_DISPATCH) && (__GNUC__ >= 11)
+#define FS_DISPATCH 1
 #else
-#define FS_TARGETS
-#define FS_HAVE_CLONES 0
+#define FS_DISPATCH 0
 #endif
 
+
+#if FS_DISPATCH
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define FS_VBYTES 64
 #define REAL float
-#define FN(name) name##_f
+#define IREAL int
+#define FN(name) name##_f_v4
 #include "engine_impl.h"
 #undef REAL
+#undef IREAL
+#undef FN
+#define REAL double
+#define IREAL long long
+#define FN(name) name##_d_v4
+#include "engine_impl.h"
+#undef REAL
+#undef IREAL
+#undef FN
+#undef FS_VBYTES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define FS_VBYTES 32
+#define REAL float
+#define IREAL int
+#define FN(name) name##_f_v3
+#include "engine_impl.h"
+#undef REAL
+#undef IREAL
+#undef FN
+#define REAL double
+#define IREAL long long
+#define FN(name) name##_d_v3
+#include "engine_impl.h"
+#undef REAL
+#undef IREAL
+#undef FN
+#undef FS_VBYTES
+#pragma GCC pop_options
+#endif
+
+#define FS_VBYTES 16
+#define REAL float
+#define IREAL int
+#define FN(name) name##_f_v1
+#include "engine_impl.h"
+#undef REAL
+#undef IREAL
+#undef FN
+#define REAL double
+#define IREAL long long
+#define FN(name) name##_d_v1
+#include "engine_impl.h"
+#undef REAL
+#undef IREAL
 #undef FN
 
-#define REAL double
-#define FN(name) name##_d
-#include "engine_impl.h"
-#undef REAL
-#undef FN
+typedef size_t (*fs_bytes_fn)(const fs_job *);
+typedef void (*fs_rows_fn)(const fs_job *, ptrdiff_t, int, int, void *);
+
+static int fs_level = -1; /* 1 baseline, 3 AVX2+FMA, 4 AVX-512 */
+
+static int fs_pick_level(void)
+{
+    int level = 1;
+#if FS_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) level = 4;
+    else if (__builtin_cpu_supports("x86-64-v3")) level = 3;
+    const char *cap = getenv("FASTSSIM_SIMD");
+    if (cap) {
+        if (!strcmp(cap, "baseline")) level = 1;
+        else if (!strcmp(cap, "avx2") && level > 3) level = 3;
+    }
+#endif
+    return level;
+}
+
+static inline int fs_get_level(void)
+{
+    if (fs_level < 0) fs_level = fs_pick_level(); /* idempotent: a race is benign */
+    return fs_level;
+}
+
+size_t fs_scratch_bytes_f(const fs_job *job)
+{
+    return fs_scratch_bytes_f_v1(job); /* layout does not depend on the ISA */
+}
+
+size_t fs_scratch_bytes_d(const fs_job *job)
+{
+    return fs_scratch_bytes_d_v1(job);
+}
+
+void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
+{
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_rows_f_v4(job, plane, q0, q1, scratch); return; }
+    if (level == 3) { fs_rows_f_v3(job, plane, q0, q1, scratch); return; }
+#endif
+    fs_rows_f_v1(job, plane, q0, q1, scratch);
+}
+
+void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
+{
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_rows_d_v4(job, plane, q0, q1, scratch); return; }
+    if (level == 3) { fs_rows_d_v3(job, plane, q0, q1, scratch); return; }
+#endif
+    fs_rows_d_v1(job, plane, q0, q1, scratch);
+}
 
 int fs_openmp_enabled(void)
 {
@@ -53,11 +159,12 @@ int fs_omp_max_threads(void)
 
 const char *fs_simd_path(void)
 {
-#if FS_HAVE_CLONES
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512, runtime dispatch)";
-    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2+FMA, runtime dispatch)";
-    return "x86-64 baseline (SSE2, runtime dispatch)";
+#if FS_DISPATCH
+    switch (fs_get_level()) {
+    case 4: return "x86-64-v4 (AVX-512), runtime dispatch";
+    case 3: return "x86-64-v3 (AVX2+FMA), runtime dispatch";
+    default: return "x86-64 baseline (SSE2), runtime dispatch";
+    }
 #elif defined(__AVX512F__)
     return "AVX-512 (compile-time)";
 #elif defined(__AVX2__)

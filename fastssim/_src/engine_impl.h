@@ -4,121 +4,146 @@
  * See engine.h for the contract.  Equation numbers refer to
  * shared/reference/zhao2017-ssim-msssim-derivatives.txt.
  *
- * Every public entry carries FS_TARGETS: on x86-64 Linux with GCC it is
- * compiled for AVX-512, AVX2+FMA and baseline SSE2 and the loader picks one
- * at run time (ifunc), so a portable wheel still runs the wide code paths.
- * The static helpers are inlined into each clone and so inherit its ISA.
+ * On x86-64 with GCC this file is included three times, under
+ * `#pragma GCC target` for AVX-512, AVX2+FMA and baseline, and engine.c
+ * picks one at load time; so every helper here is built for each ISA.
  */
 
-/* ---- small vector loops: restrict parameters let GCC vectorise them ---- */
+/* ---- SIMD: GCC/clang vector extensions, width set per ISA by engine.c ---- */
 
-static inline void FN(lin_first)(ptrdiff_t n, REAL g, const REAL *restrict a,
-                                 REAL *restrict out)
+typedef REAL FN(vec) __attribute__((vector_size(FS_VBYTES)));
+typedef IREAL FN(ivec) __attribute__((vector_size(FS_VBYTES)));
+#define NV ((ptrdiff_t)(FS_VBYTES / sizeof(REAL)))
+
+static inline FN(vec) FN(ld)(const REAL *p)
 {
-    for (ptrdiff_t j = 0; j < n; j++) out[j] = g * a[j];
+    FN(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-static inline void FN(lin_pair)(ptrdiff_t n, REAL g, const REAL *restrict a,
-                                const REAL *restrict b, REAL *restrict out)
-{
-    for (ptrdiff_t j = 0; j < n; j++) out[j] += g * (a[j] + b[j]);
-}
+static inline void FN(st)(REAL *p, FN(vec) v) { memcpy(p, &v, sizeof v); }
 
-static inline void FN(lin_axpy)(ptrdiff_t n, REAL g, const REAL *restrict a,
-                                REAL *restrict out)
-{
-    for (ptrdiff_t j = 0; j < n; j++) out[j] += g * a[j];
-}
-
-/* Moment sources x, y, x^2 + y^2, xy of one input line, weighted (eqs. 2-4). */
-static inline void FN(src_first)(ptrdiff_t n, REAL g, const REAL *restrict a,
-                                 const REAL *restrict b, REAL *restrict ox,
-                                 REAL *restrict oy, REAL *restrict os,
-                                 REAL *restrict op)
-{
-    for (ptrdiff_t j = 0; j < n; j++) {
-        REAL u = a[j], v = b[j];
-        ox[j] = g * u;
-        oy[j] = g * v;
-        os[j] = g * (u * u + v * v);
-        op[j] = g * (u * v);
-    }
-}
-
-static inline void FN(src_axpy)(ptrdiff_t n, REAL g, const REAL *restrict a,
-                                const REAL *restrict b, REAL *restrict ox,
-                                REAL *restrict oy, REAL *restrict os,
-                                REAL *restrict op)
-{
-    for (ptrdiff_t j = 0; j < n; j++) {
-        REAL u = a[j], v = b[j];
-        ox[j] += g * u;
-        oy[j] += g * v;
-        os[j] += g * (u * u + v * v);
-        op[j] += g * (u * v);
-    }
-}
-
-/* The symmetric pair of lines c-k and c+k in one go: half the multiplies. */
-static inline void FN(src_pair)(ptrdiff_t n, REAL g, const REAL *restrict a0,
-                                const REAL *restrict a1, const REAL *restrict b0,
-                                const REAL *restrict b1, REAL *restrict ox,
-                                REAL *restrict oy, REAL *restrict os,
-                                REAL *restrict op)
-{
-    for (ptrdiff_t j = 0; j < n; j++) {
-        REAL u0 = a0[j], u1 = a1[j], v0 = b0[j], v1 = b1[j];
-        ox[j] += g * (u0 + u1);
-        oy[j] += g * (v0 + v1);
-        os[j] += g * ((u0 * u0 + u1 * u1) + (v0 * v0 + v1 * v1));
-        op[j] += g * (u0 * v0 + u1 * v1);
-    }
-}
-
-#define FS_CHUNK 2048  /* columns per strip: keeps the accumulators in L1 */
-
-/* Streamed-axis pass that forms the moment sources on the fly.
- * xr/yr: 2r+1 line pointers (NULL where the line does not exist),
- * sym: use the half taps g, else the full weight row t. */
-static void FN(vfwd)(ptrdiff_t n, const REAL *const *xr, const REAL *const *yr,
-                     int r, int sym, const REAL *g, const REAL *t, REAL *const *v)
-{
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += FS_CHUNK) {
-        ptrdiff_t m = n - j0 < FS_CHUNK ? n - j0 : FS_CHUNK;
-        REAL *ox = v[0] + j0, *oy = v[1] + j0, *os = v[2] + j0, *op = v[3] + j0;
-        if (sym) {
-            FN(src_first)(m, g[0], xr[r] + j0, yr[r] + j0, ox, oy, os, op);
-            for (int k = 1; k <= r; k++)
-                FN(src_pair)(m, g[k], xr[r - k] + j0, xr[r + k] + j0,
-                             yr[r - k] + j0, yr[r + k] + j0, ox, oy, os, op);
-        } else {
-            memset(ox, 0, m * sizeof(REAL));
-            memset(oy, 0, m * sizeof(REAL));
-            memset(os, 0, m * sizeof(REAL));
-            memset(op, 0, m * sizeof(REAL));
-            for (int k = 0; k <= 2 * r; k++)
-                if (xr[k] && t[k] != 0)
-                    FN(src_axpy)(m, t[k], xr[k] + j0, yr[k] + j0, ox, oy, os, op);
-        }
-    }
-}
-
-/* Linear pass across lines: out = sum_k w_k rows[k] (rows[k] may be NULL). */
+/* Linear combination of 2r+1 lines: out = sum_k w_k rows[k] (rows[k] may be
+ * NULL).  sym: w = the half taps g around rows[r], paired (r+1 multiplies).
+ * Accumulators stay in registers across the taps (one strip at a time). */
 static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
                      const REAL *g, const REAL *t, REAL *out)
 {
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += FS_CHUNK) {
-        ptrdiff_t m = n - j0 < FS_CHUNK ? n - j0 : FS_CHUNK;
-        if (sym) {
-            FN(lin_first)(m, g[0], rows[r] + j0, out + j0);
-            for (int k = 1; k <= r; k++)
-                FN(lin_pair)(m, g[k], rows[r - k] + j0, rows[r + k] + j0, out + j0);
-        } else {
-            memset(out + j0, 0, m * sizeof(REAL));
-            for (int k = 0; k <= 2 * r; k++)
-                if (rows[k] && t[k] != 0)
-                    FN(lin_axpy)(m, t[k], rows[k] + j0, out + j0);
+    ptrdiff_t j = 0;
+    if (sym) {
+        const REAL *c = rows[r];
+        for (; j + 2 * NV <= n; j += 2 * NV) {
+            FN(vec) a0 = FN(ld)(c + j) * g[0], a1 = FN(ld)(c + j + NV) * g[0];
+            for (int k = 1; k <= r; k++) {
+                const REAL *u = rows[r - k] + j, *v = rows[r + k] + j;
+                a0 += (FN(ld)(u) + FN(ld)(v)) * g[k];
+                a1 += (FN(ld)(u + NV) + FN(ld)(v + NV)) * g[k];
+            }
+            FN(st)(out + j, a0);
+            FN(st)(out + j + NV, a1);
         }
+        for (; j < n; j++) {
+            REAL a = c[j] * g[0];
+            for (int k = 1; k <= r; k++) a += (rows[r - k][j] + rows[r + k][j]) * g[k];
+            out[j] = a;
+        }
+    } else {
+        for (; j + NV <= n; j += NV) {
+            FN(vec) a = {0};
+            for (int k = 0; k <= 2 * r; k++)
+                if (rows[k] && t[k] != 0) a += FN(ld)(rows[k] + j) * t[k];
+            FN(st)(out + j, a);
+        }
+        for (; j < n; j++) {
+            REAL a = 0;
+            for (int k = 0; k <= 2 * r; k++)
+                if (rows[k] && t[k] != 0) a += rows[k][j] * t[k];
+            out[j] = a;
+        }
+    }
+}
+
+/* Row-blocked linear pass across lines, for FS_B consecutive outputs:
+ * out[b] = sum_k w[b][k] rows[b + k], b < nb, k <= 2r.  Each loaded line
+ * feeds up to FS_B accumulators, so a window of 2r+1 lines is read once per
+ * FS_B outputs instead of once per output (the ring of filtered lines does
+ * not fit in L1).  rows[l] must be valid (point absent lines at zeros). */
+static void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
+                           const REAL *const *w, REAL *const *out)
+{
+    const int K = 2 * r + 1;
+    ptrdiff_t j = 0;
+    if (nb == 4) {
+        const REAL *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+        for (; j + NV <= n; j += NV) {
+            FN(vec) a0, a1, a2, a3, v;
+            v = FN(ld)(rows[0] + j);
+            a0 = v * w0[0];
+            v = FN(ld)(rows[1] + j);
+            a0 += v * w0[1];
+            a1 = v * w1[0];
+            v = FN(ld)(rows[2] + j);
+            a0 += v * w0[2];
+            a1 += v * w1[1];
+            a2 = v * w2[0];
+            a3 = v * (REAL)0;
+            for (int l = 3; l < K; l++) {
+                v = FN(ld)(rows[l] + j);
+                a0 += v * w0[l];
+                a1 += v * w1[l - 1];
+                a2 += v * w2[l - 2];
+                a3 += v * w3[l - 3];
+            }
+            for (int l = K; l < K + 3; l++) {
+                v = FN(ld)(rows[l] + j);
+                if (l - 1 < K) a1 += v * w1[l - 1];
+                if (l - 2 < K) a2 += v * w2[l - 2];
+                a3 += v * w3[l - 3];
+            }
+            FN(st)(out[0] + j, a0);
+            FN(st)(out[1] + j, a1);
+            FN(st)(out[2] + j, a2);
+            FN(st)(out[3] + j, a3);
+        }
+        if (K < 3) j = 0; /* tiny windows: the ramp above assumes K >= 3 */
+    }
+    for (int b = 0; b < nb; b++) {
+        REAL *o = out[b];
+        for (ptrdiff_t i = j; i < n; i++) {
+            REAL a = 0;
+            for (int k = 0; k < K; k++) a += rows[b + k][i] * w[b][k];
+            o[i] = a;
+        }
+    }
+}
+
+/* Symmetric interior of a band with unaligned loads: writes out[i] for
+ * i in [i0, i1), and may recompute (identically) outputs in [lo, hi) around
+ * it, so that short runs still take whole vectors instead of scalar loops. */
+static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
+                           ptrdiff_t i1, ptrdiff_t lo, ptrdiff_t hi, REAL *out)
+{
+    if (i1 <= i0) return;
+    if (hi - lo >= NV) {
+        if (i1 - i0 < NV) {  /* widen the run to one vector inside [lo, hi) */
+            i0 = i0 + NV <= hi ? i0 : hi - NV;
+            i1 = i0 + NV;
+        }
+        ptrdiff_t i = i0;
+        for (;; i += NV) {
+            if (i + NV > i1) i = i1 - NV;  /* last vector overlaps the previous */
+            FN(vec) a = FN(ld)(c + i) * g[0];
+            for (int k = 1; k <= r; k++) a += (FN(ld)(c + i - k) + FN(ld)(c + i + k)) * g[k];
+            FN(st)(out + i, a);
+            if (i + NV >= i1) break;
+        }
+        return;
+    }
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        REAL a = c[i] * g[0];
+        for (int k = 1; k <= r; k++) a += (c[i - k] + c[i + k]) * g[k];
+        out[i] = a;
     }
 }
 
@@ -130,9 +155,39 @@ static void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
     const REAL *g = (const REAL *)b->g;
     if (hi > lo) {
         const REAL *c = in + off;
-        FN(lin_first)(hi - lo, g[0], c + lo, out + lo);
-        for (int k = 1; k <= r; k++)
-            FN(lin_pair)(hi - lo, g[k], c + lo - k, c + lo + k, out + lo);
+#if FS_VBYTES == 64
+        /* AVX-512: shifted windows by two-source permutes of three loads
+         * instead of 2r unaligned loads (each of which splits a cache line). */
+        ptrdiff_t ps = lo > NV - off ? lo : NV - off;
+        ptrdiff_t pe = ps;
+        if (r < NV && r >= 1) {
+            ptrdiff_t lim = (ptrdiff_t)n_in - off - 2 * NV; /* last i with c[i+2NV-1] valid */
+            ptrdiff_t top = hi < lim + 1 ? hi : lim + 1;
+            if (top > ps) pe = ps + ((top - ps) / NV) * NV;
+        }
+        FN(band_loads)(c, g, r, lo, ps < hi ? ps : hi, lo, hi, out);
+        if (pe > ps) {
+            FN(ivec) lft[NV], rgt[NV];
+            for (int k = 1; k <= r; k++)
+                for (int e = 0; e < NV; e++) {
+                    lft[k][e] = e + NV - k;
+                    rgt[k][e] = e + k;
+                }
+            FN(vec) A = FN(ld)(c + ps - NV), B = FN(ld)(c + ps);
+            for (ptrdiff_t i = ps; i < pe; i += NV) {
+                FN(vec) C = FN(ld)(c + i + NV);
+                FN(vec) a = B * g[0];
+                for (int k = 1; k <= r; k++)
+                    a += (__builtin_shuffle(A, B, lft[k]) + __builtin_shuffle(B, C, rgt[k])) * g[k];
+                FN(st)(out + i, a);
+                A = B;
+                B = C;
+            }
+        }
+        if (pe < hi) FN(band_loads)(c, g, r, pe > lo ? pe : lo, hi, lo, hi, out);
+#else
+        FN(band_loads)(c, g, r, lo, hi, lo, hi, out);
+#endif
     }
     for (int i = 0; i < b->n_out; i++) {
         if (i == lo && hi > lo) i = hi;  /* skip the interior */
@@ -295,67 +350,126 @@ static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2
 
 /* ---- scratch ---- */
 
+#define FS_B 4  /* output lines per row block */
+
 typedef struct {
-    REAL *v[4], *m[4], *S, *wl, *tmp, *ring[4], *av[4], *ag[4];
-    const REAL **xr, **yr, **pr;
+    REAL *src[2], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
+    REAL *fring[4], *av[FS_B][4], *ag[4];
+    const REAL **pr, **pr2;
+    int hnext, nrh, nrf;
 } FN(fs_scr);
 
 static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
-    const int R = 2 * job->f0.r + 1;
-    int rp = R;
+    const int r = job->f0.r;
+    const int nrh = 2 * r + FS_B, nrf = 2 * r + 2 * FS_B;
+    int rp = 2 * r + FS_B;
     if (job->n1 > 1 && 2 * job->f1.r + 1 > rp) rp = 2 * job->f1.r + 1;
+    if (job->n1 > 1 && 2 * job->a1.r + 1 > rp) rp = 2 * job->a1.r + 1;
     size_t off = 0;
 #define FS_TAKE(ptr, type, count)                                        \
     do {                                                                 \
         if (s) ptr = (type *)(base + off);                               \
         off += ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63;      \
     } while (0)
-    for (int i = 0; i < 4; i++) FS_TAKE(s->v[i], REAL, L);
-    for (int i = 0; i < 4; i++) FS_TAKE(s->m[i], REAL, Lo);
+    for (int i = 0; i < 2; i++) FS_TAKE(s->src[i], REAL, L);
+    for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Lo);
+    for (int b = 0; b < FS_B; b++)
+        for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
     FS_TAKE(s->S, REAL, Lo);
     FS_TAKE(s->wl, REAL, Lo);
+    FS_TAKE(s->zeros, REAL, Lo);
     FS_TAKE(s->tmp, REAL, job->n2 > job->o2 ? job->n2 : job->o2);
-    FS_TAKE(s->xr, const REAL *, rp);
-    FS_TAKE(s->yr, const REAL *, rp);
+    FS_TAKE(s->gfull, REAL, 2 * r + 1);
     FS_TAKE(s->pr, const REAL *, rp);
+    FS_TAKE(s->pr2, const REAL *, rp);
     if (job->grad) {
-        for (int i = 0; i < 4; i++) FS_TAKE(s->ring[i], REAL, (ptrdiff_t)R * Lo);
-        for (int i = 0; i < 4; i++) FS_TAKE(s->av[i], REAL, Lo);
+        for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Lo);
+        for (int b = 0; b < FS_B; b++)
+            for (int i = 0; i < 4; i++) FS_TAKE(s->av[b][i], REAL, Lo);
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
     }
 #undef FS_TAKE
+    if (s) {
+        s->nrh = nrh;
+        s->nrf = nrf;
+    }
     return off + 64;
 }
 
-FS_TARGETS size_t FN(fs_scratch_bytes)(const fs_job *job)
+static size_t FN(fs_scratch_bytes)(const fs_job *job)
 {
     return FN(fs_layout)(job, NULL, NULL);
 }
 
-/* Moments of output line p into s->m (eqs. 2-4, all axes). */
-static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p,
-                        FN(fs_scr) *s)
+/* Input line q, filtered within the line (axes 1, 2) for the four moment
+ * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
+static void FN(hline)(const fs_job *job, const REAL *x, const REAL *y, int q,
+                      FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
-    const REAL *t;
-    int sym = FN(band_row)(&job->f0, p, &t);
-    FN(band_ptrs)(&job->f0, p, x, L, s->xr);
-    FN(band_ptrs)(&job->f0, p, y, L, s->yr);
-    FN(vfwd)(L, s->xr, s->yr, job->f0.r, sym, (const REAL *)job->f0.g, t, s->v);
+    const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
+    const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * Lo;
+    const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
+    REAL *restrict ss = s->src[0], *restrict sp = s->src[1];
+    for (ptrdiff_t j = 0; j < L; j++) {
+        REAL u = xq[j], v = yq[j];
+        ss[j] = u * u + v * v;
+        sp[j] = u * v;
+    }
+    const REAL *srcs[4] = {xq, yq, ss, sp};
     for (int i = 0; i < 4; i++)
-        FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, s->v[i],
-                  s->m[i], s->tmp, s->pr);
+        FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
+                  s->hring[i] + slot, s->tmp, s->pr);
 }
 
-FS_TARGETS void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
-                            void *scratch)
+/* Weight rows of band b for outputs i0 .. i0+nb-1 (the symmetric interior
+ * gets the full taps). */
+static inline void FN(block_weights)(const fs_band *b, int i0, int nb,
+                                     const REAL *gfull, const REAL **w)
+{
+    for (int k = 0; k < nb; k++) {
+        const REAL *t;
+        w[k] = FN(band_row)(b, i0 + k, &t) ? gfull : t;
+    }
+}
+
+/* Moments of output lines p0 .. p0+nb-1 into s->m[b]: the streamed-axis
+ * band over the ring of within-line-filtered source lines (filtered lines
+ * are made on demand, each input line once per block). */
+static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p0,
+                        int nb, FN(fs_scr) *s)
+{
+    const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
+    const fs_band *f0 = &job->f0;
+    const int r = f0->r, c0 = p0 + f0->off;
+    int qlo = c0 - r < 0 ? 0 : c0 - r;
+    int qhi = c0 + nb - 1 + r > job->n0 - 1 ? job->n0 - 1 : c0 + nb - 1 + r;
+    if (s->hnext < qlo) s->hnext = qlo;
+    for (; s->hnext <= qhi; s->hnext++) FN(hline)(job, x, y, s->hnext, s);
+    const REAL *w[FS_B];
+    FN(block_weights)(f0, p0, nb, s->gfull, w);
+    for (int i = 0; i < 4; i++) {
+        for (int l = 0; l < 2 * r + nb; l++) {
+            int q = c0 - r + l;
+            s->pr[l] = (q >= 0 && q < job->n0)
+                           ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * Lo : s->zeros;
+        }
+        REAL *out[FS_B];
+        for (int b = 0; b < nb; b++) out[b] = s->m[b][i];
+        FN(vlin_multi)(Lo, s->pr, r, nb, w, out);
+    }
+}
+
+static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
+                        void *scratch)
 {
     FN(fs_scr) s;
     char *base = (char *)(((size_t)scratch + 63) & ~(size_t)63);
     FN(fs_layout)(job, base, &s);
+    s.hnext = -(1 << 30);
 
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
@@ -364,25 +478,37 @@ FS_TARGETS void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
     REAL *map = job->map ? (REAL *)job->map + plane * job->plane_out : NULL;
     double *rowsum = job->rowsum ? job->rowsum + plane * job->o0 : NULL;
     const REAL C1 = (REAL)job->C1, C2 = (REAL)job->C2, cov = (REAL)job->cov;
+    {
+        const int r = job->f0.r;
+        const REAL *g = (const REAL *)job->f0.g;
+        for (int k = 0; k <= r; k++) s.gfull[r + k] = s.gfull[r - k] = g[k];
+        memset(s.zeros, 0, Lo * sizeof(REAL));
+    }
 
     if (!job->grad) {
-        for (int p = q0; p < q1; p++) {
-            FN(moments)(job, x, y, p, &s);
-            REAL *out = map ? map + (ptrdiff_t)p * Lo : s.S;
-            FN(form_value)(job->form, Lo, s.m[0], s.m[1], s.m[2], s.m[3], C1, C2,
-                           cov, out);
-            if (rowsum)
-                rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
-                                ? FN(region_sum)(out, job->o2, job->s1, job->s2)
-                                : 0.0;
+        for (int p0 = q0; p0 < q1; p0 += FS_B) {
+            const int nb = q1 - p0 < FS_B ? q1 - p0 : FS_B;
+            FN(moments)(job, x, y, p0, nb, &s);
+            for (int b = 0; b < nb; b++) {
+                const int p = p0 + b;
+                REAL *out = map ? map + (ptrdiff_t)p * Lo : s.S;
+                FN(form_value)(job->form, Lo, s.m[b][0], s.m[b][1], s.m[b][2],
+                               s.m[b][3], C1, C2, cov, out);
+                if (rowsum)
+                    rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
+                                    ? FN(region_sum)(out, job->o2, job->s1, job->s2)
+                                    : 0.0;
+            }
         }
         return;
     }
 
     /* Gradient: stream the output lines needed by input lines [q0, q1)
-     * through a ring of 2r+1 lines of cotangent-weighted partials. */
+     * through a ring of cotangent-weighted partials w*F_m (eqs. 8-10), then
+     * apply the adjoint bands (eqs. 5-7): along the streamed axis, then
+     * within the line. */
     const fs_band *a0 = &job->a0;
-    const int r = a0->r, R = 2 * r + 1;
+    const int r = a0->r, nrf = s.nrf;
     const REAL *wmap = job->wmap ? (const REAL *)job->wmap + plane * job->plane_out : NULL;
     if (!wmap) {
         memset(s.wl, 0, Lo * sizeof(REAL));
@@ -400,59 +526,76 @@ FS_TARGETS void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
 
     int next = q0 + a0->off - r;
     if (next < 0) next = 0;
-    for (int q = q0; q < q1; q++) {
-        int need = q + a0->off + r;
+    for (int q0b = q0; q0b < q1; q0b += FS_B) {
+        const int nbq = q1 - q0b < FS_B ? q1 - q0b : FS_B;
+        int need = q0b + nbq - 1 + a0->off + r;
         if (need > job->o0 - 1) need = job->o0 - 1;
-        for (; next <= need; next++) {
-            const int p = next;
-            const int c = p + job->f0.off;
-            const int owned = c >= q0 && c < q1;
-            const ptrdiff_t slot = (ptrdiff_t)(p % R) * Lo;
-            const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
-                                 : ((p >= job->s0[0] && p < job->s0[1]) ? s.wl : NULL);
-            REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : s.S;
-            FN(moments)(job, x, y, p, &s);
-            if (w) {
-                FN(form_grad)(job->form, Lo, s.m[0], s.m[1], s.m[2], s.m[3], C1,
-                              C2, cov, w, out, s.ring[0] + slot, s.ring[1] + slot,
-                              s.ring[2] + slot, s.ring[3] + slot);
-            } else {
-                FN(form_value)(job->form, Lo, s.m[0], s.m[1], s.m[2], s.m[3], C1,
-                               C2, cov, out);
-                for (int i = 0; i < 4; i++) memset(s.ring[i] + slot, 0, Lo * sizeof(REAL));
+        while (next <= need) {
+            const int nb = job->o0 - next < FS_B ? job->o0 - next : FS_B;
+            FN(moments)(job, x, y, next, nb, &s);
+            for (int b = 0; b < nb; b++) {
+                const int p = next + b;
+                const int c = p + job->f0.off;
+                const int owned = c >= q0 && c < q1;
+                const ptrdiff_t slot = (ptrdiff_t)(p % nrf) * Lo;
+                const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
+                                     : ((p >= job->s0[0] && p < job->s0[1]) ? s.wl : NULL);
+                REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : s.S;
+                REAL *const *m = s.m[b];
+                if (w) {
+                    FN(form_grad)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2, cov,
+                                  w, out, s.fring[0] + slot, s.fring[1] + slot,
+                                  s.fring[2] + slot, s.fring[3] + slot);
+                } else {
+                    FN(form_value)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                                   cov, out);
+                    for (int i = 0; i < 4; i++)
+                        memset(s.fring[i] + slot, 0, Lo * sizeof(REAL));
+                }
+                if (rowsum && owned)
+                    rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
+                                    ? FN(region_sum)(out, job->o2, job->s1, job->s2)
+                                    : 0.0;
             }
-            if (rowsum && owned)
-                rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
-                                ? FN(region_sum)(out, job->o2, job->s1, job->s2)
-                                : 0.0;
+            next += nb;
         }
-        /* adjoint along the streamed axis, then within the line */
-        const REAL *t;
-        int sym = FN(band_row)(a0, q, &t);
+        const REAL *w[FS_B];
+        FN(block_weights)(a0, q0b, nbq, s.gfull, w);
         for (int ii = 0; ii < nm; ii++) {
             const int i = maps[ii];
-            for (int k = 0; k < R; k++) {
-                int p = q + a0->off - r + k;
-                s.pr[k] = (p >= 0 && p < job->o0) ? s.ring[i] + (ptrdiff_t)(p % R) * Lo : NULL;
+            for (int l = 0; l < 2 * r + nbq; l++) {
+                int p = q0b + a0->off - r + l;
+                s.pr[l] = (p >= 0 && p < job->o0)
+                              ? s.fring[i] + (ptrdiff_t)(p % nrf) * Lo : s.zeros;
             }
-            FN(vlin)(Lo, s.pr, r, sym, (const REAL *)a0->g, t, s.av[i]);
-            /* s.xr is free here: the inner adjoint uses it for its line pointers */
-            FN(inner)(&job->a1, &job->a2, job->o1, job->o2, job->n1, s.av[i],
-                      s.ag[i], s.tmp, s.xr);
+            REAL *out[FS_B];
+            for (int b = 0; b < nbq; b++) out[b] = s.av[b][i];
+            FN(vlin_multi)(Lo, s.pr, r, nbq, w, out);
         }
-        const REAL *xq = x + (ptrdiff_t)q * L, *yq = y + (ptrdiff_t)q * L;
-        const REAL *ass = s.ag[2], *axy = s.ag[3];
-        if (gx) {
-            REAL *restrict o = gx + (ptrdiff_t)q * L;
-            const REAL *amx = s.ag[0];
-            for (ptrdiff_t j = 0; j < L; j++)
-                o[j] = amx[j] + 2 * xq[j] * ass[j] + yq[j] * axy[j];
-        }
-        if (gy) {
-            REAL *restrict o = gy + (ptrdiff_t)q * L;
-            const REAL *amy = s.ag[1];
-            for (ptrdiff_t j = 0; j < L; j++)
-                o[j] = amy[j] + 2 * yq[j] * ass[j] + xq[j] * axy[j];
+        for (int b = 0; b < nbq; b++) {
+            const int q = q0b + b;
+            for (int ii = 0; ii < nm; ii++) {
+                const int i = maps[ii];
+                FN(inner)(&job->a1, &job->a2, job->o1, job->o2, job->n1, s.av[b][i],
+                          s.ag[i], s.tmp, s.pr2);
+            }
+            const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
+            const REAL *restrict ass = s.ag[2], *restrict axy = s.ag[3];
+            if (gx) {
+                REAL *restrict o = gx + (ptrdiff_t)q * L;
+                const REAL *restrict amx = s.ag[0];
+                for (ptrdiff_t j = 0; j < L; j++)
+                    o[j] = amx[j] + 2 * xq[j] * ass[j] + yq[j] * axy[j];
+            }
+            if (gy) {
+                REAL *restrict o = gy + (ptrdiff_t)q * L;
+                const REAL *restrict amy = s.ag[1];
+                for (ptrdiff_t j = 0; j < L; j++)
+                    o[j] = amy[j] + 2 * yq[j] * ass[j] + xq[j] * axy[j];
+            }
         }
     }
 }
+
+#undef NV
+#undef FS_B
