@@ -36,7 +36,9 @@ for _t in (np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int3
 
 def float_type(dtype: np.dtype) -> np.dtype:
     """scikit-image's dtype policy: float16/float32 -> float32, anything else -> float64."""
-    if dtype in (np.float16, np.float32):
+    dtype = np.dtype(dtype)
+    # by kind and size, not equality: dtype('>f4') != float32 (byte order)
+    if dtype.kind == "f" and dtype.itemsize <= 4:
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

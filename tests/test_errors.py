@@ -1,0 +1,289 @@
+"""Every ValueError / TypeError the Python layer of ``ssim`` / ``ssim_vjp`` raises, with ``match=``.
+
+Reference: the messages in fastssim/_validation.py, _ssim.py and _core.py
+(house rule 3: name the argument, show what was received, say what is
+expected).  Each case also asserts the exception type.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from conftest import pair
+
+import fastssim
+
+X, Y = pair((16, 17), seed=301)
+XB, YB = pair((2, 16, 17), seed=302)
+
+
+def _fake(module, name="ndarray"):
+    """An object that claims to come from another array framework (no import needed)."""
+    cls = type(name, (), {"__module__": module, "shape": (16, 17), "__array__":
+                          lambda self, dtype=None, copy=None: np.zeros((16, 17))})
+    return cls()
+
+
+CASES = [
+    # --- the pair
+    ("shape", dict(y=Y[:-1]), ValueError,
+     "x and y must have the same shape, got (16, 17) and (15, 17)"),
+    ("complex-x", dict(x=X.astype(np.complex128)), TypeError,
+     "x: expected a real numeric array (bool, integer or float), got dtype complex128"),
+    ("complex-y", dict(y=Y.astype(np.complex64)), TypeError,
+     "y: expected a real numeric array (bool, integer or float), got dtype complex64"),
+    ("object", dict(x=X.astype(object)), TypeError, "x: expected a real numeric array"),
+    ("str", dict(x=np.full((16, 17), "a")), TypeError, "x: expected a real numeric array"),
+    ("datetime", dict(x=np.zeros((16, 17), "datetime64[s]")), TypeError,
+     "x: expected a real numeric array"),
+    ("empty", dict(x=np.zeros((0, 16, 17)), y=np.zeros((0, 16, 17))), ValueError,
+     "x: expected a non-empty array, got shape (0, 16, 17)"),
+    ("empty-spatial", dict(x=np.zeros((16, 0)), y=np.zeros((16, 0))), ValueError,
+     "x: expected a non-empty array"),
+    ("cupy", dict(x=_fake("cupy._core.core")), TypeError,
+     "x: expected a NumPy array, got cupy._core.core.ndarray; fastssim never moves data"),
+    ("torch", dict(y=_fake("torch", "Tensor")), TypeError,
+     "y: expected a NumPy array, got torch.Tensor"),
+    ("jax", dict(x=_fake("jaxlib.xla_extension", "ArrayImpl")), TypeError,
+     "x: expected a NumPy array, got jaxlib"),
+    ("dask", dict(x=_fake("dask.array.core", "Array")), TypeError,
+     "x: expected a NumPy array, got dask.array.core.Array"),
+    # --- data_range
+    ("range-missing", dict(data_range=None), ValueError,
+     "data_range is required for floating-point input"),
+    ("range-missing-y-float", dict(x=(X * 255).astype(np.uint8), data_range=None), ValueError,
+     "data_range is required for floating-point input"),
+    ("range-nan", dict(data_range=float("nan")), ValueError,
+     "data_range: expected a positive finite number, got nan"),
+    ("range-inf", dict(data_range=np.inf), ValueError,
+     "data_range: expected a positive finite number, got inf"),
+    ("range-zero", dict(data_range=0), ValueError,
+     "data_range: expected a positive finite number, got 0"),
+    ("range-negative", dict(data_range=-1.0), ValueError,
+     "data_range: expected a positive finite number, got -1.0"),
+    ("range-str", dict(data_range="1"), TypeError,
+     "data_range: expected a positive finite number, got '1'"),
+    ("range-bool", dict(data_range=True), TypeError,
+     "data_range: expected a positive finite number, got True"),
+    # --- window
+    ("window-large", dict(x=X[:10], y=Y[:10]), ValueError,
+     "the 11-tap window exceeds the image extent: spatial shape (10, 17)"),
+    ("window-large-uniform", dict(x=X[:, :6], y=Y[:, :6], window="uniform"), ValueError,
+     "the 7-tap window exceeds the image extent"),
+    ("window-large-volume", dict(x=XB, y=YB, spatial_dims=3), ValueError,
+     "the 11-tap window exceeds the image extent: spatial shape (2, 16, 17)"),
+    ("window-large-channels-hint", dict(x=np.zeros((16, 17, 3)), y=np.zeros((16, 17, 3))),
+     ValueError, "check channel_axis and spatial_dims"),
+    ("even-win", dict(window="uniform", win_size=4), ValueError,
+     "win_size: expected an odd positive int, got 4"),
+    ("zero-win", dict(window="uniform", win_size=0), ValueError,
+     "win_size: expected an odd positive int, got 0"),
+    ("negative-win", dict(window="uniform", win_size=-3), ValueError,
+     "win_size: expected an odd positive int, got -3"),
+    ("float-win", dict(window="uniform", win_size=7.0), TypeError,
+     "win_size: expected an odd positive int, got 7.0"),
+    ("bool-win", dict(window="uniform", win_size=True), TypeError,
+     "win_size: expected an odd positive int, got True"),
+    ("win-with-gaussian", dict(win_size=7), ValueError,
+     "win_size applies to window='uniform'"),
+    ("window-str", dict(window="box"), ValueError,
+     "window: expected 'gaussian' or 'uniform', got 'box'"),
+    ("sigma-zero", dict(sigma=0.0), ValueError, "sigma: expected a positive finite number, got 0.0"),
+    ("sigma-nan", dict(sigma=np.nan), ValueError, "sigma: expected a positive finite number"),
+    ("sigma-str", dict(sigma="1.5"), TypeError, "sigma: expected a finite number, got '1.5'"),
+    ("truncate", dict(truncate=-1.0), ValueError, "truncate: expected a positive finite number"),
+    ("sample-1tap", dict(window="uniform", win_size=1, covariance="sample"), ValueError,
+     "covariance='sample' needs a window of more than one sample"),
+    # --- constants and options
+    ("K1", dict(K1=-0.01), ValueError, "K1: expected a non-negative finite number, got -0.01"),
+    ("K2", dict(K2=np.inf), ValueError, "K2: expected a non-negative finite number, got inf"),
+    ("K2-type", dict(K2=None), TypeError, "K2: expected a finite number, got None"),
+    ("border", dict(border="constant"), ValueError,
+     "border: expected 'reflect' or 'valid', got 'constant'"),
+    ("covariance", dict(covariance="unbiased"), ValueError,
+     "covariance: expected 'population' or 'sample', got 'unbiased'"),
+    ("gradient-str", dict(gradient="xy"), ValueError,
+     "gradient: expected None, 'x', 'y' or 'both', got 'xy'"),
+    ("gradient-bool", dict(gradient=True), ValueError,
+     "gradient: expected None, 'x', 'y' or 'both', got True"),
+    ("gradient-list", dict(gradient=["x"]), ValueError,
+     "gradient: expected None, 'x', 'y' or 'both', got ['x']"),
+    # --- axes
+    ("channel-float", dict(channel_axis=1.0), TypeError,
+     "channel_axis: expected an int or None, got 1.0"),
+    ("channel-bool", dict(channel_axis=True), TypeError,
+     "channel_axis: expected an int or None, got True"),
+    ("channel-high", dict(channel_axis=2), ValueError,
+     "channel_axis=2 is out of range for an array with 2 dimensions"),
+    ("channel-low", dict(channel_axis=-3), ValueError,
+     "channel_axis=-3 is out of range for an array with 2 dimensions"),
+    ("channel-no-room", dict(channel_axis=0), ValueError,
+     "x has shape (16, 17): expected at least 2 spatial dimensions plus the channel axis"),
+    ("1-D", dict(x=X[0], y=Y[0]), ValueError,
+     "x has shape (17,): expected at least 2 spatial dimensions; for a single 1-D signal"),
+    ("spatial-dims-4", dict(spatial_dims=4), ValueError,
+     "spatial_dims: expected 2 (images) or 3 (volumes), got 4"),
+    ("spatial-dims-1", dict(spatial_dims=1), ValueError,
+     "spatial_dims: expected 2 (images) or 3 (volumes), got 1"),
+    ("spatial-dims-3-on-2d", dict(spatial_dims=3), ValueError,
+     "x has shape (16, 17): expected at least 3 spatial dimensions"),
+    # --- workers
+    ("workers-0", dict(workers=0), ValueError, "workers: 0 is not a thread count"),
+    ("workers-float", dict(workers=2.0), TypeError, "workers: expected an int or None, got 2.0"),
+    ("workers-bool", dict(workers=True), TypeError, "workers: expected an int or None, got True"),
+]
+
+
+def _call(fn, kw):
+    kw = dict(kw)
+    x = kw.pop("x", X)
+    y = kw.pop("y", Y)
+    kw.setdefault("data_range", 1.0)
+    if fn is fastssim.ssim_vjp:
+        kw.pop("gradient", None)
+        return fn(x, y, np.zeros((16, 17)), **kw)
+    return fn(x, y, **kw)
+
+
+@pytest.mark.parametrize("kw,exc,msg", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_ssim_errors(kw, exc, msg):
+    with pytest.raises(exc, match=re.escape(msg)):
+        _call(fastssim.ssim, kw)
+
+
+VJP_CASES = [c for c in CASES if not c[0].startswith("gradient")]
+
+
+@pytest.mark.parametrize("kw,exc,msg", [c[1:] for c in VJP_CASES], ids=[c[0] for c in VJP_CASES])
+def test_ssim_vjp_shares_validation(kw, exc, msg):
+    """ssim_vjp validates its arguments with the same code and messages as ssim."""
+    with pytest.raises(exc, match=re.escape(msg)):
+        _call(fastssim.ssim_vjp, kw)
+
+
+# ------------------------------------------------------------- ssim_vjp only
+
+@pytest.mark.parametrize("wrt", [None, "z", "xy", True, ["x"]])
+def test_vjp_bad_wrt(wrt):
+    with pytest.raises(ValueError, match=re.escape(f"wrt: expected 'x', 'y' or 'both', got {wrt!r}")):
+        fastssim.ssim_vjp(X, Y, np.zeros_like(X), wrt=wrt, data_range=1.0)
+
+
+@pytest.mark.parametrize("border,shape", [("reflect", (6, 7)), ("valid", (16, 17)),
+                                          ("reflect", (1, 16, 17))])
+def test_vjp_cotangent_wrong_shape(border, shape):
+    expect = "(16, 17)" if border == "reflect" else "(6, 7)"
+    with pytest.raises(ValueError, match=re.escape(
+            f"cotangent: expected the shape of the SSIM map, {expect} (border={border!r}), "
+            f"got {shape}")):
+        fastssim.ssim_vjp(X, Y, np.zeros(shape), data_range=1.0, border=border)
+
+
+def test_vjp_cotangent_wrong_shape_channel_axis():
+    x, y = pair((16, 17, 3), seed=303)
+    with pytest.raises(ValueError, match=re.escape(
+            "cotangent: expected the shape of the SSIM map, (6, 7, 3) (border='valid')")):
+        fastssim.ssim_vjp(x, y, np.zeros((16, 17, 3)), data_range=1.0, border="valid",
+                          channel_axis=-1)
+
+
+@pytest.mark.parametrize("w", [np.zeros((16, 17), np.complex128), np.full((16, 17), "a"),
+                               np.zeros((16, 17), object)])
+def test_vjp_cotangent_wrong_dtype(w):
+    with pytest.raises(TypeError, match=re.escape(
+            f"cotangent: expected a real numeric array (bool, integer or float), got dtype {w.dtype}")):
+        fastssim.ssim_vjp(X, Y, w, data_range=1.0)
+
+
+@pytest.mark.parametrize("module", ["torch", "cupy._core.core", "jaxlib._jax"])
+def test_vjp_cotangent_from_another_framework(module):
+    with pytest.raises(TypeError, match=re.escape(f"cotangent: expected a NumPy array, got {module}.")):
+        fastssim.ssim_vjp(X, Y, _fake(module), data_range=1.0)
+
+
+def test_vjp_cotangent_list_is_accepted():
+    w = np.random.default_rng(0).random((16, 17))
+    np.testing.assert_array_equal(fastssim.ssim_vjp(X, Y, w.tolist(), data_range=1.0),
+                                  fastssim.ssim_vjp(X, Y, w, data_range=1.0))
+
+
+# ------------------------------------------------------------- output buffers
+
+def _full(**kw):
+    return fastssim.ssim(X, Y, data_range=1.0, full=True, **kw)
+
+
+def _grad(**kw):
+    return fastssim.ssim(X, Y, data_range=1.0, gradient="x", **kw)
+
+
+@pytest.mark.parametrize("call,name", [(_full, "map_out"), (_grad, "grad_out")])
+def test_out_wrong_shape(call, name):
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name}: expected an array of shape (16, 17) and dtype float64, "
+            "got shape (16, 16) and dtype float64")):
+        call(**{name: np.empty((16, 16))})
+
+
+@pytest.mark.parametrize("call,name", [(_full, "map_out"), (_grad, "grad_out")])
+def test_out_wrong_dtype(call, name):
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name}: expected an array of shape (16, 17) and dtype float64, "
+            "got shape (16, 17) and dtype float32")):
+        call(**{name: np.empty((16, 17), np.float32)})
+
+
+@pytest.mark.parametrize("call,name", [(_full, "map_out"), (_grad, "grad_out")])
+def test_out_non_contiguous(call, name):
+    buf = np.empty((16, 34))[:, ::2]
+    with pytest.raises(ValueError, match=re.escape(f"{name}: expected a writeable C-contiguous array")):
+        call(**{name: buf})
+    with pytest.raises(ValueError, match=re.escape(f"{name}: expected a writeable C-contiguous array")):
+        call(**{name: np.asfortranarray(np.empty((16, 17)))})
+
+
+@pytest.mark.parametrize("call,name", [(_full, "map_out"), (_grad, "grad_out")])
+def test_out_read_only(call, name):
+    buf = np.empty((16, 17))
+    buf.setflags(write=False)
+    with pytest.raises(ValueError, match=re.escape(f"{name}: expected a writeable C-contiguous array")):
+        call(**{name: buf})
+
+
+@pytest.mark.parametrize("call,name", [(_full, "map_out"), (_grad, "grad_out")])
+def test_out_not_an_array(call, name):
+    with pytest.raises(TypeError, match=re.escape(f"{name}: expected a NumPy array, got list")):
+        call(**{name: np.zeros((16, 17)).tolist()})
+
+
+def test_out_valid_border_shape():
+    with pytest.raises(ValueError, match=re.escape(
+            "map_out: expected an array of shape (6, 7) and dtype float64, got shape (16, 17)")):
+        _full(border="valid", map_out=np.empty((16, 17)))
+
+
+def test_out_channel_axis_wrong_shape():
+    x, y = pair((16, 17, 3), seed=304)
+    with pytest.raises(ValueError, match=re.escape(
+            "map_out: expected an array of shape (16, 17, 3) and dtype float64, got shape (3, 16, 17)")):
+        fastssim.ssim(x, y, data_range=1.0, full=True, channel_axis=-1,
+                      map_out=np.empty((3, 16, 17)))
+    with pytest.raises(ValueError, match=re.escape("grad_out: expected an array of shape (16, 17, 3)")):
+        fastssim.ssim(x, y, data_range=1.0, gradient="y", channel_axis=-1,
+                      grad_out=np.empty((16, 17)))
+
+
+@pytest.mark.parametrize("bad", [np.empty((16, 17)), (np.empty((16, 17)),), [np.empty((16, 17))] * 3])
+def test_grad_out_both_needs_a_pair(bad):
+    with pytest.raises(TypeError, match=re.escape(
+            "grad_out: expected a pair of arrays (grad_x, grad_y) for gradient='both'")):
+        fastssim.ssim(X, Y, data_range=1.0, gradient="both", grad_out=bad)
+
+
+def test_grad_out_both_checks_each():
+    with pytest.raises(ValueError, match=re.escape("grad_out: expected an array of shape (16, 17)")):
+        fastssim.ssim(X, Y, data_range=1.0, gradient="both",
+                      grad_out=(np.empty((16, 17)), np.empty((17, 16))))

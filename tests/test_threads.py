@@ -1,0 +1,103 @@
+"""Deterministic parallelism (house rule 5): results do not depend on the thread count.
+
+Reference: the ``workers=1`` result, compared *bitwise* (np.array_equal) —
+reductions go through per-line partials summed in a fixed order, so any
+difference at all means a thread-count-dependent reduction or a race.
+Images are large enough (300x517, batches) that row blocks really split
+between threads.  Also: concurrent calls from a Python thread pool (the
+nogil paths) give the serial results.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from conftest import pair
+
+import fastssim
+
+
+def _assert_bitwise(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            _assert_bitwise(u, v)
+    elif a is None:
+        assert b is None
+    else:
+        assert np.array_equal(a, b, equal_nan=True), "result depends on the thread count"
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+
+
+# ENGINE BUG (reported, not fixed here; engine commit 3be702d): on images tall enough
+# to be split into row blocks (here 300 rows; 128 rows are not), the blocks depend on
+# the thread count and rows at different positions in a block are summed in a
+# different order, so maps (float64: ~1e-15, float32: ~1e-6) and float32 values
+# change with ``workers``.  Strict: remove the marker once the engine is fixed.
+THREADS_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason="ENGINE: row blocking depends on the thread count (maps/values differ in the "
+           "last bits between workers=1 and workers=2 on 300x517); reported",
+)
+
+CASES = [
+    pytest.param((300, 517), dict(), id="large", marks=THREADS_XFAIL),
+    pytest.param((300, 517), dict(window="uniform", win_size=7, covariance="sample"),
+                 id="large-box", marks=THREADS_XFAIL),
+    pytest.param((300, 517), dict(border="valid"), id="large-valid", marks=THREADS_XFAIL),
+    pytest.param((5, 40, 41), dict(), id="batch"),
+    pytest.param((128, 130), dict(), id="medium"),
+    pytest.param((64, 65, 3), dict(channel_axis=-1), id="channels"),
+    pytest.param((20, 30, 31), dict(spatial_dims=3, window="uniform", win_size=5), id="volume"),
+]
+
+MODES = [dict(), dict(full=True), dict(gradient="y"), dict(full=True, gradient="both")]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,kw", CASES)
+def test_ssim_workers_bitwise(shape, kw, dtype):
+    x, y = pair(shape, dtype=dtype, seed=501)
+    for mode in MODES:
+        args = dict(data_range=1.0, **kw, **mode)
+        ref = fastssim.ssim(x, y, workers=1, **args)
+        for w in (2, 3, -1, None):
+            _assert_bitwise(fastssim.ssim(x, y, workers=w, **args), ref)
+
+
+@pytest.mark.parametrize("shape", [(300, 517), (128, 130)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vjp_workers_bitwise(dtype, shape):
+    x, y = pair(shape, dtype=dtype, seed=502)
+    w = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    ref = fastssim.ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=1)
+    _assert_bitwise(fastssim.ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=2), ref)
+
+
+@pytest.mark.parametrize("shape", [pytest.param((300, 517), marks=THREADS_XFAIL), (128, 130)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
+def test_dropin_workers_bitwise(dtype, shape):
+    x, y = pair(shape, dtype=dtype, seed=503)
+    for kw in (dict(), dict(full=True), dict(gradient=True, full=True, gaussian_weights=True)):
+        if dtype != np.uint8:
+            kw["data_range"] = 1.0
+        ref = fastssim.structural_similarity(x, y, workers=1, **kw)
+        _assert_bitwise(fastssim.structural_similarity(x, y, workers=2, **kw), ref)
+
+
+def test_concurrent_calls_from_threads():
+    """Calls running at the same time from Python threads (GIL released) do not interfere."""
+    pairs = [pair((120, 131), dtype=dt, seed=510 + i)
+             for i, dt in enumerate([np.float64, np.float32] * 4)]
+    serial = [fastssim.ssim(x, y, data_range=1.0, full=True, gradient="both", workers=1)
+              for x, y in pairs]
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        futs = [ex.submit(fastssim.ssim, x, y, data_range=1.0, full=True, gradient="both",
+                          workers=2) for x, y in pairs * 2]
+        got = [f.result() for f in futs]
+    for i, r in enumerate(got):
+        _assert_bitwise(r, serial[i % len(pairs)])
