@@ -49,6 +49,25 @@ cdef extern from "engine.h" nogil:
     size_t fs_scratch_bytes_d(const fs_job *job)
     void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
     void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
+    ctypedef struct fs_down:
+        int n_in, n_out
+        const int *i0
+        const int *i1
+        const double *w0
+        const double *w1
+        int lo, hi, shift
+        const int *m
+        const double *u
+        int alo, ahi, ashift
+
+    void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                   const void *inp, void *out, int l0, int l1, void *tmp)
+    void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                   const void *inp, void *out, int l0, int l1, void *tmp)
+    void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                 const void *coarse, void *fine, double coef, int l0, int l1)
+    void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                 const void *coarse, void *fine, double coef, int l0, int l1)
     int fs_openmp_enabled()
     int fs_omp_max_threads()
     const char *fs_simd_path()
@@ -200,3 +219,92 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
                     fs_rows_f(&job, b, q0, q1, buf + threadid() * sbytes)
     finally:
         _release(bufobj)
+
+
+cdef void _fill_down(fs_down *d, object m, list keep):
+    d.n_in = m.n_in
+    d.n_out = m.n_out
+    d.lo, d.hi, d.shift = m.lo, m.hi, m.shift
+    d.alo, d.ahi, d.ashift = m.alo, m.ahi, m.ashift
+    keep.extend((m.i0, m.i1, m.w0, m.w1, m.m, m.u))
+    d.i0 = <const int*>_ptr(m.i0)
+    d.i1 = <const int*>_ptr(m.i1)
+    d.w0 = <const double*>_ptr(m.w0)
+    d.w1 = <const double*>_ptr(m.w1)
+    d.m = <const int*>_ptr(m.m)
+    d.u = <const double*>_ptr(m.u)
+
+
+def down(object x, object out, tuple maps, int n_threads):
+    """2x mean downsampling of planes x (P, n0, n1, n2) into out (P, o0, o1, o2)."""
+    cdef fs_down d0, d1, d2
+    cdef list keep = []
+    _fill_down(&d0, maps[0], keep)
+    _fill_down(&d1, maps[1], keep)
+    _fill_down(&d2, maps[2], keep)
+    cdef int P = x.shape[0], o0 = out.shape[1]
+    cdef ptrdiff_t pin = <ptrdiff_t>x.shape[1] * x.shape[2] * x.shape[3]
+    cdef ptrdiff_t pout = <ptrdiff_t>out.shape[1] * out.shape[2] * out.shape[3]
+    cdef size_t tmpn = <size_t>x.shape[2] * x.shape[3] + x.shape[3] + 16
+    cdef int use_double = x.dtype == np.float64
+    cdef size_t esz = 8 if use_double else 4
+    cdef int per = 32
+    cdef int nblk = (o0 + per - 1) // per
+    cdef int nunits = P * nblk
+    if <long long>P * pin < 65536:
+        n_threads = 1
+    bufobj = _acquire(tmpn * esz * n_threads + 64)
+    cdef char *buf = <char*>_ptr(bufobj)
+    cdef char *xin = <char*>_ptr(x)
+    cdef char *xout = <char*>_ptr(out)
+    cdef int u, b, l0, l1
+    try:
+        with nogil:
+            for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
+                b = u // nblk
+                l0 = (u % nblk) * per
+                l1 = l0 + per
+                if l1 > o0:
+                    l1 = o0
+                if use_double:
+                    fs_down_d(&d0, &d1, &d2, xin + b * pin * esz, xout + b * pout * esz,
+                              l0, l1, buf + threadid() * tmpn * esz)
+                else:
+                    fs_down_f(&d0, &d1, &d2, xin + b * pin * esz, xout + b * pout * esz,
+                              l0, l1, buf + threadid() * tmpn * esz)
+    finally:
+        _release(bufobj)
+
+
+def up(object coarse, object fine, object coef, tuple maps, int n_threads):
+    """fine = coef[p] * fine + D^T coarse, per plane p (the adjoint of ``down``)."""
+    cdef fs_down d0, d1, d2
+    cdef list keep = []
+    _fill_down(&d0, maps[0], keep)
+    _fill_down(&d1, maps[1], keep)
+    _fill_down(&d2, maps[2], keep)
+    cdef int P = fine.shape[0], n0 = fine.shape[1]
+    cdef ptrdiff_t pin = <ptrdiff_t>fine.shape[1] * fine.shape[2] * fine.shape[3]
+    cdef ptrdiff_t pout = <ptrdiff_t>coarse.shape[1] * coarse.shape[2] * coarse.shape[3]
+    cdef int use_double = fine.dtype == np.float64
+    cdef size_t esz = 8 if use_double else 4
+    cdef double[::1] cf = coef
+    cdef int per = 64
+    cdef int nblk = (n0 + per - 1) // per
+    cdef int nunits = P * nblk
+    if <long long>P * pin < 65536:
+        n_threads = 1
+    cdef char *cin = <char*>_ptr(coarse)
+    cdef char *fout = <char*>_ptr(fine)
+    cdef int u, b, l0, l1
+    with nogil:
+        for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
+            b = u // nblk
+            l0 = (u % nblk) * per
+            l1 = l0 + per
+            if l1 > n0:
+                l1 = n0
+            if use_double:
+                fs_up_d(&d0, &d1, &d2, cin + b * pout * esz, fout + b * pin * esz, cf[b], l0, l1)
+            else:
+                fs_up_f(&d0, &d1, &d2, cin + b * pout * esz, fout + b * pin * esz, cf[b], l0, l1)

@@ -113,8 +113,8 @@ def _window(window, sigma, truncate, win_size):
 
 
 def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
-         covariance, border, channel_axis, spatial_dims, workers):
-    """Validate and normalise the arguments shared by ssim and ssim_vjp."""
+         covariance, border, channel_axis, spatial_dims, workers, check_window=True):
+    """Validate and normalise the arguments shared by ssim, ssim_vjp and ms_ssim."""
     x, y = check_pair(x, y)
     if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
         raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
@@ -162,7 +162,7 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
         batch_shape = x.shape[:-spatial_dims]
         nchan = 1
         spatial = x.shape[-spatial_dims:]
-    if min(spatial) < ntap:
+    if check_window and min(spatial) < ntap:
         raise ValueError(
             f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
             f"(input shape {x.shape}); every spatial side needs at least {ntap} px. "

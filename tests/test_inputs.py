@@ -154,12 +154,6 @@ def test_nan_inf_propagate_to_windows_that_contain_them(kw, bad):
         np.testing.assert_allclose(g[far], gref[far], rtol=1e-12, atol=1e-18)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ENGINE (reported, not fixed here): the gradient is also NaN on one row at "
-           "distance 2r+1 below the bad pixel, where the exact gradient reads no NaN map value "
-           "(seen with the engine build of this session; the engine is being reworked)",
-)
 @pytest.mark.parametrize("kw", NAN_WINDOWS)
 def test_nan_gradient_confined_to_2r(kw):
     """The gradient at pixel q reads map values within r of q, which read inputs within r:

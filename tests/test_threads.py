@@ -33,22 +33,11 @@ def _assert_bitwise(a, b):
         assert np.asarray(a).dtype == np.asarray(b).dtype
 
 
-# ENGINE BUG (reported, not fixed here; engine commit 3be702d): on images tall enough
-# to be split into row blocks (here 300 rows; 128 rows are not), the blocks depend on
-# the thread count and rows at different positions in a block are summed in a
-# different order, so maps (float64: ~1e-15, float32: ~1e-6) and float32 values
-# change with ``workers``.  Strict: remove the marker once the engine is fixed.
-THREADS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="ENGINE: row blocking depends on the thread count (maps/values differ in the "
-           "last bits between workers=1 and workers=2 on 300x517); reported",
-)
-
 CASES = [
-    pytest.param((300, 517), dict(), id="large", marks=THREADS_XFAIL),
+    pytest.param((300, 517), dict(), id="large"),
     pytest.param((300, 517), dict(window="uniform", win_size=7, covariance="sample"),
-                 id="large-box", marks=THREADS_XFAIL),
-    pytest.param((300, 517), dict(border="valid"), id="large-valid", marks=THREADS_XFAIL),
+                 id="large-box"),
+    pytest.param((300, 517), dict(border="valid"), id="large-valid"),
     pytest.param((5, 40, 41), dict(), id="batch"),
     pytest.param((128, 130), dict(), id="medium"),
     pytest.param((64, 65, 3), dict(channel_axis=-1), id="channels"),
@@ -78,7 +67,7 @@ def test_vjp_workers_bitwise(dtype, shape):
     _assert_bitwise(fastssim.ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=2), ref)
 
 
-@pytest.mark.parametrize("shape", [pytest.param((300, 517), marks=THREADS_XFAIL), (128, 130)])
+@pytest.mark.parametrize("shape", [pytest.param((300, 517)), (128, 130)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
 def test_dropin_workers_bitwise(dtype, shape):
     x, y = pair(shape, dtype=dtype, seed=503)

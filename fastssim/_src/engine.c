@@ -139,6 +139,31 @@ void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch
     fs_rows_d_v1(job, plane, q0, q1, scratch);
 }
 
+/* The pyramid kernels are memory-bound: the baseline build serves all CPUs. */
+void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+               const void *in, void *out, int l0, int l1, void *tmp)
+{
+    fs_down_f_v1(d0, d1, d2, in, out, l0, l1, tmp);
+}
+
+void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+               const void *in, void *out, int l0, int l1, void *tmp)
+{
+    fs_down_d_v1(d0, d1, d2, in, out, l0, l1, tmp);
+}
+
+void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+             const void *coarse, void *fine, double coef, int l0, int l1)
+{
+    fs_up_f_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
+}
+
+void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+             const void *coarse, void *fine, double coef, int l0, int l1)
+{
+    fs_up_d_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
+}
+
 int fs_openmp_enabled(void)
 {
 #ifdef _OPENMP

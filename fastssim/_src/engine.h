@@ -76,6 +76,34 @@ size_t fs_scratch_bytes_d(const fs_job *job);
 void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
 void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
 
+/* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.
+ * Forward, per axis: out[o] = w0[o] in[i0[o]] + w1[o] in[i1[o]]; outputs in
+ * [lo, hi) are regular (in[2o + shift] + in[2o + shift + 1]) / 2.
+ * Adjoint, per axis, as a gather: fine[i] gets u[i] * coarse[m[i]]; fine in
+ * [alo, ahi) is regular (m = (i - ashift) / 2, u = 1/2).  Every convention
+ * of odd sizes used here reads each fine sample from at most one coarse one. */
+typedef struct {
+    int n_in, n_out;
+    const int *i0, *i1;
+    const double *w0, *w1;
+    int lo, hi, shift;
+    const int *m;
+    const double *u;
+    int alo, ahi, ashift;
+} fs_down;
+
+/* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).
+ * tmp: n1*n2 + n2 elements. */
+void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+               const void *in, void *out, int l0, int l1, void *tmp);
+void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+               const void *in, void *out, int l0, int l1, void *tmp);
+/* fine = coef * fine + D^T coarse, fine lines [l0, l1) of one plane. */
+void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+             const void *coarse, void *fine, double coef, int l0, int l1);
+void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+             const void *coarse, void *fine, double coef, int l0, int l1);
+
 int fs_openmp_enabled(void);
 int fs_omp_max_threads(void);
 const char *fs_simd_path(void);

@@ -77,17 +77,20 @@ static void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
     if (nb == 4) {
         const REAL *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
         for (; j + NV <= n; j += NV) {
-            FN(vec) a0, a1, a2, a3, v;
+            /* Accumulators start at zero and every tap is a += v * w: with
+             * FMA contraction each output then sees one fixed sequence of
+             * fused operations (a mul + add chain could be contracted either
+             * way), whatever its position in the block. */
+            FN(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
             v = FN(ld)(rows[0] + j);
-            a0 = v * w0[0];
+            a0 += v * w0[0];
             v = FN(ld)(rows[1] + j);
             a0 += v * w0[1];
-            a1 = v * w1[0];
+            a1 += v * w1[0];
             v = FN(ld)(rows[2] + j);
             a0 += v * w0[2];
             a1 += v * w1[1];
-            a2 = v * w2[0];
-            a3 = v * (REAL)0;
+            a2 += v * w2[0];
             for (int l = 3; l < K; l++) {
                 v = FN(ld)(rows[l] + j);
                 a0 += v * w0[l];
@@ -449,17 +452,21 @@ static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p0,
     int qhi = c0 + nb - 1 + r > job->n0 - 1 ? job->n0 - 1 : c0 + nb - 1 + r;
     if (s->hnext < qlo) s->hnext = qlo;
     for (; s->hnext <= qhi; s->hnext++) FN(hline)(job, x, y, s->hnext, s);
+    /* Always a full block: missing outputs read zeros into spare buffers,
+     * so every output line takes the same arithmetic wherever its block
+     * boundaries fall (results independent of the thread count). */
     const REAL *w[FS_B];
     FN(block_weights)(f0, p0, nb, s->gfull, w);
+    for (int b = nb; b < FS_B; b++) w[b] = s->gfull;
     for (int i = 0; i < 4; i++) {
-        for (int l = 0; l < 2 * r + nb; l++) {
+        for (int l = 0; l < 2 * r + FS_B; l++) {
             int q = c0 - r + l;
-            s->pr[l] = (q >= 0 && q < job->n0)
+            s->pr[l] = (l < 2 * r + nb && q >= 0 && q < job->n0)
                            ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * Lo : s->zeros;
         }
         REAL *out[FS_B];
-        for (int b = 0; b < nb; b++) out[b] = s->m[b][i];
-        FN(vlin_multi)(Lo, s->pr, r, nb, w, out);
+        for (int b = 0; b < FS_B; b++) out[b] = s->m[b][i];
+        FN(vlin_multi)(Lo, s->pr, r, FS_B, w, out);
     }
 }
 
@@ -561,16 +568,17 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
         }
         const REAL *w[FS_B];
         FN(block_weights)(a0, q0b, nbq, s.gfull, w);
+        for (int b = nbq; b < FS_B; b++) w[b] = s.gfull;
         for (int ii = 0; ii < nm; ii++) {
             const int i = maps[ii];
-            for (int l = 0; l < 2 * r + nbq; l++) {
+            for (int l = 0; l < 2 * r + FS_B; l++) {
                 int p = q0b + a0->off - r + l;
-                s.pr[l] = (p >= 0 && p < job->o0)
+                s.pr[l] = (l < 2 * r + nbq && p >= 0 && p < job->o0)
                               ? s.fring[i] + (ptrdiff_t)(p % nrf) * Lo : s.zeros;
             }
             REAL *out[FS_B];
-            for (int b = 0; b < nbq; b++) out[b] = s.av[b][i];
-            FN(vlin_multi)(Lo, s.pr, r, nbq, w, out);
+            for (int b = 0; b < FS_B; b++) out[b] = s.av[b][i];
+            FN(vlin_multi)(Lo, s.pr, r, FS_B, w, out);
         }
         for (int b = 0; b < nbq; b++) {
             const int q = q0b + b;
@@ -592,6 +600,89 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
                 const REAL *restrict amy = s.ag[1];
                 for (ptrdiff_t j = 0; j < L; j++)
                     o[j] = amy[j] + 2 * yq[j] * ass[j] + xq[j] * axy[j];
+            }
+        }
+    }
+}
+
+/* ---- MS-SSIM pyramid: 2x mean downsampling and its adjoint ---- */
+
+static void FN(down_axis2)(const fs_down *d, const REAL *restrict t, REAL *restrict o)
+{
+    for (int j = 0; j < d->lo; j++)
+        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
+    const REAL *restrict ts = t + d->shift;
+    for (int j = d->lo; j < d->hi; j++) o[j] = (REAL)0.5 * (ts[2 * j] + ts[2 * j + 1]);
+    for (int j = d->hi; j < d->n_out; j++)
+        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
+}
+
+static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                        const void *in_, void *out_, int l0, int l1, void *tmp_)
+{
+    const REAL *in = (const REAL *)in_;
+    REAL *out = (REAL *)out_;
+    REAL *tp = (REAL *)tmp_;
+    const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
+    const ptrdiff_t L = (ptrdiff_t)n1 * n2;
+    REAL *tr = tp + L;
+    for (int o = l0; o < l1; o++) {
+        const REAL *restrict a = in + (ptrdiff_t)d0->i0[o] * L;
+        const REAL *restrict b = in + (ptrdiff_t)d0->i1[o] * L;
+        const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+        REAL *restrict t = tp;
+        for (ptrdiff_t j = 0; j < L; j++) t[j] = wa * a[j] + wb * b[j];
+        for (int r = 0; r < o1; r++) {
+            const REAL *src = tp;
+            if (n1 > 1) {
+                const REAL *restrict ra = tp + (ptrdiff_t)d1->i0[r] * n2;
+                const REAL *restrict rb = tp + (ptrdiff_t)d1->i1[r] * n2;
+                const REAL va = (REAL)d1->w0[r], vb = (REAL)d1->w1[r];
+                for (int j = 0; j < n2; j++) tr[j] = va * ra[j] + vb * rb[j];
+                src = tr;
+            }
+            FN(down_axis2)(d2, src, out + ((ptrdiff_t)o * o1 + r) * o2);
+        }
+    }
+}
+
+static void FN(up_axis2)(const fs_down *d, const REAL *restrict c, REAL *restrict f,
+                         REAL coef, REAL scale)
+{
+    for (int i = 0; i < d->alo; i++)
+        f[i] = coef * f[i] + scale * (REAL)d->u[i] * c[d->m[i]];
+    /* regular part: both fine samples 2j+s, 2j+s+1 get c[j] / 2 */
+    const int s = d->ashift;
+    const int j0 = (d->alo - s) / 2, j1 = (d->ahi - s) / 2;
+    REAL *restrict fs = f + s;
+    const REAL h = scale * (REAL)0.5;
+    for (int j = j0; j < j1; j++) {
+        REAL v = h * c[j];
+        fs[2 * j] = coef * fs[2 * j] + v;
+        fs[2 * j + 1] = coef * fs[2 * j + 1] + v;
+    }
+    for (int i = d->ahi; i < d->n_in; i++)
+        f[i] = coef * f[i] + scale * (REAL)d->u[i] * c[d->m[i]];
+}
+
+static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                      const void *coarse_, void *fine_, double coef_, int l0, int l1)
+{
+    const REAL *coarse = (const REAL *)coarse_;
+    REAL *fine = (REAL *)fine_;
+    const REAL coef = (REAL)coef_;
+    const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
+    for (int i = l0; i < l1; i++) {
+        const REAL u0 = (REAL)d0->u[i];
+        const REAL *src = coarse + (ptrdiff_t)d0->m[i] * o1 * o2;
+        for (int r = 0; r < n1; r++) {
+            REAL *f = fine + ((ptrdiff_t)i * n1 + r) * n2;
+            const REAL u = u0 * (n1 > 1 ? (REAL)d1->u[r] : (REAL)1);
+            const REAL *c = src + (ptrdiff_t)(n1 > 1 ? d1->m[r] : 0) * o2;
+            if (u == 0) {
+                for (int j = 0; j < n2; j++) f[j] = coef * f[j];
+            } else {
+                FN(up_axis2)(d2, c, f, coef, u);
             }
         }
     }
