@@ -5,6 +5,13 @@ every function.  Importing fastssim never imports CuPy, PyTorch or Dask.
 """
 
 from ._config import show_config
+from ._msssim import (
+    WANG_WEIGHTS,
+    MSSSIMResult,
+    min_size,
+    ms_ssim,
+    multiscale_structural_similarity,
+)
 from ._ssim import SSIMResult, ssim, ssim_vjp
 from ._structural_similarity import structural_similarity
 
@@ -15,6 +22,11 @@ __all__ = [
     "ssim_vjp",
     "SSIMResult",
     "structural_similarity",
+    "ms_ssim",
+    "multiscale_structural_similarity",
+    "MSSSIMResult",
+    "WANG_WEIGHTS",
+    "min_size",
     "show_config",
     "__version__",
 ]

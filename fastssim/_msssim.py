@@ -1,0 +1,306 @@
+"""Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) with its exact analytic gradient."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from . import _core, _engine
+from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
+from ._ssim import _grad_code, plan
+
+__all__ = ["ms_ssim", "multiscale_structural_similarity", "MSSSIMResult", "WANG_WEIGHTS", "min_size"]
+
+WANG_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+NEGATIVE = ("clamp", "simple", "none")
+
+MSSSIMResult = namedtuple("MSSSIMResult", ["value", "grad_x", "grad_y", "scales"])
+MSSSIMResult.__doc__ = """Result of :func:`fastssim.ms_ssim` with ``gradient`` or ``return_scales``.
+
+value : float or ndarray of the batch shape (float64)
+grad_x, grad_y : ndarray or None, gradient of ``value`` w.r.t. x / y
+scales : ndarray (*batch[, C], M), the per-scale means m_j before the
+    negative-value policy (mean cs for j < M, mean l*cs for j = M)
+"""
+
+
+def _check_weights(weights):
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights: expected a sequence of non-negative numbers, got {weights!r}") from None
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"weights: expected a non-empty 1-D sequence (one weight per scale), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights: expected finite non-negative numbers, got {tuple(w.tolist())}")
+    if not np.any(w > 0):
+        raise ValueError("weights: at least one weight must be positive")
+    return w
+
+
+def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:
+    """Smallest side (all sides equal) for which every scale's window fits."""
+    n = taps
+    while True:
+        shapes = pyramid_shapes((n,) * spatial_dims, downsample, scales)
+        if min(shapes[-1]) >= taps:
+            return n
+        n += 1
+
+
+def _fitting_scales(spatial, downsample, taps, scales):
+    shapes = pyramid_shapes(spatial, downsample, scales)
+    fit = 0
+    for s in shapes:
+        if min(s) < taps:
+            break
+        fit += 1
+    return fit, shapes
+
+
+def _policy(m, negative):
+    """f(m) and f'(m) of the negative-value policy."""
+    if negative == "clamp":
+        return np.maximum(m, 0.0), (m > 0).astype(np.float64)
+    if negative == "simple":
+        return (m + 1.0) / 2.0, np.full_like(m, 0.5)
+    return m, np.ones_like(m)
+
+
+def _combine(m, w, negative, want_coef):
+    """Value prod_j f(m_j)^w_j per plane and, if asked, d value / d m_j.
+
+    The derivative uses the product of the *other* factors (prefix and suffix
+    products), never value / f(m_j), so it stays finite as an m_j -> 0.
+    """
+    f, df = _policy(m, negative)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        pw = f ** w  # (P, M)
+        value = np.prod(pw, axis=1)
+        if not want_coef:
+            return value, None
+        M = m.shape[1]
+        prefix = np.ones_like(pw)
+        suffix = np.ones_like(pw)
+        for j in range(1, M):
+            prefix[:, j] = prefix[:, j - 1] * pw[:, j - 1]
+        for j in range(M - 2, -1, -1):
+            suffix[:, j] = suffix[:, j + 1] * pw[:, j + 1]
+        # d f^w / d f = w f^(w-1); zero where the weight or the policy's slope is zero
+        dpow = np.where((w == 0) | (df == 0), 0.0, w * f ** (w - 1.0) * df)
+    return value, dpow * prefix * suffix
+
+
+def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
+            truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
+            downsample="symmetric", negative="clamp", fit_scales=False, gradient=None,
+            channel_axis=None, spatial_dims=2, workers=None, return_scales=False):
+    """Multi-scale structural similarity of each image pair in a batch, with its exact gradient.
+
+    MS-SSIM = prod_j f(m_j)^w_j, with m_j the mean of cs_j (scales j < M) or of
+    l_M * cs_M (the last scale M) over the pixels where the window fits at
+    scale j, scale j+1 being the 2x mean downsampling of scale j, and f the
+    negative-value policy.  The defaults are Wang's reference ``msssim.m``:
+    5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), an
+    11-tap Gaussian of sigma 1.5, K1 = 0.01, K2 = 0.03, population
+    covariance, no padding, and an odd extent repeating its last sample when
+    downsampled (TensorFlow's ``ssim_multiscale`` is the same).
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (*batch, H, W) (or (*batch, D, H, W) with ``spatial_dims=3``)
+        As for :func:`fastssim.ssim`.
+    data_range : float
+        Required for floating-point input.
+    weights : sequence of float
+        One non-negative exponent per scale; their number is the number of scales.
+    downsample : {'symmetric', 'zero', 'drop', 'replicate'}
+        Treatment of odd extents: 'symmetric' (Wang, TensorFlow: repeat the
+        last sample), 'zero' (pytorch_msssim: a zero before the first sample,
+        counted in the mean), 'drop' (torchmetrics: drop the last sample),
+        'replicate' (piq: if any side is odd, replicate the first sample of
+        every side).
+    negative : {'clamp', 'simple', 'none'}
+        What happens to a negative per-scale mean before the fractional power:
+        'clamp' at zero (TensorFlow, pytorch_msssim; its gradient is zero
+        there), 'simple' maps m -> (m + 1) / 2 (torchmetrics' ``normalize=
+        'simple'``), 'none' uses m as is (a negative m with a fractional weight
+        gives NaN, as MATLAB would give a complex number).
+    fit_scales : bool
+        If the image is too small for all the scales, use as many as fit,
+        with the weights truncated and rescaled to the original sum, instead
+        of raising ``ValueError``.
+    gradient : {None, 'x', 'y', 'both'}
+        Also return the exact gradient of the returned value (through the
+        pyramid, the downsampling adjoint included) with respect to x, y or both.
+    return_scales : bool
+        Also return the per-scale means m_j.
+
+    Returns
+    -------
+    value : float or ndarray
+        One float64 per batch item; an :class:`MSSSIMResult` ``(value, grad_x,
+        grad_y, scales)`` when ``gradient`` or ``return_scales`` is set.
+
+    Other Parameters
+    ----------------
+    window, sigma, truncate, win_size, K1, K2, covariance, channel_axis,
+    spatial_dims, workers
+        As for :func:`fastssim.ssim`.
+
+    Notes
+    -----
+    The smallest side that fits M scales of a T-tap window is
+    ``(T - 1) * 2**(M - 1) + 1`` for 'symmetric' and 'zero' (176 px for the
+    defaults), ``T * 2**(M - 1)`` for 'drop'; :func:`fastssim.min_size`
+    computes it for any convention.
+
+    References
+    ----------
+    .. [1] Wang, Z., Simoncelli, E. P., Bovik, A. C. (2003). Multi-scale
+       structural similarity for image quality assessment. Asilomar Conference
+       on Signals, Systems and Computers.
+
+    Examples
+    --------
+    >>> import numpy as np, fastssim
+    >>> x = np.random.default_rng(0).random((200, 200))
+    >>> float(fastssim.ms_ssim(x, x, data_range=1.0))
+    1.0
+    """
+    g = _grad_code(gradient)
+    w = _check_weights(weights)
+    if downsample not in CONVENTIONS:
+        raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
+    if negative not in NEGATIVE:
+        raise ValueError(f"negative: expected one of {NEGATIVE}, got {negative!r}")
+    if not isinstance(fit_scales, (bool, np.bool_)):
+        raise TypeError(f"fit_scales: expected a bool, got {fit_scales!r}")
+    p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
+             win_size=win_size, K1=K1, K2=K2, covariance=covariance, border="valid",
+             channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers,
+             check_window=False)
+    taps = len(p.taps)
+    M = w.size
+    fit, shapes = _fitting_scales(p.spatial, downsample, taps, M)
+    if fit < M:
+        if not fit_scales or fit == 0:
+            need = min_size(M, taps, downsample, len(p.spatial))
+            got = "x".join(str(n) for n in p.spatial)
+            raise ValueError(
+                f"MS-SSIM with {M} scales and a {taps}-tap window needs at least {need} px "
+                f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
+                "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
+            )
+        total = w.sum()
+        w = w[:fit]
+        w = w * (total / w.sum()) if w.sum() > 0 else w
+        M = fit
+        shapes = shapes[:M]
+
+    P = p.xp.shape[0]
+    ms = np.empty((P, M))
+    grads = []
+    xs, ys = p.xp, p.yp
+    r = p.r
+    for j in range(M):
+        if j > 0:
+            maps = down_maps(xs.shape[1:], downsample)
+            nxt = (P,) + shapes[j]
+            xd = np.empty(nxt, dtype=xs.dtype)
+            yd = np.empty(nxt, dtype=xs.dtype)
+            _engine.down(xs.reshape((P,) + _core._as4(xs.shape[1:])),
+                         xd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
+            _engine.down(ys.reshape((P,) + _core._as4(ys.shape[1:])),
+                         yd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
+            xs, ys = xd, yd
+        spatial = xs.shape[1:]
+        valid = tuple((r, n - r) for n in spatial)
+        nval = math.prod(n - 2 * r for n in spatial)
+        sums, _, gx, gy = _core.run(
+            xs, ys, taps=p.taps, map_region=valid,
+            sum_region=tuple((0, n - 2 * r) for n in spatial),
+            form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
+            grad=g, wscal=1.0 / nval, workers=p.workers,
+        )
+        ms[:, j] = sums / nval
+        grads.append((gx, gy))
+
+    value_p, coef = _combine(ms, w, negative, bool(g))
+    values = _per_item(p, value_p)
+    if not g and not return_scales:
+        return values
+    out = [None, None]
+    if g:
+        coef = coef / p.nchan
+        for side in (0, 1):
+            if not g & (side + 1):
+                continue
+            acc = grads[M - 1][side]
+            acc *= coef[:, M - 1].reshape((P,) + (1,) * (acc.ndim - 1)).astype(acc.dtype)
+            for j in range(M - 2, -1, -1):
+                fine = grads[j][side]
+                maps = down_maps(fine.shape[1:], downsample)
+                _engine.up(acc.reshape((P,) + _core._as4(acc.shape[1:])),
+                           fine.reshape((P,) + _core._as4(fine.shape[1:])),
+                           np.ascontiguousarray(coef[:, j]), maps, p.workers)
+                acc = fine
+            out[side] = p.to_user(acc)
+    scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
+    return MSSSIMResult(values, out[0], out[1], scales)
+
+
+def _per_item(p, value_p):
+    v = value_p.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
+    return v[()] if v.ndim == 0 else v
+
+
+def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=None,
+                                     gradient=False, weights=WANG_WEIGHTS, sigma=1.5,
+                                     K1=0.01, K2=0.03, downsample="symmetric",
+                                     negative="clamp", fit_scales=False, workers=None):
+    """MS-SSIM in the style of ``skimage.metrics.structural_similarity``.
+
+    A thin layer over :func:`fastssim.ms_ssim` for users of the drop-in: one
+    image pair (2-D or 3-D, channels on ``channel_axis``), ``data_range`` from
+    the dtype of ``im1`` for integer images (required for floating point), and
+    ``gradient=True`` returning ``(mssim, grad)`` with the exact gradient with
+    respect to ``im2``.  Defaults are Wang's reference (see :func:`ms_ssim`).
+
+    Returns
+    -------
+    mssim : float
+        MS-SSIM (mean over channels).
+    grad : ndarray
+        With ``gradient=True``: d mssim / d im2, in the float type of the computation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastssim import multiscale_structural_similarity
+    >>> img = (np.arange(256 * 256) % 251).astype(np.uint8).reshape(256, 256)
+    >>> float(multiscale_structural_similarity(img, img))
+    1.0
+    """
+    if not isinstance(gradient, (bool, np.bool_)):
+        raise TypeError(f"gradient: expected a bool, got {gradient!r}")
+    a1 = np.asarray(im1) if not isinstance(im1, np.ndarray) else im1
+    if a1.dtype.kind not in "biuf":
+        raise TypeError(f"im1: expected a real numeric array, got dtype {a1.dtype}")
+    cax = channel_axis
+    nd = a1.ndim - (cax is not None)
+    if nd not in (2, 3):
+        raise ValueError(
+            f"multiscale_structural_similarity supports 2-D and 3-D images, got {nd} spatial "
+            f"dimensions (shape {a1.shape}, channel_axis={channel_axis})"
+        )
+    res = ms_ssim(im1, im2, data_range=data_range, weights=weights, sigma=sigma, K1=K1, K2=K2,
+                  downsample=downsample, negative=negative, fit_scales=fit_scales,
+                  gradient="y" if gradient else None, channel_axis=channel_axis,
+                  spatial_dims=nd, workers=workers)
+    if gradient:
+        return np.float64(res.value), res.grad_y
+    return np.float64(res)
