@@ -154,9 +154,9 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     Notes
     -----
     The smallest side that fits M scales of a T-tap window is
-    ``(T - 1) * 2**(M - 1) + 1`` for 'symmetric' and 'zero' (176 px for the
-    defaults), ``T * 2**(M - 1)`` for 'drop'; :func:`fastssim.min_size`
-    computes it for any convention.
+    ``(T - 1) * 2**(M - 1) + 1`` for 'symmetric', 'zero' and 'replicate'
+    (161 px for the defaults) and ``T * 2**(M - 1)`` for 'drop' (176 px);
+    :func:`fastssim.min_size` computes it for any convention.
 
     References
     ----------
@@ -191,7 +191,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
             need = min_size(M, taps, downsample, len(p.spatial))
             got = "x".join(str(n) for n in p.spatial)
             raise ValueError(
-                f"MS-SSIM with {M} scales and a {taps}-tap window needs at least {need} px "
+                f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} px "
                 f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
                 "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
             )
