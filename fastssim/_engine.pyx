@@ -31,6 +31,8 @@ cdef extern from "engine.h" nogil:
         ptrdiff_t plane_in, plane_out
         const void *x
         const void *y
+        const double *shift_x
+        const double *shift_y
         fs_band f0, f1, f2, a0, a1, a2
         int form
         double C1, C2, cov
@@ -136,7 +138,7 @@ cdef void _fill_band(fs_band *b, object band, list keep):
 def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
         tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads):
+        int n_threads, object shift_x=None, object shift_y=None):
     """Run the engine over planes ``x``, ``y`` of shape (P, n0, n1, n2).
 
     fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
@@ -155,6 +157,8 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
     job.plane_out = <ptrdiff_t>job.o0 * job.o1 * job.o2
     job.x = _ptr(x)
     job.y = _ptr(y)
+    job.shift_x = <const double*>_ptr(shift_x)
+    job.shift_y = <const double*>_ptr(shift_y)
     _fill_band(&job.f0, fwd[0], keep)
     _fill_band(&job.f1, fwd[1], keep)
     _fill_band(&job.f2, fwd[2], keep)

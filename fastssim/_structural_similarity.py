@@ -78,13 +78,16 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     -----
     The gradient is the exact gradient of the ``mssim`` returned: of the mean
     over the cropped region, with the sample-covariance factor, averaged over
-    channels, borders included.  scikit-image's own ``grad`` differs: it
-    differentiates the mean of the *uncropped* map, ignores the covariance
-    factor (as if ``use_sample_covariance=False``), approximates the border
-    adjoint by a plain filtering, and scales by ``2/im.size`` per channel (so a
-    multichannel gradient is ``nchannels`` times too large).  To reproduce its
-    numbers in the interior, use :func:`fastssim.ssim_vjp` with a uniform
-    cotangent ``1/im.size`` and ``covariance='population'``.
+    channels, borders included.  scikit-image's own ``grad`` differs in three
+    ways: it differentiates the mean of the *uncropped* map, it ignores the
+    covariance factor (as if ``use_sample_covariance=False``), and it scales
+    by ``2/im.size`` per channel, so a multichannel gradient is ``nchannels``
+    times too large.  (Its plain filtering *is* the exact adjoint: scipy's
+    'reflect' correlation with symmetric taps is a symmetric operator.)  To
+    reproduce its numbers exactly, borders included, use
+    ``fastssim.ssim_vjp(im1, im2, w, wrt='y', covariance='population',
+    window=..., border='reflect')`` with a uniform cotangent ``w = 1/im.size``
+    (per channel).
 
     NaN and Inf propagate to every map value whose window touches them.
     Only 2-D and 3-D images are supported (scikit-image also takes 1-D and

@@ -49,6 +49,11 @@ typedef struct {
     ptrdiff_t plane_in;    /* elements between consecutive planes of x, y, gx, gy */
     ptrdiff_t plane_out;   /* elements between consecutive planes of map, wmap */
     const void *x, *y;
+    /* Per-plane shifts (NULL: 0): the moments are taken of x - shift_x[p]
+     * and y - shift_y[p], values near the plane's mean, which keeps the
+     * variance from cancelling (E[x^2] - mu^2) in float32. SSIM does not
+     * depend on them; the gradient is exact for any constant. */
+    const double *shift_x, *shift_y;
     fs_band f0, f1, f2;    /* forward bands, axes 0, 1, 2 (f1 unused when n1 == 1) */
     fs_band a0, a1, a2;    /* adjoint bands (transposed), axes 0, 1, 2 */
     int form;              /* FS_FORM_* */

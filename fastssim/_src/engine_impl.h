@@ -250,28 +250,31 @@ static void FN(inner)(const fs_band *b1, const fs_band *b2, int n1, int n2,
 static void FN(form_value)(int form, ptrdiff_t n, const REAL *restrict mx,
                            const REAL *restrict my, const REAL *restrict ms,
                            const REAL *restrict mp, REAL C1, REAL C2, REAL cov,
-                           REAL *restrict out)
+                           REAL sx, REAL sy, REAL *restrict out)
 {
+    /* The moments are of x - sx and y - sy (a per-plane shift near the mean,
+     * see fs_job): the (co)variances are shift-free and lose less to
+     * cancellation; the means get the shift back for the luminance term. */
     if (form == FS_FORM_SSIM) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
-            REAL uxx = ux * ux, uyy = uy * uy, uxy = ux * uy;
-            REAL A1 = 2 * uxy + C1, B1 = uxx + uyy + C1;
-            REAL A2 = 2 * (cov * (mp[j] - uxy)) + C2;
-            REAL B2 = cov * (ms[j] - uxx - uyy) + C2;
+            REAL vx = mx[j], vy = my[j];
+            REAL ux = vx + sx, uy = vy + sy;
+            REAL A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
+            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
+            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             out[j] = (A1 * A2) / (B1 * B2);
         }
     } else if (form == FS_FORM_CS) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
-            REAL A2 = 2 * (cov * (mp[j] - ux * uy)) + C2;
-            REAL B2 = cov * (ms[j] - ux * ux - uy * uy) + C2;
+            REAL vx = mx[j], vy = my[j];
+            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
+            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             out[j] = A2 / B2;
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
-            out[j] = (2 * ux * uy + C1) / (ux * ux + uy * uy + C1);
+            REAL ux = mx[j] + sx, uy = my[j] + sy;
+            out[j] = (2 * (ux * uy) + C1) / (ux * ux + uy * uy + C1);
         }
     }
 }
@@ -281,48 +284,50 @@ static void FN(form_value)(int form, ptrdiff_t n, const REAL *restrict mx,
 static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
                           const REAL *restrict my, const REAL *restrict ms,
                           const REAL *restrict mp, REAL C1, REAL C2, REAL cov,
-                          const REAL *restrict w, REAL *restrict out,
-                          REAL *restrict fmx, REAL *restrict fmy,
-                          REAL *restrict fss, REAL *restrict fxy)
+                          REAL sx, REAL sy, const REAL *restrict w,
+                          REAL *restrict out, REAL *restrict fmx,
+                          REAL *restrict fmy, REAL *restrict fss,
+                          REAL *restrict fxy)
 {
     if (form == FS_FORM_SSIM) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
-            REAL uxx = ux * ux, uyy = uy * uy, uxy = ux * uy;
-            REAL A1 = 2 * uxy + C1, B1 = uxx + uyy + C1;
-            REAL A2 = 2 * (cov * (mp[j] - uxy)) + C2;
-            REAL B2 = cov * (ms[j] - uxx - uyy) + C2;
+            REAL vx = mx[j], vy = my[j];
+            REAL ux = vx + sx, uy = vy + sy;
+            REAL A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
+            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
+            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             REAL iD = 1 / (B1 * B2);
             REAL S = A1 * A2 * iD;
             REAL wj = w[j];
             REAL sB1 = S * B2 * iD;        /* S / B1 */
             REAL sB2 = cov * S * B1 * iD;  /* c S / B2 */
-            REAL t1 = (A2 - cov * A1) * iD;
+            REAL cA1 = cov * A1;
             out[j] = S;
             fss[j] = -wj * sB2;
-            fxy[j] = wj * (2 * cov * A1 * iD);
-            fmx[j] = wj * (2 * (uy * t1 + ux * (sB2 - sB1)));
-            fmy[j] = wj * (2 * (ux * t1 + uy * (sB2 - sB1)));
+            fxy[j] = wj * (2 * cA1 * iD);
+            /* l-part (unshifted means) + cs-part (shifted means), eqs. 8-10 */
+            fmx[j] = wj * (2 * ((uy * A2 - vy * cA1) * iD + vx * sB2 - ux * sB1));
+            fmy[j] = wj * (2 * ((ux * A2 - vx * cA1) * iD + vy * sB2 - uy * sB1));
         }
     } else if (form == FS_FORM_CS) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
-            REAL A2 = 2 * (cov * (mp[j] - ux * uy)) + C2;
-            REAL B2 = cov * (ms[j] - ux * ux - uy * uy) + C2;
+            REAL vx = mx[j], vy = my[j];
+            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
+            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             REAL iB = 1 / B2;
             REAL cs = A2 * iB;
             REAL wc = w[j] * cov * iB;
             out[j] = cs;
             fss[j] = -wc * cs;
             fxy[j] = 2 * wc;
-            fmx[j] = 2 * wc * (ux * cs - uy);
-            fmy[j] = 2 * wc * (uy * cs - ux);
+            fmx[j] = 2 * wc * (vx * cs - vy);
+            fmy[j] = 2 * wc * (vy * cs - vx);
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j], uy = my[j];
+            REAL ux = mx[j] + sx, uy = my[j] + sy;
             REAL iB = 1 / (ux * ux + uy * uy + C1);
-            REAL l = (2 * ux * uy + C1) * iB;
+            REAL l = (2 * (ux * uy) + C1) * iB;
             REAL wb = 2 * w[j] * iB;
             out[j] = l;
             fss[j] = 0;
@@ -356,7 +361,8 @@ static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2
 #define FS_B 4  /* output lines per row block */
 
 typedef struct {
-    REAL *src[2], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
+    REAL *src[4], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
+    REAL sx, sy;
     REAL *fring[4], *av[FS_B][4], *ag[4];
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
@@ -377,7 +383,7 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
         if (s) ptr = (type *)(base + off);                               \
         off += ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63;      \
     } while (0)
-    for (int i = 0; i < 2; i++) FS_TAKE(s->src[i], REAL, L);
+    for (int i = 0; i < 4; i++) FS_TAKE(s->src[i], REAL, L);
     for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Lo);
     for (int b = 0; b < FS_B; b++)
         for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
@@ -416,13 +422,17 @@ static void FN(hline)(const fs_job *job, const REAL *x, const REAL *y, int q,
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * Lo;
     const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
-    REAL *restrict ss = s->src[0], *restrict sp = s->src[1];
+    REAL *restrict su = s->src[0], *restrict sv = s->src[1];
+    REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
+    const REAL sx = s->sx, sy = s->sy;
     for (ptrdiff_t j = 0; j < L; j++) {
-        REAL u = xq[j], v = yq[j];
+        REAL u = xq[j] - sx, v = yq[j] - sy;
+        su[j] = u;
+        sv[j] = v;
         ss[j] = u * u + v * v;
         sp[j] = u * v;
     }
-    const REAL *srcs[4] = {xq, yq, ss, sp};
+    const REAL *srcs[4] = {su, sv, ss, sp};
     for (int i = 0; i < 4; i++)
         FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
                   s->hring[i] + slot, s->tmp, s->pr);
@@ -485,6 +495,8 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
     REAL *map = job->map ? (REAL *)job->map + plane * job->plane_out : NULL;
     double *rowsum = job->rowsum ? job->rowsum + plane * job->o0 : NULL;
     const REAL C1 = (REAL)job->C1, C2 = (REAL)job->C2, cov = (REAL)job->cov;
+    const REAL sx = s.sx = job->shift_x ? (REAL)job->shift_x[plane] : 0;
+    const REAL sy = s.sy = job->shift_y ? (REAL)job->shift_y[plane] : 0;
     {
         const int r = job->f0.r;
         const REAL *g = (const REAL *)job->f0.g;
@@ -500,7 +512,7 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
                 const int p = p0 + b;
                 REAL *out = map ? map + (ptrdiff_t)p * Lo : s.S;
                 FN(form_value)(job->form, Lo, s.m[b][0], s.m[b][1], s.m[b][2],
-                               s.m[b][3], C1, C2, cov, out);
+                               s.m[b][3], C1, C2, cov, sx, sy, out);
                 if (rowsum)
                     rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
                                     ? FN(region_sum)(out, job->o2, job->s1, job->s2)
@@ -551,11 +563,11 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
                 REAL *const *m = s.m[b];
                 if (w) {
                     FN(form_grad)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2, cov,
-                                  w, out, s.fring[0] + slot, s.fring[1] + slot,
+                                  sx, sy, w, out, s.fring[0] + slot, s.fring[1] + slot,
                                   s.fring[2] + slot, s.fring[3] + slot);
                 } else {
                     FN(form_value)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
-                                   cov, out);
+                                   cov, sx, sy, out);
                     for (int i = 0; i < 4; i++)
                         memset(s.fring[i] + slot, 0, Lo * sizeof(REAL));
                 }
@@ -593,13 +605,13 @@ static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
                 REAL *restrict o = gx + (ptrdiff_t)q * L;
                 const REAL *restrict amx = s.ag[0];
                 for (ptrdiff_t j = 0; j < L; j++)
-                    o[j] = amx[j] + 2 * xq[j] * ass[j] + yq[j] * axy[j];
+                    o[j] = amx[j] + 2 * (xq[j] - sx) * ass[j] + (yq[j] - sy) * axy[j];
             }
             if (gy) {
                 REAL *restrict o = gy + (ptrdiff_t)q * L;
                 const REAL *restrict amy = s.ag[1];
                 for (ptrdiff_t j = 0; j < L; j++)
-                    o[j] = amy[j] + 2 * yq[j] * ass[j] + xq[j] * axy[j];
+                    o[j] = amy[j] + 2 * (yq[j] - sy) * ass[j] + (xq[j] - sx) * axy[j];
             }
         }
     }
