@@ -12,7 +12,9 @@ from ._msssim import (
     ms_ssim,
     multiscale_structural_similarity,
 )
+from ._pixelwise import PixelwiseResult, pixelwise_ms_ssim, pixelwise_ms_ssim_vjp
 from ._ssim import SSIMResult, ssim, ssim_vjp
+from . import losses
 from ._structural_similarity import structural_similarity
 
 __version__ = "0.1.0"
@@ -27,6 +29,10 @@ __all__ = [
     "MSSSIMResult",
     "WANG_WEIGHTS",
     "min_size",
+    "pixelwise_ms_ssim",
+    "pixelwise_ms_ssim_vjp",
+    "PixelwiseResult",
+    "losses",
     "show_config",
     "__version__",
 ]

@@ -14,7 +14,8 @@ import numpy as np
 from . import _engine
 from ._bands import band_pair
 
-FORM = {"ssim": _engine.FORM_SSIM, "cs": _engine.FORM_CS, "l": _engine.FORM_L}
+FORM = {"ssim": _engine.FORM_SSIM, "cs": _engine.FORM_CS, "l": _engine.FORM_L,
+        "mean": _engine.FORM_MEAN}
 _TRIVIAL = (1.0,)
 
 

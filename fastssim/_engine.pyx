@@ -77,6 +77,7 @@ cdef extern from "engine.h" nogil:
 FORM_SSIM = 0
 FORM_CS = 1
 FORM_L = 2
+FORM_MEAN = 3
 GRAD_X = 1
 GRAD_Y = 2
 

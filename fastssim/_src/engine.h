@@ -30,7 +30,9 @@
 
 #include <stddef.h>
 
-enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2 };
+/* SSIM = l*cs, cs alone, l alone, or the windowed mean of x (a plain
+ * Gaussian/box filter, for the Mix loss's filtered l1 term). */
+enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2, FS_FORM_MEAN = 3 };
 enum { FS_GRAD_X = 1, FS_GRAD_Y = 2 };
 
 typedef struct {

@@ -271,11 +271,13 @@ static void FN(form_value)(int form, ptrdiff_t n, const REAL *restrict mx,
             REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             out[j] = A2 / B2;
         }
-    } else {
+    } else if (form == FS_FORM_L) {
         for (ptrdiff_t j = 0; j < n; j++) {
             REAL ux = mx[j] + sx, uy = my[j] + sy;
             out[j] = (2 * (ux * uy) + C1) / (ux * ux + uy * uy + C1);
         }
+    } else {
+        for (ptrdiff_t j = 0; j < n; j++) out[j] = mx[j] + sx;
     }
 }
 
@@ -322,6 +324,14 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
             fxy[j] = 2 * wc;
             fmx[j] = 2 * wc * (vx * cs - vy);
             fmy[j] = 2 * wc * (vy * cs - vx);
+        }
+    } else if (form == FS_FORM_MEAN) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            out[j] = mx[j] + sx;
+            fmx[j] = w[j];
+            fmy[j] = 0;
+            fss[j] = 0;
+            fxy[j] = 0;
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) {

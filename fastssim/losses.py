@@ -1,0 +1,231 @@
+"""The loss family of Zhao, Gallo, Frosio and Kautz, with gradient maps.
+
+Every loss takes ``(prediction, target, ...)`` and returns the loss of each
+batch item (a float for a single pair).  With ``gradient=True`` and/or
+``full=True`` it returns a :class:`LossResult` ``(value, grad, map)``:
+
+* ``grad`` is d loss / d prediction, the array a custom optimiser steps with
+  (for a batch, item b's slice is the gradient of item b's loss, i.e. the
+  gradient of the sum of the per-item losses);
+* ``map`` is the per-pixel loss whose mean is the loss (``ms_ssim`` has no
+  per-pixel form: its map is None).
+
+Losses (means over the pixels of each item, channels included):
+
+==================  ===============================================================
+``l1``              mean |p - t|
+``l2``              mean (p - t)^2
+``ssim``            1 - SSIM(p, t)                       (:func:`fastssim.ssim`)
+``ms_ssim``         1 - MS-SSIM(p, t)                    (:func:`fastssim.ms_ssim`)
+``pixelwise_ms_ssim``  mean_p 1 - P(p)                   (:func:`fastssim.pixelwise_ms_ssim`)
+``mix``             mean_p alpha (1 - P(p)) + (1 - alpha) (G_sigma_M * |p - t|)(p)
+==================  ===============================================================
+
+``mix`` is eq. (12) of Zhao et al.: per pixel, alpha times the per-pixel
+MS-SSIM loss plus (1 - alpha) times the l1 error filtered by the widest
+Gaussian G_sigma_M, then averaged; alpha = 0.84 as in the paper.  The l1
+kink: the gradient of |d| is taken as sign(d), 0 at d = 0 (a subgradient).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from . import _core
+from ._msssim import WANG_WEIGHTS
+from ._msssim import ms_ssim as _ms_ssim
+from ._pixelwise import ZHAO_SIGMAS, _factor_maps, _product, _setup, _vjp
+from ._ssim import ssim as _ssim
+from ._validation import check_channel_axis, check_pair, float_type
+
+__all__ = ["LossResult", "l1", "l2", "ssim", "ms_ssim", "pixelwise_ms_ssim", "mix"]
+
+LossResult = namedtuple("LossResult", ["value", "grad", "map"])
+LossResult.__doc__ = """A loss, its gradient w.r.t. the prediction, and its per-pixel map.
+
+value : float or ndarray of the batch shape (float64)
+grad : ndarray or None, d value / d prediction
+map : ndarray or None, the per-pixel loss (None for ``ms_ssim``)
+"""
+
+
+def _layout(prediction, target, channel_axis, spatial_dims):
+    p, t = check_pair(prediction, target, ("prediction", "target"))
+    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+        raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
+    cax = check_channel_axis(channel_axis, p.ndim)
+    need = spatial_dims + (cax is not None)
+    if p.ndim < need:
+        raise ValueError(
+            f"prediction has shape {p.shape}: expected at least {spatial_dims} spatial dimensions"
+            + (" plus the channel axis" if cax is not None else "")
+        )
+    axes = [a for a in range(p.ndim) if a != cax][-spatial_dims:]
+    if cax is not None:
+        axes.append(cax)
+    ft = float_type(np.result_type(p.dtype, t.dtype)) if p.dtype != t.dtype else float_type(p.dtype)
+    return p.astype(ft, copy=False), t.astype(ft, copy=False), tuple(sorted(axes))
+
+
+def _result(value, grad, lmap, gradient, full):
+    if not gradient and not full:
+        return value
+    return LossResult(value, grad if gradient else None, lmap if full else None)
+
+
+def _item_mean(m, axes):
+    v = np.mean(m, axis=axes, dtype=np.float64)
+    return v[()] if np.ndim(v) == 0 else v
+
+
+def _check_flag(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {v!r}")
+
+
+def l1(prediction, target, *, gradient=False, full=False, channel_axis=None, spatial_dims=2):
+    """Mean absolute error per item; gradient sign(p - t) / N (0 where p == t).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastssim import losses
+    >>> float(losses.l1(np.zeros((4, 4)), np.ones((4, 4))))
+    1.0
+    """
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    p, t, axes = _layout(prediction, target, channel_axis, spatial_dims)
+    d = p - t
+    lmap = np.abs(d)
+    n = math.prod(p.shape[a] for a in axes)
+    grad = np.sign(d) / p.dtype.type(n) if gradient else None
+    return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
+
+
+def l2(prediction, target, *, gradient=False, full=False, channel_axis=None, spatial_dims=2):
+    """Mean squared error per item; gradient 2 (p - t) / N.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastssim import losses
+    >>> float(losses.l2(np.zeros((4, 4)), np.full((4, 4), 2.0)))
+    4.0
+    """
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    p, t, axes = _layout(prediction, target, channel_axis, spatial_dims)
+    d = p - t
+    lmap = d * d
+    n = math.prod(p.shape[a] for a in axes)
+    grad = d * p.dtype.type(2.0 / n) if gradient else None
+    return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
+
+
+def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
+    """1 - SSIM(prediction, target) (:func:`fastssim.ssim`; its keyword arguments apply).
+
+    The loss map is 1 - the SSIM map; note that the loss is 1 - the mean of
+    SSIM over the pixels where the window fits, as :func:`fastssim.ssim`.
+    """
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    r = _ssim(prediction, target, data_range=data_range, full=True if full else False,
+              gradient="x" if gradient else None, **kwargs)
+    if not gradient and not full:
+        return 1.0 - r
+    return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
+                      1.0 - r.map if full else None)
+
+
+def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
+    """1 - MS-SSIM(prediction, target) (:func:`fastssim.ms_ssim`; its keyword arguments apply).
+
+    The pyramid MS-SSIM has no per-pixel form: ``full=True`` gives ``map=None``
+    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).
+    """
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    r = _ms_ssim(prediction, target, data_range=data_range,
+                 gradient="x" if gradient else None, **kwargs)
+    if not gradient and not full:
+        return 1.0 - r
+    if not gradient:
+        return LossResult(1.0 - r, None, None)
+    return LossResult(1.0 - r.value, -r.grad_x, None)
+
+
+def pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False,
+                      **kwargs):
+    """mean_p (1 - P(p)), P the per-pixel MS-SSIM (:func:`fastssim.pixelwise_ms_ssim`)."""
+    from ._pixelwise import pixelwise_ms_ssim as _pw
+
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    r = _pw(prediction, target, data_range=data_range, full=full,
+            gradient="x" if gradient else None, **kwargs)
+    if not gradient and not full:
+        return 1.0 - r
+    return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
+                      1.0 - r.map if full else None)
+
+
+def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
+        truncate=3.5, K1=0.01, K2=0.03, covariance="population", border="reflect",
+        gradient=False, full=False, channel_axis=None, spatial_dims=2, workers=None):
+    """The Mix loss of Zhao et al. (eq. 12): alpha (1 - P) + (1 - alpha) G_sigma_M * l1.
+
+    Per pixel: ``alpha * (1 - P(p)) + (1 - alpha) * (G * |prediction - target|)(p)``,
+    P the per-pixel MS-SSIM and G the Gaussian of the widest ``sigmas`` (with
+    the same truncation and border as P); the loss is the mean of that map.
+    alpha = 0.84 as in the paper (the authors' released code uses 0.025).
+
+    The gradient w.r.t. the prediction is
+    ``-alpha dP/dp + (1 - alpha) sign(p - t) G^T(1/N)``, with G^T the adjoint
+    of the filter (borders included) and sign(0) = 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastssim import losses
+    >>> x = np.random.default_rng(0).random((64, 64))
+    >>> float(losses.mix(x, x, data_range=1.0))
+    0.0
+    """
+    _check_flag(gradient, "gradient")
+    _check_flag(full, "full")
+    if isinstance(alpha, bool) or not isinstance(alpha, (numbers.Real, np.generic)):
+        raise TypeError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    p, s, taps, covs, mreg = _setup(prediction, target, sigmas, truncate, data_range, K1, K2,
+                                    covariance, border, channel_axis, spatial_dims, workers)
+    maps, oshape, sreg = _factor_maps(p, taps, covs, mreg)
+    P = _product(maps)
+    n = math.prod(oshape)
+    dt = P.dtype.type
+    d = p.xp - p.yp
+    ad = np.abs(d)
+    wscal = 1.0 / (n * p.nchan)
+    _, fl1, gl1, _ = _core.run(
+        ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
+        C1=0.0, C2=0.0, want_map=True, grad=1 if gradient else 0, wscal=wscal,
+        workers=p.workers,
+    )
+    lmap = dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1
+    per_plane = lmap.reshape(lmap.shape[0], -1).mean(axis=1, dtype=np.float64)
+    v = per_plane.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
+    value = v[()] if v.ndim == 0 else v
+    grad = None
+    if gradient:
+        w = np.broadcast_to(np.array(wscal, dtype=P.dtype), P.shape)
+        gp, _ = _vjp(p, taps, covs, mreg, sreg, maps, w, 1)
+        grad = dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1
+        grad = p.to_user(grad)
+    return _result(value, grad, p.to_user(lmap) if full else None, gradient, full)
