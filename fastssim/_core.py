@@ -118,3 +118,43 @@ def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
         gx_out if grad & _engine.GRAD_X else None,
         gy_out if grad & _engine.GRAD_Y else None,
     )
+
+
+def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
+              wmap=None, wscal=0.0, workers=1, map_out=None):
+    """The product of several windows' forms in one streaming pass.
+
+    scales: list of (taps, form, cov); the map and the sums are of the product
+    P = prod_j form_j, the gradient that of sum_p w(p) P(p).  Other arguments
+    as :func:`run`.  Returns (sums (P,), map, gx, gy).
+    """
+    P = x.shape[0]
+    spatial = x.shape[1:]
+    dt = x.dtype
+    specs = []
+    for taps, form, cov in scales:
+        bands = [band_pair(n, taps, a, b, dt.char) for n, (a, b) in zip(spatial, map_region)]
+        if len(spatial) == 2:
+            bands = [bands[0], band_pair(1, _TRIVIAL, 0, 1, dt.char), bands[1]]
+        specs.append((tuple(b[0] for b in bands), tuple(b[1] for b in bands), FORM[form], float(cov)))
+    if len(spatial) == 2:
+        sum_region = (sum_region[0], (0, 1), sum_region[1])
+    oshape = tuple(b.n_out for b in specs[0][0])
+    out_spatial = tuple(b - a for a, b in map_region)
+    n4 = (P,) + _as4(spatial)
+    o4 = (P,) + oshape
+    if want_map and map_out is None:
+        map_out = np.empty((P,) + out_spatial, dtype=dt)
+    gx = np.empty_like(x) if grad & _engine.GRAD_X else None
+    gy = np.empty_like(x) if grad & _engine.GRAD_Y else None
+    rowsum = np.zeros((P, oshape[0]), dtype=np.float64)
+    xv, yv = x.reshape(n4), y.reshape(n4)
+    _engine.run_multi(
+        xv, yv, specs, oshape, float(C1), float(C2),
+        map_out.reshape(o4) if want_map else None, rowsum, tuple(sum_region), int(grad),
+        None if wmap is None else wmap.reshape(o4), float(wscal),
+        None if gx is None else gx.reshape(n4), None if gy is None else gy.reshape(n4),
+        int(workers), plane_shift(xv), plane_shift(yv),
+    )
+    a0, b0 = sum_region[0]
+    return rowsum[:, a0:b0].sum(axis=1), map_out if want_map else None, gx, gy

@@ -46,6 +46,7 @@ cdef extern from "engine.h" nogil:
         double wscal
         void *gx
         void *gy
+        int ring_r
 
     size_t fs_scratch_bytes_f(const fs_job *job)
     size_t fs_scratch_bytes_d(const fs_job *job)
@@ -70,6 +71,10 @@ cdef extern from "engine.h" nogil:
                  const void *coarse, void *fine, double coef, int l0, int l1)
     void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                  const void *coarse, void *fine, double coef, int l0, int l1)
+    size_t fs_multi_bytes_f(const fs_job *jobs, int M)
+    size_t fs_multi_bytes_d(const fs_job *jobs, int M)
+    void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+    void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
     int fs_openmp_enabled()
     int fs_omp_max_threads()
     const char *fs_simd_path()
@@ -136,22 +141,10 @@ cdef void _fill_band(fs_band *b, object band, list keep):
     b.tab_hi = _ptr(band.tab_hi)
 
 
-def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
-        double C1, double C2, double cov, object map_out, object rowsum,
-        tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads, object shift_x=None, object shift_y=None):
-    """Run the engine over planes ``x``, ``y`` of shape (P, n0, n1, n2).
-
-    fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
-    out_shape: (o0, o1, o2).  region: ((a0, b0), (a1, b1), (a2, b2)), in
-    output coordinates, of the line sums and of the scalar cotangent.
-    map_out (P, o0, o1, o2), rowsum (P, o0), wmap (P, o0, o1, o2),
-    gx/gy (P, n0, n1, n2): arrays or None.
-    """
-    cdef fs_job job
-    cdef list keep = []
-    cdef int P = x.shape[0]
-    cdef int use_double = x.dtype == np.float64
+cdef void _fill_job(fs_job *job, object x, object y, tuple fwd, tuple adj, tuple out_shape,
+                    int form, double C1, double C2, double cov, object map_out,
+                    object rowsum, tuple region, int grad, object wmap, double wscal,
+                    object gx, object gy, object shift_x, object shift_y, list keep):
     job.n0, job.n1, job.n2 = x.shape[1], x.shape[2], x.shape[3]
     job.o0, job.o1, job.o2 = out_shape
     job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2
@@ -178,12 +171,21 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
     job.wscal = wscal
     job.gx = _ptr(gx)
     job.gy = _ptr(gy)
+    job.ring_r = 0
 
+
+cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
+             int n_threads, int use_double):
+    """Split (plane, block of lines) units over the threads and run them."""
+    cdef fs_job *job = &jobs[0]
+    cdef int start, stop, per_block, nblk, nunits, rmax = 0, j
+    for j in range(M):
+        if jobs[j].f0.r > rmax:
+            rmax = jobs[j].f0.r
     # Lines to run: input lines for a gradient, else the output lines needed.
-    cdef int start, stop, per_block, nblk, nunits
     if grad:
         start, stop = 0, job.n0
-    elif map_out is not None:
+    elif has_map:
         start, stop = 0, job.o0
     else:
         start, stop = region[0]
@@ -195,7 +197,7 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
     if work < 65536:
         n_threads = 1
-    cdef int min_lines = 8 * (2 * job.f0.r + 1) if grad else 8
+    cdef int min_lines = 8 * (2 * rmax + 1) if grad else 8
     cdef int want_units = 4 * n_threads
     per_block = (P * nlines + want_units - 1) // want_units
     if per_block < min_lines:
@@ -205,7 +207,11 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
     nblk = (nlines + per_block - 1) // per_block
     nunits = P * nblk
 
-    cdef size_t sbytes = fs_scratch_bytes_d(&job) if use_double else fs_scratch_bytes_f(&job)
+    cdef size_t sbytes
+    if M == 1:
+        sbytes = fs_scratch_bytes_d(job) if use_double else fs_scratch_bytes_f(job)
+    else:
+        sbytes = fs_multi_bytes_d(jobs, M) if use_double else fs_multi_bytes_f(jobs, M)
     sbytes = (sbytes + 127) & ~(<size_t>63)
     bufobj = _acquire(sbytes * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
@@ -218,12 +224,64 @@ def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
                 q1 = q0 + per_block
                 if q1 > stop:
                     q1 = stop
-                if use_double:
-                    fs_rows_d(&job, b, q0, q1, buf + threadid() * sbytes)
+                if M > 1:
+                    if use_double:
+                        fs_rows_multi_d(jobs, M, b, q0, q1, buf + threadid() * sbytes)
+                    else:
+                        fs_rows_multi_f(jobs, M, b, q0, q1, buf + threadid() * sbytes)
+                elif use_double:
+                    fs_rows_d(job, b, q0, q1, buf + threadid() * sbytes)
                 else:
-                    fs_rows_f(&job, b, q0, q1, buf + threadid() * sbytes)
+                    fs_rows_f(job, b, q0, q1, buf + threadid() * sbytes)
     finally:
         _release(bufobj)
+
+
+def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
+        double C1, double C2, double cov, object map_out, object rowsum,
+        tuple region, int grad, object wmap, double wscal, object gx, object gy,
+        int n_threads, object shift_x=None, object shift_y=None):
+    """Run the engine over planes ``x``, ``y`` of shape (P, n0, n1, n2).
+
+    fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
+    out_shape: (o0, o1, o2).  region: ((a0, b0), (a1, b1), (a2, b2)), in
+    output coordinates, of the line sums and of the scalar cotangent.
+    map_out (P, o0, o1, o2), rowsum (P, o0), wmap (P, o0, o1, o2),
+    gx/gy (P, n0, n1, n2): arrays or None.
+    """
+    cdef fs_job job
+    cdef list keep = []
+    _fill_job(&job, x, y, fwd, adj, out_shape, form, C1, C2, cov, map_out, rowsum, region,
+              grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
+    _launch(&job, 1, x.shape[0], grad, map_out is not None, region, n_threads,
+            x.dtype == np.float64)
+
+
+def run_multi(object x, object y, list scales, tuple out_shape, double C1, double C2,
+              object map_out, object rowsum, tuple region, int grad, object wmap,
+              double wscal, object gx, object gy, int n_threads, object shift_x=None,
+              object shift_y=None):
+    """The product of several windows' forms (per-pixel MS-SSIM) in one stream.
+
+    scales: list of (fwd, adj, form, cov), at most 8; the map and the line sums
+    are of the product, the gradient that of sum_p w(p) * product(p).
+    """
+    cdef int M = len(scales)
+    if M < 1 or M > 8:
+        raise ValueError(f"run_multi: 1 to 8 scales, got {M}")
+    cdef fs_job jobs[8]
+    cdef list keep = []
+    cdef int j, rmax = 0
+    for j in range(M):
+        fwd, adj, form, cov = scales[j]
+        _fill_job(&jobs[j], x, y, fwd, adj, out_shape, form, C1, C2, cov, map_out, rowsum,
+                  region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
+        if jobs[j].f0.r > rmax:
+            rmax = jobs[j].f0.r
+    for j in range(M):
+        jobs[j].ring_r = rmax
+    _launch(jobs, M, x.shape[0], grad, map_out is not None, region, n_threads,
+            x.dtype == np.float64)
 
 
 cdef void _fill_down(fs_down *d, object m, list keep):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -132,7 +131,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     fit_scales : bool
         If the image is too small for all the scales, use as many as fit,
         with the weights truncated and rescaled to the original sum, instead
-        of raising ``ValueError``.
+        of raising ``ValueError`` (still raised if not even one scale fits, or
+        if the weights of the scales that fit are all zero).
     gradient : {None, 'x', 'y', 'both'}
         Also return the exact gradient of the returned value (through the
         pyramid, the downsampling adjoint included) with respect to x, y or both.
@@ -187,17 +187,28 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     M = w.size
     fit, shapes = _fitting_scales(p.spatial, downsample, taps, M)
     if fit < M:
-        if not fit_scales or fit == 0:
+        got = "x".join(str(n) for n in p.spatial)
+        if not fit_scales:
             need = min_size(M, taps, downsample, len(p.spatial))
-            got = "x".join(str(n) for n in p.spatial)
             raise ValueError(
                 f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} px "
                 f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
                 "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
             )
+        if fit == 0:
+            raise ValueError(
+                f"fit_scales: not even one scale fits: the {taps}-tap window needs at least "
+                f"{taps} px per side, got {got}: pass a smaller window (sigma / win_size), "
+                "or check channel_axis and spatial_dims"
+            )
         total = w.sum()
         w = w[:fit]
-        w = w * (total / w.sum()) if w.sum() > 0 else w
+        if not np.any(w > 0):
+            raise ValueError(
+                f"fit_scales: only the first {fit} of {M} scales fit {got}, and their weights "
+                f"{tuple(w.tolist())} are all zero: pass weights with a positive weight among them"
+            )
+        w = w * (total / w.sum())
         M = fit
         shapes = shapes[:M]
 

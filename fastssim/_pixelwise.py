@@ -6,10 +6,13 @@ width sigma_j (no pyramid); l_M uses the widest window.  Since
 l_M cs_M = SSIM_M, P = SSIM_M * prod_{j<M} cs_j: one SSIM map and M-1 cs
 maps of the same filter engine.
 
-The gradient of sum_p w(p) P(p) is, per scale, the engine's vector-Jacobian
-product with the cotangent w * prod_{k != j} (factor k) — built from prefix
-and suffix products of the other factors, never P / cs_j, so it stays finite
-where a cs_j vanishes (the last line of the derivation divides by cs_j).
+All scales run in one streaming pass of the engine (``_core.run_multi``):
+for each output line it computes every scale's moments, the factors and
+their product, and, for the gradient of sum_p w(p) P(p), each scale's
+partials weighted by the cotangent w * prod_{k != j} (factor k) — the product
+of the *other* factors, never P / cs_j, so it stays finite where a cs_j
+vanishes (the last line of the derivation divides by cs_j) — then every
+scale's adjoint window, summed.
 """
 
 from __future__ import annotations
@@ -81,65 +84,6 @@ def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, chann
     return p, s, taps, covs, mreg
 
 
-def _factor_maps(p, taps, covs, mreg):
-    """The M factor maps: cs_j for j < M, SSIM_M = l_M cs_M for the last."""
-    oshape = tuple(b - a for a, b in mreg)
-    sreg = tuple((0, n) for n in oshape)
-    maps = []
-    M = len(taps)
-    for j in range(M):
-        _, m, _, _ = _core.run(
-            p.xp, p.yp, taps=taps[j], map_region=mreg, sum_region=sreg,
-            form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=covs[j],
-            want_map=True, workers=p.workers,
-        )
-        maps.append(m)
-    return maps, oshape, sreg
-
-
-def _product(maps):
-    out = maps[0].copy()
-    for m in maps[1:]:
-        out *= m
-    return out
-
-
-def _vjp(p, taps, covs, mreg, sreg, maps, w, g):
-    """Gradient of sum_p w(p) P(p) w.r.t. x and/or y (engine VJP per scale)."""
-    M = len(maps)
-    # prefix[j] = prod_{k<j} maps[k], suffix[j] = prod_{k>j} maps[k]
-    others = []
-    prefix = None
-    for j in range(M):
-        others.append(prefix)
-        prefix = maps[j].copy() if prefix is None else prefix * maps[j]
-    suffix = None
-    for j in range(M - 1, -1, -1):
-        o = others[j]
-        if o is None and suffix is None:
-            cot = np.array(w, copy=True)
-        elif o is None:
-            cot = w * suffix
-        elif suffix is None:
-            cot = w * o
-        else:
-            cot = w * o * suffix
-        others[j] = np.ascontiguousarray(cot, dtype=p.xp.dtype)
-        suffix = maps[j].copy() if suffix is None else suffix * maps[j]
-    gx = gy = None
-    for j in range(M):
-        _, _, a, b = _core.run(
-            p.xp, p.yp, taps=taps[j], map_region=mreg, sum_region=sreg,
-            form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=covs[j],
-            grad=g, wmap=others[j], workers=p.workers,
-        )
-        if a is not None:
-            gx = a if gx is None else gx + a
-        if b is not None:
-            gy = b if gy is None else gy + b
-    return gx, gy
-
-
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
                       K2=0.03, covariance="population", border="reflect", full=False,
                       gradient=None, channel_axis=None, spatial_dims=2, workers=None):
@@ -208,24 +152,28 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     g = _grad_code(gradient)
     p, s, taps, covs, mreg = _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance,
                                     border, channel_axis, spatial_dims, workers)
-    maps, oshape, sreg = _factor_maps(p, taps, covs, mreg)
-    P = _product(maps)
+    oshape = tuple(b - a for a, b in mreg)
     n = math.prod(oshape)
-    per_plane = P.reshape(P.shape[0], -1).mean(axis=1, dtype=np.float64)
-    v = per_plane.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
+    sums, P, gx, gy = _core.run_multi(
+        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg,
+        sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, want_map=full,
+        grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers,
+    )
+    v = (sums / n).reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
     value = v[()] if v.ndim == 0 else v
     if not full and not g:
         return value
-    gx = gy = None
-    if g:
-        w = np.full((1,) * P.ndim, 1.0 / (n * p.nchan), dtype=P.dtype)
-        gx, gy = _vjp(p, taps, covs, mreg, sreg, maps, np.broadcast_to(w, P.shape), g)
     return PixelwiseResult(
         value,
         p.to_user(P) if full else None,
         p.to_user(gx) if gx is not None else None,
         p.to_user(gy) if gy is not None else None,
     )
+
+
+def _scales(taps, covs):
+    M = len(taps)
+    return [(taps[j], "cs" if j < M - 1 else "ssim", covs[j]) for j in range(M)]
 
 
 def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=ZHAO_SIGMAS,
@@ -253,8 +201,11 @@ def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=Z
             f"(border={border!r}), got {c.shape}"
         )
     w = p.from_user(c, p.xp.dtype)
-    maps, oshape, sreg = _factor_maps(p, taps, covs, mreg)
-    gx, gy = _vjp(p, taps, covs, mreg, sreg, maps, w, g)
+    _, _, gx, gy = _core.run_multi(
+        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg,
+        sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, grad=g, wmap=w,
+        workers=p.workers,
+    )
     if g == 1:
         return p.to_user(gx)
     if g == 2:

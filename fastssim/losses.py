@@ -36,9 +36,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import _core
-from ._msssim import WANG_WEIGHTS
 from ._msssim import ms_ssim as _ms_ssim
-from ._pixelwise import ZHAO_SIGMAS, _factor_maps, _product, _setup, _vjp
+from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
 from ._ssim import ssim as _ssim
 from ._validation import check_channel_axis, check_pair, float_type
 
@@ -206,26 +205,29 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
         raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
     p, s, taps, covs, mreg = _setup(prediction, target, sigmas, truncate, data_range, K1, K2,
                                     covariance, border, channel_axis, spatial_dims, workers)
-    maps, oshape, sreg = _factor_maps(p, taps, covs, mreg)
-    P = _product(maps)
+    oshape = tuple(b - a for a, b in mreg)
+    sreg = tuple((0, k) for k in oshape)
     n = math.prod(oshape)
-    dt = P.dtype.type
-    d = p.xp - p.yp
-    ad = np.abs(d)
     wscal = 1.0 / (n * p.nchan)
-    _, fl1, gl1, _ = _core.run(
-        ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
-        C1=0.0, C2=0.0, want_map=True, grad=1 if gradient else 0, wscal=wscal,
+    sums, P, gp, _ = _core.run_multi(
+        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg, sum_region=sreg,
+        C1=p.C1, C2=p.C2, want_map=full, grad=1 if gradient else 0, wscal=wscal,
         workers=p.workers,
     )
-    lmap = dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1
-    per_plane = lmap.reshape(lmap.shape[0], -1).mean(axis=1, dtype=np.float64)
+    d = p.xp - p.yp
+    ad = np.abs(d)
+    l1sums, fl1, gl1, _ = _core.run(
+        ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
+        C1=0.0, C2=0.0, want_map=full, grad=1 if gradient else 0, wscal=wscal,
+        workers=p.workers,
+    )
+    per_plane = alpha * (1.0 - sums / n) + (1.0 - alpha) * (l1sums / n)
     v = per_plane.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
     value = v[()] if v.ndim == 0 else v
-    grad = None
+    dt = p.xp.dtype.type
+    grad = lmap = None
     if gradient:
-        w = np.broadcast_to(np.array(wscal, dtype=P.dtype), P.shape)
-        gp, _ = _vjp(p, taps, covs, mreg, sreg, maps, w, 1)
-        grad = dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1
-        grad = p.to_user(grad)
-    return _result(value, grad, p.to_user(lmap) if full else None, gradient, full)
+        grad = p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1)
+    if full:
+        lmap = p.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1)
+    return _result(value, grad, lmap, gradient, full)

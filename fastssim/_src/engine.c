@@ -139,6 +139,29 @@ void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch
     fs_rows_d_v1(job, plane, q0, q1, scratch);
 }
 
+size_t fs_multi_bytes_f(const fs_job *jobs, int M) { return fs_multi_bytes_f_v1(jobs, M); }
+size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(jobs, M); }
+
+void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+{
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_rows_multi_f_v4(jobs, M, plane, q0, q1, scratch); return; }
+    if (level == 3) { fs_rows_multi_f_v3(jobs, M, plane, q0, q1, scratch); return; }
+#endif
+    fs_rows_multi_f_v1(jobs, M, plane, q0, q1, scratch);
+}
+
+void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+{
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_rows_multi_d_v4(jobs, M, plane, q0, q1, scratch); return; }
+    if (level == 3) { fs_rows_multi_d_v3(jobs, M, plane, q0, q1, scratch); return; }
+#endif
+    fs_rows_multi_d_v1(jobs, M, plane, q0, q1, scratch);
+}
+
 /* The pyramid kernels are memory-bound: the baseline build serves all CPUs. */
 void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                const void *in, void *out, int l0, int l1, void *tmp)

@@ -67,6 +67,7 @@ typedef struct {
     const void *wmap;      /* NULL: cotangent wscal on the region, 0 elsewhere */
     double wscal;
     void *gx, *gy;         /* n0 x n1 x n2 per plane (written where requested) */
+    int ring_r;            /* 0, or the widest radius of a multi-scale job */
 } fs_job;
 
 /* Bytes of per-thread scratch fs_rows needs for this job. */
@@ -110,6 +111,16 @@ void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1);
 void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1);
+
+/* Multi-scale product P = prod_j F_j of jobs[0..M-1] (M <= 8), which share
+ * the planes, the output grid, the outputs and the cotangent of jobs[0] and
+ * differ in their bands, form and covariance factor; the map and the line
+ * sums are of P, the gradient that of sum_p w(p) P(p).  Set ring_r of every
+ * job to the widest radius. */
+size_t fs_multi_bytes_f(const fs_job *jobs, int M);
+size_t fs_multi_bytes_d(const fs_job *jobs, int M);
+void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
+void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
 
 int fs_openmp_enabled(void);
 int fs_omp_max_threads(void);

@@ -383,7 +383,10 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     const int r = job->f0.r;
-    const int nrh = 2 * r + FS_B, nrf = 2 * r + 2 * FS_B;
+    /* the F ring spans the adjoint window plus how far the stream runs
+     * ahead of it (further for the small scales of a multi-scale job) */
+    const int rr = job->ring_r > r ? job->ring_r : r;
+    const int nrh = 2 * r + FS_B, nrf = r + rr + 2 * FS_B;
     int rp = 2 * r + FS_B;
     if (job->n1 > 1 && 2 * job->f1.r + 1 > rp) rp = 2 * job->f1.r + 1;
     if (job->n1 > 1 && 2 * job->a1.r + 1 > rp) rp = 2 * job->a1.r + 1;
@@ -708,6 +711,209 @@ static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
             }
         }
     }
+}
+
+/* ---- several windows at once: the per-pixel MS-SSIM of Zhao et al. ----
+ *
+ * P(p) = prod_j F_j(p), F_j the form of jobs[j] (cs_j, and SSIM for the
+ * widest window), all on the same output grid.  One stream over the lines
+ * computes every scale's moments, the product, and, for the gradient of
+ * sum_p w(p) P(p), each scale's partials weighted by w * prod_{k != j} F_k
+ * (no division by F_j), then each scale's adjoint, summed before the final
+ * combination with x and y. */
+
+#define FS_MAXS 8
+
+static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0,
+                              int q1, void *scratch)
+{
+    const fs_job *J = &jobs[0];
+    FN(fs_scr) s[FS_MAXS];
+    char *base = (char *)(((size_t)scratch + 63) & ~(size_t)63);
+    size_t off = 0;
+    for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
+    const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
+    const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
+    REAL *fac[FS_MAXS], *cot, *prow, *agsum[4];
+    for (int j = 0; j < M; j++) {
+        fac[j] = (REAL *)(base + off);
+        off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    }
+    cot = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    prow = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    for (int i = 0; i < 4; i++) {
+        agsum[i] = (REAL *)(base + off);
+        off += ((size_t)L * sizeof(REAL) + 63) & ~(size_t)63;
+    }
+
+    const REAL *x = (const REAL *)J->x + plane * J->plane_in;
+    const REAL *y = (const REAL *)J->y + plane * J->plane_in;
+    REAL *map = J->map ? (REAL *)J->map + plane * J->plane_out : NULL;
+    double *rowsum = J->rowsum ? J->rowsum + plane * J->o0 : NULL;
+    const REAL C1 = (REAL)J->C1, C2 = (REAL)J->C2;
+    const REAL sx = J->shift_x ? (REAL)J->shift_x[plane] : 0;
+    const REAL sy = J->shift_y ? (REAL)J->shift_y[plane] : 0;
+    int rmax = 0;
+    for (int j = 0; j < M; j++) {
+        const int r = jobs[j].f0.r;
+        const REAL *g = (const REAL *)jobs[j].f0.g;
+        for (int k = 0; k <= r; k++) s[j].gfull[r + k] = s[j].gfull[r - k] = g[k];
+        memset(s[j].zeros, 0, Lo * sizeof(REAL));
+        s[j].hnext = -(1 << 30);
+        s[j].sx = sx;
+        s[j].sy = sy;
+        if (r > rmax) rmax = r;
+    }
+
+    if (!J->grad) {
+        for (int p0 = q0; p0 < q1; p0 += FS_B) {
+            const int nb = q1 - p0 < FS_B ? q1 - p0 : FS_B;
+            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], x, y, p0, nb, &s[j]);
+            for (int b = 0; b < nb; b++) {
+                const int p = p0 + b;
+                REAL *out = map ? map + (ptrdiff_t)p * Lo : prow;
+                for (int j = 0; j < M; j++)
+                    FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
+                                   s[j].m[b][2], s[j].m[b][3], C1, C2,
+                                   (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
+                for (int j = 1; j < M; j++)
+                    for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
+                if (rowsum)
+                    rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
+                                    ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
+            }
+        }
+        return;
+    }
+
+    const fs_band *a0 = &J->a0; /* the offset is shared by all scales */
+    const REAL *wmap = J->wmap ? (const REAL *)J->wmap + plane * J->plane_out : NULL;
+    REAL *wl = s[0].wl;
+    if (!wmap) {
+        memset(wl, 0, Lo * sizeof(REAL));
+        for (int i1 = J->s1[0]; i1 < J->s1[1]; i1++)
+            for (int i2 = J->s2[0]; i2 < J->s2[1]; i2++)
+                wl[(ptrdiff_t)i1 * J->o2 + i2] = (REAL)J->wscal;
+    }
+    int maps[4], nm = 0;
+    if (J->grad & FS_GRAD_X) maps[nm++] = 0;
+    if (J->grad & FS_GRAD_Y) maps[nm++] = 1;
+    maps[nm++] = 2;
+    maps[nm++] = 3;
+    REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + plane * J->plane_in : NULL;
+    REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + plane * J->plane_in : NULL;
+
+    int next = q0 + a0->off - rmax;
+    if (next < 0) next = 0;
+    for (int q0b = q0; q0b < q1; q0b += FS_B) {
+        const int nbq = q1 - q0b < FS_B ? q1 - q0b : FS_B;
+        int need = q0b + nbq - 1 + a0->off + rmax;
+        if (need > J->o0 - 1) need = J->o0 - 1;
+        while (next <= need) {
+            const int nb = J->o0 - next < FS_B ? J->o0 - next : FS_B;
+            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], x, y, next, nb, &s[j]);
+            for (int b = 0; b < nb; b++) {
+                const int p = next + b;
+                const int c = p + J->f0.off;
+                const int owned = c >= q0 && c < q1;
+                const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
+                                     : ((p >= J->s0[0] && p < J->s0[1]) ? wl : NULL);
+                REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : prow;
+                for (int j = 0; j < M; j++)
+                    FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
+                                   s[j].m[b][2], s[j].m[b][3], C1, C2,
+                                   (REAL)jobs[j].cov, sx, sy, fac[j]);
+                for (int j = 0; j < M; j++) {
+                    const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
+                    if (!w) {
+                        for (int i = 0; i < 4; i++)
+                            memset(s[j].fring[i] + slot, 0, Lo * sizeof(REAL));
+                        continue;
+                    }
+                    /* cotangent of scale j: w times the other factors */
+                    memcpy(cot, w, Lo * sizeof(REAL));
+                    for (int k = 0; k < M; k++) {
+                        if (k == j) continue;
+                        const REAL *restrict f = fac[k];
+                        REAL *restrict cc = cot;
+                        for (ptrdiff_t i = 0; i < Lo; i++) cc[i] *= f[i];
+                    }
+                    REAL *const *m = s[j].m[b];
+                    FN(form_grad)(jobs[j].form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                                  (REAL)jobs[j].cov, sx, sy, cot, s[j].S,
+                                  s[j].fring[0] + slot, s[j].fring[1] + slot,
+                                  s[j].fring[2] + slot, s[j].fring[3] + slot);
+                }
+                memcpy(out, fac[0], Lo * sizeof(REAL));
+                for (int j = 1; j < M; j++)
+                    for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
+                if (rowsum && owned)
+                    rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
+                                    ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
+            }
+            next += nb;
+        }
+        /* adjoint of every scale along the streamed axis (eqs. 5-7) */
+        for (int j = 0; j < M; j++) {
+            const fs_band *aj = &jobs[j].a0;
+            const int r = aj->r, nrf = s[j].nrf;
+            const REAL *wts[FS_B];
+            FN(block_weights)(aj, q0b, nbq, s[j].gfull, wts);
+            for (int b = nbq; b < FS_B; b++) wts[b] = s[j].gfull;
+            for (int ii = 0; ii < nm; ii++) {
+                const int i = maps[ii];
+                for (int l = 0; l < 2 * r + FS_B; l++) {
+                    int p = q0b + aj->off - r + l;
+                    s[j].pr[l] = (l < 2 * r + nbq && p >= 0 && p < J->o0)
+                                     ? s[j].fring[i] + (ptrdiff_t)(p % nrf) * Lo : s[j].zeros;
+                }
+                REAL *outs[FS_B];
+                for (int b = 0; b < FS_B; b++) outs[b] = s[j].av[b][i];
+                FN(vlin_multi)(Lo, s[j].pr, r, FS_B, wts, outs);
+            }
+        }
+        for (int b = 0; b < nbq; b++) {
+            const int q = q0b + b;
+            for (int ii = 0; ii < nm; ii++) {
+                const int i = maps[ii];
+                for (int j = 0; j < M; j++) {
+                    FN(inner)(&jobs[j].a1, &jobs[j].a2, J->o1, J->o2, J->n1, s[j].av[b][i],
+                              j ? s[j].ag[i] : agsum[i], s[j].tmp, s[j].pr2);
+                    if (j) {
+                        REAL *restrict acc = agsum[i];
+                        const REAL *restrict add = s[j].ag[i];
+                        for (ptrdiff_t t = 0; t < L; t++) acc[t] += add[t];
+                    }
+                }
+            }
+            const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
+            const REAL *restrict ass = agsum[2], *restrict axy = agsum[3];
+            if (gx) {
+                REAL *restrict o = gx + (ptrdiff_t)q * L;
+                const REAL *restrict amx = agsum[0];
+                for (ptrdiff_t t = 0; t < L; t++)
+                    o[t] = amx[t] + 2 * (xq[t] - sx) * ass[t] + (yq[t] - sy) * axy[t];
+            }
+            if (gy) {
+                REAL *restrict o = gy + (ptrdiff_t)q * L;
+                const REAL *restrict amy = agsum[1];
+                for (ptrdiff_t t = 0; t < L; t++)
+                    o[t] = amy[t] + 2 * (yq[t] - sy) * ass[t] + (xq[t] - sx) * axy[t];
+            }
+        }
+    }
+}
+
+static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
+{
+    size_t off = 0;
+    for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], NULL, NULL);
+    const size_t Lo = (size_t)jobs[0].o1 * jobs[0].o2, L = (size_t)jobs[0].n1 * jobs[0].n2;
+    off += (M + 2) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
+    off += 4 * ((L * sizeof(REAL) + 63) & ~(size_t)63);
+    return off + 64;
 }
 
 #undef NV
