@@ -87,12 +87,10 @@ class Band:
         return m
 
 
-def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple:
-    """Longest run of rows equal to the symmetric taps that read only real samples."""
-    regular = np.all(rows == full[None, :], axis=1) & readable
-    best = (0, 0)
-    start = None
-    for i, ok in enumerate(np.append(regular, False)):
+def longest_run(mask) -> tuple:
+    """(start, stop) of the longest run of True in ``mask`` ((0, 0) if none)."""
+    best, start = (0, 0), None
+    for i, ok in enumerate(list(mask) + [False]):
         if ok and start is None:
             start = i
         elif not ok and start is not None:
@@ -100,6 +98,11 @@ def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple
                 best = (start, i)
             start = None
     return best
+
+
+def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple:
+    """Longest run of rows equal to the symmetric taps that read only real samples."""
+    return longest_run(np.all(rows == full[None, :], axis=1) & readable)
 
 
 def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -> Band:

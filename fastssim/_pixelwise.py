@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _core
 from ._bands import gaussian_taps
-from ._ssim import _grad_code, plan
+from ._ssim import _grad_code, plan, wrt_code
 
 __all__ = ["pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp", "PixelwiseResult", "ZHAO_SIGMAS"]
 
@@ -185,29 +185,14 @@ def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=Z
     returns.  Returns the gradient w.r.t. x (``wrt='x'``), y, or the pair
     (``'both'``).  Other arguments as :func:`pixelwise_ms_ssim`.
     """
-    g = _grad_code(wrt, "wrt")
-    if g == 0:
-        raise ValueError("wrt: expected 'x', 'y' or 'both', got None")
+    g = wrt_code(wrt)
     p, s, taps, covs, mreg = _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance,
                                     border, channel_axis, spatial_dims, workers)
     oshape = tuple(b - a for a, b in mreg)
-    expect = p.to_user(np.empty((p.xp.shape[0],) + oshape, dtype=np.bool_)).shape
-    c = cotangent if isinstance(cotangent, np.ndarray) else np.asarray(cotangent)
-    if c.dtype.kind not in "biuf":
-        raise TypeError(f"cotangent: expected a real numeric array, got dtype {c.dtype}")
-    if c.shape != expect:
-        raise ValueError(
-            f"cotangent: expected the shape of the per-pixel MS-SSIM map, {expect} "
-            f"(border={border!r}), got {c.shape}"
-        )
-    w = p.from_user(c, p.xp.dtype)
+    w = p.cotangent(cotangent, oshape, "per-pixel MS-SSIM", border)
     _, _, gx, gy = _core.run_multi(
         p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg,
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, grad=g, wmap=w,
         workers=p.workers,
     )
-    if g == 1:
-        return p.to_user(gx)
-    if g == 2:
-        return p.to_user(gy)
-    return p.to_user(gx), p.to_user(gy)
+    return p.wrt_result(g, gx, gy)

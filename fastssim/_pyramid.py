@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._bands import longest_run
+
 CONVENTIONS = ("symmetric", "zero", "drop", "replicate")
 
 
@@ -94,18 +96,6 @@ class Down:
     ashift: int
 
 
-def _longest_run(mask):
-    best, start = (0, 0), None
-    for i, ok in enumerate(list(mask) + [False]):
-        if ok and start is None:
-            start = i
-        elif not ok and start is not None:
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    return best
-
-
 @functools.lru_cache(maxsize=256)
 def down_axis(n: int, convention: str, P: int = 0) -> Down:
     """The 1-D operator of one axis, in the engine's representation."""
@@ -136,7 +126,7 @@ def down_axis(n: int, convention: str, P: int = 0) -> Down:
     shift = {"symmetric": 0, "drop": 0, "zero": -(n % 2), "replicate": -P}[convention]
     reg = [(w0[o] == 0.5 and w1[o] == 0.5 and i0[o] == 2 * o + shift and i1[o] == 2 * o + shift + 1)
            for o in range(n_out)]
-    lo, hi = _longest_run(reg)
+    lo, hi = longest_run(reg)
     alo, ahi = 2 * lo + shift, 2 * hi + shift
     if hi <= lo:
         lo = hi = 0

@@ -85,6 +85,25 @@ class Plan:
         arr = as_planes(arr, ftype)
         return arr.reshape((-1,) + arr.shape[-len(self.spatial):])
 
+    def cotangent(self, c, oshape, what, border):
+        """A caller's cotangent (map-shaped, caller layout) as contiguous planes."""
+        c = _check_array(c, "cotangent")
+        expect = self.to_user(np.empty((self.xp.shape[0],) + oshape, dtype=np.bool_)).shape
+        if c.shape != expect:
+            raise ValueError(
+                f"cotangent: expected the shape of the {what} map, {expect} "
+                f"(border={border!r}), got {c.shape}"
+            )
+        return self.from_user(c, self.xp.dtype)
+
+    def wrt_result(self, g, gx, gy):
+        """The gradient(s) a VJP returns: one array, or the pair for 'both'."""
+        if g == 1:
+            return self.to_user(gx)
+        if g == 2:
+            return self.to_user(gy)
+        return self.to_user(gx), self.to_user(gy)
+
     def values(self, sums):
         per_plane = sums / self.n_valid
         v = per_plane.reshape(self.batch_shape + (self.nchan,)).mean(axis=-1)
@@ -177,6 +196,14 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     p.xp = p.from_user(x, ftype)
     p.yp = p.from_user(y, ftype)
     return p
+
+
+def wrt_code(wrt):
+    """'x' -> 1, 'y' -> 2, 'both' -> 3; anything else is an error."""
+    g = _GRAD.get(wrt, 0) if isinstance(wrt, str) else 0
+    if g == 0:
+        raise ValueError(f"wrt: expected 'x', 'y' or 'both', got {wrt!r}")
+    return g
 
 
 def _grad_code(gradient, name="gradient"):
@@ -339,29 +366,16 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", si
     >>> fastssim.ssim_vjp(x, y, w, data_range=1.0).shape
     (32, 32)
     """
-    g = _GRAD.get(wrt, 0) if isinstance(wrt, str) else 0
-    if g == 0:
-        raise ValueError(f"wrt: expected 'x', 'y' or 'both', got {wrt!r}")
+    g = wrt_code(wrt)
     p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
              win_size=win_size, K1=K1, K2=K2, covariance=covariance, border=border,
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
     mreg = p.map_region(True)
     oshape = tuple(b - a for a, b in mreg)
-    cotangent = _check_array(cotangent, "cotangent")
-    expect = p.to_user(np.empty((p.xp.shape[0],) + oshape, dtype=np.bool_)).shape
-    if cotangent.shape != expect:
-        raise ValueError(
-            f"cotangent: expected the shape of the SSIM map, {expect} (border={border!r}), "
-            f"got {cotangent.shape}"
-        )
-    w = p.from_user(cotangent, p.xp.dtype)
+    w = p.cotangent(cotangent, oshape, "SSIM", border)
     _, _, gx, gy = _core.run(
         p.xp, p.yp, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=False, grad=g, wmap=w,
         workers=p.workers,
     )
-    if g == 1:
-        return p.to_user(gx)
-    if g == 2:
-        return p.to_user(gy)
-    return p.to_user(gx), p.to_user(gy)
+    return p.wrt_result(g, gx, gy)

@@ -109,34 +109,18 @@ static inline int fs_get_level(void)
     return fs_level;
 }
 
-size_t fs_scratch_bytes_f(const fs_job *job)
-{
-    return fs_scratch_bytes_f_v1(job); /* layout does not depend on the ISA */
-}
-
-size_t fs_scratch_bytes_d(const fs_job *job)
-{
-    return fs_scratch_bytes_d_v1(job);
-}
+/* The scratch layout does not depend on the ISA. */
+size_t fs_scratch_bytes_f(const fs_job *job) { return fs_multi_bytes_f_v1(job, 1); }
+size_t fs_scratch_bytes_d(const fs_job *job) { return fs_multi_bytes_d_v1(job, 1); }
 
 void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
 {
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_rows_f_v4(job, plane, q0, q1, scratch); return; }
-    if (level == 3) { fs_rows_f_v3(job, plane, q0, q1, scratch); return; }
-#endif
-    fs_rows_f_v1(job, plane, q0, q1, scratch);
+    fs_rows_multi_f(job, 1, plane, q0, q1, scratch);
 }
 
 void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
 {
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_rows_d_v4(job, plane, q0, q1, scratch); return; }
-    if (level == 3) { fs_rows_d_v3(job, plane, q0, q1, scratch); return; }
-#endif
-    fs_rows_d_v1(job, plane, q0, q1, scratch);
+    fs_rows_multi_d(job, 1, plane, q0, q1, scratch);
 }
 
 size_t fs_multi_bytes_f(const fs_job *jobs, int M) { return fs_multi_bytes_f_v1(jobs, M); }

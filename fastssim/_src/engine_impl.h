@@ -421,11 +421,6 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     return off + 64;
 }
 
-static size_t FN(fs_scratch_bytes)(const fs_job *job)
-{
-    return FN(fs_layout)(job, NULL, NULL);
-}
-
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
  * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
 static void FN(hline)(const fs_job *job, const REAL *x, const REAL *y, int q,
@@ -490,143 +485,6 @@ static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p0,
         REAL *out[FS_B];
         for (int b = 0; b < FS_B; b++) out[b] = s->m[b][i];
         FN(vlin_multi)(Lo, s->pr, r, FS_B, w, out);
-    }
-}
-
-static void FN(fs_rows)(const fs_job *job, ptrdiff_t plane, int q0, int q1,
-                        void *scratch)
-{
-    FN(fs_scr) s;
-    char *base = (char *)(((size_t)scratch + 63) & ~(size_t)63);
-    FN(fs_layout)(job, base, &s);
-    s.hnext = -(1 << 30);
-
-    const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
-    const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
-    const REAL *x = (const REAL *)job->x + plane * job->plane_in;
-    const REAL *y = (const REAL *)job->y + plane * job->plane_in;
-    REAL *map = job->map ? (REAL *)job->map + plane * job->plane_out : NULL;
-    double *rowsum = job->rowsum ? job->rowsum + plane * job->o0 : NULL;
-    const REAL C1 = (REAL)job->C1, C2 = (REAL)job->C2, cov = (REAL)job->cov;
-    const REAL sx = s.sx = job->shift_x ? (REAL)job->shift_x[plane] : 0;
-    const REAL sy = s.sy = job->shift_y ? (REAL)job->shift_y[plane] : 0;
-    {
-        const int r = job->f0.r;
-        const REAL *g = (const REAL *)job->f0.g;
-        for (int k = 0; k <= r; k++) s.gfull[r + k] = s.gfull[r - k] = g[k];
-        memset(s.zeros, 0, Lo * sizeof(REAL));
-    }
-
-    if (!job->grad) {
-        for (int p0 = q0; p0 < q1; p0 += FS_B) {
-            const int nb = q1 - p0 < FS_B ? q1 - p0 : FS_B;
-            FN(moments)(job, x, y, p0, nb, &s);
-            for (int b = 0; b < nb; b++) {
-                const int p = p0 + b;
-                REAL *out = map ? map + (ptrdiff_t)p * Lo : s.S;
-                FN(form_value)(job->form, Lo, s.m[b][0], s.m[b][1], s.m[b][2],
-                               s.m[b][3], C1, C2, cov, sx, sy, out);
-                if (rowsum)
-                    rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
-                                    ? FN(region_sum)(out, job->o2, job->s1, job->s2)
-                                    : 0.0;
-            }
-        }
-        return;
-    }
-
-    /* Gradient: stream the output lines needed by input lines [q0, q1)
-     * through a ring of cotangent-weighted partials w*F_m (eqs. 8-10), then
-     * apply the adjoint bands (eqs. 5-7): along the streamed axis, then
-     * within the line. */
-    const fs_band *a0 = &job->a0;
-    const int r = a0->r, nrf = s.nrf;
-    const REAL *wmap = job->wmap ? (const REAL *)job->wmap + plane * job->plane_out : NULL;
-    if (!wmap) {
-        memset(s.wl, 0, Lo * sizeof(REAL));
-        for (int i1 = job->s1[0]; i1 < job->s1[1]; i1++)
-            for (int i2 = job->s2[0]; i2 < job->s2[1]; i2++)
-                s.wl[(ptrdiff_t)i1 * job->o2 + i2] = (REAL)job->wscal;
-    }
-    int maps[4], nm = 0;
-    if (job->grad & FS_GRAD_X) maps[nm++] = 0;
-    if (job->grad & FS_GRAD_Y) maps[nm++] = 1;
-    maps[nm++] = 2;
-    maps[nm++] = 3;
-    REAL *gx = (job->grad & FS_GRAD_X) ? (REAL *)job->gx + plane * job->plane_in : NULL;
-    REAL *gy = (job->grad & FS_GRAD_Y) ? (REAL *)job->gy + plane * job->plane_in : NULL;
-
-    int next = q0 + a0->off - r;
-    if (next < 0) next = 0;
-    for (int q0b = q0; q0b < q1; q0b += FS_B) {
-        const int nbq = q1 - q0b < FS_B ? q1 - q0b : FS_B;
-        int need = q0b + nbq - 1 + a0->off + r;
-        if (need > job->o0 - 1) need = job->o0 - 1;
-        while (next <= need) {
-            const int nb = job->o0 - next < FS_B ? job->o0 - next : FS_B;
-            FN(moments)(job, x, y, next, nb, &s);
-            for (int b = 0; b < nb; b++) {
-                const int p = next + b;
-                const int c = p + job->f0.off;
-                const int owned = c >= q0 && c < q1;
-                const ptrdiff_t slot = (ptrdiff_t)(p % nrf) * Lo;
-                const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
-                                     : ((p >= job->s0[0] && p < job->s0[1]) ? s.wl : NULL);
-                REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : s.S;
-                REAL *const *m = s.m[b];
-                if (w) {
-                    FN(form_grad)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2, cov,
-                                  sx, sy, w, out, s.fring[0] + slot, s.fring[1] + slot,
-                                  s.fring[2] + slot, s.fring[3] + slot);
-                } else {
-                    FN(form_value)(job->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
-                                   cov, sx, sy, out);
-                    for (int i = 0; i < 4; i++)
-                        memset(s.fring[i] + slot, 0, Lo * sizeof(REAL));
-                }
-                if (rowsum && owned)
-                    rowsum[p] = (p >= job->s0[0] && p < job->s0[1])
-                                    ? FN(region_sum)(out, job->o2, job->s1, job->s2)
-                                    : 0.0;
-            }
-            next += nb;
-        }
-        const REAL *w[FS_B];
-        FN(block_weights)(a0, q0b, nbq, s.gfull, w);
-        for (int b = nbq; b < FS_B; b++) w[b] = s.gfull;
-        for (int ii = 0; ii < nm; ii++) {
-            const int i = maps[ii];
-            for (int l = 0; l < 2 * r + FS_B; l++) {
-                int p = q0b + a0->off - r + l;
-                s.pr[l] = (l < 2 * r + nbq && p >= 0 && p < job->o0)
-                              ? s.fring[i] + (ptrdiff_t)(p % nrf) * Lo : s.zeros;
-            }
-            REAL *out[FS_B];
-            for (int b = 0; b < FS_B; b++) out[b] = s.av[b][i];
-            FN(vlin_multi)(Lo, s.pr, r, FS_B, w, out);
-        }
-        for (int b = 0; b < nbq; b++) {
-            const int q = q0b + b;
-            for (int ii = 0; ii < nm; ii++) {
-                const int i = maps[ii];
-                FN(inner)(&job->a1, &job->a2, job->o1, job->o2, job->n1, s.av[b][i],
-                          s.ag[i], s.tmp, s.pr2);
-            }
-            const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
-            const REAL *restrict ass = s.ag[2], *restrict axy = s.ag[3];
-            if (gx) {
-                REAL *restrict o = gx + (ptrdiff_t)q * L;
-                const REAL *restrict amx = s.ag[0];
-                for (ptrdiff_t j = 0; j < L; j++)
-                    o[j] = amx[j] + 2 * (xq[j] - sx) * ass[j] + (yq[j] - sy) * axy[j];
-            }
-            if (gy) {
-                REAL *restrict o = gy + (ptrdiff_t)q * L;
-                const REAL *restrict amy = s.ag[1];
-                for (ptrdiff_t j = 0; j < L; j++)
-                    o[j] = amy[j] + 2 * (yq[j] - sy) * ass[j] + (xq[j] - sx) * axy[j];
-            }
-        }
     }
 }
 
@@ -713,10 +571,11 @@ static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
     }
 }
 
-/* ---- several windows at once: the per-pixel MS-SSIM of Zhao et al. ----
+/* ---- the streaming driver: one window, or several at once ----
  *
- * P(p) = prod_j F_j(p), F_j the form of jobs[j] (cs_j, and SSIM for the
- * widest window), all on the same output grid.  One stream over the lines
+ * One window (M = 1) is SSIM, cs, l or a plain windowed mean.  Several are
+ * the per-pixel MS-SSIM of Zhao et al.: P(p) = prod_j F_j(p), F_j the form of
+ * jobs[j] (cs_j, and SSIM for the widest window), all on the same output grid.  One stream over the lines
  * computes every scale's moments, the product, and, for the gradient of
  * sum_p w(p) P(p), each scale's partials weighted by w * prod_{k != j} F_k
  * (no division by F_j), then each scale's adjoint, summed before the final
@@ -821,6 +680,25 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                 const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
                                      : ((p >= J->s0[0] && p < J->s0[1]) ? wl : NULL);
                 REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : prow;
+                if (M == 1) {  /* a single window: no product, no other factors */
+                    const ptrdiff_t slot = (ptrdiff_t)(p % s[0].nrf) * Lo;
+                    REAL *const *m = s[0].m[b];
+                    if (w) {
+                        FN(form_grad)(J->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                                      (REAL)J->cov, sx, sy, w, out, s[0].fring[0] + slot,
+                                      s[0].fring[1] + slot, s[0].fring[2] + slot,
+                                      s[0].fring[3] + slot);
+                    } else {
+                        FN(form_value)(J->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                                       (REAL)J->cov, sx, sy, out);
+                        for (int i = 0; i < 4; i++)
+                            memset(s[0].fring[i] + slot, 0, Lo * sizeof(REAL));
+                    }
+                    if (rowsum && owned)
+                        rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
+                                        ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
+                    continue;
+                }
                 for (int j = 0; j < M; j++)
                     FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
                                    s[j].m[b][2], s[j].m[b][3], C1, C2,
