@@ -1,10 +1,19 @@
 """Dispatch to the filter engine: the one entry every public function uses.
 
-``run`` takes validated planes ``(P, *spatial)`` (2-D or 3-D spatial, C-contiguous,
-float32 or float64), builds the banded operators for the requested window and
-map region, allocates what the caller did not provide and hands everything
-to the Cython glue.  Per-line sums come back and are reduced here in a fixed
-order (float64), so results never depend on the thread count.
+``run`` (one window) and ``run_multi`` (a product of windows) take validated,
+C-contiguous inputs in one of two layouts:
+
+* planes ``(P, *spatial)``, or
+* interleaved channels ``(B, *spatial, C)`` with ``nci=C`` (P = B*C planes),
+  read in place: no transposed copy of an RGB image is ever made;
+
+of the compute dtype (float32 or float64) or of a narrower type the engine
+converts on the fly (uint8, uint16, int8, int16; float32 into float64), so no
+float copy of an integer image is made either.  They build the banded
+operators for the window and the map region, allocate what the caller did
+not provide (maps and gradients in the input's layout, compute dtype) and hand
+everything to the Cython glue.  Per-line sums come back and are reduced here
+in a fixed order (float64), so results never depend on the thread count.
 """
 
 from __future__ import annotations
@@ -40,8 +49,8 @@ def check_out(arr, shape, dtype, name):
     return arr
 
 
-def plane_shift(a):
-    """Per-plane constant near the plane's mean, float64.
+def plane_shift(a, nci=1):
+    """Per-plane constant near the plane's mean, float64, one per plane.
 
     The engine takes the moments of ``a - shift``: SSIM does not depend on the
     shift, but float32 variances (E[x^2] - mu^2) lose far less to cancellation.
@@ -50,8 +59,14 @@ def plane_shift(a):
     result stays independent of the thread count), exactly representable, and
     unmoved by a stray NaN/Inf or a small local change of the image.
     """
-    sl = (slice(None),) + tuple(slice(None, None, max(1, n // 32)) for n in a.shape[1:])
-    sub = a[sl].reshape(a.shape[0], -1).astype(np.float64)
+    spatial = a.shape[1:] if nci == 1 else a.shape[1:-1]
+    sl = (slice(None),) + tuple(slice(None, None, max(1, n // 32)) for n in spatial)
+    sub = a[sl]
+    if nci == 1:
+        sub = sub.reshape(a.shape[0], -1).astype(np.float64)
+    else:  # (B, ..., C) -> (B*C, samples), plane order b*C + c
+        sub = np.moveaxis(sub.reshape(a.shape[0], -1, nci), 2, 1).reshape(-1, sub[0, ..., 0].size)
+        sub = sub.astype(np.float64)
     ok = np.isfinite(sub)
     cnt = ok.sum(axis=1)
     mean = np.where(ok, sub, 0.0).sum(axis=1) / np.maximum(cnt, 1)
@@ -59,102 +74,113 @@ def plane_shift(a):
     return np.ldexp(np.round(m * 16.0) / 16.0, e)
 
 
+# Input element types the engine reads and converts itself, per compute type.
+_NATIVE = {
+    np.dtype(np.float32): {np.dtype(np.float32): _engine.IN_REAL, np.dtype(np.uint8): _engine.IN_U8,
+                           np.dtype(np.uint16): _engine.IN_U16, np.dtype(np.int8): _engine.IN_I8,
+                           np.dtype(np.int16): _engine.IN_I16},
+    np.dtype(np.float64): {np.dtype(np.float64): _engine.IN_REAL, np.dtype(np.float32): _engine.IN_F32,
+                           np.dtype(np.uint8): _engine.IN_U8, np.dtype(np.uint16): _engine.IN_U16,
+                           np.dtype(np.int8): _engine.IN_I8, np.dtype(np.int16): _engine.IN_I16},
+}
+
+
+def native_type(src, compute):
+    """True if the engine reads dtype ``src`` itself when computing in ``compute``."""
+    return np.dtype(src) in _NATIVE[np.dtype(compute)]
+
+
+class _Layout:
+    """Geometry of one engine call (see the module docstring)."""
+
+    def __init__(self, x, nci, dtype):
+        self.dt = np.dtype(dtype) if dtype is not None else x.dtype
+        self.nci = nci
+        if nci == 1:
+            self.B, self.P, self.spatial = x.shape[0], x.shape[0], x.shape[1:]
+        else:
+            self.B, self.spatial = x.shape[0], x.shape[1:-1]
+            self.P = self.B * nci
+        self.dims = _as4(self.spatial)
+        self.in_type = _NATIVE[self.dt][x.dtype]
+
+    def shape(self, spatial):
+        """Array shape of a map or gradient with these spatial extents."""
+        if self.nci == 1:
+            return (self.P,) + tuple(spatial)
+        return (self.B,) + tuple(spatial) + (self.nci,)
+
+    def bands(self, taps, map_region):
+        bands = [band_pair(n, taps, a, b, self.dt.char) for n, (a, b) in zip(self.spatial, map_region)]
+        if len(self.spatial) == 2:
+            bands = [bands[0], band_pair(1, _TRIVIAL, 0, 1, self.dt.char), bands[1]]
+        return tuple(b[0] for b in bands), tuple(b[1] for b in bands)
+
+
+def _prepare(x, nci, dtype, map_region, sum_region, want_map, grad, map_out, gx_out, gy_out,
+             wmap):
+    lay = _Layout(x, nci, dtype)
+    out_spatial = tuple(b - a for a, b in map_region)
+    if len(lay.spatial) == 2:
+        sum_region = (sum_region[0], (0, 1), sum_region[1])
+    oshape = _as4(out_spatial)
+    if want_map and map_out is None:
+        map_out = np.empty(lay.shape(out_spatial), dtype=lay.dt)
+    if grad & _engine.GRAD_X and gx_out is None:
+        gx_out = np.empty(lay.shape(lay.spatial), dtype=lay.dt)
+    if grad & _engine.GRAD_Y and gy_out is None:
+        gy_out = np.empty(lay.shape(lay.spatial), dtype=lay.dt)
+    if wmap is not None:
+        assert wmap.shape == lay.shape(out_spatial) and wmap.dtype == lay.dt
+    return (lay, oshape, tuple(sum_region), map_out if want_map else None,
+            gx_out if grad & _engine.GRAD_X else None, gy_out if grad & _engine.GRAD_Y else None)
+
+
 def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
         want_map=False, grad=0, wmap=None, wscal=0.0, workers=1,
-        map_out=None, gx_out=None, gy_out=None):
-    """Run the engine.
+        map_out=None, gx_out=None, gy_out=None, nci=1, dtype=None):
+    """Run the engine with one window.
 
-    x, y: (P, *spatial) contiguous float arrays.  taps: full symmetric window.
-    map_region: per spatial axis, (start, stop) of the same-size reflect map
-    that forms the output map.  sum_region: per spatial axis, (a, b) in
-    output coordinates, over which values are summed (and on which the
-    scalar cotangent ``wscal`` lives when ``wmap`` is None).
-    grad: 0, 1 (x), 2 (y) or 3.  Returns (sums (P,), map, gx, gy).
+    x, y: inputs (see the module docstring); ``dtype`` the compute type
+    (default: x's).  taps: full symmetric window.  map_region: per spatial
+    axis, (start, stop) of the same-size reflect map that forms the output
+    map.  sum_region: per spatial axis, (a, b) in output coordinates, over
+    which values are summed (and on which the scalar cotangent ``wscal``
+    lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.
+    Returns (sums (P,), map, gx, gy).
     """
-    P = x.shape[0]
-    spatial = x.shape[1:]
-    ndim = len(spatial)
-    dt = x.dtype
-    bands = [band_pair(n, taps, a, b, dt.char) for n, (a, b) in zip(spatial, map_region)]
-    if ndim == 2:
-        triv = band_pair(1, _TRIVIAL, 0, 1, dt.char)
-        bands = [bands[0], triv, bands[1]]
-        sum_region = (sum_region[0], (0, 1), sum_region[1])
-    fwd = tuple(b[0] for b in bands)
-    adj = tuple(b[1] for b in bands)
-    oshape = tuple(b.n_out for b in fwd)
-    out_spatial = tuple(b - a for a, b in map_region)
-
-    n4 = (P,) + _as4(spatial)
-    o4 = (P,) + oshape
-    xv = x.reshape(n4)
-    yv = y.reshape(n4)
-
-    if want_map:
-        if map_out is None:
-            map_out = np.empty((P,) + out_spatial, dtype=dt)
-        mview = map_out.reshape(o4)
-    else:
-        mview = None
-    wv = None if wmap is None else wmap.reshape(o4)
-    if grad & _engine.GRAD_X and gx_out is None:
-        gx_out = np.empty_like(x)
-    if grad & _engine.GRAD_Y and gy_out is None:
-        gy_out = np.empty_like(x)
-    gxv = gx_out.reshape(n4) if grad & _engine.GRAD_X else None
-    gyv = gy_out.reshape(n4) if grad & _engine.GRAD_Y else None
-
-    rowsum = np.zeros((P, oshape[0]), dtype=np.float64)
+    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
+                                            grad, map_out, gx_out, gy_out, wmap)
+    fwd, adj = lay.bands(taps, map_region)
+    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
     _engine.run(
-        xv, yv, fwd, adj, oshape, FORM[form], float(C1), float(C2), float(cov),
-        mview, rowsum, tuple(sum_region), int(grad), wv, float(wscal), gxv, gyv,
-        int(workers), plane_shift(xv), plane_shift(yv),
+        x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, fwd, adj, oshape,
+        FORM[form], float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap,
+        float(wscal), gx, gy, int(workers), plane_shift(x, nci), plane_shift(y, nci),
     )
-    a0, b0 = sum_region[0]
-    sums = rowsum[:, a0:b0].sum(axis=1)
-    return (
-        sums,
-        map_out if want_map else None,
-        gx_out if grad & _engine.GRAD_X else None,
-        gy_out if grad & _engine.GRAD_Y else None,
-    )
+    a0, b0 = sreg[0]
+    return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
-              wmap=None, wscal=0.0, workers=1, map_out=None):
+              wmap=None, wscal=0.0, workers=1, map_out=None, nci=1, dtype=None):
     """The product of several windows' forms in one streaming pass.
 
     scales: list of (taps, form, cov); the map and the sums are of the product
     P = prod_j form_j, the gradient that of sum_p w(p) P(p).  Other arguments
     as :func:`run`.  Returns (sums (P,), map, gx, gy).
     """
-    P = x.shape[0]
-    spatial = x.shape[1:]
-    dt = x.dtype
+    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
+                                            grad, map_out, None, None, wmap)
     specs = []
     for taps, form, cov in scales:
-        bands = [band_pair(n, taps, a, b, dt.char) for n, (a, b) in zip(spatial, map_region)]
-        if len(spatial) == 2:
-            bands = [bands[0], band_pair(1, _TRIVIAL, 0, 1, dt.char), bands[1]]
-        specs.append((tuple(b[0] for b in bands), tuple(b[1] for b in bands), FORM[form], float(cov)))
-    if len(spatial) == 2:
-        sum_region = (sum_region[0], (0, 1), sum_region[1])
-    oshape = tuple(b.n_out for b in specs[0][0])
-    out_spatial = tuple(b - a for a, b in map_region)
-    n4 = (P,) + _as4(spatial)
-    o4 = (P,) + oshape
-    if want_map and map_out is None:
-        map_out = np.empty((P,) + out_spatial, dtype=dt)
-    gx = np.empty_like(x) if grad & _engine.GRAD_X else None
-    gy = np.empty_like(x) if grad & _engine.GRAD_Y else None
-    rowsum = np.zeros((P, oshape[0]), dtype=np.float64)
-    xv, yv = x.reshape(n4), y.reshape(n4)
+        fwd, adj = lay.bands(taps, map_region)
+        specs.append((fwd, adj, FORM[form], float(cov)))
+    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
     _engine.run_multi(
-        xv, yv, specs, oshape, float(C1), float(C2),
-        map_out.reshape(o4) if want_map else None, rowsum, tuple(sum_region), int(grad),
-        None if wmap is None else wmap.reshape(o4), float(wscal),
-        None if gx is None else gx.reshape(n4), None if gy is None else gy.reshape(n4),
-        int(workers), plane_shift(xv), plane_shift(yv),
+        x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, specs, oshape,
+        float(C1), float(C2), m, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy,
+        int(workers), plane_shift(x, nci), plane_shift(y, nci),
     )
-    a0, b0 = sum_region[0]
-    return rowsum[:, a0:b0].sum(axis=1), map_out if want_map else None, gx, gy
+    a0, b0 = sreg[0]
+    return rowsum[:, a0:b0].sum(axis=1), m, gx, gy

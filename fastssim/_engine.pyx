@@ -28,7 +28,9 @@ cdef extern from "engine.h" nogil:
 
     ctypedef struct fs_job:
         int n0, n1, n2, o0, o1, o2
+        int nci
         ptrdiff_t plane_in, plane_out
+        int in_type
         const void *x
         const void *y
         const double *shift_x
@@ -83,6 +85,12 @@ FORM_SSIM = 0
 FORM_CS = 1
 FORM_L = 2
 FORM_MEAN = 3
+IN_REAL = 0
+IN_U8 = 1
+IN_U16 = 2
+IN_I8 = 3
+IN_I16 = 4
+IN_F32 = 5
 GRAD_X = 1
 GRAD_Y = 2
 
@@ -141,14 +149,17 @@ cdef void _fill_band(fs_band *b, object band, list keep):
     b.tab_hi = _ptr(band.tab_hi)
 
 
-cdef void _fill_job(fs_job *job, object x, object y, tuple fwd, tuple adj, tuple out_shape,
+cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in_type,
+                    tuple fwd, tuple adj, tuple out_shape,
                     int form, double C1, double C2, double cov, object map_out,
                     object rowsum, tuple region, int grad, object wmap, double wscal,
                     object gx, object gy, object shift_x, object shift_y, list keep):
-    job.n0, job.n1, job.n2 = x.shape[1], x.shape[2], x.shape[3]
+    job.n0, job.n1, job.n2 = dims
     job.o0, job.o1, job.o2 = out_shape
-    job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2
-    job.plane_out = <ptrdiff_t>job.o0 * job.o1 * job.o2
+    job.nci = nci
+    job.in_type = in_type
+    job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2 * nci
+    job.plane_out = <ptrdiff_t>job.o0 * job.o1 * job.o2 * nci
     job.x = _ptr(x)
     job.y = _ptr(y)
     job.shift_x = <const double*>_ptr(shift_x)
@@ -237,27 +248,31 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         _release(bufobj)
 
 
-def run(object x, object y, tuple fwd, tuple adj, tuple out_shape, int form,
+def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
+        tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
         tuple region, int grad, object wmap, double wscal, object gx, object gy,
         int n_threads, object shift_x=None, object shift_y=None):
-    """Run the engine over planes ``x``, ``y`` of shape (P, n0, n1, n2).
+    """Run the engine over P planes of x, y with dims (n0, n1, n2).
 
+    nci: 1 for contiguous planes, or the number of interleaved channels (the
+    arrays' last axis).  in_type: element type of x, y (IN_*), the compute
+    type being float64 if use_double else float32.
     fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
     out_shape: (o0, o1, o2).  region: ((a0, b0), (a1, b1), (a2, b2)), in
     output coordinates, of the line sums and of the scalar cotangent.
-    map_out (P, o0, o1, o2), rowsum (P, o0), wmap (P, o0, o1, o2),
-    gx/gy (P, n0, n1, n2): arrays or None.
+    map_out, wmap (in the layout of x, output extents), rowsum (P, o0),
+    gx/gy (the layout of x, compute type): C-contiguous arrays or None.
     """
     cdef fs_job job
     cdef list keep = []
-    _fill_job(&job, x, y, fwd, adj, out_shape, form, C1, C2, cov, map_out, rowsum, region,
-              grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-    _launch(&job, 1, x.shape[0], grad, map_out is not None, region, n_threads,
-            x.dtype == np.float64)
+    _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
+              map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
+    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
 
 
-def run_multi(object x, object y, list scales, tuple out_shape, double C1, double C2,
+def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
+              list scales, tuple out_shape, double C1, double C2,
               object map_out, object rowsum, tuple region, int grad, object wmap,
               double wscal, object gx, object gy, int n_threads, object shift_x=None,
               object shift_y=None):
@@ -274,14 +289,13 @@ def run_multi(object x, object y, list scales, tuple out_shape, double C1, doubl
     cdef int j, rmax = 0
     for j in range(M):
         fwd, adj, form, cov = scales[j]
-        _fill_job(&jobs[j], x, y, fwd, adj, out_shape, form, C1, C2, cov, map_out, rowsum,
-                  region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
+        _fill_job(&jobs[j], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
+                  map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
         if jobs[j].f0.r > rmax:
             rmax = jobs[j].f0.r
     for j in range(M):
         jobs[j].ring_r = rmax
-    _launch(jobs, M, x.shape[0], grad, map_out is not None, region, n_threads,
-            x.dtype == np.float64)
+    _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
 
 
 cdef void _fill_down(fs_down *d, object m, list keep):

@@ -212,10 +212,10 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         M = fit
         shapes = shapes[:M]
 
-    P = p.xp.shape[0]
+    P = p.P
     ms = np.empty((P, M))
     grads = []
-    xs, ys = p.xp, p.yp
+    xs, ys = p.planes()
     r = p.r
     for j in range(M):
         if j > 0:
@@ -259,7 +259,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
                            fine.reshape((P,) + _core._as4(fine.shape[1:])),
                            np.ascontiguousarray(coef[:, j]), maps, p.workers)
                 acc = fine
-            out[side] = p.to_user(acc)
+            out[side] = p.to_user(acc, interleaved=False)
     scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
     return MSSSIMResult(values, out[0], out[1], scales)
 

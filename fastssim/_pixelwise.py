@@ -155,7 +155,7 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     oshape = tuple(b - a for a, b in mreg)
     n = math.prod(oshape)
     sums, P, gx, gy = _core.run_multi(
-        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg,
+        p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, want_map=full,
         grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers,
     )
@@ -191,7 +191,7 @@ def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=Z
     oshape = tuple(b - a for a, b in mreg)
     w = p.cotangent(cotangent, oshape, "per-pixel MS-SSIM", border)
     _, _, gx, gy = _core.run_multi(
-        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg,
+        p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, grad=g, wmap=w,
         workers=p.workers,
     )

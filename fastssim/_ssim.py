@@ -38,10 +38,17 @@ _GRAD = {None: 0, "x": 1, "y": 2, "both": 3}
 
 @dataclass
 class Plan:
-    """Everything the engine needs, derived once from the user's arguments."""
+    """Everything the engine needs, derived once from the user's arguments.
 
-    xp: np.ndarray          # (P, *spatial) planes
-    yp: np.ndarray
+    ``xe``, ``ye`` are the engine's inputs (see ``fastssim._core``): the
+    caller's arrays themselves whenever the engine can read them in place
+    (C-contiguous, a dtype it converts on the fly, channels last or absent),
+    otherwise contiguous planes in the compute dtype.  ``nci`` > 1 means the
+    channels are interleaved (the caller's last axis).
+    """
+
+    xe: np.ndarray | None
+    ye: np.ndarray | None
     batch_shape: tuple
     nchan: int              # channels averaged into one value (1 without channel_axis)
     channel_axis: int | None
@@ -54,6 +61,45 @@ class Plan:
     cov: float
     border: str
     workers: int
+    ftype: np.dtype = np.dtype(np.float64)
+    nci: int = 1
+    user: tuple = ()
+
+    def load(self, x, y, ftype):
+        """Choose the engine's inputs: in place if possible, else converted planes."""
+        self.ftype = np.dtype(ftype)
+        self.user = (x, y)
+        native = (x.dtype == y.dtype and x.dtype.isnative
+                  and _core.native_type(x.dtype, self.ftype)
+                  and x.flags.c_contiguous and y.flags.c_contiguous)
+        cax = self.channel_axis
+        if native and cax is not None and cax == x.ndim - 1 and self.nchan > 1:
+            shape = (math.prod(self.batch_shape),) + tuple(self.spatial) + (self.nchan,)
+            self.xe, self.ye, self.nci = x.reshape(shape), y.reshape(shape), self.nchan
+            return
+        self.nci = 1
+        if native:
+            self.xe = self._planes_view(x)
+            self.ye = self._planes_view(y)
+        else:
+            self.xe = self.from_user(x, self.ftype)
+            self.ye = self.from_user(y, self.ftype)
+
+    def _planes_view(self, a):
+        if self.channel_axis is not None:
+            a = np.moveaxis(a, self.channel_axis, -(len(self.spatial) + 1))
+        a = np.ascontiguousarray(a)  # no copy when the planes are already contiguous
+        return a.reshape((-1,) + tuple(self.spatial))
+
+    @property
+    def P(self):
+        return math.prod(self.batch_shape) * self.nchan
+
+    def planes(self):
+        """(x, y) as contiguous planes (P, *spatial) in the compute dtype."""
+        if self.nci == 1 and self.xe.dtype == self.ftype:
+            return self.xe, self.ye
+        return self.from_user(self.user[0], self.ftype), self.from_user(self.user[1], self.ftype)
 
     @property
     def valid_region(self):
@@ -71,30 +117,40 @@ class Plan:
     def n_valid(self):
         return math.prod(n - 2 * self.r for n in self.spatial)
 
-    def to_user(self, planes):
-        """(P, *s) -> caller layout (*batch, *s) or with the channel axis restored."""
+    def to_user(self, a, interleaved=None):
+        """Engine layout -> caller layout (*batch, *s) or with the channel axis restored.
+
+        ``a`` is planes (P, *s), or (B, *s, C) if ``interleaved`` (default: as
+        the engine's inputs)."""
+        if interleaved is None:
+            interleaved = self.nci > 1
+        if interleaved:
+            return a.reshape(self.batch_shape + a.shape[1:])
         if self.channel_axis is None:
-            return planes.reshape(self.batch_shape + planes.shape[1:])
-        a = planes.reshape(self.batch_shape + (self.nchan,) + planes.shape[1:])
+            return a.reshape(self.batch_shape + a.shape[1:])
+        a = a.reshape(self.batch_shape + (self.nchan,) + a.shape[1:])
         return np.moveaxis(a, len(self.batch_shape), self.channel_axis)
 
     def from_user(self, arr, ftype):
-        """Caller layout -> contiguous planes (P, *s)."""
+        """Caller layout -> contiguous planes (P, *s) of dtype ftype (a copy if needed)."""
         if self.channel_axis is not None:
             arr = np.moveaxis(arr, self.channel_axis, -(len(self.spatial) + 1))
         arr = as_planes(arr, ftype)
         return arr.reshape((-1,) + arr.shape[-len(self.spatial):])
 
     def cotangent(self, c, oshape, what, border):
-        """A caller's cotangent (map-shaped, caller layout) as contiguous planes."""
+        """A caller's cotangent (map-shaped, caller layout) in the engine's layout."""
         c = _check_array(c, "cotangent")
-        expect = self.to_user(np.empty((self.xp.shape[0],) + oshape, dtype=np.bool_)).shape
+        expect = self.to_user(np.empty((self.P,) + oshape, dtype=np.bool_), False).shape
         if c.shape != expect:
             raise ValueError(
                 f"cotangent: expected the shape of the {what} map, {expect} "
                 f"(border={border!r}), got {c.shape}"
             )
-        return self.from_user(c, self.xp.dtype)
+        if self.nci > 1:
+            shape = (math.prod(self.batch_shape),) + tuple(oshape) + (self.nci,)
+            return np.ascontiguousarray(c, dtype=self.ftype).reshape(shape)
+        return self.from_user(c, self.ftype)
 
     def wrt_result(self, g, gx, gy):
         """The gradient(s) a VJP returns: one array, or the pair for 'both'."""
@@ -189,12 +245,11 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
         )
     ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
     p = Plan(
-        xp=None, yp=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,
+        xe=None, ye=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,
         in_shape=x.shape, spatial=tuple(spatial), taps=taps, r=r,
         C1=(K1 * R) ** 2, C2=(K2 * R) ** 2, cov=cov, border=border, workers=nthreads,
     )
-    p.xp = p.from_user(x, ftype)
-    p.yp = p.from_user(y, ftype)
+    p.load(x, y, ftype)
     return p
 
 
@@ -226,9 +281,9 @@ def _deliver(p, planes, out, name):
 
 def _direct_out(p, out, shape, name):
     """A caller's buffer the engine can write into directly, or None."""
-    if out is None or p.channel_axis is not None:
+    if out is None or p.channel_axis is not None or p.nci > 1:
         return None
-    return _core.check_out(out, p.batch_shape + shape, p.xp.dtype, name).reshape((-1,) + shape)
+    return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
 
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
@@ -328,7 +383,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         else:
             gouts = (None, grad_out)
     sums, m, gx, gy = _core.run(
-        p.xp, p.yp, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
+        p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=full, grad=g,
         wscal=1.0 / (p.n_valid * p.nchan), workers=p.workers,
         map_out=_direct_out(p, map_out, oshape, "map_out"),
@@ -374,7 +429,7 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", si
     oshape = tuple(b - a for a, b in mreg)
     w = p.cotangent(cotangent, oshape, "SSIM", border)
     _, _, gx, gy = _core.run(
-        p.xp, p.yp, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
+        p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=False, grad=g, wmap=w,
         workers=p.workers,
     )

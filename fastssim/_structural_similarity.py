@@ -177,19 +177,18 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     cov = NP / (NP - 1) if use_sample_covariance else 1.0
     pad = (win_size - 1) // 2
     p = Plan(
-        xp=None, yp=None, batch_shape=(), nchan=nchan, channel_axis=cax, in_shape=im1.shape,
+        xe=None, ye=None, batch_shape=(), nchan=nchan, channel_axis=cax, in_shape=im1.shape,
         spatial=tuple(spatial_shape), taps=taps, r=(len(taps) - 1) // 2,
         C1=(K1 * data_range) ** 2, C2=(K2 * data_range) ** 2, cov=cov, border="reflect",
         workers=resolve_workers(workers),
     )
-    p.xp = p.from_user(im1, ftype)
-    p.yp = p.from_user(im2, ftype)
+    p.load(im1, im2, ftype)
     crop = tuple((pad, n - pad) for n in spatial_shape)
     mreg = tuple((0, n) for n in spatial_shape) if full else crop
     sreg = tuple((a - m0, b - m0) for (a, b), (m0, _) in zip(crop, mreg))
     n_crop = math.prod(b - a for a, b in crop)
     sums, S, _, grad = _core.run(
-        p.xp, p.yp, taps=taps, map_region=mreg, sum_region=sreg, form="ssim",
+        p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=taps, map_region=mreg, sum_region=sreg, form="ssim",
         C1=p.C1, C2=p.C2, cov=cov, want_map=full, grad=2 if gradient else 0,
         wscal=1.0 / (n_crop * nchan), workers=p.workers,
     )

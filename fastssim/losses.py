@@ -52,7 +52,8 @@ map : ndarray or None, the per-pixel loss (None for ``ms_ssim``)
 """
 
 
-def _layout(prediction, target, channel_axis, spatial_dims):
+def _check_layout(prediction, target, channel_axis=None, spatial_dims=2):
+    """The pair's errors, naming prediction/target (not the x/y of a function delegated to)."""
     p, t = check_pair(prediction, target, ("prediction", "target"))
     if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
         raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
@@ -63,6 +64,11 @@ def _layout(prediction, target, channel_axis, spatial_dims):
             f"prediction has shape {p.shape}: expected at least {spatial_dims} spatial dimensions"
             + (" plus the channel axis" if cax is not None else "")
         )
+    return p, t, cax
+
+
+def _layout(prediction, target, channel_axis, spatial_dims):
+    p, t, cax = _check_layout(prediction, target, channel_axis, spatial_dims)
     axes = [a for a in range(p.ndim) if a != cax][-spatial_dims:]
     if cax is not None:
         axes.append(cax)
@@ -134,6 +140,7 @@ def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **k
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
+    _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
     r = _ssim(prediction, target, data_range=data_range, full=True if full else False,
               gradient="x" if gradient else None, **kwargs)
     if not gradient and not full:
@@ -150,6 +157,7 @@ def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, 
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
+    _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
     r = _ms_ssim(prediction, target, data_range=data_range,
                  gradient="x" if gradient else None, **kwargs)
     if not gradient and not full:
@@ -166,6 +174,7 @@ def pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, fu
 
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
+    _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
     r = _pw(prediction, target, data_range=data_range, full=full,
             gradient="x" if gradient else None, **kwargs)
     if not gradient and not full:
@@ -203,18 +212,20 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    _check_layout(prediction, target, channel_axis, spatial_dims)
     p, s, taps, covs, mreg = _setup(prediction, target, sigmas, truncate, data_range, K1, K2,
                                     covariance, border, channel_axis, spatial_dims, workers)
     oshape = tuple(b - a for a, b in mreg)
     sreg = tuple((0, k) for k in oshape)
     n = math.prod(oshape)
     wscal = 1.0 / (n * p.nchan)
+    xp, yp = p.planes()  # Mix combines its two terms per plane
     sums, P, gp, _ = _core.run_multi(
-        p.xp, p.yp, scales=_scales(taps, covs), map_region=mreg, sum_region=sreg,
+        xp, yp, scales=_scales(taps, covs), map_region=mreg, sum_region=sreg,
         C1=p.C1, C2=p.C2, want_map=full, grad=1 if gradient else 0, wscal=wscal,
         workers=p.workers,
     )
-    d = p.xp - p.yp
+    d = xp - yp
     ad = np.abs(d)
     l1sums, fl1, gl1, _ = _core.run(
         ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
@@ -224,10 +235,10 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
     per_plane = alpha * (1.0 - sums / n) + (1.0 - alpha) * (l1sums / n)
     v = per_plane.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
     value = v[()] if v.ndim == 0 else v
-    dt = p.xp.dtype.type
+    dt = p.ftype.type
     grad = lmap = None
     if gradient:
-        grad = p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1)
+        grad = p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1, False)
     if full:
-        lmap = p.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1)
+        lmap = p.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1, False)
     return _result(value, grad, lmap, gradient, full)

@@ -34,6 +34,8 @@
  * Gaussian/box filter, for the Mix loss's filtered l1 term). */
 enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2, FS_FORM_MEAN = 3 };
 enum { FS_GRAD_X = 1, FS_GRAD_Y = 2 };
+/* Element type of x and y: the compute type, or one read and converted in place. */
+enum { FS_IN_REAL = 0, FS_IN_U8 = 1, FS_IN_U16 = 2, FS_IN_I8 = 3, FS_IN_I16 = 4, FS_IN_F32 = 5 };
 
 typedef struct {
     int n_in, n_out, r, off, lo, hi;
@@ -48,8 +50,14 @@ typedef struct {
      * one index of axis 0: n1*n2 input samples, o1*o2 outputs. */
     int n0, n1, n2;        /* input extents */
     int o0, o1, o2;        /* output (map) extents */
-    ptrdiff_t plane_in;    /* elements between consecutive planes of x, y, gx, gy */
-    ptrdiff_t plane_out;   /* elements between consecutive planes of map, wmap */
+    /* Plane p is channel p % nci of item p / nci.  nci = 1: planes are
+     * contiguous, plane_in / plane_out elements apart.  nci > 1: channels are
+     * interleaved (the last axis), every sample is nci elements from the
+     * next, and plane_in / plane_out are the elements between items. */
+    int nci;
+    ptrdiff_t plane_in;    /* x, y, gx, gy */
+    ptrdiff_t plane_out;   /* map, wmap */
+    int in_type;           /* FS_IN_*: element type of x and y */
     const void *x, *y;
     /* Per-plane shifts (NULL: 0): the moments are taken of x - shift_x[p]
      * and y - shift_y[p], values near the plane's mean, which keeps the

@@ -421,22 +421,57 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     return off + 64;
 }
 
+/* One input line as REAL, minus the shift: the engine reads the caller's
+ * integer or float images in place, with channels interleaved (stride) or
+ * not, so neither a float copy nor a channel transpose is ever made. */
+static void FN(load_line)(const void *base, int type, ptrdiff_t off, ptrdiff_t stride,
+                          ptrdiff_t n, REAL shift, REAL *restrict out)
+{
+#define FS_LOAD(T)                                                              \
+    do {                                                                        \
+        const T *restrict src = (const T *)base + off;                          \
+        if (stride == 1)                                                        \
+            for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j] - shift;    \
+        else                                                                    \
+            for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j * stride] - shift; \
+    } while (0)
+    switch (type) {
+    case FS_IN_U8: FS_LOAD(unsigned char); break;
+    case FS_IN_U16: FS_LOAD(unsigned short); break;
+    case FS_IN_I8: FS_LOAD(signed char); break;
+    case FS_IN_I16: FS_LOAD(short); break;
+    case FS_IN_F32: FS_LOAD(float); break;
+    default: FS_LOAD(REAL); break;
+    }
+#undef FS_LOAD
+}
+
+static inline void FN(store_strided)(const REAL *restrict in, REAL *restrict out,
+                                     int stride, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) out[j * stride] = in[j];
+}
+
+/* Offset (in elements) of plane p: batch item p / nci, channel p % nci. */
+static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
+{
+    return (p / nci) * item + p % nci;
+}
+
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
  * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
-static void FN(hline)(const fs_job *job, const REAL *x, const REAL *y, int q,
-                      FN(fs_scr) *s)
+static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * Lo;
-    const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
+    const int nci = job->nci;
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
-    const REAL sx = s->sx, sy = s->sy;
+    FN(load_line)(job->x, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sx, su);
+    FN(load_line)(job->y, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sy, sv);
     for (ptrdiff_t j = 0; j < L; j++) {
-        REAL u = xq[j] - sx, v = yq[j] - sy;
-        su[j] = u;
-        sv[j] = v;
+        REAL u = su[j], v = sv[j];
         ss[j] = u * u + v * v;
         sp[j] = u * v;
     }
@@ -460,8 +495,8 @@ static inline void FN(block_weights)(const fs_band *b, int i0, int nb,
 /* Moments of output lines p0 .. p0+nb-1 into s->m[b]: the streamed-axis
  * band over the ring of within-line-filtered source lines (filtered lines
  * are made on demand, each input line once per block). */
-static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p0,
-                        int nb, FN(fs_scr) *s)
+static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
+                        FN(fs_scr) *s)
 {
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     const fs_band *f0 = &job->f0;
@@ -469,7 +504,7 @@ static void FN(moments)(const fs_job *job, const REAL *x, const REAL *y, int p0,
     int qlo = c0 - r < 0 ? 0 : c0 - r;
     int qhi = c0 + nb - 1 + r > job->n0 - 1 ? job->n0 - 1 : c0 + nb - 1 + r;
     if (s->hnext < qlo) s->hnext = qlo;
-    for (; s->hnext <= qhi; s->hnext++) FN(hline)(job, x, y, s->hnext, s);
+    for (; s->hnext <= qhi; s->hnext++) FN(hline)(job, xoff, s->hnext, s);
     /* Always a full block: missing outputs read zeros into spare buffers,
      * so every output line takes the same arithmetic wherever its block
      * boundaries fall (results independent of the thread count). */
@@ -593,7 +628,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
-    REAL *fac[FS_MAXS], *cot, *prow, *agsum[4];
+    REAL *fac[FS_MAXS], *cot, *prow, *wrow, *agsum[4];
     for (int j = 0; j < M; j++) {
         fac[j] = (REAL *)(base + off);
         off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -602,14 +637,19 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     prow = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    wrow = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     for (int i = 0; i < 4; i++) {
         agsum[i] = (REAL *)(base + off);
         off += ((size_t)L * sizeof(REAL) + 63) & ~(size_t)63;
     }
 
-    const REAL *x = (const REAL *)J->x + plane * J->plane_in;
-    const REAL *y = (const REAL *)J->y + plane * J->plane_in;
-    REAL *map = J->map ? (REAL *)J->map + plane * J->plane_out : NULL;
+    /* planes are (item, channel) pairs; with interleaved channels (nci > 1)
+     * every line of the inputs, map, cotangent and gradients has stride nci */
+    const int nci = J->nci;
+    const ptrdiff_t xoff = FN(plane_off)(plane, nci, J->plane_in);
+    const ptrdiff_t moff = FN(plane_off)(plane, nci, J->plane_out);
+    REAL *map = J->map ? (REAL *)J->map + moff : NULL;
     double *rowsum = J->rowsum ? J->rowsum + plane * J->o0 : NULL;
     const REAL C1 = (REAL)J->C1, C2 = (REAL)J->C2;
     const REAL sx = J->shift_x ? (REAL)J->shift_x[plane] : 0;
@@ -629,16 +669,17 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (!J->grad) {
         for (int p0 = q0; p0 < q1; p0 += FS_B) {
             const int nb = q1 - p0 < FS_B ? q1 - p0 : FS_B;
-            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], x, y, p0, nb, &s[j]);
+            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = p0 + b;
-                REAL *out = map ? map + (ptrdiff_t)p * Lo : prow;
+                REAL *out = (map && nci == 1) ? map + (ptrdiff_t)p * Lo : prow;
                 for (int j = 0; j < M; j++)
                     FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
                                    s[j].m[b][2], s[j].m[b][3], C1, C2,
                                    (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
                 for (int j = 1; j < M; j++)
                     for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
+                if (map && nci > 1) FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
                 if (rowsum)
                     rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
                                     ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
@@ -648,7 +689,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     }
 
     const fs_band *a0 = &J->a0; /* the offset is shared by all scales */
-    const REAL *wmap = J->wmap ? (const REAL *)J->wmap + plane * J->plane_out : NULL;
+    const REAL *wmap = J->wmap ? (const REAL *)J->wmap + moff : NULL;
     REAL *wl = s[0].wl;
     if (!wmap) {
         memset(wl, 0, Lo * sizeof(REAL));
@@ -661,8 +702,8 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (J->grad & FS_GRAD_Y) maps[nm++] = 1;
     maps[nm++] = 2;
     maps[nm++] = 3;
-    REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + plane * J->plane_in : NULL;
-    REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + plane * J->plane_in : NULL;
+    REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + xoff : NULL;
+    REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + xoff : NULL;
 
     int next = q0 + a0->off - rmax;
     if (next < 0) next = 0;
@@ -672,14 +713,19 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         if (need > J->o0 - 1) need = J->o0 - 1;
         while (next <= need) {
             const int nb = J->o0 - next < FS_B ? J->o0 - next : FS_B;
-            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], x, y, next, nb, &s[j]);
+            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, next, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = next + b;
                 const int c = p + J->f0.off;
                 const int owned = c >= q0 && c < q1;
-                const REAL *w = wmap ? wmap + (ptrdiff_t)p * Lo
-                                     : ((p >= J->s0[0] && p < J->s0[1]) ? wl : NULL);
-                REAL *out = (map && owned) ? map + (ptrdiff_t)p * Lo : prow;
+                const REAL *w = (p >= J->s0[0] && p < J->s0[1]) ? wl : NULL;
+                if (wmap && nci == 1) {
+                    w = wmap + (ptrdiff_t)p * Lo;
+                } else if (wmap) {
+                    FN(load_line)(wmap, FS_IN_REAL, (ptrdiff_t)p * Lo * nci, nci, Lo, 0, wrow);
+                    w = wrow;
+                }
+                REAL *out = (map && owned && nci == 1) ? map + (ptrdiff_t)p * Lo : prow;
                 if (M == 1) {  /* a single window: no product, no other factors */
                     const ptrdiff_t slot = (ptrdiff_t)(p % s[0].nrf) * Lo;
                     REAL *const *m = s[0].m[b];
@@ -694,6 +740,8 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                         for (int i = 0; i < 4; i++)
                             memset(s[0].fring[i] + slot, 0, Lo * sizeof(REAL));
                     }
+                    if (map && owned && nci > 1)
+                        FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
                     if (rowsum && owned)
                         rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
                                         ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
@@ -727,6 +775,8 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                 memcpy(out, fac[0], Lo * sizeof(REAL));
                 for (int j = 1; j < M; j++)
                     for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
+                if (map && owned && nci > 1)
+                    FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
                 if (rowsum && owned)
                     rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
                                     ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
@@ -766,19 +816,22 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     }
                 }
             }
-            const REAL *restrict xq = x + (ptrdiff_t)q * L, *restrict yq = y + (ptrdiff_t)q * L;
+            /* the x and y lines (minus their shifts) into the free source buffers */
+            REAL *restrict xq = s[0].src[0], *restrict yq = s[0].src[1];
+            FN(load_line)(J->x, J->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, sx, xq);
+            FN(load_line)(J->y, J->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, sy, yq);
             const REAL *restrict ass = agsum[2], *restrict axy = agsum[3];
             if (gx) {
-                REAL *restrict o = gx + (ptrdiff_t)q * L;
+                REAL *restrict o = gx + (ptrdiff_t)q * L * nci;
                 const REAL *restrict amx = agsum[0];
                 for (ptrdiff_t t = 0; t < L; t++)
-                    o[t] = amx[t] + 2 * (xq[t] - sx) * ass[t] + (yq[t] - sy) * axy[t];
+                    o[t * nci] = amx[t] + 2 * xq[t] * ass[t] + yq[t] * axy[t];
             }
             if (gy) {
-                REAL *restrict o = gy + (ptrdiff_t)q * L;
+                REAL *restrict o = gy + (ptrdiff_t)q * L * nci;
                 const REAL *restrict amy = agsum[1];
                 for (ptrdiff_t t = 0; t < L; t++)
-                    o[t] = amy[t] + 2 * (yq[t] - sy) * ass[t] + (xq[t] - sx) * axy[t];
+                    o[t * nci] = amy[t] + 2 * yq[t] * ass[t] + xq[t] * axy[t];
             }
         }
     }
@@ -789,7 +842,7 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
     size_t off = 0;
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], NULL, NULL);
     const size_t Lo = (size_t)jobs[0].o1 * jobs[0].o2, L = (size_t)jobs[0].n1 * jobs[0].n2;
-    off += (M + 2) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
+    off += (M + 3) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
     off += 4 * ((L * sizeof(REAL) + 63) & ~(size_t)63);
     return off + 64;
 }
