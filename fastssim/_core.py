@@ -49,31 +49,6 @@ def check_out(arr, shape, dtype, name):
     return arr
 
 
-def plane_shift(a, nci=1):
-    """Per-plane constant near the plane's mean, float64, one per plane.
-
-    The engine takes the moments of ``a - shift``: SSIM does not depend on the
-    shift, but float32 variances (E[x^2] - mu^2) lose far less to cancellation.
-    It is the mean of the finite values on a sparse grid (at most ~32 samples
-    per axis), rounded to 4 significant bits, so that it is deterministic (the
-    result stays independent of the thread count), exactly representable, and
-    unmoved by a stray NaN/Inf or a small local change of the image.
-    """
-    spatial = a.shape[1:] if nci == 1 else a.shape[1:-1]
-    sl = (slice(None),) + tuple(slice(None, None, max(1, n // 32)) for n in spatial)
-    sub = a[sl]
-    if nci == 1:
-        sub = sub.reshape(a.shape[0], -1).astype(np.float64)
-    else:  # (B, ..., C) -> (B*C, samples), plane order b*C + c
-        sub = np.moveaxis(sub.reshape(a.shape[0], -1, nci), 2, 1).reshape(-1, sub[0, ..., 0].size)
-        sub = sub.astype(np.float64)
-    ok = np.isfinite(sub)
-    cnt = ok.sum(axis=1)
-    mean = np.where(ok, sub, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-    m, e = np.frexp(mean)
-    return np.ldexp(np.round(m * 16.0) / 16.0, e)
-
-
 # Input element types the engine reads and converts itself, per compute type.
 _NATIVE = {
     np.dtype(np.float32): {np.dtype(np.float32): _engine.IN_REAL, np.dtype(np.uint8): _engine.IN_U8,
@@ -156,7 +131,7 @@ def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
     _engine.run(
         x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, fwd, adj, oshape,
         FORM[form], float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap,
-        float(wscal), gx, gy, int(workers), plane_shift(x, nci), plane_shift(y, nci),
+        float(wscal), gx, gy, int(workers),
     )
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
@@ -180,7 +155,7 @@ def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, g
     _engine.run_multi(
         x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, specs, oshape,
         float(C1), float(C2), m, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy,
-        int(workers), plane_shift(x, nci), plane_shift(y, nci),
+        int(workers),
     )
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), m, gx, gy

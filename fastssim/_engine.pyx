@@ -77,6 +77,8 @@ cdef extern from "engine.h" nogil:
     size_t fs_multi_bytes_d(const fs_job *jobs, int M)
     void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
     void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+    void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
+                         ptrdiff_t P, int n0, int n1, int n2, double *out)
     int fs_openmp_enabled()
     int fs_omp_max_threads()
     const char *fs_simd_path()
@@ -248,6 +250,18 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         _release(bufobj)
 
 
+cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
+                   int use_double):
+    """Per-plane shifts of x and y (see fs_plane_shifts)."""
+    sx = np.empty(P, dtype=np.float64)
+    sy = np.empty(P, dtype=np.float64)
+    cdef int n0 = dims[0], n1 = dims[1], n2 = dims[2]
+    cdef ptrdiff_t item = <ptrdiff_t>n0 * n1 * n2 * nci
+    fs_plane_shifts(_ptr(x), in_type, use_double, nci, item, P, n0, n1, n2, <double*>_ptr(sx))
+    fs_plane_shifts(_ptr(y), in_type, use_double, nci, item, P, n0, n1, n2, <double*>_ptr(sy))
+    return sx, sy
+
+
 def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
         tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
@@ -266,6 +280,8 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
     """
     cdef fs_job job
     cdef list keep = []
+    if shift_x is None:
+        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
     _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
               map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
     _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
@@ -287,6 +303,8 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     cdef fs_job jobs[8]
     cdef list keep = []
     cdef int j, rmax = 0
+    if shift_x is None:
+        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
     for j in range(M):
         fwd, adj, form, cov = scales[j]
         _fill_job(&jobs[j], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,

@@ -72,6 +72,11 @@ def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, chann
             "Pass smaller sigmas or a smaller truncate"
         )
     if covariance == "sample":
+        if len(taps[0]) < 2:
+            raise ValueError(
+                f"covariance='sample' needs windows of more than one sample: sigma={s[0]:g} has "
+                f"1 tap at truncate={truncate:g}. Pass a larger truncate or drop that sigma"
+            )
         # sample covariance per scale: NP of each window
         covs = [(len(t) ** len(p.spatial)) / (len(t) ** len(p.spatial) - 1.0) for t in taps]
     else:

@@ -1,6 +1,7 @@
 /* fastssim filter engine: instantiates engine_impl.h for float and double
  * (and, on x86-64 with GCC, for three instruction sets), plus build and
  * run-time introspection for fastssim.show_config(). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
@@ -169,6 +170,44 @@ void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1)
 {
     fs_up_d_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
+}
+
+static double fs_sample(const void *x, int type, int is_double, ptrdiff_t i)
+{
+    switch (type) {
+    case FS_IN_U8: return ((const unsigned char *)x)[i];
+    case FS_IN_U16: return ((const unsigned short *)x)[i];
+    case FS_IN_I8: return ((const signed char *)x)[i];
+    case FS_IN_I16: return ((const short *)x)[i];
+    case FS_IN_F32: return ((const float *)x)[i];
+    default: return is_double ? ((const double *)x)[i] : ((const float *)x)[i];
+    }
+}
+
+void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
+                     ptrdiff_t P, int n0, int n1, int n2, double *out)
+{
+    const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;
+    const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;
+    for (ptrdiff_t p = 0; p < P; p++) {
+        const ptrdiff_t base = (p / nci) * plane_in + p % nci;
+        double sum = 0;
+        ptrdiff_t cnt = 0;
+        for (int a = 0; a < n0; a += s0)
+            for (int b = 0; b < n1; b += s1)
+                for (int c = 0; c < n2; c += s2) {
+                    double v = fs_sample(x, in_type, is_double,
+                                         base + (((ptrdiff_t)a * n1 + b) * n2 + c) * nci);
+                    if (isfinite(v)) {
+                        sum += v;
+                        cnt++;
+                    }
+                }
+        double mean = cnt ? sum / (double)cnt : 0.0;
+        int e;
+        double m = frexp(mean, &e);
+        out[p] = ldexp(nearbyint(m * 16.0) / 16.0, e);
+    }
 }
 
 int fs_openmp_enabled(void)

@@ -130,6 +130,13 @@ size_t fs_multi_bytes_d(const fs_job *jobs, int M);
 void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
 void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
 
+/* The per-plane shifts of fs_job (shift_x / shift_y): the mean of the finite
+ * samples on a sparse grid (every max(1, n/32)-th index along each axis),
+ * rounded to 4 significant bits, for the P planes of an input laid out as
+ * fs_job describes (nci, plane_in = elements between items). */
+void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
+                     ptrdiff_t P, int n0, int n1, int n2, double *out);
+
 int fs_openmp_enabled(void);
 int fs_omp_max_threads(void);
 const char *fs_simd_path(void);

@@ -468,12 +468,25 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const int nci = job->nci;
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
-    FN(load_line)(job->x, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sx, su);
-    FN(load_line)(job->y, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sy, sv);
-    for (ptrdiff_t j = 0; j < L; j++) {
-        REAL u = su[j], v = sv[j];
-        ss[j] = u * u + v * v;
-        sp[j] = u * v;
+    if (job->in_type == FS_IN_REAL && nci == 1) {  /* the common case, in one sweep */
+        const REAL *restrict xq = (const REAL *)job->x + xoff + (ptrdiff_t)q * L;
+        const REAL *restrict yq = (const REAL *)job->y + xoff + (ptrdiff_t)q * L;
+        const REAL sx = s->sx, sy = s->sy;
+        for (ptrdiff_t j = 0; j < L; j++) {
+            REAL u = xq[j] - sx, v = yq[j] - sy;
+            su[j] = u;
+            sv[j] = v;
+            ss[j] = u * u + v * v;
+            sp[j] = u * v;
+        }
+    } else {
+        FN(load_line)(job->x, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sx, su);
+        FN(load_line)(job->y, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sy, sv);
+        for (ptrdiff_t j = 0; j < L; j++) {
+            REAL u = su[j], v = sv[j];
+            ss[j] = u * u + v * v;
+            sp[j] = u * v;
+        }
     }
     const REAL *srcs[4] = {su, sv, ss, sp};
     for (int i = 0; i < 4; i++)
