@@ -12,7 +12,7 @@ from ._msssim import (
     ms_ssim,
     multiscale_structural_similarity,
 )
-from ._pixelwise import PixelwiseResult, pixelwise_ms_ssim, pixelwise_ms_ssim_vjp
+from ._pixelwise import ZHAO_SIGMAS, PixelwiseResult, pixelwise_ms_ssim, pixelwise_ms_ssim_vjp
 from ._ssim import SSIMResult, ssim, ssim_vjp
 from . import losses
 from ._structural_similarity import structural_similarity
@@ -32,6 +32,7 @@ __all__ = [
     "pixelwise_ms_ssim",
     "pixelwise_ms_ssim_vjp",
     "PixelwiseResult",
+    "ZHAO_SIGMAS",
     "losses",
     "show_config",
     "__version__",

@@ -157,6 +157,9 @@ def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, 
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
+    if "return_scales" in kwargs:
+        raise TypeError("ms_ssim loss: return_scales is not a loss option; call "
+                        "fastssim.ms_ssim(..., return_scales=True) for the per-scale means")
     _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
     r = _ms_ssim(prediction, target, data_range=data_range,
                  gradient="x" if gradient else None, **kwargs)

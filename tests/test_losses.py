@@ -508,3 +508,14 @@ def test_workers_bitwise(name, kw, shape, dtype):
     r2 = f(p, t, data_range=1.0, gradient=True, full=True, workers=2, **kw)
     for a, b in zip(r1, r2):
         assert np.array_equal(a, b)
+
+
+def test_ms_ssim_loss_rejects_return_scales():
+    """The loss has no per-scale output; the message points to fastssim.ms_ssim."""
+    x, y = pair((170, 170), seed=950)
+    with pytest.raises(TypeError, match="return_scales is not a loss option"):
+        losses.ms_ssim(x, y, data_range=1.0, return_scales=True)
+
+
+def test_zhao_sigmas_exported():
+    assert fastssim.ZHAO_SIGMAS == (0.5, 1.0, 2.0, 4.0, 8.0)
