@@ -511,7 +511,7 @@ VOLUME_KW = dict(data_range=1.0, weights=(0.3, 0.3, 0.4), window="uniform", win_
 @pytest.mark.parametrize("conv", CONVENTIONS)
 def test_gradient_volume_vs_fd(conv):
     # 12x17x13: odd extents on every axis at some scale; the middle axis never
-    # shrinks to the window's 3 taps (see the xfail test below)
+    # shrinks to the window's 3 taps (that case has its own test below)
     x, y = _pair((12, 17, 13), seed=46)
     kw = dict(VOLUME_KW, downsample=conv)
     shapes = _pyramid.pyramid_shapes(x.shape, conv, 3)
@@ -520,9 +520,6 @@ def test_gradient_volume_vs_fd(conv):
     assert_grad_matches_fd(r.grad_x, batch_fd(lambda a: fastssim.ms_ssim(a, _stack_other(y, len(a)), **kw), x))
 
 
-@pytest.mark.xfail(reason="engine bug (not MS-SSIM's): the 3-D SSIM gradient is wrong, partly "
-                          "uninitialised, when the middle spatial axis (H of DxHxW) has exactly as "
-                          "many samples as the window has taps", strict=False)
 @pytest.mark.parametrize("what", ["ssim", "ms_ssim"])
 def test_gradient_volume_middle_axis_equal_to_window(what):
     if what == "ssim":

@@ -234,7 +234,9 @@ static void FN(inner)(const fs_band *b1, const fs_band *b2, int n1, int n2,
                       int o1, const REAL *in, REAL *out, REAL *tmp,
                       const REAL **rows)
 {
-    if (n1 == 1) { FN(band_line)(b2, in, out); return; }
+    /* 2-D images: axis 1 is a trivial 1 -> 1 band (a 3-D adjoint can have
+     * a single input row and several outputs: that is not this case) */
+    if (b1->n_in == 1 && b1->n_out == 1) { FN(band_line)(b2, in, out); return; }
     const int o2 = b2->n_out;
     for (int i = 0; i < o1; i++) {
         const REAL *t;
