@@ -1,24 +1,25 @@
 #!/usr/bin/env python
 """fastssim against its peers on the CPU, side by side, in one process.
 
-    python benchmarks/bench_ssim.py                 # full run (a few minutes)
-    python benchmarks/bench_ssim.py --quick         # about a minute
+    python benchmarks/bench_ssim.py                 # full run (ten minutes or more)
+    python benchmarks/bench_ssim.py --quick         # under two minutes
     python benchmarks/bench_ssim.py --sizes 1024 --dtypes float32 --out results.md
 
 For every case (image size, layout, dtype) each implementation is called once
 to warm up, then timed in interleaved rounds; the table reports the median wall time,
 megapixels per second, the ratio of its time to the fastssim row it is
 compared with, and the peak extra resident memory of one call, measured in a
-fresh subprocess.  The SSIM value each row computed is shown too, so rows that
-claim to compute the same thing can be seen to agree.  Nothing here asserts
+fresh subprocess.  The value each row computed (SSIM, MS-SSIM or a loss) is
+shown too, so rows that claim to compute the same thing can be seen to agree.  Nothing here asserts
 on timing (house rule 10): the issue's speed targets are reported, not enforced.
 
-Adding rows (e.g. MS-SSIM, the losses): append an :class:`Impl` to
-``IMPLEMENTATIONS`` (and, if wanted, a :class:`Target`).  ``make(inp)``
-receives the case's :class:`Inputs` and returns a zero-argument callable that
-does the work and returns the mean value (a float), or raises :class:`Skip`
-with a reason.  Import optional peers inside ``make`` so that a missing
-package only skips its own rows.  See benchmarks/README.md.
+Adding rows: append an :class:`Impl` to ``IMPLEMENTATIONS`` (and, if wanted,
+a :class:`Target`).  ``make(inp)`` receives the case's :class:`Inputs` and
+returns a zero-argument callable that does the work and returns the mean
+value (a float), or raises :class:`Skip` with a reason.  Import optional peers
+inside ``make`` so that a missing package only skips its own rows; ``when``
+restricts a row to some cases and ``slow`` marks a peer timed in one call.
+See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ K1, K2 = 0.01, 0.03
 NOISE_SIGMA = 0.05          # std of the additive noise that makes the distorted image
 SEED = 20240613
 SLOW_CALL, SLOW_ROUNDS = 0.5, 3  # rows whose warm-up took longer (s) are timed in at most this many rounds
+SINGLE_CALL = 2.0                # rows whose warm-up took longer (s) are timed in one call only
 MAX_CALLS = 200                  # calls per row per round, at most
 
 
@@ -137,6 +139,11 @@ def _resize(img, size):
     return np.clip(cv2.resize(img, (size, size), interpolation=interp), 0.0, 1.0)
 
 
+def small_inputs(case: Case, dtype, side=64) -> Inputs:
+    """A small copy of the case (side px, at most the case's; a batch of 2) to warm a row up on."""
+    return make_inputs(Case(case.kind, min(case.size, side), min(case.batch, 2)), dtype)
+
+
 def make_inputs(case: Case, dtype) -> Inputs:
     """Realistic, deterministic pairs: scikit-image's camera (grayscale) or
     astronaut (RGB) resampled to the case's size; the batch holds crops of
@@ -176,6 +183,17 @@ class Impl:
     make: Callable              # Inputs -> Callable[[], float]; may raise Skip
     ref: str | None = None      # key of the fastssim row this one is compared with
     note: str = ""              # footnote (conventions, casts, caveats)
+    # when(case, dtype name, quick) -> None to run the row for that case, else the reason it
+    # does not (such rows are left out of the table and named in a line under it)
+    when: Callable | None = None
+    warm_side: int = 64         # side of the small copy the memory subprocess warms up on
+    # slow: a peer whose one call takes seconds to minutes.  It warms up on a small copy
+    # (warm_side) and is then timed in exactly one full-size call; in --quick its peak
+    # memory is not measured (that would be another full call).
+    slow: bool = False
+
+    def excluded(self, case, dtype, quick):
+        return self.when(case, np.dtype(dtype).name, quick) if self.when is not None else None
 
 
 def _mean(v):
@@ -325,7 +343,197 @@ def _pytorch_msssim(inp, gradient=False):
     return run_grad
 
 
+# ---- MS-SSIM (issue 3) ---------------------------------------------------------------
+
+MS_MIN_SIDE = 161   # (11 - 1) * 2**(5 - 1) + 1: five scales of an 11-tap window (Wang's convention)
+MS_WARM_SIDE = 176  # the memory subprocess's warm-up copy: fits every library's five-scale rule
+
+
+def _spatial_side(case):
+    return case.size  # every case is square: (H, W), (H, W, 3) or (B, H, W)
+
+
+def _ms_when(case, dtype, quick):
+    if _spatial_side(case) < MS_MIN_SIDE:
+        return (f"MS-SSIM needs ≥ {MS_MIN_SIDE} px per side (5 scales of an 11-tap window); "
+                f"this case has {_spatial_side(case)}")
+    return None
+
+
+QUICK_PEER_CASE = "1024²"  # --quick times the (slow) torch-based peers on the target case only
+
+
+def _mem_available():
+    """MemAvailable in bytes, or None where /proc is missing."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _ms_peer(factor32, factor64):
+    """``when`` for a torch-based MS-SSIM peer whose one call holds about ``factor``
+    inputs' worth of memory (measured at 256²-1024²): skip a case that would need
+    more than half the memory now available (torchmetrics in float64 holds ~620
+    inputs: 20 GB at 2048²)."""
+    def when(case, dtype, quick):
+        why = _ms_when(case, dtype, quick)
+        if why is None and quick and case.name != QUICK_PEER_CASE:
+            why = f"--quick: the torch-based MS-SSIM peers run on the {QUICK_PEER_CASE} case only"
+        if why is None:
+            need = math.prod(case.shape) * np.dtype(dtype).itemsize * (factor64 if dtype == "float64" else factor32)
+            avail = _mem_available()
+            if avail is not None and need > avail / 2:
+                why = (f"would need about {need / 2**30:.1f} GiB ({factor64 if dtype == 'float64' else factor32}× "
+                       f"one input), more than half the {avail / 2**30:.1f} GiB available")
+        return why
+    return when
+
+
+def _fs_ms(inp, gradient=None):
+    import fastssim
+
+    x, y, ca = inp.x, inp.y, inp.channel_axis
+    if gradient is None:
+        return lambda: _mean(fastssim.ms_ssim(x, y, data_range=DATA_RANGE, channel_axis=ca))
+    return lambda: _mean(fastssim.ms_ssim(x, y, data_range=DATA_RANGE, channel_axis=ca, gradient=gradient).value)
+
+
+def _torch_peer(inp, fn, gradient):
+    """A torch function ``fn(X, Y) -> per-item values`` on (N, C, H, W) views of the
+    case's arrays: under ``torch.no_grad()``, or with ``.sum().backward()`` w.r.t. X."""
+    import torch
+
+    x = inp.x
+    Y = _nchw(torch.from_numpy(inp.y), inp)
+    if not gradient:
+        X = _nchw(torch.from_numpy(x), inp)
+
+        def run():
+            with torch.no_grad():
+                return float(fn(X, Y).mean())
+        return run
+
+    def run_grad():
+        xl = torch.from_numpy(x).requires_grad_(True)   # fresh leaf: no accumulated grad
+        v = fn(_nchw(xl, inp), Y)
+        v.sum().backward()
+        xl.grad.numpy()
+        return float(v.detach().mean())
+    return run_grad
+
+
+def _pytorch_msssim_ms(inp, gradient=False):
+    try:
+        import torch  # noqa: F401
+        from pytorch_msssim import ms_ssim
+    except ImportError:
+        raise Skip("pytorch_msssim/torch not installed (pip install torch pytorch-msssim)") from None
+    return _torch_peer(inp, lambda X, Y: ms_ssim(X, Y, data_range=DATA_RANGE, size_average=False),
+                       gradient)
+
+
+def _piq_ms(inp, gradient=False):
+    try:
+        import torch  # noqa: F401
+        from piq import multi_scale_ssim
+    except ImportError:
+        raise Skip("piq/torch not installed (pip install torch piq)") from None
+    return _torch_peer(inp, lambda X, Y: multi_scale_ssim(X, Y, data_range=DATA_RANGE, reduction="none"),
+                       gradient)
+
+
+def _torchmetrics_ms(inp):
+    try:
+        import torch  # noqa: F401
+        from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as msssim
+    except ImportError:
+        raise Skip("torchmetrics/torch not installed (pip install torch torchmetrics)") from None
+    return _torch_peer(inp, lambda X, Y: msssim(X, Y, data_range=DATA_RANGE, reduction="none"),
+                       False)
+
+
+# ---- per-pixel MS-SSIM and the Mix loss (issue 4) ------------------------------------
+
+PW_SIZES = (512, 1024)  # the per-pixel rows cost ~10x SSIM: grayscale 512² and 1024² only
+
+
+def _pw_when(case, dtype, quick):
+    if case.kind != "gray" or case.size not in PW_SIZES:
+        return ("per-pixel MS-SSIM rows run on the " + " and ".join(f"{s}²" for s in PW_SIZES)
+                + " grayscale cases only (about 10× the cost of SSIM)")
+    return None
+
+
+def _kornia_when(case, dtype, quick):
+    why = _pw_when(case, dtype, quick)
+    if why is None and dtype != "float32":
+        why = "kornia MS_SSIMLoss is timed in float32 only (one call takes tens of seconds)"
+    if why is None and quick and case.name != QUICK_PEER_CASE:
+        why = f"--quick: kornia MS_SSIMLoss runs on the {QUICK_PEER_CASE} case only (one call takes tens of seconds)"
+    return why
+
+
+def _fs_pw(inp, gradient=None):
+    import fastssim
+
+    x, y, ca = inp.x, inp.y, inp.channel_axis
+    if gradient is None:
+        return lambda: _mean(fastssim.pixelwise_ms_ssim(x, y, data_range=DATA_RANGE, channel_axis=ca))
+    return lambda: _mean(fastssim.pixelwise_ms_ssim(x, y, data_range=DATA_RANGE, channel_axis=ca,
+                                                    gradient=gradient).value)
+
+
+MIX_ALPHA = 0.84  # Zhao et al.'s Mix weight (fastssim's default; kornia's default is 0.025)
+
+
+def _fs_mix(inp):
+    from fastssim import losses
+
+    x, y, ca = inp.x, inp.y, inp.channel_axis
+    # prediction = x (the gradient is w.r.t. x, as in the other gradient rows), target = y
+    return lambda: _mean(losses.mix(x, y, alpha=MIX_ALPHA, data_range=DATA_RANGE, channel_axis=ca,
+                                    gradient=True).value)
+
+
+def _kornia_mix(inp):
+    try:
+        import torch
+        from kornia.losses import MS_SSIMLoss
+    except ImportError:
+        raise Skip("kornia/torch not installed (pip install kornia)") from None
+
+    crit = MS_SSIMLoss(data_range=DATA_RANGE, alpha=MIX_ALPHA, compensation=1.0)
+    x = inp.x
+    Y = _nchw(torch.from_numpy(inp.y), inp)
+
+    def run():
+        xl = torch.from_numpy(x).requires_grad_(True)
+        loss = crit(_nchw(xl, inp), Y)
+        loss.backward()
+        xl.grad.numpy()
+        return float(loss.detach())
+    return run
+
+
 _GAUSS = "Gaussian σ=1.5 (11 taps), population cov."
+_MS = "5 scales, Gaussian σ=1.5"
+_MS_NOTE = ("Wang's msssim.m convention: 5 scales, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), "
+            "2×2 mean downsampling, valid region at each scale, negative means clamped at 0")
+_PW = "σ 0.5, 1, 2, 4, 8, reflect borders"
+_PW_NOTE = ("Zhao et al.'s per-pixel MS-SSIM: l from σ=8 × ∏ cs over σ = 0.5…8, every scale at full "
+            "resolution, windows cut at 3.5σ (57 taps for σ=8); the value is the mean of the map")
+_MIX_NOTE = ("α (1 − per-pixel MS-SSIM) + (1 − α) G_σ=8 ∗ |x − y|, per pixel then averaged; the value "
+             "column shows the loss, not a similarity")
+_KORNIA_NOTE = ("MS_SSIMLoss(data_range=1, alpha=0.84, compensation=1): the same Mix loss (its defaults "
+                "alpha=0.025, compensation=200 are overridden), every σ in a full 2-D 33×33 mask (σ=8 cut at "
+                "2σ) applied by conv2d, zero padding; loss.backward() w.r.t. x.  Too slow to time repeatedly: warmed up on a 64² copy, "
+                "then timed in ONE full-size call (n = 1); its peak memory is measured only in a full run, "
+                "not with --quick")
 IMPLEMENTATIONS: list[Impl] = [
     # fastssim rows first: the others are compared with them.
     Impl("fs-gauss", "fastssim.ssim", f"value, {_GAUSS}", _fs_gauss),
@@ -352,6 +560,34 @@ IMPLEMENTATIONS: list[Impl] = [
          note="batch-native (N, C, H, W); torch.no_grad()"),
     Impl("torch-grad", "pytorch_msssim.ssim + backward (CPU)", f"value + ∂/∂x (autograd), {_GAUSS}",
          lambda inp: _pytorch_msssim(inp, gradient=True), ref="fs-grad"),
+    # MS-SSIM (issue 3): fastssim, then the peers
+    Impl("fs-ms", "fastssim.ms_ssim", f"MS-SSIM value, {_MS}", _fs_ms, ref="fs-gauss",
+         note=_MS_NOTE, when=_ms_when, warm_side=MS_WARM_SIDE),
+    Impl("fs-ms-grad", "fastssim.ms_ssim, gradient='x'", f"MS-SSIM value + ∂/∂x, {_MS}",
+         lambda inp: _fs_ms(inp, "x"), ref="fs-gauss", note=_MS_NOTE, when=_ms_when, warm_side=MS_WARM_SIDE),
+    Impl("torch-ms", "pytorch_msssim.ms_ssim (CPU)", f"MS-SSIM value, {_MS}", _pytorch_msssim_ms, ref="fs-ms",
+         note="torch.no_grad(); odd extents are zero-padded before downsampling (none here: all sizes are "
+         "even down to the 5th scale)", when=_ms_peer(30, 30), warm_side=MS_WARM_SIDE),
+    Impl("torch-ms-grad", "pytorch_msssim.ms_ssim + backward (CPU)", f"MS-SSIM value + ∂/∂x (autograd), {_MS}",
+         lambda inp: _pytorch_msssim_ms(inp, gradient=True), ref="fs-ms-grad",
+         when=_ms_peer(45, 30), warm_side=MS_WARM_SIDE),
+    Impl("piq-ms", "piq.multi_scale_ssim (CPU)", f"MS-SSIM value, {_MS}", _piq_ms, ref="fs-ms",
+         note="torch.no_grad(), reduction='none'", when=_ms_peer(30, 130), warm_side=MS_WARM_SIDE),
+    Impl("piq-ms-grad", "piq.multi_scale_ssim + backward (CPU)", f"MS-SSIM value + ∂/∂x (autograd), {_MS}",
+         lambda inp: _piq_ms(inp, gradient=True), ref="fs-ms-grad", when=_ms_peer(45, 130), warm_side=MS_WARM_SIDE),
+    Impl("tm-ms", "torchmetrics multiscale_structural_similarity_index_measure (CPU)", f"MS-SSIM value, {_MS}",
+         _torchmetrics_ms, ref="fs-ms", note="functional API, torch.no_grad(), reduction='none', "
+         "normalize='relu' (its default: clamp at zero)", when=_ms_peer(95, 620), warm_side=MS_WARM_SIDE),
+    # per-pixel MS-SSIM and the Mix loss (issue 4)
+    Impl("fs-pw", "fastssim.pixelwise_ms_ssim", f"per-pixel MS-SSIM, mean of the map, {_PW}", _fs_pw,
+         ref="fs-gauss", note=_PW_NOTE, when=_pw_when),
+    Impl("fs-pw-grad", "fastssim.pixelwise_ms_ssim, gradient='x'", f"per-pixel MS-SSIM + ∂/∂x, {_PW}",
+         lambda inp: _fs_pw(inp, "x"), ref="fs-grad", note=_PW_NOTE, when=_pw_when),
+    Impl("fs-mix-grad", "fastssim.losses.mix, gradient=True", f"Mix loss (α=0.84) + ∂/∂prediction, {_PW}",
+         _fs_mix, ref="fs-grad", note=_MIX_NOTE, when=_pw_when),
+    Impl("kornia-mix-grad", "kornia.losses.MS_SSIMLoss forward + backward (CPU)",
+         "Mix loss (α=0.84) + ∂/∂prediction (autograd), σ 0.5…8 in 33×33 masks (σ=8 cut at 2σ), zero padding",
+         _kornia_mix, ref="fs-mix-grad", note=_KORNIA_NOTE, when=_kornia_when, slow=True),
 ]
 
 
@@ -379,6 +615,20 @@ TARGETS: list[Target] = [
            "fs-grad", "skimage-grad", 40),
     Target("1024²", "float32", "value + gradient ≤ 2.5× fastssim's value time", "cost", "fs-grad", "fs-gauss", 2.5),
     Target("1024²", "float32", "peak extra memory of a value call ≤ 2× one input", "memory", "fs-gauss", None, 2),
+    # issue 3: MS-SSIM
+    Target("1024²", "float32", "MS-SSIM value ≤ 1.5× fastssim's Gaussian SSIM value time", "cost",
+           "fs-ms", "fs-gauss", 1.5),
+    Target("1024²", "float32", "MS-SSIM value ≥ 20× faster than pytorch_msssim", "speedup",
+           "fs-ms", "torch-ms", 20),
+    Target("1024²", "float32", "MS-SSIM value + gradient ≤ 3× fastssim's SSIM value time", "cost",
+           "fs-ms-grad", "fs-gauss", 3),
+    # issue 4: per-pixel MS-SSIM
+    Target("1024²", "float32", "per-pixel MS-SSIM value + gradient ≤ 12× fastssim's SSIM value + gradient",
+           "cost", "fs-pw-grad", "fs-grad", 12),
+    Target("1024²", "float32", "per-pixel MS-SSIM value + gradient ≥ 100× faster than kornia MS_SSIMLoss "
+           "forward + backward", "speedup", "fs-pw-grad", "kornia-mix-grad", 100),
+    Target("1024²", "float32", "(like for like, not in the issue) Mix loss + gradient ≥ 100× faster than kornia "
+           "MS_SSIMLoss forward + backward", "speedup", "fs-mix-grad", "kornia-mix-grad", 100),
 ]
 
 
@@ -403,34 +653,56 @@ def _timing(times, value):
     return Timing(statistics.median(times), q1, q3, len(times), value)
 
 
-def time_rows(fns, rounds, round_time, progress=None):
+def time_rows(fns, rounds, round_time, progress=None, warmups=None):
     """Time several callables against each other.
 
-    Each is called once to warm up (its return value is the row's SSIM).  Then
+    Each is called once to warm up (its return value is the row's value).  Then
     ``rounds`` rounds run every callable in turn, each for at least one call
     and about ``round_time`` seconds, recording every call's wall time.  Interleaving the rows spreads a burst of outside load (another
     process, a preempted vCPU) over all rows instead of one, so the ratios
     stay meaningful on a busy 2-core machine.  Rows whose warm-up took longer
-    than ``SLOW_CALL`` seconds stop after ``SLOW_ROUNDS`` rounds.  Returns one
-    :class:`Timing` per callable (the median and quartiles over all its
-    calls), or an error string for a callable that raised.
+    than ``SLOW_CALL`` seconds stop after ``SLOW_ROUNDS`` rounds; rows whose
+    warm-up took longer than ``SINGLE_CALL`` seconds are timed in one call.
+
+    ``warmups[i]``, where given (the slow peers), is a callable on a small copy
+    of the inputs: it is called instead of the full-size warm-up, and the row
+    is then timed in exactly one full-size call, which also gives its value.
+
+    ``progress(i, seconds, error, what)`` is told about each warm-up
+    (``what='warm-up'``) and each single timed call (``what='single'``, also
+    once before it starts, with ``seconds=None``).  Returns one :class:`Timing`
+    per callable (the median and quartiles over all its calls), or an error
+    string for a callable that raised.
     """
+    warmups = warmups or [None] * len(fns)
     values, first, errors = [], [], []
+    times = [[] for _ in fns]
+    done = [False] * len(fns)
     for i, fn in enumerate(fns):
+        err = None
         t0 = time.perf_counter()
         try:
-            values.append(fn())
-            errors.append(None)
+            if warmups[i] is None:
+                values.append(fn())
+            else:
+                warmups[i]()
+                if progress:
+                    progress(i, None, None, "single")
+                gc.collect()
+                t0 = time.perf_counter()
+                values.append(fn())
+                times[i].append(time.perf_counter() - t0)
+                done[i] = True
         except Exception as e:  # a broken row must not take the whole table down
             values.append(None)
-            errors.append(f"error: {type(e).__name__}: {e}")
+            err = f"error: {type(e).__name__}: {e}"
+        errors.append(err)
         first.append(time.perf_counter() - t0)
         if progress:
-            progress(i, first[-1], errors[-1])
-    times = [[] for _ in fns]
+            progress(i, first[-1], err, "single" if warmups[i] is not None else "warm-up")
     for k in range(rounds):
         for i, fn in enumerate(fns):
-            if errors[i] is not None:
+            if errors[i] is not None or done[i]:
                 continue
             if k >= SLOW_ROUNDS and first[i] >= SLOW_CALL:
                 continue  # a slow row's median is stable after a few calls; keep the run short
@@ -443,6 +715,8 @@ def time_rows(fns, rounds, round_time, progress=None):
                 times[i].append(t1 - t0)
                 if t1 - start >= round_time or len(times[i]) >= MAX_CALLS * (k + 1):
                     break
+            if first[i] >= SINGLE_CALL:
+                done[i] = True  # seconds per call: one timed call is enough and keeps the run short
     return [err if err is not None else _timing(t, v) for t, v, err in zip(times, values, errors)]
 
 
@@ -522,13 +796,12 @@ def memory_child(spec):
     case = Case(**spec["case"])
     dtype = np.dtype(spec["dtype"])
     inp = make_inputs(case, dtype)
-    small = make_inputs(Case(case.kind, 64, min(case.batch, 2)), dtype)
     impls = {i.key: i for i in IMPLEMENTATIONS}
     out = {}
     for key in spec["keys"]:
         impl = impls[key]
         try:
-            impl.make(small)()
+            impl.make(small_inputs(case, dtype, impl.warm_side))()
             fn = impl.make(inp)
             gc.collect()
             if _reset_peak_rss() and _proc_status_bytes("VmHWM") is not None:
@@ -648,7 +921,8 @@ def machine_description():
     fastssim.show_config(file=buf)
     lines += buf.getvalue().rstrip().splitlines()
     lines.append(f"  from:      {_source_of(fastssim)}")
-    vers = {m: _version(m) for m in ("numpy", "scipy", "skimage", "cv2", "fast_ssim", "torch", "pytorch_msssim")}
+    vers = {m: _version(m) for m in ("numpy", "scipy", "skimage", "cv2", "fast_ssim", "torch", "pytorch_msssim",
+                                      "piq", "torchmetrics", "kornia")}
     lines.append("versions:   " + ", ".join(f"{k} {v}" for k, v in vers.items()))
     env = {k: os.environ.get(k, "(unset)") for k in
            ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -706,7 +980,7 @@ def _fmt_ratio(r):
     return f"{r:.3g}" if r < 1000 else f"{r:.0f}"
 
 
-def case_table(case, dtype, rows, input_bytes, other_load=None):
+def case_table(case, dtype, rows, input_bytes, other_load=None, excluded=()):
     by_key = {r.impl.key: r for r in rows}
     head = (f"### {case.name} {np.dtype(dtype).name}  ({case.describe}, shape {case.shape}, "
             f"{case.megapixels:.3g} MP, one input = {input_bytes / 2**20:.3g} MiB)")
@@ -715,7 +989,7 @@ def case_table(case, dtype, rows, input_bytes, other_load=None):
         warn = " — **busy machine: times are inflated and noisy**" if other_load > 0.1 else ""
         out += [f"Other processes used {100 * other_load:.0f}% of the CPUs while this case was timed{warn}.", ""]
     out += [
-           "| implementation | computes | median ms | IQR % | n | MP/s | ÷ ref | ref | peak extra MiB | × input | SSIM |",
+           "| implementation | computes | median ms | IQR % | n | MP/s | ÷ ref | ref | peak extra MiB | × input | value |",
            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     footnotes = []
     for r in rows:
@@ -746,6 +1020,11 @@ def case_table(case, dtype, rows, input_bytes, other_load=None):
     out.append("")
     for i, n in enumerate(footnotes, 1):
         out.append(f"[{i}] {n}  ")
+    reasons = {}
+    for key, why in excluded:
+        reasons.setdefault(why, []).append(key)
+    for why, keys in reasons.items():
+        out.append(f"Not run for this case: {', '.join(keys)} — {why}.  ")
     out.append("")
     return out
 
@@ -791,7 +1070,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="3 short rounds, no 2048² case, float32 only (about a minute)")
+                   help="3 short rounds, no 2048² case, float32 only, the torch-based MS-SSIM peers and "
+                        "kornia at 1024² only (under two minutes)")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="grayscale sizes (default 512 1024 2048; --quick: 512 1024)")
     p.add_argument("--cases", nargs="+", choices=("gray", "rgb", "batch"), default=["gray", "rgb", "batch"],
@@ -850,24 +1130,32 @@ def main(argv=None):
     t_start = time.perf_counter()
     emit(["# fastssim benchmark", "", "```", *machine_description(), "```", "",
           f"Median wall time of n calls after one warm-up; the rows are interleaved in {rounds} rounds of "
-          f"about {round_time} s each (at least one call per round); "
+          f"about {round_time} s each (at least one call per round); a row whose warm-up took more than "
+          f"{SINGLE_CALL:g} s is timed in one call (n = 1), and a slow peer marked so in its footnote is warmed "
+          "up on a small copy and then timed in one call; "
           "MP = samples in one input (channels and batch items counted); ÷ ref = this row's time / the "
           "named fastssim row's time (> 1: fastssim is faster); peak extra = peak RSS of one call above "
           "the RSS before it, measured in a fresh subprocess"
-          + (" (skipped: --no-memory)" if args.no_memory else "") + "; SSIM = the value the row returned "
-          "(mean over a batch).", ""])
+          + (" (skipped: --no-memory)" if args.no_memory else "") + "; value = the SSIM, MS-SSIM or loss the row "
+          "returned (mean over a batch).", ""])
 
     results = {}
     for case in cases:
         for dname in dtypes:
             dtype = np.dtype(dname)
             inp = make_inputs(case, dtype)
-            rows = []
-            rows, fns = [], []
+            rows, fns, warms, excluded = [], [], [], []
             for impl in impls:
+                why = impl.excluded(case, dname, args.quick)
+                if why is not None:
+                    excluded.append((impl.key, why))
+                    continue
                 row = Row(impl)
                 try:
-                    fns.append(impl.make(inp))
+                    fn = impl.make(inp)
+                    warm = impl.make(small_inputs(case, dtype, impl.warm_side)) if impl.slow else None
+                    fns.append(fn)
+                    warms.append(warm)
                 except Skip as e:
                     row.skipped = str(e)
                 except Exception as e:
@@ -875,26 +1163,35 @@ def main(argv=None):
                 rows.append(row)
             live = [r for r in rows if r.skipped is None]
 
-            def progress(i, t, err, live=live, case=case, dname=dname):
-                what = err or f"warm-up {_fmt_time(t)} ms"
+            def progress(i, t, err, what, live=live, case=case, dname=dname):
+                if err:
+                    msg = err
+                elif what == "single" and t is None:
+                    msg = (f"warmed up on a {min(case.size, live[i].impl.warm_side)}² copy; timing ONE "
+                           "full-size call (may take a minute or more)")
+                elif what == "single":
+                    msg = f"one timed call {_fmt_time(t)} ms"
+                else:
+                    msg = f"warm-up {_fmt_time(t)} ms" + (" (one timed call follows)" if t >= SINGLE_CALL else "")
                 print(f"  [{time.perf_counter() - t_start:6.1f} s] {case.name} {dname} "
-                      f"{live[i].impl.key}: {what}", file=sys.stderr, flush=True)
+                      f"{live[i].impl.key}: {msg}", file=sys.stderr, flush=True)
             with CpuMeter() as meter:
-                timings = time_rows(fns, rounds, round_time, progress)
+                timings = time_rows(fns, rounds, round_time, progress, warms)
             for r, tm in zip(live, timings):
                 if isinstance(tm, str):
                     r.skipped = tm
                 else:
                     r.timing = tm
-            del fns
+            del fns, warms
             if not args.no_memory:
-                mem = measure_memory(case, dtype, [r.impl.key for r in rows if r.timing is not None])
+                mem = measure_memory(case, dtype, [r.impl.key for r in rows if r.timing is not None
+                                                   and not (r.impl.slow and args.quick)])
                 for r in rows:
                     if r.impl.key in mem:
                         r.mem = mem[r.impl.key]["extra"]
                         r.mem_method = mem[r.impl.key]["method"]
             input_bytes = inp.x.nbytes
-            emit(case_table(case, dtype, rows, input_bytes, meter.other))
+            emit(case_table(case, dtype, rows, input_bytes, meter.other, excluded))
             results[(case.name, dname)] = ({r.impl.key: r for r in rows}, input_bytes)
             del inp
             gc.collect()
