@@ -49,6 +49,36 @@ def check_out(arr, shape, dtype, name):
     return arr
 
 
+class Workspace:
+    """Pooled memory for one call's internal temporaries, never for its results.
+
+    Fresh pages are slow to touch (the kernel zeroes them), so the pyramid
+    images and coarse-scale gradients of repeated calls reuse one buffer.
+    Use as a context manager; arrays from :meth:`empty` are invalid after it.
+    """
+
+    def __init__(self, nbytes):
+        self._buf = _engine.acquire(int(nbytes) + 64)
+        self._off = 0
+
+    def empty(self, shape, dtype):
+        dt = np.dtype(dtype)
+        n = int(np.prod(shape)) * dt.itemsize
+        addr = self._buf.ctypes.data
+        off = ((addr + self._off + 63) & ~63) - addr
+        if off + n > self._buf.nbytes:
+            raise MemoryError("fastssim: internal workspace too small")
+        self._off = off + n
+        return self._buf[off:off + n].view(dt).reshape(shape)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _engine.release(self._buf)
+        self._buf = None
+
+
 # Input element types the engine reads and converts itself, per compute type.
 _NATIVE = {
     np.dtype(np.float32): {np.dtype(np.float32): _engine.IN_REAL, np.dtype(np.uint8): _engine.IN_U8,

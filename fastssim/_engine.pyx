@@ -132,6 +132,16 @@ cdef void _release(object buf):
             _pool[0] = buf
 
 
+def acquire(size_t nbytes):
+    """A pooled uint8 buffer of at least nbytes (for internal temporaries); give it back
+    with :func:`release` once nothing refers to it any more."""
+    return _acquire(nbytes)
+
+
+def release(object buf):
+    _release(buf)
+
+
 cdef inline void* _ptr(object a):
     if a is None:
         return NULL
@@ -205,13 +215,13 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     cdef int nlines = stop - start
     if nlines <= 0 or P == 0:
         return
-    # Enough units to balance the threads; a gradient block also recomputes
-    # 2r lines at each end, so keep those blocks several windows tall.
+    # Enough units to balance the threads (dynamic schedule), few enough that
+    # the 2r lines each block recomputes at its ends stay a small overhead.
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
     if work < 65536:
         n_threads = 1
-    cdef int min_lines = 8 * (2 * rmax + 1) if grad else 8
-    cdef int want_units = 4 * n_threads
+    cdef int min_lines = 8 * (2 * rmax + 1)
+    cdef int want_units = 2 * n_threads
     per_block = (P * nlines + want_units - 1) // want_units
     if per_block < min_lines:
         per_block = min_lines

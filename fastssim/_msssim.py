@@ -217,29 +217,43 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     grads = []
     xs, ys = p.planes()
     r = p.r
-    for j in range(M):
-        if j > 0:
-            maps = down_maps(xs.shape[1:], downsample)
-            nxt = (P,) + shapes[j]
-            xd = np.empty(nxt, dtype=xs.dtype)
-            yd = np.empty(nxt, dtype=xs.dtype)
-            _engine.down(xs.reshape((P,) + _core._as4(xs.shape[1:])),
-                         xd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
-            _engine.down(ys.reshape((P,) + _core._as4(ys.shape[1:])),
-                         yd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
-            xs, ys = xd, yd
-        spatial = xs.shape[1:]
-        valid = tuple((r, n - r) for n in spatial)
-        nval = math.prod(n - 2 * r for n in spatial)
-        sums, _, gx, gy = _core.run(
-            xs, ys, taps=p.taps, map_region=valid,
-            sum_region=tuple((0, n - 2 * r) for n in spatial),
-            form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
-            grad=g, wscal=1.0 / nval, workers=p.workers,
-        )
-        ms[:, j] = sums / nval
-        grads.append((gx, gy))
+    # pyramid levels and coarse-scale gradients live in pooled memory
+    isz = xs.dtype.itemsize
+    coarse = sum(P * math.prod(s) for s in shapes[1:])
+    nbytes = (2 + bin(g).count("1")) * (coarse * isz + 64 * M)
+    with _core.Workspace(nbytes) as ws:
+        for j in range(M):
+            if j > 0:
+                maps = down_maps(xs.shape[1:], downsample)
+                nxt = (P,) + shapes[j]
+                xd = ws.empty(nxt, xs.dtype)
+                yd = ws.empty(nxt, xs.dtype)
+                _engine.down(xs.reshape((P,) + _core._as4(xs.shape[1:])),
+                             xd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
+                _engine.down(ys.reshape((P,) + _core._as4(ys.shape[1:])),
+                             yd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
+                xs, ys = xd, yd
+            spatial = xs.shape[1:]
+            valid = tuple((r, n - r) for n in spatial)
+            nval = math.prod(n - 2 * r for n in spatial)
+            gbuf = (None, None)
+            if j > 0:
+                gbuf = tuple(ws.empty(xs.shape, xs.dtype) if g & (k + 1) else None for k in (0, 1))
+            sums, _, gx, gy = _core.run(
+                xs, ys, taps=p.taps, map_region=valid,
+                sum_region=tuple((0, n - 2 * r) for n in spatial),
+                form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
+                grad=g, wscal=1.0 / nval, workers=p.workers, gx_out=gbuf[0], gy_out=gbuf[1],
+            )
+            ms[:, j] = sums / nval
+            grads.append((gx, gy))
+        result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
+    return result
 
+
+def _finish(p, ms, w, negative, g, grads, downsample, return_scales):
+    """Values, and the gradient through the pyramid (finest level: a fresh array)."""
+    P, M = ms.shape
     value_p, coef = _combine(ms, w, negative, bool(g))
     values = _per_item(p, value_p)
     if not g and not return_scales:

@@ -147,28 +147,47 @@ void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
     fs_rows_multi_d_v1(jobs, M, plane, q0, q1, scratch);
 }
 
-/* The pyramid kernels are memory-bound: the baseline build serves all CPUs. */
 void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                const void *in, void *out, int l0, int l1, void *tmp)
 {
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_down_f_v4(d0, d1, d2, in, out, l0, l1, tmp); return; }
+    if (level == 3) { fs_down_f_v3(d0, d1, d2, in, out, l0, l1, tmp); return; }
+#endif
     fs_down_f_v1(d0, d1, d2, in, out, l0, l1, tmp);
 }
 
 void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                const void *in, void *out, int l0, int l1, void *tmp)
 {
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_down_d_v4(d0, d1, d2, in, out, l0, l1, tmp); return; }
+    if (level == 3) { fs_down_d_v3(d0, d1, d2, in, out, l0, l1, tmp); return; }
+#endif
     fs_down_d_v1(d0, d1, d2, in, out, l0, l1, tmp);
 }
 
 void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1)
 {
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_up_f_v4(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
+    if (level == 3) { fs_up_f_v3(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
+#endif
     fs_up_f_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
 }
 
 void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1)
 {
+#if FS_DISPATCH
+    int level = fs_get_level();
+    if (level == 4) { fs_up_d_v4(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
+    if (level == 3) { fs_up_d_v3(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
+#endif
     fs_up_d_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
 }
 

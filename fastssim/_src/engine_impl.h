@@ -454,6 +454,21 @@ static inline void FN(store_strided)(const REAL *restrict in, REAL *restrict out
     for (ptrdiff_t j = 0; j < n; j++) out[j * stride] = in[j];
 }
 
+/* The four moment sources of one line (restrict parameters: six streams are
+ * too many for GCC's run-time alias checks, which would leave it scalar). */
+static inline void FN(sources)(ptrdiff_t n, const REAL *restrict x, const REAL *restrict y,
+                               REAL sx, REAL sy, REAL *restrict su, REAL *restrict sv,
+                               REAL *restrict ss, REAL *restrict sp)
+{
+    for (ptrdiff_t j = 0; j < n; j++) {
+        REAL u = x[j] - sx, v = y[j] - sy;
+        su[j] = u;
+        sv[j] = v;
+        ss[j] = u * u + v * v;
+        sp[j] = u * v;
+    }
+}
+
 /* Offset (in elements) of plane p: batch item p / nci, channel p % nci. */
 static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
 {
@@ -471,16 +486,9 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
     if (job->in_type == FS_IN_REAL && nci == 1) {  /* the common case, in one sweep */
-        const REAL *restrict xq = (const REAL *)job->x + xoff + (ptrdiff_t)q * L;
-        const REAL *restrict yq = (const REAL *)job->y + xoff + (ptrdiff_t)q * L;
-        const REAL sx = s->sx, sy = s->sy;
-        for (ptrdiff_t j = 0; j < L; j++) {
-            REAL u = xq[j] - sx, v = yq[j] - sy;
-            su[j] = u;
-            sv[j] = v;
-            ss[j] = u * u + v * v;
-            sp[j] = u * v;
-        }
+        FN(sources)(L, (const REAL *)job->x + xoff + (ptrdiff_t)q * L,
+                    (const REAL *)job->y + xoff + (ptrdiff_t)q * L, s->sx, s->sy,
+                    su, sv, ss, sp);
     } else {
         FN(load_line)(job->x, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sx, su);
         FN(load_line)(job->y, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sy, sv);
