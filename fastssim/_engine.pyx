@@ -52,8 +52,6 @@ cdef extern from "engine.h" nogil:
 
     size_t fs_scratch_bytes_f(const fs_job *job)
     size_t fs_scratch_bytes_d(const fs_job *job)
-    void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
-    void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
     ctypedef struct fs_down:
         int n_in, n_out
         const int *i0
@@ -75,8 +73,10 @@ cdef extern from "engine.h" nogil:
                  const void *coarse, void *fine, double coef, int l0, int l1)
     size_t fs_multi_bytes_f(const fs_job *jobs, int M)
     size_t fs_multi_bytes_d(const fs_job *jobs, int M)
-    void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
-    void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+    void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                         int c_lo, int c_hi, int strip, int nstrip, void *scratch)
+    void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                         int c_lo, int c_hi, int strip, int nstrip, void *scratch)
     void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                          ptrdiff_t P, int n0, int n1, int n2, double *out)
     int fs_openmp_enabled()
@@ -197,9 +197,47 @@ cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in
     job.ring_r = 0
 
 
+# Column strips of 2-D images: the rings of filtered lines of one unit should
+# stay in the L2 cache; wide images and many windows are cut into strips of
+# columns (a fixed function of the geometry, never of the thread count).
+cdef size_t _ring_budget = 1 << 20
+cdef int _strip_override = 0
+
+
+def set_strip_width(int width):
+    """Force the column-strip width (0: automatic); for tests of the strip seams."""
+    global _strip_override
+    _strip_override = width
+
+
+cdef int _strip_width(fs_job *jobs, int M, int grad, int ncols, size_t esz):
+    cdef int j, rmax = 0
+    cdef size_t per_col = 0
+    if jobs[0].n1 != 1:
+        return ncols  # volumes: one strip
+    if _strip_override > 0:
+        return _strip_override
+    for j in range(M):
+        if jobs[j].f0.r > rmax:
+            rmax = jobs[j].f0.r
+    for j in range(M):
+        per_col += 4 * (2 * jobs[j].f0.r + 4) * esz
+        if grad:
+            per_col += 4 * (jobs[j].f0.r + rmax + 8) * esz
+    # a gradient's strips also recompute the map columns within reach of
+    # their edges (2r of every window), so they pay only for very wide lines
+    cdef size_t w = (_ring_budget * (8 if grad else 1)) // per_col
+    w = (w // 64) * 64
+    if w < 128:
+        w = 128
+    if w >= <size_t>ncols:
+        return ncols
+    return <int>w
+
+
 cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
              int n_threads, int use_double):
-    """Split (plane, block of lines) units over the threads and run them."""
+    """Split (plane, block of lines, column strip) units over the threads and run them."""
     cdef fs_job *job = &jobs[0]
     cdef int start, stop, per_block, nblk, nunits, rmax = 0, j
     for j in range(M):
@@ -215,6 +253,9 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     cdef int nlines = stop - start
     if nlines <= 0 or P == 0:
         return
+    cdef int ncols = job.n2 if grad else job.o2
+    cdef int swidth = _strip_width(jobs, M, grad, ncols, 8 if use_double else 4)
+    cdef int nstrip = (ncols + swidth - 1) // swidth
     # Enough units to balance the threads (dynamic schedule), few enough that
     # the 2r lines each block recomputes at its ends stay a small overhead.
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
@@ -222,42 +263,53 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         n_threads = 1
     cdef int min_lines = 8 * (2 * rmax + 1)
     cdef int want_units = 2 * n_threads
-    per_block = (P * nlines + want_units - 1) // want_units
+    per_block = (P * nlines * nstrip + want_units - 1) // want_units
     if per_block < min_lines:
         per_block = min_lines
     if per_block > nlines:
         per_block = nlines
     nblk = (nlines + per_block - 1) // per_block
-    nunits = P * nblk
+    nunits = P * nblk * nstrip
 
-    cdef size_t sbytes
-    if M == 1:
-        sbytes = fs_scratch_bytes_d(job) if use_double else fs_scratch_bytes_f(job)
-    else:
-        sbytes = fs_multi_bytes_d(jobs, M) if use_double else fs_multi_bytes_f(jobs, M)
+    cdef size_t sbytes = fs_multi_bytes_d(jobs, M) if use_double else fs_multi_bytes_f(jobs, M)
     sbytes = (sbytes + 127) & ~(<size_t>63)
     bufobj = _acquire(sbytes * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
-    cdef int u, b, q0, q1
+    # per-strip line sums, reduced over the strips in order afterwards
+    cdef double *rowsum = job.rowsum
+    parts = None
+    if rowsum != NULL and nstrip > 1:
+        parts = np.zeros(<ptrdiff_t>P * job.o0 * nstrip, dtype=np.float64)
+        for j in range(M):
+            jobs[j].rowsum = <double*>_ptr(parts)
+    cdef int u, b, q0, q1, st, c_lo, c_hi, rest
     try:
         with nogil:
             for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
-                b = u // nblk
-                q0 = start + (u % nblk) * per_block
+                b = u // (nblk * nstrip)
+                rest = u % (nblk * nstrip)
+                st = rest % nstrip
+                q0 = start + (rest // nstrip) * per_block
                 q1 = q0 + per_block
                 if q1 > stop:
                     q1 = stop
-                if M > 1:
-                    if use_double:
-                        fs_rows_multi_d(jobs, M, b, q0, q1, buf + threadid() * sbytes)
-                    else:
-                        fs_rows_multi_f(jobs, M, b, q0, q1, buf + threadid() * sbytes)
-                elif use_double:
-                    fs_rows_d(job, b, q0, q1, buf + threadid() * sbytes)
+                c_lo = st * swidth
+                c_hi = c_lo + swidth
+                if c_hi > ncols:
+                    c_hi = ncols
+                if use_double:
+                    fs_rows_multi_d(jobs, M, b, q0, q1, c_lo, c_hi, st, nstrip,
+                                    buf + threadid() * sbytes)
                 else:
-                    fs_rows_f(job, b, q0, q1, buf + threadid() * sbytes)
+                    fs_rows_multi_f(jobs, M, b, q0, q1, c_lo, c_hi, st, nstrip,
+                                    buf + threadid() * sbytes)
     finally:
         _release(bufobj)
+        for j in range(M):
+            jobs[j].rowsum = rowsum
+    if parts is not None:
+        total = parts.reshape(P * job.o0, nstrip).sum(axis=1)
+        np.copyto(np.asarray(<double[:P * job.o0]>rowsum), total)
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,

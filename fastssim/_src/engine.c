@@ -83,8 +83,6 @@
 #undef IREAL
 #undef FN
 
-typedef size_t (*fs_bytes_fn)(const fs_job *);
-typedef void (*fs_rows_fn)(const fs_job *, ptrdiff_t, int, int, void *);
 
 static int fs_level = -1; /* 1 baseline, 3 AVX2+FMA, 4 AVX-512 */
 
@@ -114,37 +112,30 @@ static inline int fs_get_level(void)
 size_t fs_scratch_bytes_f(const fs_job *job) { return fs_multi_bytes_f_v1(job, 1); }
 size_t fs_scratch_bytes_d(const fs_job *job) { return fs_multi_bytes_d_v1(job, 1); }
 
-void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
-{
-    fs_rows_multi_f(job, 1, plane, q0, q1, scratch);
-}
-
-void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch)
-{
-    fs_rows_multi_d(job, 1, plane, q0, q1, scratch);
-}
 
 size_t fs_multi_bytes_f(const fs_job *jobs, int M) { return fs_multi_bytes_f_v1(jobs, M); }
 size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(jobs, M); }
 
-void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                     int c_lo, int c_hi, int strip, int nstrip, void *scratch)
 {
 #if FS_DISPATCH
     int level = fs_get_level();
-    if (level == 4) { fs_rows_multi_f_v4(jobs, M, plane, q0, q1, scratch); return; }
-    if (level == 3) { fs_rows_multi_f_v3(jobs, M, plane, q0, q1, scratch); return; }
+    if (level == 4) { fs_rows_multi_f_v4(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
+    if (level == 3) { fs_rows_multi_f_v3(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
 #endif
-    fs_rows_multi_f_v1(jobs, M, plane, q0, q1, scratch);
+    fs_rows_multi_f_v1(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch);
 }
 
-void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch)
+void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                     int c_lo, int c_hi, int strip, int nstrip, void *scratch)
 {
 #if FS_DISPATCH
     int level = fs_get_level();
-    if (level == 4) { fs_rows_multi_d_v4(jobs, M, plane, q0, q1, scratch); return; }
-    if (level == 3) { fs_rows_multi_d_v3(jobs, M, plane, q0, q1, scratch); return; }
+    if (level == 4) { fs_rows_multi_d_v4(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
+    if (level == 3) { fs_rows_multi_d_v3(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
 #endif
-    fs_rows_multi_d_v1(jobs, M, plane, q0, q1, scratch);
+    fs_rows_multi_d_v1(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch);
 }
 
 void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,

@@ -22,8 +22,8 @@
  * Border modes ('reflect' = scipy/MATLAB 'symmetric', 'valid') and adjoints
  * are nothing but different tables, built once in Python (fastssim/_bands.py).
  *
- * Types: every pointer in fs_job is void; fs_rows_f works on float32 data
- * and tables, fs_rows_d on float64.  Scalars are passed as double.
+ * Types: every pointer in fs_job is void; the _f entries work on float32
+ * tables and results, the _d entries on float64.  Scalars are passed as double.
  */
 #ifndef FASTSSIM_ENGINE_H
 #define FASTSSIM_ENGINE_H
@@ -89,8 +89,7 @@ size_t fs_scratch_bytes_d(const fs_job *job);
  * Blocks never share an output element, so any partition of the rows over
  * threads gives bitwise-identical results.
  */
-void fs_rows_f(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
-void fs_rows_d(const fs_job *job, ptrdiff_t plane, int q0, int q1, void *scratch);
+
 
 /* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.
  * Forward, per axis: out[o] = w0[o] in[i0[o]] + w1[o] in[i1[o]]; outputs in
@@ -127,8 +126,14 @@ void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
  * job to the widest radius. */
 size_t fs_multi_bytes_f(const fs_job *jobs, int M);
 size_t fs_multi_bytes_d(const fs_job *jobs, int M);
-void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
-void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, void *scratch);
+/* Lines [q0, q1) as fs_rows, and of a 2-D image only the columns [c_lo, c_hi)
+ * of the final output (the map, or the gradient): column strip `strip` of
+ * `nstrip`, whose line sums go to rowsum[(plane * o0 + p) * nstrip + strip].
+ * Volumes take a single strip. */
+void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                     int c_lo, int c_hi, int strip, int nstrip, void *scratch);
+void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
+                     int c_lo, int c_hi, int strip, int nstrip, void *scratch);
 
 /* The per-plane shifts of fs_job (shift_x / shift_y): the mean of the finite
  * samples on a sparse grid (every max(1, n/32)-th index along each axis),

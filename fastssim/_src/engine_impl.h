@@ -65,12 +65,57 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
 }
 
 /* Row-blocked linear pass across lines, for FS_B consecutive outputs:
- * out[b] = sum_k w[b][k] rows[b + k], b < nb, k <= 2r.  Each loaded line
+ * out[b] = sum_k w[b][k] rows[b + k], b < FS_B, k <= 2r.  Each loaded line
  * feeds up to FS_B accumulators, so a window of 2r+1 lines is read once per
- * FS_B outputs instead of once per output (the ring of filtered lines does
- * not fit in L1).  rows[l] must be valid (point absent lines at zeros). */
-static void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
-                           const REAL *const *w, REAL *const *out)
+ * FS_B outputs instead of once per output (the rings of filtered lines do
+ * not fit in L1).  rows[l] must be valid (point absent lines at zeros).
+ * Accumulators start at zero and every tap is a += v * w: with FMA
+ * contraction each output then sees one fixed sequence of fused operations
+ * (a mul + add chain could be contracted either way), whatever its position
+ * in the block, so results do not depend on where blocks start. */
+#define FS_B 8  /* most output lines per row block */
+
+static void FN(vlin_multi8)(ptrdiff_t n, const REAL *const *rows, int r,
+                            const REAL *const *w, REAL *const *out)
+{
+    const int K = 2 * r + 1;
+    ptrdiff_t j = 0;
+    for (; j + NV <= n; j += NV) {
+        FN(vec) a[FS_B];
+        for (int b = 0; b < FS_B; b++) a[b] = (FN(vec)){0};
+        /* ramp up: line l feeds outputs b <= l */
+        for (int l = 0; l < FS_B - 1 && l < K + FS_B - 1; l++) {
+            FN(vec) v = FN(ld)(rows[l] + j);
+            for (int b = 0; b <= l; b++)
+                if (l - b < K) a[b] += v * w[b][l - b];
+        }
+        /* every output of the block reads line l */
+        for (int l = FS_B - 1; l < K; l++) {
+            FN(vec) v = FN(ld)(rows[l] + j);
+#pragma GCC unroll 8
+            for (int b = 0; b < FS_B; b++) a[b] += v * w[b][l - b];
+        }
+        /* ramp down: line l feeds outputs b > l - K */
+        for (int l = (K > FS_B - 1 ? K : FS_B - 1); l < K + FS_B - 1; l++) {
+            FN(vec) v = FN(ld)(rows[l] + j);
+            for (int b = l - K + 1; b < FS_B; b++)
+                if (b >= 0 && b <= l) a[b] += v * w[b][l - b];
+        }
+        for (int b = 0; b < FS_B; b++) FN(st)(out[b] + j, a[b]);
+    }
+    for (int b = 0; b < FS_B; b++) {
+        REAL *o = out[b];
+        for (ptrdiff_t i = j; i < n; i++) {
+            REAL a = 0;
+            for (int k = 0; k < K; k++) a += rows[b + k][i] * w[b][k];
+            o[i] = a;
+        }
+    }
+}
+
+/* Small windows: the hand-ramped 4-line block (see vlin_multi8 for the contract). */
+static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
+                            const REAL *const *w, REAL *const *out)
 {
     const int K = 2 * r + 1;
     ptrdiff_t j = 0;
@@ -121,6 +166,21 @@ static void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
     }
 }
 
+/* Blocks of B = 4 lines for small windows, 8 for wide ones (a window of K
+ * lines is then read (K + 7) / 8 times per output line instead of (K + 3) / 4). */
+static inline void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int B,
+                                  const REAL *const *w, REAL *const *out)
+{
+    if (B == 4) {
+        FN(vlin_multi4)(n, rows, r, 4, w, out);
+    } else if (2 * r + 1 >= 24) {
+        FN(vlin_multi8)(n, rows, r, w, out);
+    } else {  /* a narrow window in a block of 8 (another scale is wide) */
+        FN(vlin_multi4)(n, rows, r, 4, w, out);
+        FN(vlin_multi4)(n, rows + 4, r, 4, w + 4, out + 4);
+    }
+}
+
 /* Symmetric interior of a band with unaligned loads: writes out[i] for
  * i in [i0, i1), and may recompute (identically) outputs in [lo, hi) around
  * it, so that short runs still take whole vectors instead of scalar loops. */
@@ -150,10 +210,15 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
     }
 }
 
-/* One band along a contiguous line: out[i] = sum_k w_ik in[i + off - r + k]. */
-static void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
+/* One band along a line, outputs [o_lo, o_hi) only:
+ * out[i] = sum_k w_ik in[i + off - r + k].  ``in`` and ``out`` are indexed
+ * absolutely (index 0 = the line's first sample); the caller guarantees that
+ * the inputs those outputs read lie in [in_lo, in_hi) and are readable. */
+static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi)
 {
-    const int r = b->r, off = b->off, lo = b->lo, hi = b->hi, n_in = b->n_in;
+    const int r = b->r, off = b->off, n_in = b->n_in;
+    const ptrdiff_t lo = b->lo > o_lo ? b->lo : o_lo, hi = b->hi < o_hi ? b->hi : o_hi;
     const int w = 2 * r + 1;
     const REAL *g = (const REAL *)b->g;
     if (hi > lo) {
@@ -161,10 +226,10 @@ static void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
 #if FS_VBYTES == 64
         /* AVX-512: shifted windows by two-source permutes of three loads
          * instead of 2r unaligned loads (each of which splits a cache line). */
-        ptrdiff_t ps = lo > NV - off ? lo : NV - off;
+        ptrdiff_t ps = lo > in_lo + NV - off ? lo : in_lo + NV - off;
         ptrdiff_t pe = ps;
         if (r < NV && r >= 1) {
-            ptrdiff_t lim = (ptrdiff_t)n_in - off - 2 * NV; /* last i with c[i+2NV-1] valid */
+            ptrdiff_t lim = in_hi - off - 2 * NV; /* last i with c[i+2NV-1] readable */
             ptrdiff_t top = hi < lim + 1 ? hi : lim + 1;
             if (top > ps) pe = ps + ((top - ps) / NV) * NV;
         }
@@ -192,18 +257,31 @@ static void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
         FN(band_loads)(c, g, r, lo, hi, lo, hi, out);
 #endif
     }
-    for (int i = 0; i < b->n_out; i++) {
+    /* Border outputs (reflected windows, crop edges): one table row each, a
+     * dot product over the readable part of the window, in vector lanes
+     * (wide windows have dozens of border outputs of 2r+1 taps). */
+    for (ptrdiff_t i = o_lo; i < o_hi; i++) {
         if (i == lo && hi > lo) i = hi;  /* skip the interior */
-        if (i >= b->n_out) break;
-        const REAL *t = i < lo ? (const REAL *)b->tab_lo + (ptrdiff_t)i * w
-                               : (const REAL *)b->tab_hi + (ptrdiff_t)(i - hi) * w;
+        if (i >= o_hi) break;
+        const REAL *t = i < b->lo ? (const REAL *)b->tab_lo + i * w
+                                  : (const REAL *)b->tab_hi + (i - b->hi) * w;
+        ptrdiff_t k0 = r - off - i, k1 = n_in - i - off + r;  /* readable: k in [k0, k1) */
+        if (k0 < 0) k0 = 0;
+        if (k1 > w) k1 = w;
+        const REAL *src = in + i + off - r;
+        FN(vec) va = {0};
+        ptrdiff_t k = k0;
+        for (; k + NV <= k1; k += NV) va += FN(ld)(t + k) * FN(ld)(src + k);
         REAL acc = 0;
-        for (int k = 0; k < w; k++) {
-            int q = i + off - r + k;
-            if (q >= 0 && q < n_in && t[k] != 0) acc += t[k] * in[q];
-        }
+        for (int e = 0; e < NV; e++) acc += va[e];
+        for (; k < k1; k++) acc += t[k] * src[k];
         out[i] = acc;
     }
+}
+
+static inline void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
+{
+    FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out);
 }
 
 /* Row weights of band b for output i: returns 1 for the symmetric interior,
@@ -370,11 +448,13 @@ static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2
 
 /* ---- scratch ---- */
 
-#define FS_B 4  /* output lines per row block */
 
 typedef struct {
     REAL *src[4], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
     REAL sx, sy;
+    int m0, m1;      /* map columns of this unit (2-D column strips) */
+    int B;           /* output lines per row block: 4, or 8 for wide windows */
+    ptrdiff_t Lw;    /* ring line width in use: m1 - m0 (2-D) or o1*o2 (3-D) */
     REAL *fring[4], *av[FS_B][4], *ag[4];
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
@@ -483,25 +563,40 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * Lo;
     const int nci = job->nci;
+    /* input columns [i0, i1) that the unit's map columns [m0, m1) read */
+    ptrdiff_t i0 = 0, i1 = L;
+    if (job->n1 == 1) {
+        const fs_band *b = &job->f2;
+        i0 = s->m0 + b->off - b->r;
+        i1 = s->m1 - 1 + b->off + b->r + 1;
+        if (i0 < 0) i0 = 0;
+        if (i1 > L) i1 = L;
+    }
+    const ptrdiff_t n = i1 - i0;
+    const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + i0) * nci;
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
     if (job->in_type == FS_IN_REAL && nci == 1) {  /* the common case, in one sweep */
-        FN(sources)(L, (const REAL *)job->x + xoff + (ptrdiff_t)q * L,
-                    (const REAL *)job->y + xoff + (ptrdiff_t)q * L, s->sx, s->sy,
+        FN(sources)(n, (const REAL *)job->x + at, (const REAL *)job->y + at, s->sx, s->sy,
                     su, sv, ss, sp);
     } else {
-        FN(load_line)(job->x, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sx, su);
-        FN(load_line)(job->y, job->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, s->sy, sv);
-        for (ptrdiff_t j = 0; j < L; j++) {
+        FN(load_line)(job->x, job->in_type, at, nci, n, s->sx, su);
+        FN(load_line)(job->y, job->in_type, at, nci, n, s->sy, sv);
+        for (ptrdiff_t j = 0; j < n; j++) {
             REAL u = su[j], v = sv[j];
             ss[j] = u * u + v * v;
             sp[j] = u * v;
         }
     }
     const REAL *srcs[4] = {su, sv, ss, sp};
-    for (int i = 0; i < 4; i++)
-        FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
-                  s->hring[i] + slot, s->tmp, s->pr);
+    for (int i = 0; i < 4; i++) {
+        if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
+            FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
+                           s->m0, s->m1);
+        else
+            FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
+                      s->hring[i] + slot, s->tmp, s->pr);
+    }
 }
 
 /* Weight rows of band b for outputs i0 .. i0+nb-1 (the symmetric interior
@@ -531,18 +626,19 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     /* Always a full block: missing outputs read zeros into spare buffers,
      * so every output line takes the same arithmetic wherever its block
      * boundaries fall (results independent of the thread count). */
+    const int B = s->B;
     const REAL *w[FS_B];
     FN(block_weights)(f0, p0, nb, s->gfull, w);
-    for (int b = nb; b < FS_B; b++) w[b] = s->gfull;
+    for (int b = nb; b < B; b++) w[b] = s->gfull;
     for (int i = 0; i < 4; i++) {
-        for (int l = 0; l < 2 * r + FS_B; l++) {
+        for (int l = 0; l < 2 * r + B; l++) {
             int q = c0 - r + l;
             s->pr[l] = (l < 2 * r + nb && q >= 0 && q < job->n0)
                            ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * Lo : s->zeros;
         }
         REAL *out[FS_B];
-        for (int b = 0; b < FS_B; b++) out[b] = s->m[b][i];
-        FN(vlin_multi)(Lo, s->pr, r, FS_B, w, out);
+        for (int b = 0; b < B; b++) out[b] = s->m[b][i];
+        FN(vlin_multi)(s->Lw, s->pr, r, B, w, out);
     }
 }
 
@@ -642,7 +738,8 @@ static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
 #define FS_MAXS 8
 
 static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0,
-                              int q1, void *scratch)
+                              int q1, int c_lo, int c_hi, int strip, int nstrip,
+                              void *scratch)
 {
     const fs_job *J = &jobs[0];
     FN(fs_scr) s[FS_MAXS];
@@ -670,42 +767,101 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     /* planes are (item, channel) pairs; with interleaved channels (nci > 1)
      * every line of the inputs, map, cotangent and gradients has stride nci */
     const int nci = J->nci;
+    const int two_d = J->n1 == 1;
     const ptrdiff_t xoff = FN(plane_off)(plane, nci, J->plane_in);
     const ptrdiff_t moff = FN(plane_off)(plane, nci, J->plane_out);
     REAL *map = J->map ? (REAL *)J->map + moff : NULL;
-    double *rowsum = J->rowsum ? J->rowsum + plane * J->o0 : NULL;
+    double *rowsum = J->rowsum ? J->rowsum + (ptrdiff_t)plane * J->o0 * nstrip : NULL;
     const REAL C1 = (REAL)J->C1, C2 = (REAL)J->C2;
     const REAL sx = J->shift_x ? (REAL)J->shift_x[plane] : 0;
     const REAL sy = J->shift_y ? (REAL)J->shift_y[plane] : 0;
-    int rmax = 0;
+    int rmax = 0, r2max = 0;
+    for (int j = 0; j < M; j++) {
+        if (jobs[j].f0.r > rmax) rmax = jobs[j].f0.r;
+        if (jobs[j].f2.r > r2max) r2max = jobs[j].f2.r;
+    }
+    /* Column strip (2-D images; a volume's line is one strip): the unit's
+     * final outputs are columns [c_lo, c_hi) of the map (value) or of the
+     * gradient (which reads map columns up to r away).  m0..m1: the map
+     * columns computed; own0..own1: those this unit writes and sums. */
+    int m0 = 0, m1 = J->o2, own0 = 0, own1 = J->o2;
+    if (two_d) {
+        if (!J->grad) {
+            m0 = own0 = c_lo;
+            m1 = own1 = c_hi;
+        } else {
+            m0 = c_lo + J->a2.off - r2max;
+            m1 = c_hi - 1 + J->a2.off + r2max + 1;
+            if (m0 < 0) m0 = 0;
+            if (m1 > J->o2) m1 = J->o2;
+            own0 = c_lo - J->f2.off;
+            own1 = c_hi - J->f2.off;
+            if (own0 < m0) own0 = m0;
+            if (own1 > m1) own1 = m1;
+            if (own1 < own0) own1 = own0;  /* a strip may own no map column */
+        }
+    }
+    const ptrdiff_t Lw = two_d ? m1 - m0 : Lo;
+    const ptrdiff_t Lg = two_d ? c_hi - c_lo : L;   /* gradient columns of the unit */
+    const ptrdiff_t g0 = two_d ? c_lo : 0;
+    /* the unit's share of the sum region, relative to m0 */
+    int ss1[2] = {J->s1[0], J->s1[1]}, ss2[2] = {J->s2[0], J->s2[1]};
+    if (two_d) {
+        ss2[0] = (J->s2[0] > own0 ? J->s2[0] : own0) - m0;
+        ss2[1] = (J->s2[1] < own1 ? J->s2[1] : own1) - m0;
+        if (ss2[1] < ss2[0]) ss2[1] = ss2[0];
+    }
+    const int ostride = two_d ? (int)Lw : J->o2;
+    /* blocks of 8 lines when the widest window is wide, else 4 (shared by all
+     * scales; a fixed function of the geometry, so thread-count independent) */
+    const int B = 2 * rmax + 1 >= 24 ? 8 : 4;
     for (int j = 0; j < M; j++) {
         const int r = jobs[j].f0.r;
         const REAL *g = (const REAL *)jobs[j].f0.g;
+        s[j].B = B;
         for (int k = 0; k <= r; k++) s[j].gfull[r + k] = s[j].gfull[r - k] = g[k];
         memset(s[j].zeros, 0, Lo * sizeof(REAL));
         s[j].hnext = -(1 << 30);
         s[j].sx = sx;
         s[j].sy = sy;
-        if (r > rmax) rmax = r;
+        s[j].m0 = m0;
+        s[j].m1 = m1;
+        s[j].Lw = Lw;
     }
+#define FS_SUM(p, row)                                                           \
+    do {                                                                         \
+        if (rowsum)                                                              \
+            rowsum[(ptrdiff_t)(p) * nstrip + strip] =                            \
+                ((p) >= J->s0[0] && (p) < J->s0[1])                              \
+                    ? FN(region_sum)((row), ostride, ss1, ss2) : 0.0;            \
+    } while (0)
+    /* map row p: the owned columns of the unit's row (computed in prow) */
+#define FS_MAP(p, row)                                                           \
+    do {                                                                         \
+        if (map) {                                                               \
+            REAL *dst = map + ((ptrdiff_t)(p) * Lo + (two_d ? own0 : 0)) * nci;  \
+            const REAL *src = (row) + (two_d ? own0 - m0 : 0);                   \
+            const ptrdiff_t cnt = two_d ? own1 - own0 : Lo;                      \
+            if (nci == 1) memcpy(dst, src, cnt * sizeof(REAL));                  \
+            else FN(store_strided)(src, dst, nci, cnt);                          \
+        }                                                                        \
+    } while (0)
 
     if (!J->grad) {
-        for (int p0 = q0; p0 < q1; p0 += FS_B) {
-            const int nb = q1 - p0 < FS_B ? q1 - p0 : FS_B;
+        for (int p0 = q0; p0 < q1; p0 += B) {
+            const int nb = q1 - p0 < B ? q1 - p0 : B;
             for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = p0 + b;
-                REAL *out = (map && nci == 1) ? map + (ptrdiff_t)p * Lo : prow;
+                REAL *out = prow;
                 for (int j = 0; j < M; j++)
-                    FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
+                    FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
                                    s[j].m[b][2], s[j].m[b][3], C1, C2,
                                    (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
                 for (int j = 1; j < M; j++)
-                    for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
-                if (map && nci > 1) FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
-                if (rowsum)
-                    rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
-                                    ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
+                    for (ptrdiff_t i = 0; i < Lw; i++) out[i] *= fac[j][i];
+                FS_MAP(p, out);
+                FS_SUM(p, out);
             }
         }
         return;
@@ -714,11 +870,16 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     const fs_band *a0 = &J->a0; /* the offset is shared by all scales */
     const REAL *wmap = J->wmap ? (const REAL *)J->wmap + moff : NULL;
     REAL *wl = s[0].wl;
-    if (!wmap) {
-        memset(wl, 0, Lo * sizeof(REAL));
-        for (int i1 = J->s1[0]; i1 < J->s1[1]; i1++)
-            for (int i2 = J->s2[0]; i2 < J->s2[1]; i2++)
-                wl[(ptrdiff_t)i1 * J->o2 + i2] = (REAL)J->wscal;
+    if (!wmap) {  /* the scalar cotangent on the sum region, over columns m0..m1 */
+        memset(wl, 0, Lw * sizeof(REAL));
+        if (two_d) {
+            for (int i2 = J->s2[0] > m0 ? J->s2[0] : m0; i2 < J->s2[1] && i2 < m1; i2++)
+                wl[i2 - m0] = (REAL)J->wscal;
+        } else {
+            for (int i1 = J->s1[0]; i1 < J->s1[1]; i1++)
+                for (int i2 = J->s2[0]; i2 < J->s2[1]; i2++)
+                    wl[(ptrdiff_t)i1 * J->o2 + i2] = (REAL)J->wscal;
+        }
     }
     int maps[4], nm = 0;
     if (J->grad & FS_GRAD_X) maps[nm++] = 0;
@@ -730,79 +891,74 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
 
     int next = q0 + a0->off - rmax;
     if (next < 0) next = 0;
-    for (int q0b = q0; q0b < q1; q0b += FS_B) {
-        const int nbq = q1 - q0b < FS_B ? q1 - q0b : FS_B;
+    for (int q0b = q0; q0b < q1; q0b += B) {
+        const int nbq = q1 - q0b < B ? q1 - q0b : B;
         int need = q0b + nbq - 1 + a0->off + rmax;
         if (need > J->o0 - 1) need = J->o0 - 1;
         while (next <= need) {
-            const int nb = J->o0 - next < FS_B ? J->o0 - next : FS_B;
+            const int nb = J->o0 - next < B ? J->o0 - next : B;
             for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, next, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = next + b;
                 const int c = p + J->f0.off;
                 const int owned = c >= q0 && c < q1;
                 const REAL *w = (p >= J->s0[0] && p < J->s0[1]) ? wl : NULL;
-                if (wmap && nci == 1) {
-                    w = wmap + (ptrdiff_t)p * Lo;
+                if (wmap && nci == 1 && two_d) {
+                    w = wmap + (ptrdiff_t)p * Lo + m0;
                 } else if (wmap) {
-                    FN(load_line)(wmap, FS_IN_REAL, (ptrdiff_t)p * Lo * nci, nci, Lo, 0, wrow);
+                    FN(load_line)(wmap, FS_IN_REAL, ((ptrdiff_t)p * Lo + (two_d ? m0 : 0)) * nci,
+                                  nci, Lw, 0, wrow);
                     w = wrow;
                 }
-                REAL *out = (map && owned && nci == 1) ? map + (ptrdiff_t)p * Lo : prow;
+                REAL *out = prow;
                 if (M == 1) {  /* a single window: no product, no other factors */
                     const ptrdiff_t slot = (ptrdiff_t)(p % s[0].nrf) * Lo;
                     REAL *const *m = s[0].m[b];
                     if (w) {
-                        FN(form_grad)(J->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                        FN(form_grad)(J->form, Lw, m[0], m[1], m[2], m[3], C1, C2,
                                       (REAL)J->cov, sx, sy, w, out, s[0].fring[0] + slot,
                                       s[0].fring[1] + slot, s[0].fring[2] + slot,
                                       s[0].fring[3] + slot);
                     } else {
-                        FN(form_value)(J->form, Lo, m[0], m[1], m[2], m[3], C1, C2,
+                        FN(form_value)(J->form, Lw, m[0], m[1], m[2], m[3], C1, C2,
                                        (REAL)J->cov, sx, sy, out);
                         for (int i = 0; i < 4; i++)
-                            memset(s[0].fring[i] + slot, 0, Lo * sizeof(REAL));
+                            memset(s[0].fring[i] + slot, 0, Lw * sizeof(REAL));
                     }
-                    if (map && owned && nci > 1)
-                        FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
-                    if (rowsum && owned)
-                        rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
-                                        ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
-                    continue;
+                } else {
+                    for (int j = 0; j < M; j++)
+                        FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
+                                       s[j].m[b][2], s[j].m[b][3], C1, C2,
+                                       (REAL)jobs[j].cov, sx, sy, fac[j]);
+                    for (int j = 0; j < M; j++) {
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
+                        if (!w) {
+                            for (int i = 0; i < 4; i++)
+                                memset(s[j].fring[i] + slot, 0, Lw * sizeof(REAL));
+                            continue;
+                        }
+                        /* cotangent of scale j: w times the other factors */
+                        memcpy(cot, w, Lw * sizeof(REAL));
+                        for (int k = 0; k < M; k++) {
+                            if (k == j) continue;
+                            const REAL *restrict f = fac[k];
+                            REAL *restrict cc = cot;
+                            for (ptrdiff_t i = 0; i < Lw; i++) cc[i] *= f[i];
+                        }
+                        REAL *const *m = s[j].m[b];
+                        FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
+                                      (REAL)jobs[j].cov, sx, sy, cot, s[j].S,
+                                      s[j].fring[0] + slot, s[j].fring[1] + slot,
+                                      s[j].fring[2] + slot, s[j].fring[3] + slot);
+                    }
+                    memcpy(out, fac[0], Lw * sizeof(REAL));
+                    for (int j = 1; j < M; j++)
+                        for (ptrdiff_t i = 0; i < Lw; i++) out[i] *= fac[j][i];
                 }
-                for (int j = 0; j < M; j++)
-                    FN(form_value)(jobs[j].form, Lo, s[j].m[b][0], s[j].m[b][1],
-                                   s[j].m[b][2], s[j].m[b][3], C1, C2,
-                                   (REAL)jobs[j].cov, sx, sy, fac[j]);
-                for (int j = 0; j < M; j++) {
-                    const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
-                    if (!w) {
-                        for (int i = 0; i < 4; i++)
-                            memset(s[j].fring[i] + slot, 0, Lo * sizeof(REAL));
-                        continue;
-                    }
-                    /* cotangent of scale j: w times the other factors */
-                    memcpy(cot, w, Lo * sizeof(REAL));
-                    for (int k = 0; k < M; k++) {
-                        if (k == j) continue;
-                        const REAL *restrict f = fac[k];
-                        REAL *restrict cc = cot;
-                        for (ptrdiff_t i = 0; i < Lo; i++) cc[i] *= f[i];
-                    }
-                    REAL *const *m = s[j].m[b];
-                    FN(form_grad)(jobs[j].form, Lo, m[0], m[1], m[2], m[3], C1, C2,
-                                  (REAL)jobs[j].cov, sx, sy, cot, s[j].S,
-                                  s[j].fring[0] + slot, s[j].fring[1] + slot,
-                                  s[j].fring[2] + slot, s[j].fring[3] + slot);
+                if (owned) {
+                    FS_MAP(p, out);
+                    FS_SUM(p, out);
                 }
-                memcpy(out, fac[0], Lo * sizeof(REAL));
-                for (int j = 1; j < M; j++)
-                    for (ptrdiff_t i = 0; i < Lo; i++) out[i] *= fac[j][i];
-                if (map && owned && nci > 1)
-                    FN(store_strided)(out, map + (ptrdiff_t)p * Lo * nci, nci, Lo);
-                if (rowsum && owned)
-                    rowsum[p] = (p >= J->s0[0] && p < J->s0[1])
-                                    ? FN(region_sum)(out, J->o2, J->s1, J->s2) : 0.0;
             }
             next += nb;
         }
@@ -812,17 +968,17 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             const int r = aj->r, nrf = s[j].nrf;
             const REAL *wts[FS_B];
             FN(block_weights)(aj, q0b, nbq, s[j].gfull, wts);
-            for (int b = nbq; b < FS_B; b++) wts[b] = s[j].gfull;
+            for (int b = nbq; b < B; b++) wts[b] = s[j].gfull;
             for (int ii = 0; ii < nm; ii++) {
                 const int i = maps[ii];
-                for (int l = 0; l < 2 * r + FS_B; l++) {
+                for (int l = 0; l < 2 * r + B; l++) {
                     int p = q0b + aj->off - r + l;
                     s[j].pr[l] = (l < 2 * r + nbq && p >= 0 && p < J->o0)
                                      ? s[j].fring[i] + (ptrdiff_t)(p % nrf) * Lo : s[j].zeros;
                 }
                 REAL *outs[FS_B];
-                for (int b = 0; b < FS_B; b++) outs[b] = s[j].av[b][i];
-                FN(vlin_multi)(Lo, s[j].pr, r, FS_B, wts, outs);
+                for (int b = 0; b < B; b++) outs[b] = s[j].av[b][i];
+                FN(vlin_multi)(Lw, s[j].pr, r, B, wts, outs);
             }
         }
         for (int b = 0; b < nbq; b++) {
@@ -830,34 +986,42 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             for (int ii = 0; ii < nm; ii++) {
                 const int i = maps[ii];
                 for (int j = 0; j < M; j++) {
-                    FN(inner)(&jobs[j].a1, &jobs[j].a2, J->o1, J->o2, J->n1, s[j].av[b][i],
-                              j ? s[j].ag[i] : agsum[i], s[j].tmp, s[j].pr2);
+                    REAL *dst = j ? s[j].ag[i] : agsum[i];
+                    if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
+                        FN(band_range)(&jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
+                                       c_lo, c_hi);
+                    else
+                        FN(inner)(&jobs[j].a1, &jobs[j].a2, J->o1, J->o2, J->n1,
+                                  s[j].av[b][i], dst, s[j].tmp, s[j].pr2);
                     if (j) {
                         REAL *restrict acc = agsum[i];
                         const REAL *restrict add = s[j].ag[i];
-                        for (ptrdiff_t t = 0; t < L; t++) acc[t] += add[t];
+                        for (ptrdiff_t t = 0; t < Lg; t++) acc[t] += add[t];
                     }
                 }
             }
             /* the x and y lines (minus their shifts) into the free source buffers */
             REAL *restrict xq = s[0].src[0], *restrict yq = s[0].src[1];
-            FN(load_line)(J->x, J->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, sx, xq);
-            FN(load_line)(J->y, J->in_type, xoff + (ptrdiff_t)q * L * nci, nci, L, sy, yq);
+            const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + g0) * nci;
+            FN(load_line)(J->x, J->in_type, at, nci, Lg, sx, xq);
+            FN(load_line)(J->y, J->in_type, at, nci, Lg, sy, yq);
             const REAL *restrict ass = agsum[2], *restrict axy = agsum[3];
             if (gx) {
-                REAL *restrict o = gx + (ptrdiff_t)q * L * nci;
+                REAL *restrict o = gx + ((ptrdiff_t)q * L + g0) * nci;
                 const REAL *restrict amx = agsum[0];
-                for (ptrdiff_t t = 0; t < L; t++)
+                for (ptrdiff_t t = 0; t < Lg; t++)
                     o[t * nci] = amx[t] + 2 * xq[t] * ass[t] + yq[t] * axy[t];
             }
             if (gy) {
-                REAL *restrict o = gy + (ptrdiff_t)q * L * nci;
+                REAL *restrict o = gy + ((ptrdiff_t)q * L + g0) * nci;
                 const REAL *restrict amy = agsum[1];
-                for (ptrdiff_t t = 0; t < L; t++)
+                for (ptrdiff_t t = 0; t < Lg; t++)
                     o[t * nci] = amy[t] + 2 * yq[t] * ass[t] + xq[t] * axy[t];
             }
         }
     }
+#undef FS_SUM
+#undef FS_MAP
 }
 
 static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
