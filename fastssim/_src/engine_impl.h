@@ -748,7 +748,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
-    REAL *fac[FS_MAXS], *cot, *prow, *wrow, *agsum[4];
+    REAL *fac[FS_MAXS], *cot, *prow, *wrow, *ones, *dum, *agsum[4];
     for (int j = 0; j < M; j++) {
         fac[j] = (REAL *)(base + off);
         off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -758,6 +758,10 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     prow = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     wrow = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    ones = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    dum = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     for (int i = 0; i < 4; i++) {
         agsum[i] = (REAL *)(base + off);
@@ -886,6 +890,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (J->grad & FS_GRAD_Y) maps[nm++] = 1;
     maps[nm++] = 2;
     maps[nm++] = 3;
+    for (ptrdiff_t i = 0; i < Lw; i++) ones[i] = 1;
     REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + xoff : NULL;
     REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + xoff : NULL;
 
@@ -925,19 +930,29 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                         for (int i = 0; i < 4; i++)
                             memset(s[0].fring[i] + slot, 0, Lw * sizeof(REAL));
                     }
-                } else {
-                    for (int j = 0; j < M; j++)
+                } else if (!w) {
+                    for (int j = 0; j < M; j++) {
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
                         FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
                                        s[j].m[b][2], s[j].m[b][3], C1, C2,
                                        (REAL)jobs[j].cov, sx, sy, fac[j]);
+                        for (int i = 0; i < 4; i++)
+                            memset(s[j].fring[i] + slot, 0, Lw * sizeof(REAL));
+                    }
+                } else {
+                    /* every factor and its unweighted partials in one pass ... */
                     for (int j = 0; j < M; j++) {
                         const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
-                        if (!w) {
-                            for (int i = 0; i < 4; i++)
-                                memset(s[j].fring[i] + slot, 0, Lw * sizeof(REAL));
-                            continue;
-                        }
-                        /* cotangent of scale j: w times the other factors */
+                        REAL *const *m = s[j].m[b];
+                        FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
+                                      (REAL)jobs[j].cov, sx, sy, ones, fac[j],
+                                      (J->grad & FS_GRAD_X) ? s[j].fring[0] + slot : dum,
+                                      (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : dum,
+                                      s[j].fring[2] + slot, s[j].fring[3] + slot);
+                    }
+                    /* ... then each scale's cotangent: w times the *other* factors */
+                    for (int j = 0; j < M; j++) {
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
                         memcpy(cot, w, Lw * sizeof(REAL));
                         for (int k = 0; k < M; k++) {
                             if (k == j) continue;
@@ -945,11 +960,11 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                             REAL *restrict cc = cot;
                             for (ptrdiff_t i = 0; i < Lw; i++) cc[i] *= f[i];
                         }
-                        REAL *const *m = s[j].m[b];
-                        FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
-                                      (REAL)jobs[j].cov, sx, sy, cot, s[j].S,
-                                      s[j].fring[0] + slot, s[j].fring[1] + slot,
-                                      s[j].fring[2] + slot, s[j].fring[3] + slot);
+                        for (int ii = 0; ii < nm; ii++) {
+                            REAL *restrict fr = s[j].fring[maps[ii]] + slot;
+                            const REAL *restrict cc = cot;
+                            for (ptrdiff_t i = 0; i < Lw; i++) fr[i] *= cc[i];
+                        }
                     }
                     memcpy(out, fac[0], Lw * sizeof(REAL));
                     for (int j = 1; j < M; j++)
@@ -1029,7 +1044,7 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
     size_t off = 0;
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], NULL, NULL);
     const size_t Lo = (size_t)jobs[0].o1 * jobs[0].o2, L = (size_t)jobs[0].n1 * jobs[0].n2;
-    off += (M + 3) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
+    off += (M + 5) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
     off += 4 * ((L * sizeof(REAL) + 63) & ~(size_t)63);
     return off + 64;
 }
