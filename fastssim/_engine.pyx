@@ -261,13 +261,24 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
     if work < 65536:
         n_threads = 1
+    # Blocks at least 8 windows tall (each recomputes 2r lines at its ends),
+    # about 2 units per thread, and, when there are fewer units than a few
+    # rounds, a multiple of the thread count (2 of 3 threads idle at the end
+    # of a 3-block image would cost a third of the time).
     cdef int min_lines = 8 * (2 * rmax + 1)
     cdef int want_units = 2 * n_threads
-    per_block = (P * nlines * nstrip + want_units - 1) // want_units
-    if per_block < min_lines:
-        per_block = min_lines
-    if per_block > nlines:
-        per_block = nlines
+    cdef int per_strip = P * nstrip
+    cdef int max_blk = nlines // min_lines
+    if max_blk < 1:
+        max_blk = 1
+    nblk = (want_units + per_strip - 1) // per_strip
+    if nblk > max_blk:
+        nblk = max_blk
+    if nblk < 1:
+        nblk = 1
+    while nblk > 1 and (per_strip * nblk) % n_threads != 0:
+        nblk -= 1
+    per_block = (nlines + nblk - 1) // nblk
     nblk = (nlines + per_block - 1) // per_block
     nunits = P * nblk * nstrip
 

@@ -73,45 +73,49 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
  * contraction each output then sees one fixed sequence of fused operations
  * (a mul + add chain could be contracted either way), whatever its position
  * in the block, so results do not depend on where blocks start. */
-#define FS_B 8  /* most output lines per row block */
+#define FS_B 16  /* most output lines per row block */
 
-static void FN(vlin_multi8)(ptrdiff_t n, const REAL *const *rows, int r,
-                            const REAL *const *w, REAL *const *out)
-{
-    const int K = 2 * r + 1;
-    ptrdiff_t j = 0;
-    for (; j + NV <= n; j += NV) {
-        FN(vec) a[FS_B];
-        for (int b = 0; b < FS_B; b++) a[b] = (FN(vec)){0};
-        /* ramp up: line l feeds outputs b <= l */
-        for (int l = 0; l < FS_B - 1 && l < K + FS_B - 1; l++) {
-            FN(vec) v = FN(ld)(rows[l] + j);
-            for (int b = 0; b <= l; b++)
-                if (l - b < K) a[b] += v * w[b][l - b];
-        }
-        /* every output of the block reads line l */
-        for (int l = FS_B - 1; l < K; l++) {
-            FN(vec) v = FN(ld)(rows[l] + j);
-#pragma GCC unroll 8
-            for (int b = 0; b < FS_B; b++) a[b] += v * w[b][l - b];
-        }
-        /* ramp down: line l feeds outputs b > l - K */
-        for (int l = (K > FS_B - 1 ? K : FS_B - 1); l < K + FS_B - 1; l++) {
-            FN(vec) v = FN(ld)(rows[l] + j);
-            for (int b = l - K + 1; b < FS_B; b++)
-                if (b >= 0 && b <= l) a[b] += v * w[b][l - b];
-        }
-        for (int b = 0; b < FS_B; b++) FN(st)(out[b] + j, a[b]);
-    }
-    for (int b = 0; b < FS_B; b++) {
-        REAL *o = out[b];
-        for (ptrdiff_t i = j; i < n; i++) {
-            REAL a = 0;
-            for (int k = 0; k < K; k++) a += rows[b + k][i] * w[b][k];
-            o[i] = a;
-        }
-    }
+#define FS_VLIN_WIDE(NB)                                                          \
+static void FN(vlin_multi##NB)(ptrdiff_t n, const REAL *const *rows, int r,       \
+                               const REAL *const *w, REAL *const *out)           \
+{                                                                                 \
+    const int K = 2 * r + 1;                                                      \
+    ptrdiff_t j = 0;                                                              \
+    for (; j + NV <= n; j += NV) {                                                \
+        FN(vec) a[NB];                                                            \
+        for (int b = 0; b < NB; b++) a[b] = (FN(vec)){0};                         \
+        /* ramp up: line l feeds outputs b <= l */                                \
+        for (int l = 0; l < NB - 1 && l < K + NB - 1; l++) {                      \
+            FN(vec) v = FN(ld)(rows[l] + j);                                      \
+            for (int b = 0; b <= l; b++)                                          \
+                if (l - b < K) a[b] += v * w[b][l - b];                           \
+        }                                                                         \
+        /* every output of the block reads line l */                             \
+        for (int l = NB - 1; l < K; l++) {                                        \
+            FN(vec) v = FN(ld)(rows[l] + j);                                      \
+            _Pragma("GCC unroll 16")                                              \
+            for (int b = 0; b < NB; b++) a[b] += v * w[b][l - b];                 \
+        }                                                                         \
+        /* ramp down: line l feeds outputs b > l - K */                           \
+        for (int l = (K > NB - 1 ? K : NB - 1); l < K + NB - 1; l++) {            \
+            FN(vec) v = FN(ld)(rows[l] + j);                                      \
+            for (int b = l - K + 1; b < NB; b++)                                  \
+                if (b >= 0 && b <= l) a[b] += v * w[b][l - b];                    \
+        }                                                                         \
+        for (int b = 0; b < NB; b++) FN(st)(out[b] + j, a[b]);                    \
+    }                                                                             \
+    for (int b = 0; b < NB; b++) {                                                \
+        REAL *o = out[b];                                                         \
+        for (ptrdiff_t i = j; i < n; i++) {                                       \
+            REAL acc = 0;                                                         \
+            for (int k = 0; k < K; k++) acc += rows[b + k][i] * w[b][k];          \
+            o[i] = acc;                                                           \
+        }                                                                         \
+    }                                                                             \
 }
+FS_VLIN_WIDE(8)
+FS_VLIN_WIDE(16)
+#undef FS_VLIN_WIDE
 
 /* Small windows: the hand-ramped 4-line block (see vlin_multi8 for the contract). */
 static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
@@ -166,18 +170,18 @@ static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
     }
 }
 
-/* Blocks of B = 4 lines for small windows, 8 for wide ones (a window of K
- * lines is then read (K + 7) / 8 times per output line instead of (K + 3) / 4). */
+/* Blocks of B = 4 lines for small windows, 8 or 16 for wide ones (a window
+ * of K lines is then read (K + B - 1) / B times per output line). */
 static inline void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, int B,
                                   const REAL *const *w, REAL *const *out)
 {
-    if (B == 4) {
-        FN(vlin_multi4)(n, rows, r, 4, w, out);
-    } else if (2 * r + 1 >= 24) {
-        FN(vlin_multi8)(n, rows, r, w, out);
-    } else {  /* a narrow window in a block of 8 (another scale is wide) */
-        FN(vlin_multi4)(n, rows, r, 4, w, out);
-        FN(vlin_multi4)(n, rows + 4, r, 4, w + 4, out + 4);
+    /* a narrow window in a wide block (another scale is wide) runs in sub-blocks */
+    const int K = 2 * r + 1;
+    const int sub = (B == 16 && K >= 48) ? 16 : (B >= 8 && K >= 24) ? 8 : 4;
+    for (int b0 = 0; b0 < B; b0 += sub) {
+        if (sub == 16) FN(vlin_multi16)(n, rows + b0, r, w + b0, out + b0);
+        else if (sub == 8) FN(vlin_multi8)(n, rows + b0, r, w + b0, out + b0);
+        else FN(vlin_multi4)(n, rows + b0, r, 4, w + b0, out + b0);
     }
 }
 
@@ -816,9 +820,9 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         if (ss2[1] < ss2[0]) ss2[1] = ss2[0];
     }
     const int ostride = two_d ? (int)Lw : J->o2;
-    /* blocks of 8 lines when the widest window is wide, else 4 (shared by all
-     * scales; a fixed function of the geometry, so thread-count independent) */
-    const int B = 2 * rmax + 1 >= 24 ? 8 : 4;
+    /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
+     * all scales; a fixed function of the geometry, so thread-count independent) */
+    const int B = 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
     for (int j = 0; j < M; j++) {
         const int r = jobs[j].f0.r;
         const REAL *g = (const REAL *)jobs[j].f0.g;
