@@ -143,7 +143,7 @@ def _prepare(x, nci, dtype, map_region, sum_region, want_map, grad, map_out, gx_
 
 def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
         want_map=False, grad=0, wmap=None, wscal=0.0, workers=1,
-        map_out=None, gx_out=None, gy_out=None, nci=1, dtype=None):
+        map_out=None, gx_out=None, gy_out=None, nci=1, dtype=None, down=None):
     """Run the engine with one window.
 
     x, y: inputs (see the module docstring); ``dtype`` the compute type
@@ -151,18 +151,30 @@ def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
     axis, (start, stop) of the same-size reflect map that forms the output
     map.  sum_region: per spatial axis, (a, b) in output coordinates, over
     which values are summed (and on which the scalar cotangent ``wscal``
-    lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.
+    lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.  down: None,
+    or (dx, dy, maps) to also write the next MS-SSIM scale (2x downsampled
+    planes, ``_pyramid.down_maps``), fused into the stream where possible.
     Returns (sums (P,), map, gx, gy).
     """
     lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
                                             grad, map_out, gx_out, gy_out, wmap)
     fwd, adj = lay.bands(taps, map_region)
     rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
-    _engine.run(
+    fused = None
+    if down is not None and len(lay.spatial) == 2 and nci == 1 and lay.in_type == _engine.IN_REAL:
+        dx, dy, maps = down
+        fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
+    done = _engine.run(
         x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, fwd, adj, oshape,
         FORM[form], float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap,
-        float(wscal), gx, gy, int(workers),
+        float(wscal), gx, gy, int(workers), None, None, fused,
     )
+    if down is not None and not done:
+        dx, dy, maps = down
+        n4 = (lay.P,) + lay.dims
+        d4 = (lay.P,) + _as4(dx.shape[1:])
+        _engine.down(x.reshape(n4), dx.reshape(d4), maps, int(workers))
+        _engine.down(y.reshape(n4), dy.reshape(d4), maps, int(workers))
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
 

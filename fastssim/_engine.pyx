@@ -26,6 +26,17 @@ cdef extern from "engine.h" nogil:
         const void *tab_lo
         const void *tab_hi
 
+    ctypedef struct fs_down:
+        int n_in, n_out
+        const int *i0
+        const int *i1
+        const double *w0
+        const double *w1
+        int lo, hi, shift
+        const int *m
+        const double *u
+        int alo, ahi, ashift
+
     ctypedef struct fs_job:
         int n0, n1, n2, o0, o1, o2
         int nci
@@ -49,20 +60,16 @@ cdef extern from "engine.h" nogil:
         void *gx
         void *gy
         int ring_r
+        void *dx
+        void *dy
+        const fs_down *dd0
+        const fs_down *dd2
+        const int *dlast
+        ptrdiff_t dplane
+        int line_lo, line_hi
 
     size_t fs_scratch_bytes_f(const fs_job *job)
     size_t fs_scratch_bytes_d(const fs_job *job)
-    ctypedef struct fs_down:
-        int n_in, n_out
-        const int *i0
-        const int *i1
-        const double *w0
-        const double *w1
-        int lo, hi, shift
-        const int *m
-        const double *u
-        int alo, ahi, ashift
-
     void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                    const void *inp, void *out, int l0, int l1, void *tmp)
     void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
@@ -161,6 +168,20 @@ cdef void _fill_band(fs_band *b, object band, list keep):
     b.tab_hi = _ptr(band.tab_hi)
 
 
+cdef void _fill_down(fs_down *d, object m, list keep):
+    d.n_in = m.n_in
+    d.n_out = m.n_out
+    d.lo, d.hi, d.shift = m.lo, m.hi, m.shift
+    d.alo, d.ahi, d.ashift = m.alo, m.ahi, m.ashift
+    keep.extend((m.i0, m.i1, m.w0, m.w1, m.m, m.u))
+    d.i0 = <const int*>_ptr(m.i0)
+    d.i1 = <const int*>_ptr(m.i1)
+    d.w0 = <const double*>_ptr(m.w0)
+    d.w1 = <const double*>_ptr(m.w1)
+    d.m = <const int*>_ptr(m.m)
+    d.u = <const double*>_ptr(m.u)
+
+
 cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in_type,
                     tuple fwd, tuple adj, tuple out_shape,
                     int form, double C1, double C2, double cov, object map_out,
@@ -195,6 +216,14 @@ cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in
     job.gx = _ptr(gx)
     job.gy = _ptr(gy)
     job.ring_r = 0
+    job.dx = NULL
+    job.dy = NULL
+    job.dd0 = NULL
+    job.dd2 = NULL
+    job.dlast = NULL
+    job.dplane = 0
+    job.line_lo = 0
+    job.line_hi = 0
 
 
 # Column strips of 2-D images: the rings of filtered lines of one unit should
@@ -252,10 +281,16 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         start, stop = region[0]
     cdef int nlines = stop - start
     if nlines <= 0 or P == 0:
-        return
+        return False
     cdef int ncols = job.n2 if grad else job.o2
     cdef int swidth = _strip_width(jobs, M, grad, ncols, 8 if use_double else 4)
     cdef int nstrip = (ncols + swidth - 1) // swidth
+    for j in range(M):
+        jobs[j].line_lo = start
+        jobs[j].line_hi = stop
+        if nstrip > 1:  # a strip owns no whole rows: no fused downsampling
+            jobs[j].dx = NULL
+            jobs[j].dy = NULL
     # Enough units to balance the threads (dynamic schedule), few enough that
     # the 2r lines each block recomputes at its ends stay a small overhead.
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
@@ -321,6 +356,7 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     if parts is not None:
         total = parts.reshape(P * job.o0, nstrip).sum(axis=1)
         np.copyto(np.asarray(<double[:P * job.o0]>rowsum), total)
+    return job.dx != NULL
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
@@ -339,7 +375,7 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
         tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
         tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads, object shift_x=None, object shift_y=None):
+        int n_threads, object shift_x=None, object shift_y=None, object down=None):
     """Run the engine over P planes of x, y with dims (n0, n1, n2).
 
     nci: 1 for contiguous planes, or the number of interleaved channels (the
@@ -350,14 +386,29 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
     output coordinates, of the line sums and of the scalar cotangent.
     map_out, wmap (in the layout of x, output extents), rowsum (P, o0),
     gx/gy (the layout of x, compute type): C-contiguous arrays or None.
+    down: None, or (dx, dy, (row map, column map), dlast) to write the 2x
+    downsampled planes of x and y while streaming (2-D planes of the compute
+    type only).  Returns True if that fused downsampling was done.
     """
     cdef fs_job job
     cdef list keep = []
     if shift_x is None:
         shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
+    cdef fs_down d0, d2
     _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
               map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
+    if down is not None:
+        dx, dy, maps, dlast = down
+        _fill_down(&d0, maps[0], keep)
+        _fill_down(&d2, maps[1], keep)
+        keep.extend((dx, dy, dlast))
+        job.dx = _ptr(dx)
+        job.dy = _ptr(dy)
+        job.dd0 = &d0
+        job.dd2 = &d2
+        job.dlast = <const int*>_ptr(dlast)
+        job.dplane = <ptrdiff_t>d0.n_out * d2.n_out
+    return _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
 
 
 def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
@@ -387,20 +438,6 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     for j in range(M):
         jobs[j].ring_r = rmax
     _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
-
-
-cdef void _fill_down(fs_down *d, object m, list keep):
-    d.n_in = m.n_in
-    d.n_out = m.n_out
-    d.lo, d.hi, d.shift = m.lo, m.hi, m.shift
-    d.alo, d.ahi, d.ashift = m.alo, m.ahi, m.ashift
-    keep.extend((m.i0, m.i1, m.w0, m.w1, m.m, m.u))
-    d.i0 = <const int*>_ptr(m.i0)
-    d.i1 = <const int*>_ptr(m.i1)
-    d.w0 = <const double*>_ptr(m.w0)
-    d.w1 = <const double*>_ptr(m.w1)
-    d.m = <const int*>_ptr(m.m)
-    d.u = <const double*>_ptr(m.u)
 
 
 def down(object x, object out, tuple maps, int n_threads):

@@ -223,30 +223,28 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     nbytes = (2 + bin(g).count("1")) * (coarse * isz + 64 * M)
     with _core.Workspace(nbytes) as ws:
         for j in range(M):
-            if j > 0:
-                maps = down_maps(xs.shape[1:], downsample)
-                nxt = (P,) + shapes[j]
-                xd = ws.empty(nxt, xs.dtype)
-                yd = ws.empty(nxt, xs.dtype)
-                _engine.down(xs.reshape((P,) + _core._as4(xs.shape[1:])),
-                             xd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
-                _engine.down(ys.reshape((P,) + _core._as4(ys.shape[1:])),
-                             yd.reshape((P,) + _core._as4(shapes[j])), maps, p.workers)
-                xs, ys = xd, yd
             spatial = xs.shape[1:]
             valid = tuple((r, n - r) for n in spatial)
             nval = math.prod(n - 2 * r for n in spatial)
             gbuf = (None, None)
             if j > 0:
                 gbuf = tuple(ws.empty(xs.shape, xs.dtype) if g & (k + 1) else None for k in (0, 1))
+            down = None
+            if j < M - 1:  # the next scale, written while this one streams
+                nxt = (P,) + shapes[j + 1]
+                down = (ws.empty(nxt, xs.dtype), ws.empty(nxt, xs.dtype),
+                        down_maps(spatial, downsample))
             sums, _, gx, gy = _core.run(
                 xs, ys, taps=p.taps, map_region=valid,
                 sum_region=tuple((0, n - 2 * r) for n in spatial),
                 form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
                 grad=g, wscal=1.0 / nval, workers=p.workers, gx_out=gbuf[0], gy_out=gbuf[1],
+                down=down,
             )
             ms[:, j] = sums / nval
             grads.append((gx, gy))
+            if down is not None:
+                xs, ys = down[0], down[1]
         result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
     return result
 

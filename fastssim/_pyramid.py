@@ -80,6 +80,12 @@ def axis_matrix(n: int, convention: str, P: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Down:
+    """One axis of the 2x downsampling (see the module docstring).
+
+    ``last[i]`` is the output whose later source sample is ``i`` (-1 if none):
+    the engine writes that output row once it has streamed input row ``i``.
+    """
+
     n_in: int
     n_out: int
     i0: np.ndarray
@@ -94,6 +100,7 @@ class Down:
     alo: int
     ahi: int
     ashift: int
+    last: np.ndarray
 
 
 @functools.lru_cache(maxsize=256)
@@ -133,7 +140,10 @@ def down_axis(n: int, convention: str, P: int = 0) -> Down:
         alo = ahi = max(shift, 0)
     for i in range(alo, ahi):  # the adjoint of the regular outputs is regular too
         assert m[i] == (i - shift) // 2 and u[i] == 0.5
-    return Down(n, n_out, i0, i1, w0, w1, lo, hi, shift, m, u, alo, ahi, shift)
+    last = np.full(n, -1, np.int32)
+    for o in range(n_out):
+        last[max(i0[o], i1[o] if w1[o] != 0 else i0[o])] = o
+    return Down(n, n_out, i0, i1, w0, w1, lo, hi, shift, m, u, alo, ahi, shift, last)
 
 
 def down_maps(spatial, convention: str):

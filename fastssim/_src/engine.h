@@ -44,6 +44,22 @@ typedef struct {
     const void *tab_hi;  /* (n_out-hi) x (2r+1) weights for outputs [hi, n_out) */
 } fs_band;
 
+/* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.
+ * Forward, per axis: out[o] = w0[o] in[i0[o]] + w1[o] in[i1[o]]; outputs in
+ * [lo, hi) are regular (in[2o + shift] + in[2o + shift + 1]) / 2.
+ * Adjoint, per axis, as a gather: fine[i] gets u[i] * coarse[m[i]]; fine in
+ * [alo, ahi) is regular (m = (i - ashift) / 2, u = 1/2).  Every convention
+ * of odd sizes used here reads each fine sample from at most one coarse one. */
+typedef struct {
+    int n_in, n_out;
+    const int *i0, *i1;
+    const double *w0, *w1;
+    int lo, hi, shift;
+    const int *m;
+    const double *u;
+    int alo, ahi, ashift;
+} fs_down;
+
 typedef struct {
     /* Planes are (n0, n1, n2) arrays, C-contiguous; 2-D images have n1 = 1.
      * Axis 0 is streamed (rows of an image, slices of a volume); a "line" is
@@ -76,6 +92,16 @@ typedef struct {
     double wscal;
     void *gx, *gy;         /* n0 x n1 x n2 per plane (written where requested) */
     int ring_r;            /* 0, or the widest radius of a multi-scale job */
+    /* Optional fused downsampling (MS-SSIM, 2-D, x/y of the compute type,
+     * planes): while streaming, the unit whose lines include the last source
+     * line q of downsampled row o (dlast[q] = o, else -1) writes row o of
+     * dx/dy (dplane elements per plane) with the maps dd0 (rows), dd2
+     * (columns).  Lines [line_lo, line_hi) are the ones the launch covers. */
+    void *dx, *dy;
+    const fs_down *dd0, *dd2;
+    const int *dlast;
+    ptrdiff_t dplane;
+    int line_lo, line_hi;
 } fs_job;
 
 /* Bytes of per-thread scratch fs_rows needs for this job. */
@@ -91,21 +117,6 @@ size_t fs_scratch_bytes_d(const fs_job *job);
  */
 
 
-/* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.
- * Forward, per axis: out[o] = w0[o] in[i0[o]] + w1[o] in[i1[o]]; outputs in
- * [lo, hi) are regular (in[2o + shift] + in[2o + shift + 1]) / 2.
- * Adjoint, per axis, as a gather: fine[i] gets u[i] * coarse[m[i]]; fine in
- * [alo, ahi) is regular (m = (i - ashift) / 2, u = 1/2).  Every convention
- * of odd sizes used here reads each fine sample from at most one coarse one. */
-typedef struct {
-    int n_in, n_out;
-    const int *i0, *i1;
-    const double *w0, *w1;
-    int lo, hi, shift;
-    const int *m;
-    const double *u;
-    int alo, ahi, ashift;
-} fs_down;
 
 /* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).
  * tmp: n1*n2 + n2 elements. */

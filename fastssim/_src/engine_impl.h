@@ -457,7 +457,9 @@ typedef struct {
     REAL *src[4], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
     REAL sx, sy;
     int m0, m1;      /* map columns of this unit (2-D column strips) */
-    int B;           /* output lines per row block: 4, or 8 for wide windows */
+    int B;           /* output lines per row block: 4, 8 or 16 for wide windows */
+    int own_lo, own_hi;  /* input lines whose fused downsampling this unit writes */
+    ptrdiff_t plane;
     ptrdiff_t Lw;    /* ring line width in use: m1 - m0 (2-D) or o1*o2 (3-D) */
     REAL *fring[4], *av[FS_B][4], *ag[4];
     const REAL **pr, **pr2;
@@ -561,6 +563,29 @@ static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
 
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
  * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
+/* 2-tap mean along a row: the column part of a 2x downsampling. */
+static void FN(down_axis2)(const fs_down *d, const REAL *restrict t, REAL *restrict o)
+{
+    for (int j = 0; j < d->lo; j++)
+        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
+    const REAL *restrict ts = t + d->shift;
+    int j = d->lo;
+    if (d->hi - j >= NV) {  /* pairs of lanes: deinterleave two vectors */
+        FN(ivec) ev, od;
+        for (int e = 0; e < NV; e++) {
+            ev[e] = 2 * e;
+            od[e] = 2 * e + 1;
+        }
+        for (; j + NV <= d->hi; j += NV) {
+            FN(vec) v0 = FN(ld)(ts + 2 * j), v1 = FN(ld)(ts + 2 * j + NV);
+            FN(st)(o + j, (__builtin_shuffle(v0, v1, ev) + __builtin_shuffle(v0, v1, od)) * (REAL)0.5);
+        }
+    }
+    for (; j < d->hi; j++) o[j] = (REAL)0.5 * (ts[2 * j] + ts[2 * j + 1]);
+    for (int j = d->hi; j < d->n_out; j++)
+        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
+}
+
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -590,6 +615,23 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
             REAL u = su[j], v = sv[j];
             ss[j] = u * u + v * v;
             sp[j] = u * v;
+        }
+    }
+    if (job->dx && q >= s->own_lo && q < s->own_hi && job->dlast[q] >= 0) {
+        /* fused 2x downsampling: row o of the next MS-SSIM scale, from the
+         * input rows just streamed (they are in cache) */
+        const int o = job->dlast[q];
+        const fs_down *d0 = job->dd0;
+        const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+        for (int side = 0; side < 2; side++) {
+            const REAL *base = (const REAL *)(side ? job->y : job->x) + xoff;
+            const REAL *restrict a = base + (ptrdiff_t)d0->i0[o] * L;
+            const REAL *restrict b = base + (ptrdiff_t)d0->i1[o] * L;
+            REAL *restrict t = s->tmp;
+            for (ptrdiff_t jj = 0; jj < L; jj++) t[jj] = wa * a[jj] + wb * b[jj];
+            REAL *dst = (REAL *)(side ? job->dy : job->dx) + s->plane * job->dplane
+                        + (ptrdiff_t)o * job->dd2->n_out;
+            FN(down_axis2)(job->dd2, t, dst);
         }
     }
     const REAL *srcs[4] = {su, sv, ss, sp};
@@ -648,16 +690,6 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
 
 /* ---- MS-SSIM pyramid: 2x mean downsampling and its adjoint ---- */
 
-static void FN(down_axis2)(const fs_down *d, const REAL *restrict t, REAL *restrict o)
-{
-    for (int j = 0; j < d->lo; j++)
-        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
-    const REAL *restrict ts = t + d->shift;
-    for (int j = d->lo; j < d->hi; j++) o[j] = (REAL)0.5 * (ts[2 * j] + ts[2 * j + 1]);
-    for (int j = d->hi; j < d->n_out; j++)
-        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
-}
-
 static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                         const void *in_, void *out_, int l0, int l1, void *tmp_)
 {
@@ -697,7 +729,21 @@ static void FN(up_axis2)(const fs_down *d, const REAL *restrict c, REAL *restric
     const int j0 = (d->alo - s) / 2, j1 = (d->ahi - s) / 2;
     REAL *restrict fs = f + s;
     const REAL h = scale * (REAL)0.5;
-    for (int j = j0; j < j1; j++) {
+    int j = j0;
+    if (j1 - j >= NV) {  /* duplicate each lane into a pair: two vectors out */
+        FN(ivec) lo, hi;
+        for (int e = 0; e < NV; e++) {
+            lo[e] = e / 2;
+            hi[e] = NV / 2 + e / 2;
+        }
+        for (; j + NV <= j1; j += NV) {
+            FN(vec) v = FN(ld)(c + j) * h;
+            FN(vec) f0 = FN(ld)(fs + 2 * j), f1 = FN(ld)(fs + 2 * j + NV);
+            FN(st)(fs + 2 * j, f0 * coef + __builtin_shuffle(v, lo));
+            FN(st)(fs + 2 * j + NV, f1 * coef + __builtin_shuffle(v, hi));
+        }
+    }
+    for (; j < j1; j++) {
         REAL v = h * c[j];
         fs[2 * j] = coef * fs[2 * j] + v;
         fs[2 * j + 1] = coef * fs[2 * j + 1] + v;
@@ -823,10 +869,19 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
      * all scales; a fixed function of the geometry, so thread-count independent) */
     const int B = 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
+    /* input lines whose fused downsampled rows this unit writes */
+    int own_lo = q0, own_hi = q1;
+    if (!J->grad) {
+        own_lo = q0 == J->line_lo ? 0 : q0 + J->f0.off;
+        own_hi = q1 == J->line_hi ? J->n0 : q1 + J->f0.off;
+    }
     for (int j = 0; j < M; j++) {
         const int r = jobs[j].f0.r;
         const REAL *g = (const REAL *)jobs[j].f0.g;
         s[j].B = B;
+        s[j].own_lo = own_lo;
+        s[j].own_hi = own_hi;
+        s[j].plane = plane;
         for (int k = 0; k <= r; k++) s[j].gfull[r + k] = s[j].gfull[r - k] = g[k];
         memset(s[j].zeros, 0, Lo * sizeof(REAL));
         s[j].hnext = -(1 << 30);
