@@ -18,6 +18,8 @@ in a fixed order (float64), so results never depend on the thread count.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _engine
@@ -59,13 +61,13 @@ class Workspace:
 
     def __init__(self, nbytes):
         self._buf = _engine.acquire(int(nbytes) + 64)
+        self._addr = self._buf.__array_interface__["data"][0]
         self._off = 0
 
     def empty(self, shape, dtype):
         dt = np.dtype(dtype)
-        n = int(np.prod(shape)) * dt.itemsize
-        addr = self._buf.ctypes.data
-        off = ((addr + self._off + 63) & ~63) - addr
+        n = math.prod(shape) * dt.itemsize
+        off = ((self._addr + self._off + 63) & ~63) - self._addr
         if off + n > self._buf.nbytes:
             raise MemoryError("fastssim: internal workspace too small")
         self._off = off + n

@@ -123,15 +123,19 @@ _pool = []
 
 
 cdef object _acquire(size_t nbytes):
-    cdef Py_ssize_t i
+    # best fit: the smallest pooled buffer that is large enough
+    cdef Py_ssize_t i, best = -1
     for i in range(len(_pool)):
-        if _pool[i].nbytes >= nbytes:
-            return _pool.pop(i)
+        if _pool[i].nbytes >= nbytes and (best < 0 or _pool[i].nbytes < _pool[best].nbytes):
+            best = i
+    if best >= 0:
+        return _pool.pop(best)
     return np.empty(nbytes, dtype=np.uint8)
 
 
 cdef void _release(object buf):
-    if len(_pool) < 4:
+    # keep up to 8 buffers (a call nests a few: workspace, scratch), the largest
+    if len(_pool) < 8:
         _pool.append(buf)
     else:
         _pool.sort(key=lambda b: b.nbytes)
@@ -294,7 +298,7 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     # Enough units to balance the threads (dynamic schedule), few enough that
     # the 2r lines each block recomputes at its ends stay a small overhead.
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
-    if work < 65536:
+    if work < 16384:
         n_threads = 1
     # Blocks at least 8 windows tall (each recomputes 2r lines at its ends),
     # about 2 units per thread, and, when there are fewer units than a few
