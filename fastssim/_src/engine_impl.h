@@ -555,6 +555,20 @@ static inline void FN(sources)(ptrdiff_t n, const REAL *restrict x, const REAL *
     }
 }
 
+/* Gradient line, eq. 10 in VJP form: g = G^T(w F_mu) + 2 u G^T(w F_ss) + v G^T(w F_xy)
+ * (u the shifted input differentiated, v the other); stride nci in the output. */
+static inline void FN(combine)(ptrdiff_t n, const REAL *restrict am, const REAL *restrict ass,
+                               const REAL *restrict axy, const REAL *restrict u,
+                               const REAL *restrict v, REAL *restrict o, int nci)
+{
+    if (nci == 1) {
+        for (ptrdiff_t t = 0; t < n; t++) o[t] = am[t] + 2 * u[t] * ass[t] + v[t] * axy[t];
+    } else {
+        for (ptrdiff_t t = 0; t < n; t++)
+            o[t * nci] = am[t] + 2 * u[t] * ass[t] + v[t] * axy[t];
+    }
+}
+
 /* Offset (in elements) of plane p: batch item p / nci, channel p % nci. */
 static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
 {
@@ -980,9 +994,10 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     REAL *const *m = s[0].m[b];
                     if (w) {
                         FN(form_grad)(J->form, Lw, m[0], m[1], m[2], m[3], C1, C2,
-                                      (REAL)J->cov, sx, sy, w, out, s[0].fring[0] + slot,
-                                      s[0].fring[1] + slot, s[0].fring[2] + slot,
-                                      s[0].fring[3] + slot);
+                                      (REAL)J->cov, sx, sy, w, out,
+                                      (J->grad & FS_GRAD_X) ? s[0].fring[0] + slot : dum,
+                                      (J->grad & FS_GRAD_Y) ? s[0].fring[1] + slot : dum,
+                                      s[0].fring[2] + slot, s[0].fring[3] + slot);
                     } else {
                         FN(form_value)(J->form, Lw, m[0], m[1], m[2], m[3], C1, C2,
                                        (REAL)J->cov, sx, sy, out);
@@ -1079,19 +1094,12 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + g0) * nci;
             FN(load_line)(J->x, J->in_type, at, nci, Lg, sx, xq);
             FN(load_line)(J->y, J->in_type, at, nci, Lg, sy, yq);
-            const REAL *restrict ass = agsum[2], *restrict axy = agsum[3];
-            if (gx) {
-                REAL *restrict o = gx + ((ptrdiff_t)q * L + g0) * nci;
-                const REAL *restrict amx = agsum[0];
-                for (ptrdiff_t t = 0; t < Lg; t++)
-                    o[t * nci] = amx[t] + 2 * xq[t] * ass[t] + yq[t] * axy[t];
-            }
-            if (gy) {
-                REAL *restrict o = gy + ((ptrdiff_t)q * L + g0) * nci;
-                const REAL *restrict amy = agsum[1];
-                for (ptrdiff_t t = 0; t < Lg; t++)
-                    o[t * nci] = amy[t] + 2 * yq[t] * ass[t] + xq[t] * axy[t];
-            }
+            if (gx)
+                FN(combine)(Lg, agsum[0], agsum[2], agsum[3], xq, yq,
+                            gx + ((ptrdiff_t)q * L + g0) * nci, nci);
+            if (gy)
+                FN(combine)(Lg, agsum[1], agsum[2], agsum[3], yq, xq,
+                            gy + ((ptrdiff_t)q * L + g0) * nci, nci);
         }
     }
 #undef FS_SUM
