@@ -14,9 +14,8 @@ from ._bands import gaussian_taps, uniform_taps
 from ._validation import (
     _check_array,
     as_planes,
-    check_channel_axis,
     check_data_range,
-    check_pair,
+    check_layout,
     check_positive,
     dtype_range,
     float_type,
@@ -190,17 +189,7 @@ def _window(window, sigma, truncate, win_size):
 def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
          covariance, border, channel_axis, spatial_dims, workers, check_window=True):
     """Validate and normalise the arguments shared by ssim, ssim_vjp and ms_ssim."""
-    x, y = check_pair(x, y)
-    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
-        raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
-    cax = check_channel_axis(channel_axis, x.ndim)
-    need = spatial_dims + (cax is not None)
-    if x.ndim < need:
-        raise ValueError(
-            f"x has shape {x.shape}: expected at least {spatial_dims} spatial dimensions"
-            + (" plus the channel axis" if cax is not None else "")
-            + "; for a single 1-D signal add an axis, for volumes set spatial_dims=3"
-        )
+    x, y, cax = check_layout(x, y, channel_axis, spatial_dims)
     if data_range is None:
         if x.dtype.kind == "f" or y.dtype.kind == "f":
             raise ValueError(

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "float_type",
     "check_pair",
+    "check_layout",
     "as_planes",
     "resolve_workers",
     "check_data_range",
@@ -75,6 +76,23 @@ def check_pair(x, y, names=("x", "y")):
             f"{names[0]} and {names[1]} must have the same shape, got {x.shape} and {y.shape}"
         )
     return x, y
+
+
+def check_layout(x, y, channel_axis, spatial_dims, names=("x", "y")):
+    """The pair as arrays of one shape, with enough axes for ``spatial_dims`` spatial
+    axes (2 or 3) plus the channel axis; returns (x, y, normalised channel axis)."""
+    x, y = check_pair(x, y, names)
+    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+        raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
+    cax = check_channel_axis(channel_axis, x.ndim)
+    need = spatial_dims + (cax is not None)
+    if x.ndim < need:
+        raise ValueError(
+            f"{names[0]} has shape {x.shape}: expected at least {spatial_dims} spatial dimensions"
+            + (" plus the channel axis" if cax is not None else "")
+            + "; for a single 1-D signal add an axis, for volumes set spatial_dims=3"
+        )
+    return x, y, cax
 
 
 def check_channel_axis(channel_axis, ndim: int, name: str = "channel_axis"):

@@ -39,7 +39,7 @@ from . import _core
 from ._msssim import ms_ssim as _ms_ssim
 from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
 from ._ssim import ssim as _ssim
-from ._validation import check_channel_axis, check_pair, float_type
+from ._validation import check_layout, float_type
 
 __all__ = ["LossResult", "l1", "l2", "ssim", "ms_ssim", "pixelwise_ms_ssim", "mix"]
 
@@ -54,17 +54,7 @@ map : ndarray or None, the per-pixel loss (None for ``ms_ssim``)
 
 def _check_layout(prediction, target, channel_axis=None, spatial_dims=2):
     """The pair's errors, naming prediction/target (not the x/y of a function delegated to)."""
-    p, t = check_pair(prediction, target, ("prediction", "target"))
-    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
-        raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
-    cax = check_channel_axis(channel_axis, p.ndim)
-    need = spatial_dims + (cax is not None)
-    if p.ndim < need:
-        raise ValueError(
-            f"prediction has shape {p.shape}: expected at least {spatial_dims} spatial dimensions"
-            + (" plus the channel axis" if cax is not None else "")
-        )
-    return p, t, cax
+    return check_layout(prediction, target, channel_axis, spatial_dims, ("prediction", "target"))
 
 
 def _layout(prediction, target, channel_axis, spatial_dims):
