@@ -298,13 +298,13 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     # Enough units to balance the threads (dynamic schedule), few enough that
     # the 2r lines each block recomputes at its ends stay a small overhead.
     cdef long long work = <long long>P * nlines * job.n1 * job.n2
-    if work < 16384:
+    if work < 8192:
         n_threads = 1
     # Blocks at least 8 windows tall (each recomputes 2r lines at its ends),
     # about 2 units per thread, and, when there are fewer units than a few
     # rounds, a multiple of the thread count (2 of 3 threads idle at the end
     # of a 3-block image would cost a third of the time).
-    cdef int min_lines = 8 * (2 * rmax + 1)
+    cdef int min_lines = (8 if grad else 4) * (2 * rmax + 1)
     cdef int want_units = 2 * n_threads
     cdef int per_strip = P * nstrip
     cdef int max_blk = nlines // min_lines
