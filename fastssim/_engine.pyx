@@ -370,8 +370,13 @@ cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
     sy = np.empty(P, dtype=np.float64)
     cdef int n0 = dims[0], n1 = dims[1], n2 = dims[2]
     cdef ptrdiff_t item = <ptrdiff_t>n0 * n1 * n2 * nci
-    fs_plane_shifts(_ptr(x), in_type, use_double, nci, item, P, n0, n1, n2, <double*>_ptr(sx))
-    fs_plane_shifts(_ptr(y), in_type, use_double, nci, item, P, n0, n1, n2, <double*>_ptr(sy))
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    cdef double *psx = <double*>_ptr(sx)
+    cdef double *psy = <double*>_ptr(sy)
+    with nogil:
+        fs_plane_shifts(px, in_type, use_double, nci, item, P, n0, n1, n2, psx)
+        fs_plane_shifts(py, in_type, use_double, nci, item, P, n0, n1, n2, psy)
     return sx, sy
 
 
