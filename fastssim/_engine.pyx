@@ -68,8 +68,6 @@ cdef extern from "engine.h" nogil:
         ptrdiff_t dplane
         int line_lo, line_hi
 
-    size_t fs_scratch_bytes_f(const fs_job *job)
-    size_t fs_scratch_bytes_d(const fs_job *job)
     void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                    const void *inp, void *out, int l0, int l1, void *tmp)
     void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,

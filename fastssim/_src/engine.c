@@ -108,11 +108,9 @@ static inline int fs_get_level(void)
     return fs_level;
 }
 
+
+
 /* The scratch layout does not depend on the ISA. */
-size_t fs_scratch_bytes_f(const fs_job *job) { return fs_multi_bytes_f_v1(job, 1); }
-size_t fs_scratch_bytes_d(const fs_job *job) { return fs_multi_bytes_d_v1(job, 1); }
-
-
 size_t fs_multi_bytes_f(const fs_job *jobs, int M) { return fs_multi_bytes_f_v1(jobs, M); }
 size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(jobs, M); }
 

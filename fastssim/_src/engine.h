@@ -4,16 +4,20 @@
  * One streaming, fused kernel serves every SSIM-family quantity:
  *
  *   - the local moments mu_x, mu_y, E[x^2 + y^2], E[xy] of a separable window
- *     (eqs. 2-4 of the derivation), computed row by row: a vertical pass over
- *     2r+1 input rows builds one row of each moment source (the squares and
- *     products are formed on the fly), a horizontal pass filters that row;
- *   - the pointwise formula (SSIM = l*cs, cs alone, or l alone; eq. 1);
+ *     (eqs. 2-4 of the derivation), streamed line by line: each input line's
+ *     four moment sources (the squares and products formed on the fly) are
+ *     filtered along the line into a per-thread ring, and the streamed-axis
+ *     pass combines 2r+1 ring lines for a block of 4-16 output lines at once;
+ *   - the pointwise formula (SSIM = l*cs, cs, l, or a plain mean; eq. 1), for
+ *     one window or the product of several (the per-pixel MS-SSIM);
  *   - optionally the vector-Jacobian product of sum_p w(p) F(p) with respect
  *     to x and/or y (eqs. 5-10 in VJP form):
  *        dL/dx = G^T(w F_mux) + 2 x G^T(w F_ss) + y G^T(w F_xy),
  *     where G^T, the adjoint of the window operator, is applied by the same
  *     banded 1-D passes with the transposed band.  The pointwise maps w*F_m
- *     live in a per-thread ring of 2r+1 rows, never in full-size temporaries.
+ *     live in a per-thread ring of lines, never in full-size temporaries;
+ *   - optionally the 2x downsampling of the next MS-SSIM scale, from the
+ *     input lines it streams.
  *
  * A 1-D window operator along one axis is a *band*: output i reads input
  * i + off - r + k for k = 0..2r.  Outputs in [lo, hi) use the symmetric taps
@@ -104,9 +108,6 @@ typedef struct {
     int line_lo, line_hi;
 } fs_job;
 
-/* Bytes of per-thread scratch fs_rows needs for this job. */
-size_t fs_scratch_bytes_f(const fs_job *job);
-size_t fs_scratch_bytes_d(const fs_job *job);
 
 /*
  * Value mode (job->grad == 0): output lines [q0, q1) of plane `plane`.
