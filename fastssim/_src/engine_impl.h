@@ -812,12 +812,16 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
-    REAL *fac[FS_MAXS], *cot, *prow, *wrow, *ones, *dum, *agsum[4];
+    REAL *fac[FS_MAXS], *suf[FS_MAXS], *cot, *ctmp, *prow, *wrow, *ones, *dum, *agsum[4];
     for (int j = 0; j < M; j++) {
         fac[j] = (REAL *)(base + off);
         off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+        suf[j] = (REAL *)(base + off);
+        off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     }
     cot = (REAL *)(base + off);
+    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
+    ctmp = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     prow = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -1024,25 +1028,36 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                                       (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : dum,
                                       s[j].fring[2] + slot, s[j].fring[3] + slot);
                     }
-                    /* ... then each scale's cotangent: w times the *other* factors */
+                    /* ... then each scale's cotangent, w times the *other* factors,
+                     * from a running prefix product (pre = w * prod_{k < j} F_k) and
+                     * suffix products suf[j] = prod_{k >= j} F_k (suf[0] is P) */
+                    REAL *restrict pre = cot;
+                    memcpy(suf[M - 1], fac[M - 1], Lw * sizeof(REAL));
+                    for (int j = M - 2; j >= 0; j--) {
+                        const REAL *restrict a = fac[j], *restrict bsuf = suf[j + 1];
+                        REAL *restrict d = suf[j];
+                        for (ptrdiff_t i = 0; i < Lw; i++) d[i] = a[i] * bsuf[i];
+                    }
+                    memcpy(pre, w, Lw * sizeof(REAL));
                     for (int j = 0; j < M; j++) {
                         const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
-                        memcpy(cot, w, Lw * sizeof(REAL));
-                        for (int k = 0; k < M; k++) {
-                            if (k == j) continue;
-                            const REAL *restrict f = fac[k];
-                            REAL *restrict cc = cot;
-                            for (ptrdiff_t i = 0; i < Lw; i++) cc[i] *= f[i];
+                        REAL *restrict c = ctmp;
+                        if (j < M - 1) {
+                            const REAL *restrict bsuf = suf[j + 1];
+                            for (ptrdiff_t i = 0; i < Lw; i++) c[i] = pre[i] * bsuf[i];
+                        } else {
+                            memcpy(c, pre, Lw * sizeof(REAL));
                         }
                         for (int ii = 0; ii < nm; ii++) {
                             REAL *restrict fr = s[j].fring[maps[ii]] + slot;
-                            const REAL *restrict cc = cot;
-                            for (ptrdiff_t i = 0; i < Lw; i++) fr[i] *= cc[i];
+                            for (ptrdiff_t i = 0; i < Lw; i++) fr[i] *= c[i];
+                        }
+                        if (j < M - 1) {
+                            const REAL *restrict a = fac[j];
+                            for (ptrdiff_t i = 0; i < Lw; i++) pre[i] *= a[i];
                         }
                     }
-                    memcpy(out, fac[0], Lw * sizeof(REAL));
-                    for (int j = 1; j < M; j++)
-                        for (ptrdiff_t i = 0; i < Lw; i++) out[i] *= fac[j][i];
+                    memcpy(out, suf[0], Lw * sizeof(REAL));
                 }
                 if (owned) {
                     FS_MAP(p, out);
@@ -1111,7 +1126,7 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
     size_t off = 0;
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], NULL, NULL);
     const size_t Lo = (size_t)jobs[0].o1 * jobs[0].o2, L = (size_t)jobs[0].n1 * jobs[0].n2;
-    off += (M + 5) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
+    off += (2 * M + 6) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
     off += 4 * ((L * sizeof(REAL) + 63) & ~(size_t)63);
     return off + 64;
 }
