@@ -375,6 +375,8 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
                           REAL *restrict fmy, REAL *restrict fss,
                           REAL *restrict fxy)
 {
+    /* w == NULL: unweighted partials (the loop is unswitched on it) */
+#define FS_WJ (w ? w[j] : (REAL)1)
     if (form == FS_FORM_SSIM) {
         for (ptrdiff_t j = 0; j < n; j++) {
             REAL vx = mx[j], vy = my[j];
@@ -384,7 +386,7 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
             REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             REAL iD = 1 / (B1 * B2);
             REAL S = A1 * A2 * iD;
-            REAL wj = w[j];
+            REAL wj = FS_WJ;
             REAL sB1 = S * B2 * iD;        /* S / B1 */
             REAL sB2 = cov * S * B1 * iD;  /* c S / B2 */
             REAL cA1 = cov * A1;
@@ -402,7 +404,7 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
             REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
             REAL iB = 1 / B2;
             REAL cs = A2 * iB;
-            REAL wc = w[j] * cov * iB;
+            REAL wc = FS_WJ * cov * iB;
             out[j] = cs;
             fss[j] = -wc * cs;
             fxy[j] = 2 * wc;
@@ -412,7 +414,7 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
     } else if (form == FS_FORM_MEAN) {
         for (ptrdiff_t j = 0; j < n; j++) {
             out[j] = mx[j] + sx;
-            fmx[j] = w[j];
+            fmx[j] = FS_WJ;
             fmy[j] = 0;
             fss[j] = 0;
             fxy[j] = 0;
@@ -422,7 +424,7 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
             REAL ux = mx[j] + sx, uy = my[j] + sy;
             REAL iB = 1 / (ux * ux + uy * uy + C1);
             REAL l = (2 * (ux * uy) + C1) * iB;
-            REAL wb = 2 * w[j] * iB;
+            REAL wb = 2 * FS_WJ * iB;
             out[j] = l;
             fss[j] = 0;
             fxy[j] = 0;
@@ -430,6 +432,7 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
             fmy[j] = wb * (ux - uy * l);
         }
     }
+#undef FS_WJ
 }
 
 /* Sum of one line's values over the region, float64, fixed order whatever the ISA. */
@@ -812,7 +815,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
-    REAL *fac[FS_MAXS], *suf[FS_MAXS], *cot, *ctmp, *prow, *wrow, *ones, *dum, *agsum[4];
+    REAL *fac[FS_MAXS], *suf[FS_MAXS], *cot, *ctmp, *prow, *wrow, *dum, *agsum[4];
     for (int j = 0; j < M; j++) {
         fac[j] = (REAL *)(base + off);
         off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -826,8 +829,6 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     prow = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     wrow = (REAL *)(base + off);
-    off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
-    ones = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
     dum = (REAL *)(base + off);
     off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -967,7 +968,6 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (J->grad & FS_GRAD_Y) maps[nm++] = 1;
     maps[nm++] = 2;
     maps[nm++] = 3;
-    for (ptrdiff_t i = 0; i < Lw; i++) ones[i] = 1;
     REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + xoff : NULL;
     REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + xoff : NULL;
 
@@ -1023,7 +1023,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                         const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
                         REAL *const *m = s[j].m[b];
                         FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
-                                      (REAL)jobs[j].cov, sx, sy, ones, fac[j],
+                                      (REAL)jobs[j].cov, sx, sy, NULL, fac[j],
                                       (J->grad & FS_GRAD_X) ? s[j].fring[0] + slot : dum,
                                       (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : dum,
                                       s[j].fring[2] + slot, s[j].fring[3] + slot);
@@ -1126,7 +1126,7 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
     size_t off = 0;
     for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], NULL, NULL);
     const size_t Lo = (size_t)jobs[0].o1 * jobs[0].o2, L = (size_t)jobs[0].n1 * jobs[0].n2;
-    off += (2 * M + 6) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
+    off += (2 * M + 5) * ((Lo * sizeof(REAL) + 63) & ~(size_t)63);
     off += 4 * ((L * sizeof(REAL) + 63) & ~(size_t)63);
     return off + 64;
 }
