@@ -447,13 +447,21 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
 
 
+cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list keep):
+    _fill_down(d0, maps[0], keep)
+    _fill_down(d1, maps[1], keep)
+    _fill_down(d2, maps[2], keep)
+
+
+# The pyramid passes are memory-bound: below this many samples one thread does it.
+cdef long long _PYRAMID_SERIAL = 65536
+
+
 def down(object x, object out, tuple maps, int n_threads):
     """2x mean downsampling of planes x (P, n0, n1, n2) into out (P, o0, o1, o2)."""
     cdef fs_down d0, d1, d2
     cdef list keep = []
-    _fill_down(&d0, maps[0], keep)
-    _fill_down(&d1, maps[1], keep)
-    _fill_down(&d2, maps[2], keep)
+    _fill_maps(&d0, &d1, &d2, maps, keep)
     cdef int P = x.shape[0], o0 = out.shape[1]
     cdef ptrdiff_t pin = <ptrdiff_t>x.shape[1] * x.shape[2] * x.shape[3]
     cdef ptrdiff_t pout = <ptrdiff_t>out.shape[1] * out.shape[2] * out.shape[3]
@@ -463,7 +471,7 @@ def down(object x, object out, tuple maps, int n_threads):
     cdef int per = 32
     cdef int nblk = (o0 + per - 1) // per
     cdef int nunits = P * nblk
-    if <long long>P * pin < 65536:
+    if <long long>P * pin < _PYRAMID_SERIAL:
         n_threads = 1
     bufobj = _acquire(tmpn * esz * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
@@ -492,9 +500,7 @@ def up(object coarse, object fine, object coef, tuple maps, int n_threads):
     """fine = coef[p] * fine + D^T coarse, per plane p (the adjoint of ``down``)."""
     cdef fs_down d0, d1, d2
     cdef list keep = []
-    _fill_down(&d0, maps[0], keep)
-    _fill_down(&d1, maps[1], keep)
-    _fill_down(&d2, maps[2], keep)
+    _fill_maps(&d0, &d1, &d2, maps, keep)
     cdef int P = fine.shape[0], n0 = fine.shape[1]
     cdef ptrdiff_t pin = <ptrdiff_t>fine.shape[1] * fine.shape[2] * fine.shape[3]
     cdef ptrdiff_t pout = <ptrdiff_t>coarse.shape[1] * coarse.shape[2] * coarse.shape[3]
@@ -504,7 +510,7 @@ def up(object coarse, object fine, object coef, tuple maps, int n_threads):
     cdef int per = 64
     cdef int nblk = (n0 + per - 1) // per
     cdef int nunits = P * nblk
-    if <long long>P * pin < 65536:
+    if <long long>P * pin < _PYRAMID_SERIAL:
         n_threads = 1
     cdef char *cin = <char*>_ptr(coarse)
     cdef char *fout = <char*>_ptr(fine)

@@ -76,3 +76,14 @@ def assert_grad_matches_fd(analytic, numeric, rel=FD_REL):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def border_mask(shape, width):
+    """True on the pixels within ``width`` of any border (where reflection or the
+    crop's edge windows matter), so gradient tests can assert there explicitly."""
+    m = np.zeros(shape, dtype=bool)
+    for ax, n in enumerate(shape):
+        idx = [slice(None)] * len(shape)
+        idx[ax] = np.r_[0:width, n - width:n]
+        m[tuple(idx)] = True
+    return m

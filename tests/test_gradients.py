@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FD_REL, assert_grad_matches_fd, central_fd, pair
+from conftest import border_mask, FD_REL, assert_grad_matches_fd, central_fd, pair
 
 import fastssim
 
@@ -25,15 +25,6 @@ WINDOWS = {
     "gauss1": dict(window="gaussian", sigma=1.0),
     "box3": dict(window="uniform", win_size=3),
 }
-
-
-def _border_mask(shape, width):
-    m = np.zeros(shape, dtype=bool)
-    for ax, n in enumerate(shape):
-        idx = [slice(None)] * len(shape)
-        idx[ax] = np.r_[0:width, n - width:n]
-        m[tuple(idx)] = True
-    return m
 
 
 @pytest.mark.parametrize("wname", list(WINDOWS))
@@ -48,7 +39,7 @@ def test_ssim_gradient_vs_fd(gradient, border, cov, wname):
         fd = central_fd(lambda a: fastssim.ssim(a, y, **kw), x)
         assert_grad_matches_fd(r.grad_x, fd)
         # border pixels explicitly: they are read by the crop's edge windows
-        edge = _border_mask(x.shape, 2)
+        edge = border_mask(x.shape, 2)
         scale = np.abs(fd).max()
         assert np.abs(fd[edge]).max() > 1e-3 * scale
         np.testing.assert_allclose(r.grad_x[edge], fd[edge], rtol=0, atol=FD_REL * scale)

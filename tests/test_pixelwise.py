@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FD_REL, assert_grad_matches_fd, central_fd, pair
+from conftest import border_mask, FD_REL, assert_grad_matches_fd, central_fd, pair
 from pixelwise_reference import crop, planes_apply, ref_pixelwise, ref_ssim_map
 
 import fastssim
@@ -200,15 +200,6 @@ def _pw(**kw):
     return lambda a, b: fastssim.pixelwise_ms_ssim(a, b, data_range=1.0, **kw)
 
 
-def _border_mask(shape, width):
-    m = np.zeros(shape, dtype=bool)
-    for ax, n in enumerate(shape):
-        idx = [slice(None)] * len(shape)
-        idx[ax] = np.r_[0:width, n - width:n]
-        m[tuple(idx)] = True
-    return m
-
-
 @pytest.mark.parametrize("cov", ["population", "sample"])
 @pytest.mark.parametrize("border", ["reflect", "valid"])
 @pytest.mark.parametrize("gradient", ["x", "y", "both"])
@@ -218,7 +209,7 @@ def test_gradient_vs_fd(gradient, border, cov):
     f = _pw(**kw)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient=gradient, **kw)
     assert r.map is None
-    edge = _border_mask(x.shape, 2)
+    edge = border_mask(x.shape, 2)
     for wrt, g in (("x", r.grad_x), ("y", r.grad_y)):
         if gradient not in (wrt, "both"):
             assert g is None
