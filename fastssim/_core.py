@@ -37,6 +37,11 @@ def _as4(shape):
     return tuple(shape)
 
 
+def as_planes4(a):
+    """(P, n0, n1, n2) view of planes (P, *spatial)."""
+    return a.reshape((a.shape[0],) + _as4(a.shape[1:]))
+
+
 def check_out(arr, shape, dtype, name):
     """Validate a caller-provided output buffer."""
     if not isinstance(arr, np.ndarray):
@@ -143,9 +148,27 @@ def _prepare(x, nci, dtype, map_region, sum_region, want_map, grad, map_out, gx_
             gx_out if grad & _engine.GRAD_X else None, gy_out if grad & _engine.GRAD_Y else None)
 
 
-def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
-        want_map=False, grad=0, wmap=None, wscal=0.0, workers=1,
-        map_out=None, gx_out=None, gy_out=None, nci=1, dtype=None, down=None):
+def _spec(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
+          want_map=False, grad=0, wmap=None, wscal=0.0, map_out=None, gx_out=None,
+          gy_out=None, nci=1, dtype=None):
+    """The engine's arguments for one single-window run (see :func:`run`)."""
+    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
+                                            grad, map_out, gx_out, gy_out, wmap)
+    fwd, adj = lay.bands(taps, map_region)
+    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
+    args = (x, y, lay.P, lay.dims, nci, lay.in_type, fwd, adj, oshape, FORM[form],
+            float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap, float(wscal),
+            gx, gy)
+    return lay, args
+
+
+def _result(args):
+    rowsum, sreg = args[14], args[15]
+    a0, b0 = sreg[0]
+    return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
+
+
+def run(x, y, *, workers=1, down=None, **kw):
     """Run the engine with one window.
 
     x, y: inputs (see the module docstring); ``dtype`` the compute type
@@ -158,27 +181,38 @@ def run(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
     planes, ``_pyramid.down_maps``), fused into the stream where possible.
     Returns (sums (P,), map, gx, gy).
     """
-    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
-                                            grad, map_out, gx_out, gy_out, wmap)
-    fwd, adj = lay.bands(taps, map_region)
-    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
+    lay, args = _spec(x, y, **kw)
     fused = None
-    if down is not None and len(lay.spatial) == 2 and nci == 1 and lay.in_type == _engine.IN_REAL:
+    if down is not None and len(lay.spatial) == 2 and lay.nci == 1 and lay.in_type == _engine.IN_REAL:
         dx, dy, maps = down
         fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
-    done = _engine.run(
-        x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, fwd, adj, oshape,
-        FORM[form], float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap,
-        float(wscal), gx, gy, int(workers), None, None, fused,
-    )
+    done = _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers), None, None, fused)
     if down is not None and not done:
         dx, dy, maps = down
         n4 = (lay.P,) + lay.dims
         d4 = (lay.P,) + _as4(dx.shape[1:])
         _engine.down(x.reshape(n4), dx.reshape(d4), maps, int(workers))
         _engine.down(y.reshape(n4), dy.reshape(d4), maps, int(workers))
-    a0, b0 = sreg[0]
-    return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
+    return _result(args)
+
+
+def run_many(specs, *, workers=1):
+    """Several independent single-window runs in one parallel launch.
+
+    specs: a list of keyword dicts for :func:`run`, ``x`` and ``y`` included
+    (no ``workers`` or ``down``), all with
+    the same compute type and ``grad``, the largest first: the small runs
+    fill the threads the large ones leave idle (the coarse scales of an
+    MS-SSIM pyramid).  Returns the list of :func:`run`'s results.
+    """
+    built = [_spec(**s) for s in specs]
+    dt = built[0][0].dt
+    out = []
+    for i in range(0, len(built), 8):
+        _engine.run_many([args for _, args in built[i:i + 8]], dt == np.float64, int(workers))
+    for _, args in built:
+        out.append(_result(args))
+    return out
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,

@@ -266,99 +266,165 @@ cdef int _strip_width(fs_job *jobs, int M, int grad, int ncols, size_t esz):
     return <int>w
 
 
-cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
-             int n_threads, int use_double):
-    """Split (plane, block of lines, column strip) units over the threads and run them."""
-    cdef fs_job *job = &jobs[0]
-    cdef int start, stop, per_block, nblk, nunits, rmax = 0, j
-    for j in range(M):
-        if jobs[j].f0.r > rmax:
-            rmax = jobs[j].f0.r
+ctypedef struct _group:
+    int M, P                    # windows of the group (jobs[first .. first+M)), planes
+    int first
+    int start, stop             # lines to run
+    int per_block, nblk, nstrip, swidth, ncols, nunits
+    long long work
+
+
+cdef int _group_lines(fs_job *job, int grad, int has_map, tuple region, _group *g):
     # Lines to run: input lines for a gradient, else the output lines needed.
     if grad:
-        start, stop = 0, job.n0
+        g.start, g.stop = 0, job.n0
     elif has_map:
-        start, stop = 0, job.o0
+        g.start, g.stop = 0, job.o0
     else:
-        start, stop = region[0]
-    cdef int nlines = stop - start
-    if nlines <= 0 or P == 0:
-        return False
-    cdef int ncols = job.n2 if grad else job.o2
-    cdef int swidth = _strip_width(jobs, M, grad, ncols, 8 if use_double else 4)
-    cdef int nstrip = (ncols + swidth - 1) // swidth
-    for j in range(M):
-        jobs[j].line_lo = start
-        jobs[j].line_hi = stop
-        if nstrip > 1:  # a strip owns no whole rows: no fused downsampling
+        g.start, g.stop = region[0]
+    g.work = <long long>g.P * (g.stop - g.start) * job.n1 * job.n2
+    return g.stop > g.start and g.P > 0
+
+
+cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int want_units,
+                       size_t esz):
+    """Split one group into (plane, block of lines, column strip) units."""
+    cdef fs_job *job = &jobs[g.first]
+    cdef int j, rmax = 0
+    for j in range(g.first, g.first + g.M):
+        if jobs[j].f0.r > rmax:
+            rmax = jobs[j].f0.r
+    cdef int nlines = g.stop - g.start
+    g.ncols = job.n2 if grad else job.o2
+    g.swidth = _strip_width(job, g.M, grad, g.ncols, esz)
+    g.nstrip = (g.ncols + g.swidth - 1) // g.swidth
+    for j in range(g.first, g.first + g.M):
+        jobs[j].line_lo = g.start
+        jobs[j].line_hi = g.stop
+        if g.nstrip > 1:  # a strip owns no whole rows: no fused downsampling
             jobs[j].dx = NULL
             jobs[j].dy = NULL
-    # Enough units to balance the threads (dynamic schedule), few enough that
-    # the 2r lines each block recomputes at its ends stay a small overhead.
-    cdef long long work = <long long>P * nlines * job.n1 * job.n2
-    if work < 8192:
-        n_threads = 1
     # Blocks at least 8 windows tall (each recomputes 2r lines at its ends),
-    # about 2 units per thread, and, when there are fewer units than a few
+    # about want_units units, and, when there are fewer units than a few
     # rounds, a multiple of the thread count (2 of 3 threads idle at the end
     # of a 3-block image would cost a third of the time).
     cdef int min_lines = (8 if grad else 4) * (2 * rmax + 1)
-    cdef int want_units = 2 * n_threads
-    cdef int per_strip = P * nstrip
+    cdef int per_strip = g.P * g.nstrip
     cdef int max_blk = nlines // min_lines
     if max_blk < 1:
         max_blk = 1
-    nblk = (want_units + per_strip - 1) // per_strip
+    cdef int nblk = (want_units + per_strip - 1) // per_strip
     if nblk > max_blk:
         nblk = max_blk
     if nblk < 1:
         nblk = 1
     while nblk > 1 and (per_strip * nblk) % n_threads != 0:
         nblk -= 1
-    per_block = (nlines + nblk - 1) // nblk
-    nblk = (nlines + per_block - 1) // per_block
-    nunits = P * nblk * nstrip
+    g.per_block = (nlines + nblk - 1) // nblk
+    g.nblk = (nlines + g.per_block - 1) // g.per_block
+    g.nunits = g.P * g.nblk * g.nstrip
 
-    cdef size_t sbytes = fs_multi_bytes_d(jobs, M) if use_double else fs_multi_bytes_f(jobs, M)
+
+cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_threads,
+                        int use_double) except -1:
+    """Run groups of jobs (one group = one window or a product of windows over the
+    same planes) as one pool of units over the threads.
+
+    Groups are independent (the coarse scales of an MS-SSIM pyramid, say): one
+    parallel launch instead of one per group, and the small groups fill the
+    threads that the large ones leave idle.  Units run in group order, so put
+    the largest group first.
+    """
+    cdef int k, j
+    cdef long long total = 0
+    cdef size_t esz = 8 if use_double else 4
+    for k in range(G):
+        total += groups[k].work
+    if total < 8192:
+        n_threads = 1
+    # about two units per thread in all, shared out by work
+    cdef int want
+    for k in range(G):
+        want = 2 * n_threads
+        if G > 1:
+            want = <int>((2 * n_threads * groups[k].work + total // 2) // total)
+        _group_units(jobs, &groups[k], grad, n_threads, want, esz)
+
+    cdef size_t sbytes = 0, sb
+    for k in range(G):
+        if use_double:
+            sb = fs_multi_bytes_d(&jobs[groups[k].first], groups[k].M)
+        else:
+            sb = fs_multi_bytes_f(&jobs[groups[k].first], groups[k].M)
+        if sb > sbytes:
+            sbytes = sb
     sbytes = (sbytes + 127) & ~(<size_t>63)
+    # per-strip line sums, reduced over the strips in order afterwards
+    cdef list parts = [None] * G
+    cdef double *saved[8]
+    cdef int ustart[9]
+    ustart[0] = 0
+    for k in range(G):
+        ustart[k + 1] = ustart[k] + groups[k].nunits
+        saved[k] = jobs[groups[k].first].rowsum
+        if saved[k] != NULL and groups[k].nstrip > 1:
+            parts[k] = np.zeros(<ptrdiff_t>groups[k].P * jobs[groups[k].first].o0
+                                * groups[k].nstrip, dtype=np.float64)
+            for j in range(groups[k].first, groups[k].first + groups[k].M):
+                jobs[j].rowsum = <double*>_ptr(parts[k])
+    cdef int nunits = ustart[G]
     bufobj = _acquire(sbytes * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
-    # per-strip line sums, reduced over the strips in order afterwards
-    cdef double *rowsum = job.rowsum
-    parts = None
-    if rowsum != NULL and nstrip > 1:
-        parts = np.zeros(<ptrdiff_t>P * job.o0 * nstrip, dtype=np.float64)
-        for j in range(M):
-            jobs[j].rowsum = <double*>_ptr(parts)
-    cdef int u, b, q0, q1, st, c_lo, c_hi, rest
+    cdef int u, v, b, q0, q1, st, c_lo, c_hi, rest
+    cdef _group *g
     try:
         with nogil:
             for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
-                b = u // (nblk * nstrip)
-                rest = u % (nblk * nstrip)
-                st = rest % nstrip
-                q0 = start + (rest // nstrip) * per_block
-                q1 = q0 + per_block
-                if q1 > stop:
-                    q1 = stop
-                c_lo = st * swidth
-                c_hi = c_lo + swidth
-                if c_hi > ncols:
-                    c_hi = ncols
+                k = 0
+                while u >= ustart[k + 1]:
+                    k = k + 1
+                g = &groups[k]
+                v = u - ustart[k]
+                b = v // (g.nblk * g.nstrip)
+                rest = v % (g.nblk * g.nstrip)
+                st = rest % g.nstrip
+                q0 = g.start + (rest // g.nstrip) * g.per_block
+                q1 = q0 + g.per_block
+                if q1 > g.stop:
+                    q1 = g.stop
+                c_lo = st * g.swidth
+                c_hi = c_lo + g.swidth
+                if c_hi > g.ncols:
+                    c_hi = g.ncols
                 if use_double:
-                    fs_rows_multi_d(jobs, M, b, q0, q1, c_lo, c_hi, st, nstrip,
+                    fs_rows_multi_d(&jobs[g.first], g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
                                     buf + threadid() * sbytes)
                 else:
-                    fs_rows_multi_f(jobs, M, b, q0, q1, c_lo, c_hi, st, nstrip,
+                    fs_rows_multi_f(&jobs[g.first], g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
                                     buf + threadid() * sbytes)
     finally:
         _release(bufobj)
-        for j in range(M):
-            jobs[j].rowsum = rowsum
-    if parts is not None:
-        total = parts.reshape(P * job.o0, nstrip).sum(axis=1)
-        np.copyto(np.asarray(<double[:P * job.o0]>rowsum), total)
-    return job.dx != NULL
+        for k in range(G):
+            for j in range(groups[k].first, groups[k].first + groups[k].M):
+                jobs[j].rowsum = saved[k]
+    cdef Py_ssize_t n
+    for k in range(G):
+        if parts[k] is not None:
+            n = groups[k].P * jobs[groups[k].first].o0
+            total_k = parts[k].reshape(n, groups[k].nstrip).sum(axis=1)
+            np.copyto(np.asarray(<double[:n]>saved[k]), total_k)
+    return 0
+
+
+cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
+             int n_threads, int use_double):
+    """One group of M windows; returns True if the fused downsampling was done."""
+    cdef _group g
+    g.M, g.P, g.first = M, P, 0
+    if not _group_lines(jobs, grad, has_map, region, &g):
+        return False
+    _launch_groups(jobs, &g, 1, grad, n_threads, use_double)
+    return jobs[0].dx != NULL
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
@@ -447,6 +513,39 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
 
 
+def run_many(list specs, int use_double, int n_threads):
+    """Independent single-window runs in one parallel launch (see _launch_groups).
+
+    specs: up to 8 tuples (x, y, P, dims, nci, in_type, fwd, adj, out_shape,
+    form, C1, C2, cov, map_out, rowsum, region, grad, wmap, wscal, gx, gy),
+    the arguments of :func:`run`, all with the same compute type and the same
+    ``grad``; the largest first.  No fused downsampling.
+    """
+    cdef int G = len(specs)
+    if G < 1 or G > 8:
+        raise ValueError(f"run_many: 1 to 8 runs, got {G}")
+    cdef fs_job jobs[8]
+    cdef _group groups[8]
+    cdef list keep = []
+    cdef int k, n = 0, grad = specs[0][16]
+    for k in range(G):
+        (x, y, P, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov, map_out,
+         rowsum, region, g, wmap, wscal, gx, gy) = specs[k]
+        if g != grad:
+            raise ValueError("run_many: every run needs the same gradient flag")
+        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
+        keep.extend((shift_x, shift_y))
+        _fill_job(&jobs[n], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
+                  map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
+        groups[n].M = 1
+        groups[n].P = P
+        groups[n].first = n
+        if _group_lines(&jobs[n], grad, map_out is not None, region, &groups[n]):
+            n += 1
+    if n:
+        _launch_groups(jobs, groups, n, grad, n_threads, use_double)
+
+
 cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list keep):
     _fill_down(d0, maps[0], keep)
     _fill_down(d1, maps[1], keep)
@@ -492,6 +591,61 @@ def down(object x, object out, tuple maps, int n_threads):
                 else:
                     fs_down_f(&d0, &d1, &d2, xin + b * pin * esz, xout + b * pout * esz,
                               l0, l1, buf + threadid() * tmpn * esz)
+    finally:
+        _release(bufobj)
+
+
+def down_chain(list xs, list ys, list maps, int n_threads):
+    """Several 2x downsamplings in a row, of x and of y at once: xs[l + 1] =
+    down(xs[l]) with maps[l] (likewise ys), planes (P, n0, n1, n2) at each level.
+
+    The small levels of a pyramid: one launch, one (plane, side) per thread,
+    instead of two launches per level.
+    """
+    cdef int L = len(maps)
+    if L < 1 or L > 16 or len(xs) != L + 1 or len(ys) != L + 1:
+        raise ValueError("down_chain: 1 to 16 levels, with L + 1 arrays on each side")
+    cdef fs_down dd[48]
+    cdef char *px[17]
+    cdef char *py[17]
+    cdef ptrdiff_t plane[17]
+    cdef int rows[17]
+    cdef list keep = []
+    cdef int l, P = xs[0].shape[0]
+    cdef int use_double = xs[0].dtype == np.float64
+    cdef size_t esz = 8 if use_double else 4
+    cdef size_t tmpn = <size_t>xs[0].shape[2] * xs[0].shape[3] + xs[0].shape[3] + 16
+    for l in range(L + 1):
+        px[l] = <char*>_ptr(xs[l])
+        py[l] = <char*>_ptr(ys[l])
+        plane[l] = <ptrdiff_t>xs[l].shape[1] * xs[l].shape[2] * xs[l].shape[3]
+        rows[l] = xs[l].shape[1]
+    for l in range(L):
+        _fill_maps(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], maps[l], keep)
+    if 2 * P < n_threads:
+        n_threads = 2 * P
+    bufobj = _acquire(tmpn * esz * n_threads + 64)
+    cdef char *buf = <char*>_ptr(bufobj)
+    cdef char *src
+    cdef char *dst
+    cdef int u, b
+    try:
+        with nogil:
+            for u in prange(2 * P, num_threads=n_threads, schedule='dynamic'):
+                b = u // 2
+                for l in range(L):
+                    if u % 2 == 0:
+                        src = px[l] + b * plane[l] * esz
+                        dst = px[l + 1] + b * plane[l + 1] * esz
+                    else:
+                        src = py[l] + b * plane[l] * esz
+                        dst = py[l + 1] + b * plane[l + 1] * esz
+                    if use_double:
+                        fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], src, dst,
+                                  0, rows[l + 1], buf + threadid() * tmpn * esz)
+                    else:
+                        fs_down_f(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], src, dst,
+                                  0, rows[l + 1], buf + threadid() * tmpn * esz)
     finally:
         _release(bufobj)
 

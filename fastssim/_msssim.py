@@ -60,6 +60,25 @@ def _fitting_scales(spatial, downsample, taps, scales):
     return fit, shapes
 
 
+# Scales of at most this many samples (all planes) share one parallel launch,
+# their pyramid made in one pass beforehand; larger ones stream one by one,
+# each writing the next scale as it goes.
+_GROUP_SAMPLES = 1 << 18
+
+
+def _group_start(shapes, P):
+    """First scale of the shared launch (never the first two: they are large
+    and write their successor while streaming)."""
+    for j in range(2, len(shapes)):
+        if P * math.prod(shapes[j]) <= _GROUP_SAMPLES:
+            return j
+    return len(shapes)
+
+
+def _nval(spatial, r):
+    return math.prod(n - 2 * r for n in spatial)
+
+
 def _policy(m, negative):
     """f(m) and f'(m) of the negative-value policy."""
     if negative == "clamp":
@@ -222,29 +241,40 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     coarse = sum(P * math.prod(s) for s in shapes[1:])
     nbytes = (2 + bin(g).count("1")) * (coarse * isz + 64 * M)
     with _core.Workspace(nbytes) as ws:
-        for j in range(M):
-            spatial = xs.shape[1:]
-            valid = tuple((r, n - r) for n in spatial)
-            nval = math.prod(n - 2 * r for n in spatial)
-            gbuf = (None, None)
+        levels = [(xs, ys)]
+        for s in shapes[1:]:
+            levels.append(tuple(ws.empty((P,) + s, xs.dtype) for _ in (0, 1)))
+        first = _group_start(shapes, P)
+
+        def spec(j):
+            lx, ly = levels[j]
+            spatial = lx.shape[1:]
+            gbuf = [None, None]
             if j > 0:
-                gbuf = tuple(ws.empty(xs.shape, xs.dtype) if g & (k + 1) else None for k in (0, 1))
+                gbuf = [ws.empty(lx.shape, lx.dtype) if g & (k + 1) else None for k in (0, 1)]
+            return dict(x=lx, y=ly, taps=p.taps, map_region=tuple((r, n - r) for n in spatial),
+                        sum_region=tuple((0, n - 2 * r) for n in spatial),
+                        form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
+                        grad=g, wscal=1.0 / _nval(spatial, r), gx_out=gbuf[0], gy_out=gbuf[1])
+
+        res = []
+        # the fine scales one launch each, writing the next scale as they stream
+        for j in range(first):
             down = None
-            if j < M - 1:  # the next scale, written while this one streams
-                nxt = (P,) + shapes[j + 1]
-                down = (ws.empty(nxt, xs.dtype), ws.empty(nxt, xs.dtype),
-                        down_maps(spatial, downsample))
-            sums, _, gx, gy = _core.run(
-                xs, ys, taps=p.taps, map_region=valid,
-                sum_region=tuple((0, n - 2 * r) for n in spatial),
-                form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
-                grad=g, wscal=1.0 / nval, workers=p.workers, gx_out=gbuf[0], gy_out=gbuf[1],
-                down=down,
-            )
-            ms[:, j] = sums / nval
+            if j < M - 1:
+                down = levels[j + 1] + (down_maps(shapes[j], downsample),)
+            res.append(_core.run(workers=p.workers, down=down, **spec(j)))
+        if first < M:
+            # the small scales: their pyramid in one go, then one launch for all
+            if first + 1 < M:
+                _engine.down_chain([_core.as_planes4(lv[0]) for lv in levels[first:]],
+                                   [_core.as_planes4(lv[1]) for lv in levels[first:]],
+                                   [down_maps(s, downsample) for s in shapes[first:-1]],
+                                   p.workers)
+            res.extend(_core.run_many([spec(j) for j in range(first, M)], workers=p.workers))
+        for j, (sums, _, gx, gy) in enumerate(res):
+            ms[:, j] = sums / _nval(shapes[j], r)
             grads.append((gx, gy))
-            if down is not None:
-                xs, ys = down[0], down[1]
         result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
     return result
 

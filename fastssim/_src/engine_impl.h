@@ -74,6 +74,7 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
  * (a mul + add chain could be contracted either way), whatever its position
  * in the block, so results do not depend on where blocks start. */
 #define FS_B 16  /* most output lines per row block */
+#define FS_PAD 16  /* readable samples around the lines band_range reads (>= NV) */
 
 #define FS_VLIN_WIDE(NB)                                                          \
 static void FN(vlin_multi##NB)(ptrdiff_t n, const REAL *const *rows, int r,       \
@@ -81,7 +82,8 @@ static void FN(vlin_multi##NB)(ptrdiff_t n, const REAL *const *rows, int r,     
 {                                                                                 \
     const int K = 2 * r + 1;                                                      \
     ptrdiff_t j = 0;                                                              \
-    for (; j + NV <= n; j += NV) {                                                \
+    for (; j < n && n >= NV; j += NV) {                                           \
+        if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */   \
         FN(vec) a[NB];                                                            \
         for (int b = 0; b < NB; b++) a[b] = (FN(vec)){0};                         \
         /* ramp up: line l feeds outputs b <= l */                                \
@@ -125,7 +127,8 @@ static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
     ptrdiff_t j = 0;
     if (nb == 4) {
         const REAL *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-        for (; j + NV <= n; j += NV) {
+        for (; j < n && n >= NV; j += NV) {
+            if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
             /* Accumulators start at zero and every tap is a += v * w: with
              * FMA contraction each output then sees one fixed sequence of
              * fused operations (a mul + add chain could be contracted either
@@ -214,12 +217,38 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
     }
 }
 
+#if FS_VBYTES == 64
+/* Outputs [ps, pe) (a multiple of NV) of a symmetric band of radius r < NV:
+ * the shifted windows are two-source permutes of three loads A, B, C instead
+ * of 2r unaligned loads (each of which splits a cache line).  Reads
+ * c[ps - NV .. pe + NV). */
+static inline __attribute__((always_inline)) void
+FN(perm_run)(const REAL *c, const REAL *g, const int r, ptrdiff_t ps, ptrdiff_t pe, REAL *out)
+{
+    FN(ivec) iota;
+    for (int e = 0; e < NV; e++) iota[e] = (IREAL)e;
+    FN(vec) A = FN(ld)(c + ps - NV), B = FN(ld)(c + ps);
+    for (ptrdiff_t i = ps; i < pe; i += NV) {
+        FN(vec) C = FN(ld)(c + i + NV);
+        FN(vec) a = B * g[0];
+        for (int k = 1; k <= r; k++)
+            a += (__builtin_shuffle(A, B, iota + (IREAL)(NV - k))
+                  + __builtin_shuffle(B, C, iota + (IREAL)k)) * g[k];
+        FN(st)(out + i, a);
+        A = B;
+        B = C;
+    }
+}
+#endif
+
 /* One band along a line, outputs [o_lo, o_hi) only:
  * out[i] = sum_k w_ik in[i + off - r + k].  ``in`` and ``out`` are indexed
  * absolutely (index 0 = the line's first sample); the caller guarantees that
- * the inputs those outputs read lie in [in_lo, in_hi) and are readable. */
+ * the inputs those outputs read lie in [in_lo, in_hi), and that ``pad`` more
+ * samples on either side of that range are readable (their values only ever
+ * reach lanes that are not stored). */
 static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
-                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi)
+                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
 {
     const int r = b->r, off = b->off, n_in = b->n_in;
     const ptrdiff_t lo = b->lo > o_lo ? b->lo : o_lo, hi = b->hi < o_hi ? b->hi : o_hi;
@@ -228,33 +257,33 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
     if (hi > lo) {
         const REAL *c = in + off;
 #if FS_VBYTES == 64
-        /* AVX-512: shifted windows by two-source permutes of three loads
-         * instead of 2r unaligned loads (each of which splits a cache line). */
-        ptrdiff_t ps = lo > in_lo + NV - off ? lo : in_lo + NV - off;
-        ptrdiff_t pe = ps;
-        if (r < NV && r >= 1) {
-            ptrdiff_t lim = in_hi - off - 2 * NV; /* last i with c[i+2NV-1] readable */
-            ptrdiff_t top = hi < lim + 1 ? hi : lim + 1;
-            if (top > ps) pe = ps + ((top - ps) / NV) * NV;
+        /* AVX-512: the interior by permutes (perm_run), what they cannot reach
+         * by loads.  A permuted vector at i reads c[i - NV .. i + 2 NV). */
+        const ptrdiff_t first = in_lo - pad - off + NV;    /* lowest such i */
+        const ptrdiff_t last = in_hi + pad - off - 2 * NV; /* highest such i */
+        ptrdiff_t ps = lo > first ? lo : first, pe = ps, tail = -1;
+        if (r < NV && r >= 1 && last >= ps) {
+            ptrdiff_t cnt = (hi - ps) / NV, fit = (last - ps) / NV + 1;
+            pe = ps + (cnt < fit ? cnt : fit) * NV;
+            /* the ragged end: one more vector, overlapping the previous */
+            if (pe < hi && hi - NV >= ps && hi - NV <= last) tail = hi - NV;
         }
         FN(band_loads)(c, g, r, lo, ps < hi ? ps : hi, lo, hi, out);
         if (pe > ps) {
-            FN(ivec) lft[NV], rgt[NV];
-            for (int k = 1; k <= r; k++)
-                for (int e = 0; e < NV; e++) {
-                    lft[k][e] = e + NV - k;
-                    rgt[k][e] = e + k;
-                }
-            FN(vec) A = FN(ld)(c + ps - NV), B = FN(ld)(c + ps);
-            for (ptrdiff_t i = ps; i < pe; i += NV) {
-                FN(vec) C = FN(ld)(c + i + NV);
-                FN(vec) a = B * g[0];
-                for (int k = 1; k <= r; k++)
-                    a += (__builtin_shuffle(A, B, lft[k]) + __builtin_shuffle(B, C, rgt[k])) * g[k];
-                FN(st)(out + i, a);
-                A = B;
-                B = C;
+            switch (r) {  /* a constant radius unrolls the taps, indices in registers */
+            case 1: FN(perm_run)(c, g, 1, ps, pe, out); break;
+            case 2: FN(perm_run)(c, g, 2, ps, pe, out); break;
+            case 3: FN(perm_run)(c, g, 3, ps, pe, out); break;
+            case 4: FN(perm_run)(c, g, 4, ps, pe, out); break;
+            case 5: FN(perm_run)(c, g, 5, ps, pe, out); break;
+            case 6: FN(perm_run)(c, g, 6, ps, pe, out); break;
+            case 7: FN(perm_run)(c, g, 7, ps, pe, out); break;
+            default: FN(perm_run)(c, g, r, ps, pe, out); break;
             }
+        }
+        if (tail >= 0) {
+            FN(perm_run)(c, g, r, tail, tail + NV, out);
+            pe = hi;
         }
         if (pe < hi) FN(band_loads)(c, g, r, pe > lo ? pe : lo, hi, lo, hi, out);
 #else
@@ -285,7 +314,7 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
 
 static inline void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
 {
-    FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out);
+    FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out, 0);
 }
 
 /* Row weights of band b for output i: returns 1 for the symmetric interior,
@@ -469,6 +498,24 @@ typedef struct {
     int hnext, nrh, nrf;
 } FN(fs_scr);
 
+/* Zero the pads around the lines band_range reads beyond their ends (the
+ * values never reach a stored lane; zeros keep denormals out of the lanes). */
+static void FN(fs_pads)(const fs_job *job, FN(fs_scr) *s)
+{
+    const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
+    const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
+    for (int i = 0; i < 4; i++) {
+        memset(s->src[i] - FS_PAD, 0, FS_PAD * sizeof(REAL));
+        memset(s->src[i] + L, 0, FS_PAD * sizeof(REAL));
+    }
+    if (job->grad)
+        for (int b = 0; b < FS_B; b++)
+            for (int i = 0; i < 4; i++) {
+                memset(s->av[b][i] - FS_PAD, 0, FS_PAD * sizeof(REAL));
+                memset(s->av[b][i] + Lo, 0, FS_PAD * sizeof(REAL));
+            }
+}
+
 static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -487,7 +534,14 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
         if (s) ptr = (type *)(base + off);                               \
         off += ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63;      \
     } while (0)
-    for (int i = 0; i < 4; i++) FS_TAKE(s->src[i], REAL, L);
+    /* source lines and adjoint rows are read by band_range with FS_PAD
+     * readable samples on either side (zeroed by fs_pads) */
+#define FS_TAKE_PADDED(ptr, count)                                       \
+    do {                                                                 \
+        FS_TAKE(ptr, REAL, (count) + 2 * FS_PAD);                        \
+        if (s) ptr += FS_PAD;                                            \
+    } while (0)
+    for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->src[i], L);
     for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Lo);
     for (int b = 0; b < FS_B; b++)
         for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
@@ -501,9 +555,10 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     if (job->grad) {
         for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Lo);
         for (int b = 0; b < FS_B; b++)
-            for (int i = 0; i < 4; i++) FS_TAKE(s->av[b][i], REAL, Lo);
+            for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->av[b][i], Lo);
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
     }
+#undef FS_TAKE_PADDED
 #undef FS_TAKE
     if (s) {
         s->nrh = nrh;
@@ -655,7 +710,7 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     for (int i = 0; i < 4; i++) {
         if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
             FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
-                           s->m0, s->m1);
+                           s->m0, s->m1, FS_PAD);
         else
             FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
                       s->hring[i] + slot, s->tmp, s->pr);
@@ -812,7 +867,10 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     FN(fs_scr) s[FS_MAXS];
     char *base = (char *)(((size_t)scratch + 63) & ~(size_t)63);
     size_t off = 0;
-    for (int j = 0; j < M; j++) off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
+    for (int j = 0; j < M; j++) {
+        off += FN(fs_layout)(&jobs[j], base + off, &s[j]);
+        FN(fs_pads)(&jobs[j], &s[j]);
+    }
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
     REAL *fac[FS_MAXS], *suf[FS_MAXS], *cot, *ctmp, *prow, *wrow, *dum, *agsum[4];
@@ -1093,7 +1151,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     REAL *dst = j ? s[j].ag[i] : agsum[i];
                     if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
                         FN(band_range)(&jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
-                                       c_lo, c_hi);
+                                       c_lo, c_hi, FS_PAD);
                     else
                         FN(inner)(&jobs[j].a1, &jobs[j].a2, J->o1, J->o2, J->n1,
                                   s[j].av[b][i], dst, s[j].tmp, s[j].pr2);
@@ -1133,3 +1191,4 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
 
 #undef NV
 #undef FS_B
+#undef FS_PAD
