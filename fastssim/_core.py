@@ -18,6 +18,7 @@ in a fixed order (float64), so results never depend on the thread count.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -70,13 +71,13 @@ class Workspace:
         self._off = 0
 
     def empty(self, shape, dtype):
-        dt = np.dtype(dtype)
+        dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         n = math.prod(shape) * dt.itemsize
         off = ((self._addr + self._off + 63) & ~63) - self._addr
         if off + n > self._buf.nbytes:
             raise MemoryError("fastssim: internal workspace too small")
         self._off = off + n
-        return self._buf[off:off + n].view(dt).reshape(shape)
+        return np.ndarray(shape, dt, buffer=self._buf, offset=off)
 
     def __enter__(self):
         return self
@@ -102,8 +103,24 @@ def native_type(src, compute):
     return np.dtype(src) in _NATIVE[np.dtype(compute)]
 
 
+@functools.lru_cache(maxsize=1024)
+def _geometry(spatial, dtchar, taps, map_region, sum_region):
+    """The shape-only part of a call (cached: repeated calls, pyramid levels):
+    (dims, forward bands, adjoint bands, output extents, oshape, sum region),
+    2-D shapes as (n0, 1, n2)."""
+    bands = [band_pair(n, taps, a, b, dtchar) for n, (a, b) in zip(spatial, map_region)]
+    if len(spatial) == 2:
+        bands = [bands[0], band_pair(1, _TRIVIAL, 0, 1, dtchar), bands[1]]
+        sum_region = (sum_region[0], (0, 1), sum_region[1])
+    out_spatial = tuple(b - a for a, b in map_region)
+    return (_as4(spatial), tuple(b[0] for b in bands), tuple(b[1] for b in bands),
+            out_spatial, _as4(out_spatial), tuple(tuple(s) for s in sum_region))
+
+
 class _Layout:
     """Geometry of one engine call (see the module docstring)."""
+
+    __slots__ = ("dt", "nci", "B", "P", "spatial", "dims", "in_type")
 
     def __init__(self, x, nci, dtype):
         self.dt = np.dtype(dtype) if dtype is not None else x.dtype
@@ -122,20 +139,12 @@ class _Layout:
             return (self.P,) + tuple(spatial)
         return (self.B,) + tuple(spatial) + (self.nci,)
 
-    def bands(self, taps, map_region):
-        bands = [band_pair(n, taps, a, b, self.dt.char) for n, (a, b) in zip(self.spatial, map_region)]
-        if len(self.spatial) == 2:
-            bands = [bands[0], band_pair(1, _TRIVIAL, 0, 1, self.dt.char), bands[1]]
-        return tuple(b[0] for b in bands), tuple(b[1] for b in bands)
+    def geometry(self, taps, map_region, sum_region):
+        return _geometry(self.spatial, self.dt.char, tuple(taps), map_region, sum_region)
 
 
-def _prepare(x, nci, dtype, map_region, sum_region, want_map, grad, map_out, gx_out, gy_out,
-             wmap):
-    lay = _Layout(x, nci, dtype)
-    out_spatial = tuple(b - a for a, b in map_region)
-    if len(lay.spatial) == 2:
-        sum_region = (sum_region[0], (0, 1), sum_region[1])
-    oshape = _as4(out_spatial)
+def _outputs(lay, out_spatial, want_map, grad, map_out, gx_out, gy_out, wmap):
+    """The map and gradient arrays of a call: the caller's, or fresh ones."""
     if want_map and map_out is None:
         map_out = np.empty(lay.shape(out_spatial), dtype=lay.dt)
     if grad & _engine.GRAD_X and gx_out is None:
@@ -144,28 +153,56 @@ def _prepare(x, nci, dtype, map_region, sum_region, want_map, grad, map_out, gx_
         gy_out = np.empty(lay.shape(lay.spatial), dtype=lay.dt)
     if wmap is not None:
         assert wmap.shape == lay.shape(out_spatial) and wmap.dtype == lay.dt
-    return (lay, oshape, tuple(sum_region), map_out if want_map else None,
-            gx_out if grad & _engine.GRAD_X else None, gy_out if grad & _engine.GRAD_Y else None)
+    return (map_out if want_map else None, gx_out if grad & _engine.GRAD_X else None,
+            gy_out if grad & _engine.GRAD_Y else None)
+
+
+def engine_args(x, y, P, geom, *, in_type, form, C1, C2, cov=1.0, map_out=None,
+                rowsum=None, grad=0, wmap=None, wscal=0.0, gx=None, gy=None, nci=1):
+    """The argument tuple of one single-window engine run (``_engine.run``
+    without its trailing arguments, ``_engine.run_many``), ``geom`` from
+    :func:`_geometry`; ``rowsum`` (P, o0) zeros by default."""
+    dims, fwd, adj, _, oshape, sreg = geom
+    if rowsum is None:
+        rowsum = np.zeros((P, oshape[0]), dtype=np.float64)
+    return (x, y, P, dims, nci, in_type, fwd, adj, oshape, FORM[form], float(C1), float(C2),
+            float(cov), map_out, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy)
 
 
 def _spec(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
           want_map=False, grad=0, wmap=None, wscal=0.0, map_out=None, gx_out=None,
           gy_out=None, nci=1, dtype=None):
     """The engine's arguments for one single-window run (see :func:`run`)."""
-    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
-                                            grad, map_out, gx_out, gy_out, wmap)
-    fwd, adj = lay.bands(taps, map_region)
-    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
-    args = (x, y, lay.P, lay.dims, nci, lay.in_type, fwd, adj, oshape, FORM[form],
-            float(C1), float(C2), float(cov), m, rowsum, sreg, int(grad), wmap, float(wscal),
-            gx, gy)
-    return lay, args
+    lay = _Layout(x, nci, dtype)
+    geom = lay.geometry(taps, map_region, sum_region)
+    m, gx, gy = _outputs(lay, geom[3], want_map, grad, map_out, gx_out, gy_out, wmap)
+    return lay, engine_args(x, y, lay.P, geom, in_type=lay.in_type, form=form, C1=C1, C2=C2,
+                            cov=cov, map_out=m, grad=grad, wmap=wmap, wscal=wscal, gx=gx, gy=gy,
+                            nci=nci)
 
 
-def _result(args):
+def result(args):
+    """(sums (P,), map, gx, gy) of a finished run's argument tuple."""
     rowsum, sreg = args[14], args[15]
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
+
+
+def run_args(args, use_double, *, workers=1, down=None):
+    """Run one argument tuple (:func:`engine_args`), in float64 if ``use_double``;
+    ``down`` as for :func:`run`.  Returns :func:`result`."""
+    x, y, P, dims, nci, in_type = args[:6]
+    fused = None
+    if down is not None and dims[1] == 1 and nci == 1 and in_type == _engine.IN_REAL:
+        dx, dy, maps = down
+        fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
+    done = _engine.run(*args[:6], use_double, *args[6:], int(workers), None, None, fused)
+    if down is not None and not done:
+        dx, dy, maps = down
+        d4 = (P,) + _as4(dx.shape[1:])
+        _engine.down(x.reshape((P,) + dims), dx.reshape(d4), maps, int(workers))
+        _engine.down(y.reshape((P,) + dims), dy.reshape(d4), maps, int(workers))
+    return result(args)
 
 
 def run(x, y, *, workers=1, down=None, **kw):
@@ -182,37 +219,28 @@ def run(x, y, *, workers=1, down=None, **kw):
     Returns (sums (P,), map, gx, gy).
     """
     lay, args = _spec(x, y, **kw)
-    fused = None
-    if down is not None and len(lay.spatial) == 2 and lay.nci == 1 and lay.in_type == _engine.IN_REAL:
-        dx, dy, maps = down
-        fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
-    done = _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers), None, None, fused)
-    if down is not None and not done:
-        dx, dy, maps = down
-        n4 = (lay.P,) + lay.dims
-        d4 = (lay.P,) + _as4(dx.shape[1:])
-        _engine.down(x.reshape(n4), dx.reshape(d4), maps, int(workers))
-        _engine.down(y.reshape(n4), dy.reshape(d4), maps, int(workers))
-    return _result(args)
+    return run_args(args, lay.dt == np.float64, workers=workers, down=down)
 
 
 def run_many(specs, *, workers=1):
     """Several independent single-window runs in one parallel launch.
 
     specs: a list of keyword dicts for :func:`run`, ``x`` and ``y`` included
-    (no ``workers`` or ``down``), all with
-    the same compute type and ``grad``, the largest first: the small runs
-    fill the threads the large ones leave idle (the coarse scales of an
-    MS-SSIM pyramid).  Returns the list of :func:`run`'s results.
+    (no ``workers`` or ``down``), all with the same compute type and ``grad``,
+    the largest first: the small runs fill the threads the large ones leave
+    idle (the coarse scales of an MS-SSIM pyramid).  Returns the list of
+    :func:`run`'s results.
     """
     built = [_spec(**s) for s in specs]
-    dt = built[0][0].dt
-    out = []
-    for i in range(0, len(built), 8):
-        _engine.run_many([args for _, args in built[i:i + 8]], dt == np.float64, int(workers))
-    for _, args in built:
-        out.append(_result(args))
-    return out
+    return run_many_args([args for _, args in built], built[0][0].dt == np.float64,
+                         workers=workers)
+
+
+def run_many_args(args, use_double, *, workers=1):
+    """:func:`run_many` of argument tuples (:func:`engine_args`)."""
+    for i in range(0, len(args), 8):
+        _engine.run_many(list(args[i:i + 8]), use_double, int(workers))
+    return [result(a) for a in args]
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
@@ -223,12 +251,12 @@ def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, g
     P = prod_j form_j, the gradient that of sum_p w(p) P(p).  Other arguments
     as :func:`run`.  Returns (sums (P,), map, gx, gy).
     """
-    lay, oshape, sreg, m, gx, gy = _prepare(x, nci, dtype, map_region, sum_region, want_map,
-                                            grad, map_out, None, None, wmap)
+    lay = _Layout(x, nci, dtype)
     specs = []
     for taps, form, cov in scales:
-        fwd, adj = lay.bands(taps, map_region)
+        _, fwd, adj, out_spatial, oshape, sreg = lay.geometry(taps, map_region, sum_region)
         specs.append((fwd, adj, FORM[form], float(cov)))
+    m, gx, gy = _outputs(lay, out_spatial, want_map, grad, map_out, None, None, wmap)
     rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
     _engine.run_multi(
         x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, specs, oshape,

@@ -235,6 +235,16 @@ cdef size_t _ring_budget = 1 << 20
 cdef int _strip_override = 0
 
 
+cdef int _units_per_thread = 0
+
+
+def set_units_per_thread(int k):
+    """Units of work per thread a launch aims at (0: automatic, 2 for values and 1
+    for gradients); for tuning and tests."""
+    global _units_per_thread
+    _units_per_thread = k if k > 0 else 0
+
+
 def set_strip_width(int width):
     """Force the column-strip width (0: automatic); for tests of the strip seams."""
     global _strip_override
@@ -342,12 +352,14 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
         total += groups[k].work
     if total < 8192:
         n_threads = 1
-    # about two units per thread in all, shared out by work
+    # about two units per thread in all (one for a gradient: its units
+    # recompute 4r lines at each seam), shared out by work
+    cdef int per = _units_per_thread if _units_per_thread > 0 else (1 if grad else 2)
     cdef int want
     for k in range(G):
-        want = 2 * n_threads
+        want = per * n_threads
         if G > 1:
-            want = <int>((2 * n_threads * groups[k].work + total // 2) // total)
+            want = <int>((per * n_threads * groups[k].work + total // 2) // total)
         _group_units(jobs, &groups[k], grad, n_threads, want, esz)
 
     cdef size_t sbytes = 0, sb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import namedtuple
 
@@ -27,6 +28,22 @@ scales : ndarray (*batch[, C], M), the per-scale means m_j before the
 
 
 def _check_weights(weights):
+    if type(weights) is tuple:  # the usual case: validated once
+        try:
+            return _checked_weights(weights)
+        except TypeError:  # unhashable items
+            pass
+    return _validate_weights(weights)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_weights(weights):
+    w = _validate_weights(weights)
+    w.flags.writeable = False
+    return w
+
+
+def _validate_weights(weights):
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
@@ -50,6 +67,7 @@ def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims
         n += 1
 
 
+@functools.lru_cache(maxsize=64)
 def _fitting_scales(spatial, downsample, taps, scales):
     shapes = pyramid_shapes(spatial, downsample, scales)
     fit = 0
@@ -75,8 +93,28 @@ def _group_start(shapes, P):
     return len(shapes)
 
 
-def _nval(spatial, r):
-    return math.prod(n - 2 * r for n in spatial)
+_PyramidPlan = namedtuple("_PyramidPlan", ["shapes", "planes", "first", "geom", "nval",
+                                           "nval_arr", "down", "nbytes"])
+
+
+@functools.lru_cache(maxsize=64)
+def _pyramid_plan(spatial, P, dtchar, taps, M, downsample):
+    """The shape-only part of an MS-SSIM call, cached: per scale its shape,
+    planes shape, engine geometry, valid-pixel count and downsampling maps;
+    the first scale of the shared launch; bytes of one copy of the coarse levels."""
+    r = (len(taps) - 1) // 2
+    shapes = pyramid_shapes(spatial, downsample, M)
+    geom = tuple(_core._geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
+                                 tuple((0, n - 2 * r) for n in s)) for s in shapes)
+    isz = np.dtype(dtchar).itemsize
+    nval = tuple(math.prod(n - 2 * r for n in s) for s in shapes)
+    nval_arr = np.array(nval, dtype=np.float64)
+    nval_arr.flags.writeable = False
+    return _PyramidPlan(
+        shapes=shapes, planes=tuple((P,) + s for s in shapes), first=_group_start(shapes, P),
+        geom=geom, nval=nval, nval_arr=nval_arr,
+        down=tuple(down_maps(s, downsample) for s in shapes[:-1]),
+        nbytes=sum(P * math.prod(s) * isz + 64 for s in shapes[1:]))
 
 
 def _policy(m, negative):
@@ -232,49 +270,41 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         shapes = shapes[:M]
 
     P = p.P
-    ms = np.empty((P, M))
-    grads = []
     xs, ys = p.planes()
-    r = p.r
+    pl = _pyramid_plan(tuple(p.spatial), P, xs.dtype.char, p.taps, M, downsample)
+    use_double = xs.dtype == np.float64
     # pyramid levels and coarse-scale gradients live in pooled memory
-    isz = xs.dtype.itemsize
-    coarse = sum(P * math.prod(s) for s in shapes[1:])
-    nbytes = (2 + bin(g).count("1")) * (coarse * isz + 64 * M)
-    with _core.Workspace(nbytes) as ws:
-        levels = [(xs, ys)]
-        for s in shapes[1:]:
-            levels.append(tuple(ws.empty((P,) + s, xs.dtype) for _ in (0, 1)))
-        first = _group_start(shapes, P)
+    with _core.Workspace(pl.nbytes * (2 + bin(g).count("1"))) as ws:
+        levels = [(xs, ys)] + [(ws.empty(s, xs.dtype), ws.empty(s, xs.dtype))
+                               for s in pl.planes[1:]]
 
-        def spec(j):
+        def args(j):
             lx, ly = levels[j]
-            spatial = lx.shape[1:]
             gbuf = [None, None]
-            if j > 0:
-                gbuf = [ws.empty(lx.shape, lx.dtype) if g & (k + 1) else None for k in (0, 1)]
-            return dict(x=lx, y=ly, taps=p.taps, map_region=tuple((r, n - r) for n in spatial),
-                        sum_region=tuple((0, n - 2 * r) for n in spatial),
-                        form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov,
-                        grad=g, wscal=1.0 / _nval(spatial, r), gx_out=gbuf[0], gy_out=gbuf[1])
+            for k in (0, 1):
+                if g & (k + 1):  # the finest level's gradient is the result: fresh
+                    gbuf[k] = ws.empty(lx.shape, lx.dtype) if j else np.empty_like(lx)
+            return _core.engine_args(
+                lx, ly, P, pl.geom[j], in_type=_engine.IN_REAL,
+                form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov, grad=g,
+                wscal=1.0 / pl.nval[j], gx=gbuf[0], gy=gbuf[1])
 
         res = []
+        first = pl.first
         # the fine scales one launch each, writing the next scale as they stream
         for j in range(first):
-            down = None
-            if j < M - 1:
-                down = levels[j + 1] + (down_maps(shapes[j], downsample),)
-            res.append(_core.run(workers=p.workers, down=down, **spec(j)))
+            down = levels[j + 1] + (pl.down[j],) if j < M - 1 else None
+            res.append(_core.run_args(args(j), use_double, workers=p.workers, down=down))
         if first < M:
             # the small scales: their pyramid in one go, then one launch for all
             if first + 1 < M:
                 _engine.down_chain([_core.as_planes4(lv[0]) for lv in levels[first:]],
                                    [_core.as_planes4(lv[1]) for lv in levels[first:]],
-                                   [down_maps(s, downsample) for s in shapes[first:-1]],
-                                   p.workers)
-            res.extend(_core.run_many([spec(j) for j in range(first, M)], workers=p.workers))
-        for j, (sums, _, gx, gy) in enumerate(res):
-            ms[:, j] = sums / _nval(shapes[j], r)
-            grads.append((gx, gy))
+                                   list(pl.down[first:M - 1]), p.workers)
+            res.extend(_core.run_many_args([args(j) for j in range(first, M)], use_double,
+                                           workers=p.workers))
+        ms = np.stack([sums for sums, _, _, _ in res], axis=1) / pl.nval_arr
+        grads = [(gx, gy) for _, _, gx, gy in res]
         result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
     return result
 
