@@ -658,6 +658,38 @@ static void FN(down_axis2)(const fs_down *d, const REAL *restrict t, REAL *restr
         o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
 }
 
+/* One output row of a 2x downsampling from its two input rows a, b (row
+ * weights wa, wb; the column operator d): o = d(wa a + wb b), the two
+ * passes of down_axis2 in one, without a temporary row. */
+static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REAL wb,
+                          const REAL *restrict b, REAL *restrict o)
+{
+#define FS_T(i) (wa * a[i] + wb * b[i])
+    for (int j = 0; j < d->lo; j++)
+        o[j] = (REAL)d->w0[j] * FS_T(d->i0[j]) + (REAL)d->w1[j] * FS_T(d->i1[j]);
+    const REAL *restrict as = a + d->shift, *restrict bs = b + d->shift;
+    int j = d->lo;
+    if (d->hi - j >= NV) {  /* pairs of lanes: deinterleave two vectors */
+        FN(ivec) ev, od;
+        for (int e = 0; e < NV; e++) {
+            ev[e] = 2 * e;
+            od[e] = 2 * e + 1;
+        }
+        for (; j + NV <= d->hi; j += NV) {
+            FN(vec) v0 = wa * FN(ld)(as + 2 * j) + wb * FN(ld)(bs + 2 * j);
+            FN(vec) v1 = wa * FN(ld)(as + 2 * j + NV) + wb * FN(ld)(bs + 2 * j + NV);
+            FN(st)(o + j, (__builtin_shuffle(v0, v1, ev) + __builtin_shuffle(v0, v1, od)) * (REAL)0.5);
+        }
+    }
+    for (; j < d->hi; j++) {
+        const int i = 2 * j + d->shift;
+        o[j] = (REAL)0.5 * (FS_T(i) + FS_T(i + 1));
+    }
+    for (int j = d->hi; j < d->n_out; j++)
+        o[j] = (REAL)d->w0[j] * FS_T(d->i0[j]) + (REAL)d->w1[j] * FS_T(d->i1[j]);
+#undef FS_T
+}
+
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -697,13 +729,10 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
         const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
         for (int side = 0; side < 2; side++) {
             const REAL *base = (const REAL *)(side ? job->y : job->x) + xoff;
-            const REAL *restrict a = base + (ptrdiff_t)d0->i0[o] * L;
-            const REAL *restrict b = base + (ptrdiff_t)d0->i1[o] * L;
-            REAL *restrict t = s->tmp;
-            for (ptrdiff_t jj = 0; jj < L; jj++) t[jj] = wa * a[jj] + wb * b[jj];
             REAL *dst = (REAL *)(side ? job->dy : job->dx) + s->plane * job->dplane
                         + (ptrdiff_t)o * job->dd2->n_out;
-            FN(down_axis2)(job->dd2, t, dst);
+            FN(down_rows)(job->dd2, wa, base + (ptrdiff_t)d0->i0[o] * L, wb,
+                          base + (ptrdiff_t)d0->i1[o] * L, dst);
         }
     }
     const REAL *srcs[4] = {su, sv, ss, sp};
