@@ -188,15 +188,23 @@ def result(args):
     return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
 
 
-def run_args(args, use_double, *, workers=1, down=None):
+def shifts(args, use_double):
+    """The per-plane shifts (x, y) of an argument tuple's inputs (see
+    ``fs_plane_shifts``): runs on the levels of one pyramid can share them."""
+    return _engine.shifts(*args[:6], use_double)
+
+
+def run_args(args, use_double, *, workers=1, down=None, shifts=None):
     """Run one argument tuple (:func:`engine_args`), in float64 if ``use_double``;
-    ``down`` as for :func:`run`.  Returns :func:`result`."""
+    ``down`` as for :func:`run`, ``shifts`` from :func:`shifts` (default: the
+    inputs' own).  Returns :func:`result`."""
     x, y, P, dims, nci, in_type = args[:6]
     fused = None
     if down is not None and dims[1] == 1 and nci == 1 and in_type == _engine.IN_REAL:
         dx, dy, maps = down
         fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
-    done = _engine.run(*args[:6], use_double, *args[6:], int(workers), None, None, fused)
+    sx, sy = shifts if shifts is not None else (None, None)
+    done = _engine.run(*args[:6], use_double, *args[6:], int(workers), sx, sy, fused)
     if down is not None and not done:
         dx, dy, maps = down
         d4 = (P,) + _as4(dx.shape[1:])
@@ -236,10 +244,11 @@ def run_many(specs, *, workers=1):
                          workers=workers)
 
 
-def run_many_args(args, use_double, *, workers=1):
-    """:func:`run_many` of argument tuples (:func:`engine_args`)."""
+def run_many_args(args, use_double, *, workers=1, shifts=None):
+    """:func:`run_many` of argument tuples (:func:`engine_args`), all with the
+    same ``shifts`` if given."""
     for i in range(0, len(args), 8):
-        _engine.run_many(list(args[i:i + 8]), use_double, int(workers))
+        _engine.run_many(list(args[i:i + 8]), use_double, int(workers), shifts)
     return [result(a) for a in args]
 
 

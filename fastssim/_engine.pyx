@@ -439,6 +439,12 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
     return jobs[0].dx != NULL
 
 
+def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double):
+    """The per-plane shifts (float64 arrays (P,)) that :func:`run` computes when
+    it is not given them; a pyramid computes them once for all its levels."""
+    return _shifts(x, y, P, dims, nci, in_type, use_double)
+
+
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
                    int use_double):
     """Per-plane shifts of x and y (see fs_plane_shifts)."""
@@ -525,13 +531,14 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
 
 
-def run_many(list specs, int use_double, int n_threads):
+def run_many(list specs, int use_double, int n_threads, object shifts=None):
     """Independent single-window runs in one parallel launch (see _launch_groups).
 
     specs: up to 8 tuples (x, y, P, dims, nci, in_type, fwd, adj, out_shape,
     form, C1, C2, cov, map_out, rowsum, region, grad, wmap, wscal, gx, gy),
     the arguments of :func:`run`, all with the same compute type and the same
-    ``grad``; the largest first.  No fused downsampling.
+    ``grad``; the largest first.  No fused downsampling.  If ``shifts`` is
+    given, the (shift_x, shift_y) of every run, else computed per run.
     """
     cdef int G = len(specs)
     if G < 1 or G > 8:
@@ -545,7 +552,10 @@ def run_many(list specs, int use_double, int n_threads):
          rowsum, region, g, wmap, wscal, gx, gy) = specs[k]
         if g != grad:
             raise ValueError("run_many: every run needs the same gradient flag")
-        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
+        if shifts is None:
+            shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
+        else:
+            shift_x, shift_y = shifts
         keep.extend((shift_x, shift_y))
         _fill_job(&jobs[n], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
                   map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)

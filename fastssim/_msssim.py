@@ -291,10 +291,15 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
 
         res = []
         first = pl.first
-        # the fine scales one launch each, writing the next scale as they stream
+        # the fine scales one launch each, writing the next scale as they stream;
+        # every level's moments are of x - s, y - s with the finest level's
+        # shifts s (the means of a pyramid's levels agree)
+        a0 = args(0)
+        sh = _core.shifts(a0, use_double)
         for j in range(first):
             down = levels[j + 1] + (pl.down[j],) if j < M - 1 else None
-            res.append(_core.run_args(args(j), use_double, workers=p.workers, down=down))
+            res.append(_core.run_args(a0 if j == 0 else args(j), use_double, workers=p.workers,
+                                      down=down, shifts=sh))
         if first < M:
             # the small scales: their pyramid in one go, then one launch for all
             if first + 1 < M:
@@ -302,7 +307,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
                                    [_core.as_planes4(lv[1]) for lv in levels[first:]],
                                    list(pl.down[first:M - 1]), p.workers)
             res.extend(_core.run_many_args([args(j) for j in range(first, M)], use_double,
-                                           workers=p.workers))
+                                           workers=p.workers, shifts=sh))
         ms = np.stack([sums for sums, _, _, _ in res], axis=1) / pl.nval_arr
         grads = [(gx, gy) for _, _, gx, gy in res]
         result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
