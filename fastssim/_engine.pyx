@@ -13,6 +13,7 @@ reduced later, in a fixed order, by the caller).
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
+from libc.math cimport pow
 from libc.stddef cimport ptrdiff_t
 
 import numpy as np
@@ -670,6 +671,125 @@ def down_chain(list xs, list ys, list maps, int n_threads):
                                   0, rows[l + 1], buf + threadid() * tmpn * esz)
     finally:
         _release(bufobj)
+
+
+NEG_CLAMP = 0
+NEG_SIMPLE = 1
+NEG_NONE = 2
+
+
+def ms_combine(const double[:, ::1] m, const double[::1] w, int negative, bint want_coef):
+    """MS-SSIM from its per-scale means m (P, M): value[p] = prod_j f(m_pj)^w_j
+    with the negative-value policy f (NEG_*), and, if asked, coef[p, j] =
+    d value[p] / d m_pj from the product of the *other* factors (prefix and
+    suffix products, never value / f(m_j): finite as an f(m_j) -> 0).
+    Returns (value (P,), coef (P, M) or None).  One call, after the engine
+    has streamed the images through the caches: a dozen small NumPy calls
+    would each miss in them.
+    """
+    cdef Py_ssize_t P = m.shape[0], M = m.shape[1], p, j
+    if w.shape[0] != M or M > 64:
+        raise ValueError("ms_combine: one weight per scale, at most 64 scales")
+    value = np.empty(P, dtype=np.float64)
+    cdef double[::1] v = value
+    coef = np.empty((P, M), dtype=np.float64) if want_coef else None
+    cdef double[:, ::1] c
+    if want_coef:
+        c = coef
+    cdef double f[64]
+    cdef double df[64]
+    cdef double pw[64]
+    cdef double pre, suf, prod
+    for p in range(P):
+        prod = 1.0
+        for j in range(M):
+            if negative == 0:
+                f[j] = 0.0 if m[p, j] <= 0 else m[p, j]  # NaN stays NaN
+                df[j] = 1.0 if m[p, j] > 0 else 0.0
+            elif negative == 1:
+                f[j] = (m[p, j] + 1.0) / 2.0
+                df[j] = 0.5
+            else:
+                f[j] = m[p, j]
+                df[j] = 1.0
+            pw[j] = pow(f[j], w[j])
+            prod = prod * pw[j]
+        v[p] = prod
+        if want_coef:
+            pre = 1.0
+            for j in range(M):  # prefix products, then times the suffix products
+                c[p, j] = pre
+                pre = pre * pw[j]
+            suf = 1.0
+            for j in range(M - 1, -1, -1):
+                # d f^w / d f = w f^(w-1); zero where the weight or the policy's slope is
+                if w[j] == 0 or df[j] == 0:
+                    c[p, j] = 0.0
+                else:
+                    c[p, j] = w[j] * pow(f[j], w[j] - 1.0) * df[j] * c[p, j] * suf
+                suf = suf * pw[j]
+    return value, coef
+
+
+def up_chain(list levels, object coef, list maps, int n_threads):
+    """The gradient through a pyramid: levels[M-1] *= coef[:, M-1], then for
+    j = M-2 .. 0, levels[j] = coef[:, j] * levels[j] + D_j^T levels[j+1]
+    (planes (P, n0, n1, n2); coef (P, M) float64; maps[j] the downsampling
+    from level j to j+1).  levels[0] ends as the gradient; the coarser levels
+    are overwritten on the way.  One call instead of one per level.
+    """
+    cdef int M = len(levels)
+    if M < 1 or M > 17 or len(maps) != M - 1:
+        raise ValueError("up_chain: 1 to 17 levels and one map triple per step")
+    cdef fs_down dd[48]
+    cdef char *lv[17]
+    cdef ptrdiff_t plane[17]
+    cdef int rows[17]
+    cdef list keep = []
+    cdef int j, P = levels[0].shape[0]
+    cdef int use_double = levels[0].dtype == np.float64
+    cdef size_t esz = 8 if use_double else 4
+    cdef const double[:, ::1] cf = coef
+    for j in range(M):
+        lv[j] = <char*>_ptr(levels[j])
+        plane[j] = <ptrdiff_t>levels[j].shape[1] * levels[j].shape[2] * levels[j].shape[3]
+        rows[j] = levels[j].shape[1]
+    for j in range(M - 1):
+        _fill_maps(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2], maps[j], keep)
+    cdef int per = 64, nblk, nunits, nt, u, b, l0, l1
+    cdef ptrdiff_t i
+    cdef float *pf
+    cdef double *pd
+    cdef double c
+    with nogil:
+        for b in range(P):  # the coarsest level: scaled in place (small)
+            c = cf[b, M - 1]
+            if use_double:
+                pd = <double*>(lv[M - 1] + b * plane[M - 1] * esz)
+                for i in range(plane[M - 1]):
+                    pd[i] = pd[i] * c
+            else:
+                pf = <float*>(lv[M - 1] + b * plane[M - 1] * esz)
+                for i in range(plane[M - 1]):
+                    pf[i] = pf[i] * <float>c
+        for j in range(M - 2, -1, -1):
+            nblk = (rows[j] + per - 1) // per
+            nunits = P * nblk
+            nt = n_threads if <long long>P * plane[j] >= _PYRAMID_SERIAL else 1
+            for u in prange(nunits, num_threads=nt, schedule='dynamic'):
+                b = u // nblk
+                l0 = (u % nblk) * per
+                l1 = l0 + per
+                if l1 > rows[j]:
+                    l1 = rows[j]
+                if use_double:
+                    fs_up_d(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
+                            cf[b, j], l0, l1)
+                else:
+                    fs_up_f(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
+                            cf[b, j], l0, l1)
 
 
 def up(object coarse, object fine, object coef, tuple maps, int n_threads):

@@ -59,12 +59,21 @@ def _validate_weights(weights):
 
 def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:
     """Smallest side (all sides equal) for which every scale's window fits."""
-    n = taps
-    while True:
-        shapes = pyramid_shapes((n,) * spatial_dims, downsample, scales)
-        if min(shapes[-1]) >= taps:
-            return n
-        n += 1
+
+    def fits(n):
+        return min(pyramid_shapes((n,) * spatial_dims, downsample, scales)[-1]) >= taps
+
+    # the last scale's extent never shrinks as n grows: double, then bisect
+    lo, hi = taps - 1, taps
+    while not fits(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,37 +126,21 @@ def _pyramid_plan(spatial, P, dtchar, taps, M, downsample):
         nbytes=sum(P * math.prod(s) * isz + 64 for s in shapes[1:]))
 
 
-def _policy(m, negative):
-    """f(m) and f'(m) of the negative-value policy."""
-    if negative == "clamp":
-        return np.maximum(m, 0.0), (m > 0).astype(np.float64)
-    if negative == "simple":
-        return (m + 1.0) / 2.0, np.full_like(m, 0.5)
-    return m, np.ones_like(m)
+_NEGATIVE_CODE = {"clamp": _engine.NEG_CLAMP, "simple": _engine.NEG_SIMPLE,
+                  "none": _engine.NEG_NONE}
 
 
 def _combine(m, w, negative, want_coef):
     """Value prod_j f(m_j)^w_j per plane and, if asked, d value / d m_j.
 
-    The derivative uses the product of the *other* factors (prefix and suffix
-    products), never value / f(m_j), so it stays finite as an m_j -> 0.
+    f is the negative-value policy: max(m, 0) ('clamp', slope 0 at m <= 0),
+    (m + 1) / 2 ('simple') or m ('none').  The derivative uses the product of
+    the *other* factors (prefix and suffix products), never value / f(m_j), so
+    it stays finite as an m_j -> 0.
     """
-    f, df = _policy(m, negative)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        pw = f ** w  # (P, M)
-        value = np.prod(pw, axis=1)
-        if not want_coef:
-            return value, None
-        M = m.shape[1]
-        prefix = np.ones_like(pw)
-        suffix = np.ones_like(pw)
-        for j in range(1, M):
-            prefix[:, j] = prefix[:, j - 1] * pw[:, j - 1]
-        for j in range(M - 2, -1, -1):
-            suffix[:, j] = suffix[:, j + 1] * pw[:, j + 1]
-        # d f^w / d f = w f^(w-1); zero where the weight or the policy's slope is zero
-        dpow = np.where((w == 0) | (df == 0), 0.0, w * f ** (w - 1.0) * df)
-    return value, dpow * prefix * suffix
+    return _engine.ms_combine(np.ascontiguousarray(m, dtype=np.float64),
+                              np.ascontiguousarray(w, dtype=np.float64),
+                              _NEGATIVE_CODE[negative], want_coef)
 
 
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
@@ -323,25 +316,23 @@ def _finish(p, ms, w, negative, g, grads, downsample, return_scales):
         return values
     out = [None, None]
     if g:
-        coef = coef / p.nchan
+        coef = np.ascontiguousarray(coef / p.nchan, dtype=np.float64)
+        side0 = 0 if g & 1 else 1
+        chain = [down_maps(lv[side0].shape[1:], downsample) for lv in grads[:-1]]
         for side in (0, 1):
-            if not g & (side + 1):
-                continue
-            acc = grads[M - 1][side]
-            acc *= coef[:, M - 1].reshape((P,) + (1,) * (acc.ndim - 1)).astype(acc.dtype)
-            for j in range(M - 2, -1, -1):
-                fine = grads[j][side]
-                maps = down_maps(fine.shape[1:], downsample)
-                _engine.up(acc.reshape((P,) + _core._as4(acc.shape[1:])),
-                           fine.reshape((P,) + _core._as4(fine.shape[1:])),
-                           np.ascontiguousarray(coef[:, j]), maps, p.workers)
-                acc = fine
-            out[side] = p.to_user(acc, interleaved=False)
+            if g & (side + 1):
+                _engine.up_chain([_core.as_planes4(lv[side]) for lv in grads], coef, chain,
+                                 p.workers)
+                out[side] = p.to_user(grads[0][side], interleaved=False)
     scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
     return MSSSIMResult(values, out[0], out[1], scales)
 
 
 def _per_item(p, value_p):
+    if p.nchan == 1:
+        if not p.batch_shape:
+            return np.float64(value_p[0])
+        return value_p.reshape(p.batch_shape)
     v = value_p.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
     return v[()] if v.ndim == 0 else v
 

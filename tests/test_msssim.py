@@ -602,6 +602,51 @@ def test_min_size():
     assert fastssim.min_size(3, 5, "drop", spatial_dims=3) == 20
 
 
+def test_many_scales_error_is_immediate():
+    # min_size bisects: 40 scales of 11 taps need 10 * 2**39 + 1 px, found at once
+    assert fastssim.min_size(40, 11) == 10 * 2 ** 39 + 1
+    x, y = _pair((200, 200), seed=52)
+    with pytest.raises(ValueError, match=rf"40 scales .* needs at least {10 * 2 ** 39 + 1} px"):
+        fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.025,) * 40)
+
+
+@pytest.mark.parametrize("negative", ["clamp", "simple", "none"])
+def test_combine_kernel(negative):
+    """The compiled combination of the per-scale means: the value against the
+    generator's NumPy formula, d value / d m_j against central differences of
+    that formula, and finite coefficients when an m_j is exactly 0."""
+    from fastssim._msssim import _combine
+    rng = np.random.default_rng(53)
+    w = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
+    m = rng.uniform(0.05, 0.99, size=(6, 5))
+    m[1, 2] = -0.3          # a negative mean
+    m[2, 4] = 0.0           # exactly zero
+    m[3, 0] = 1e-300        # vanishing
+    v, coef = _combine(m, w, negative, True)
+    ref = gen.combine(m, w, negative)
+    np.testing.assert_allclose(v, ref, rtol=1e-14, equal_nan=True)
+    assert _combine(m, w, negative, False)[1] is None
+    h = 1e-7
+    for p in (0, 4, 5):  # rows away from the kinks: central differences
+        for j in range(5):
+            mp, mm = m.copy(), m.copy()
+            mp[p, j] += h
+            mm[p, j] -= h
+            fd = (gen.combine(mp[p], w, negative) - gen.combine(mm[p], w, negative)) / (2 * h)
+            np.testing.assert_allclose(coef[p, j], fd, rtol=1e-6, atol=1e-9)
+    if negative == "clamp":
+        assert np.all(np.isfinite(coef))
+        # a clamped (negative or zero) mean has slope 0, and zeroes the others
+        assert coef[1, 2] == 0 and np.all(coef[1, np.arange(5) != 2] == 0)
+        assert coef[2, 4] == 0
+    # a zero weight contributes slope 0 (and a factor 1)
+    w0 = w.copy()
+    w0[1] = 0.0
+    v0, c0 = _combine(m, w0, negative, True)
+    assert np.all(c0[:, 1] == 0)
+    np.testing.assert_allclose(v0, gen.combine(m, w0, negative), rtol=1e-14, equal_nan=True)
+
+
 @pytest.mark.parametrize("conv", CONVENTIONS)
 def test_too_small_error_states_min_size(conv):
     n = MIN_SIZE[conv]
