@@ -201,6 +201,25 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
             i1 = i0 + NV;
         }
         ptrdiff_t i = i0;
+        /* four vectors at a time: four independent chains of r fused
+         * multiply-adds (one chain would wait on its latency), each in the
+         * same order as a lone vector's, so the results are the same */
+        for (; i + 4 * NV <= i1; i += 4 * NV) {
+            FN(vec) a0 = FN(ld)(c + i) * g[0], a1 = FN(ld)(c + i + NV) * g[0];
+            FN(vec) a2 = FN(ld)(c + i + 2 * NV) * g[0], a3 = FN(ld)(c + i + 3 * NV) * g[0];
+            for (int k = 1; k <= r; k++) {
+                const REAL *u = c + i - k, *v = c + i + k;
+                a0 += (FN(ld)(u) + FN(ld)(v)) * g[k];
+                a1 += (FN(ld)(u + NV) + FN(ld)(v + NV)) * g[k];
+                a2 += (FN(ld)(u + 2 * NV) + FN(ld)(v + 2 * NV)) * g[k];
+                a3 += (FN(ld)(u + 3 * NV) + FN(ld)(v + 3 * NV)) * g[k];
+            }
+            FN(st)(out + i, a0);
+            FN(st)(out + i + NV, a1);
+            FN(st)(out + i + 2 * NV, a2);
+            FN(st)(out + i + 3 * NV, a3);
+        }
+        if (i >= i1) return;
         for (;; i += NV) {
             if (i + NV > i1) i = i1 - NV;  /* last vector overlaps the previous */
             FN(vec) a = FN(ld)(c + i) * g[0];
@@ -228,7 +247,23 @@ FN(perm_run)(const REAL *c, const REAL *g, const int r, ptrdiff_t ps, ptrdiff_t 
     FN(ivec) iota;
     for (int e = 0; e < NV; e++) iota[e] = (IREAL)e;
     FN(vec) A = FN(ld)(c + ps - NV), B = FN(ld)(c + ps);
-    for (ptrdiff_t i = ps; i < pe; i += NV) {
+    ptrdiff_t i = ps;
+    if (r > 7) {  /* wide: two vectors per pass, two independent chains */
+        for (; i + 2 * NV <= pe; i += 2 * NV) {
+            FN(vec) C = FN(ld)(c + i + NV), D = FN(ld)(c + i + 2 * NV);
+            FN(vec) a = B * g[0], b2 = C * g[0];
+            for (int k = 1; k <= r; k++) {
+                const FN(ivec) lk = iota + (IREAL)(NV - k), rk = iota + (IREAL)k;
+                a += (__builtin_shuffle(A, B, lk) + __builtin_shuffle(B, C, rk)) * g[k];
+                b2 += (__builtin_shuffle(B, C, lk) + __builtin_shuffle(C, D, rk)) * g[k];
+            }
+            FN(st)(out + i, a);
+            FN(st)(out + i + NV, b2);
+            A = C;
+            B = D;
+        }
+    }
+    for (; i < pe; i += NV) {
         FN(vec) C = FN(ld)(c + i + NV);
         FN(vec) a = B * g[0];
         for (int k = 1; k <= r; k++)
