@@ -337,11 +337,13 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
         if (k0 < 0) k0 = 0;
         if (k1 > w) k1 = w;
         const REAL *src = in + i + off - r;
-        FN(vec) va = {0};
         ptrdiff_t k = k0;
-        for (; k + NV <= k1; k += NV) va += FN(ld)(t + k) * FN(ld)(src + k);
         REAL acc = 0;
-        for (int e = 0; e < NV; e++) acc += va[e];
+        if (k1 - k0 >= NV) {  /* lanes only when a whole vector fits */
+            FN(vec) va = {0};
+            for (; k + NV <= k1; k += NV) va += FN(ld)(t + k) * FN(ld)(src + k);
+            for (int e = 0; e < NV; e++) acc += va[e];
+        }
         for (; k < k1; k++) acc += t[k] * src[k];
         out[i] = acc;
     }
