@@ -303,11 +303,11 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
                                            workers=p.workers, shifts=sh))
         ms = np.stack([sums for sums, _, _, _ in res], axis=1) / pl.nval_arr
         grads = [(gx, gy) for _, _, gx, gy in res]
-        result = _finish(p, ms, w, negative, g, grads, downsample, return_scales)
+        result = _finish(p, ms, w, negative, g, grads, pl.down, return_scales)
     return result
 
 
-def _finish(p, ms, w, negative, g, grads, downsample, return_scales):
+def _finish(p, ms, w, negative, g, grads, down, return_scales):
     """Values, and the gradient through the pyramid (finest level: a fresh array)."""
     P, M = ms.shape
     value_p, coef = _combine(ms, w, negative, bool(g))
@@ -317,8 +317,7 @@ def _finish(p, ms, w, negative, g, grads, downsample, return_scales):
     out = [None, None]
     if g:
         coef = np.ascontiguousarray(coef / p.nchan, dtype=np.float64)
-        side0 = 0 if g & 1 else 1
-        chain = [down_maps(lv[side0].shape[1:], downsample) for lv in grads[:-1]]
+        chain = list(down[:M - 1])
         for side in (0, 1):
             if g & (side + 1):
                 _engine.up_chain([_core.as_planes4(lv[side]) for lv in grads], coef, chain,
