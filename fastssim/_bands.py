@@ -67,6 +67,13 @@ class Band:
     g: np.ndarray       # r + 1 half taps, centre first
     tab_lo: np.ndarray  # (lo, 2r+1)
     tab_hi: np.ndarray  # (n_out - hi, 2r+1)
+    # The border rows transposed, for outputs in vector lanes: (2r+1, W)
+    # weights of the outputs [0, W) (lo) and [n_out - W, n_out) (hi), W the
+    # border count rounded up to BORDER_LANES (lanes past the border hold
+    # their own rows, interior ones the taps); empty if there is no border or
+    # the two blocks would overlap the other border.
+    tabt_lo: np.ndarray
+    tabt_hi: np.ndarray
 
     def dense(self) -> np.ndarray:
         """The operator as a dense (n_out, n_in) matrix (for tests and debugging)."""
@@ -105,6 +112,27 @@ def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple
     return longest_run(np.all(rows == full[None, :], axis=1) & readable)
 
 
+# Lanes of the transposed border blocks: a multiple of every vector width.
+BORDER_LANES = 16
+
+
+def _border_blocks(rows: np.ndarray, lo: int, hi: int, dtype) -> tuple:
+    """The transposed weights of the two border blocks (see ``Band``)."""
+    n_out, w = rows.shape
+    empty = np.zeros((w, 0), dtype=dtype)
+    wlo = -(-lo // BORDER_LANES) * BORDER_LANES
+    whi = -(-(n_out - hi) // BORDER_LANES) * BORDER_LANES
+    if lo == 0 or wlo > hi:
+        t_lo = empty
+    else:
+        t_lo = np.ascontiguousarray(rows[:wlo].T, dtype=dtype)
+    if hi == n_out or n_out - whi < lo:
+        t_hi = empty
+    else:
+        t_hi = np.ascontiguousarray(rows[n_out - whi:].T, dtype=dtype)
+    return t_lo, t_hi
+
+
 def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -> Band:
     n_out, w = rows.shape
     r = (w - 1) // 2
@@ -113,11 +141,13 @@ def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -
     q = i + off - r + k
     readable = np.all((q >= 0) & (q < n_in), axis=1)
     lo, hi = _interior(rows, full, readable)
+    t_lo, t_hi = _border_blocks(rows, lo, hi, dtype)
     return Band(
         n_in=n_in, n_out=n_out, r=r, off=off, lo=lo, hi=hi,
         g=np.ascontiguousarray(full[r:], dtype=dtype),
         tab_lo=np.ascontiguousarray(rows[:lo], dtype=dtype),
         tab_hi=np.ascontiguousarray(rows[hi:], dtype=dtype),
+        tabt_lo=t_lo, tabt_hi=t_hi,
     )
 
 

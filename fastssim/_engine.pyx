@@ -26,6 +26,9 @@ cdef extern from "engine.h" nogil:
         const void *g
         const void *tab_lo
         const void *tab_hi
+        int wlo, whi
+        const void *tabt_lo
+        const void *tabt_hi
 
     ctypedef struct fs_down:
         int n_in, n_out
@@ -165,10 +168,14 @@ cdef void _fill_band(fs_band *b, object band, list keep):
     b.off = band.off
     b.lo = band.lo
     b.hi = band.hi
-    keep.extend((band.g, band.tab_lo, band.tab_hi))
+    keep.extend((band.g, band.tab_lo, band.tab_hi, band.tabt_lo, band.tabt_hi))
     b.g = _ptr(band.g)
     b.tab_lo = _ptr(band.tab_lo)
     b.tab_hi = _ptr(band.tab_hi)
+    b.wlo = band.tabt_lo.shape[1]
+    b.whi = band.tabt_hi.shape[1]
+    b.tabt_lo = _ptr(band.tabt_lo)
+    b.tabt_hi = _ptr(band.tabt_hi)
 
 
 cdef void _fill_down(fs_down *d, object m, list keep):

@@ -46,6 +46,11 @@ typedef struct {
     const void *g;       /* r + 1 half taps, g[0] at the centre */
     const void *tab_lo;  /* lo x (2r+1) weights for outputs [0, lo) */
     const void *tab_hi;  /* (n_out-hi) x (2r+1) weights for outputs [hi, n_out) */
+    /* the border rows transposed, (2r+1) x wlo for outputs [0, wlo) and
+     * (2r+1) x whi for [n_out - whi, n_out), wlo, whi multiples of 16 (or 0) */
+    int wlo, whi;
+    const void *tabt_lo;
+    const void *tabt_hi;
 } fs_band;
 
 /* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.

@@ -74,7 +74,7 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
  * (a mul + add chain could be contracted either way), whatever its position
  * in the block, so results do not depend on where blocks start. */
 #define FS_B 16  /* most output lines per row block */
-#define FS_PAD 16  /* readable samples around the lines band_range reads (>= NV) */
+#define FS_PAD 64  /* readable zeros around the lines band_range reads (>= NV) */
 
 #define FS_VLIN_WIDE(NB)                                                          \
 static void FN(vlin_multi##NB)(ptrdiff_t n, const REAL *const *rows, int r,       \
@@ -276,6 +276,22 @@ FN(perm_run)(const REAL *c, const REAL *g, const int r, ptrdiff_t ps, ptrdiff_t 
 }
 #endif
 
+/* Border outputs [j0, j0 + W) of a band in vector lanes, from its transposed
+ * rows tt ((2r+1) x W): out[j] = sum_k tt[k][j - j0] in[j + off - r + k],
+ * one multiply-add per tap in the order k = 0..2r (the scalar border loop of
+ * band_range adds in the same order).  Unreadable taps have weight 0. */
+static void FN(border_block)(const REAL *tt, int W, int r, int off, const REAL *in,
+                             ptrdiff_t j0, REAL *out)
+{
+    const int w = 2 * r + 1;
+    for (int j = 0; j < W; j += (int)NV) {
+        const REAL *src = in + j0 + j + off - r;
+        FN(vec) a = {0};
+        for (int k = 0; k < w; k++) a += FN(ld)(tt + (ptrdiff_t)k * W + j) * FN(ld)(src + k);
+        FN(st)(out + j0 + j, a);
+    }
+}
+
 /* One band along a line, outputs [o_lo, o_hi) only:
  * out[i] = sum_k w_ik in[i + off - r + k].  ``in`` and ``out`` are indexed
  * absolutely (index 0 = the line's first sample); the caller guarantees that
@@ -289,6 +305,20 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
     const ptrdiff_t lo = b->lo > o_lo ? b->lo : o_lo, hi = b->hi < o_hi ? b->hi : o_hi;
     const int w = 2 * r + 1;
     const REAL *g = (const REAL *)b->g;
+    /* Border outputs in vector lanes first when the whole block is wanted
+     * and what it reads is readable; the interior below then rewrites the
+     * block's interior lanes (so they match every other interior output). */
+    int lo_done = 0, hi_done = 0;
+    if (b->wlo && o_lo == 0 && b->wlo <= o_hi && off - r >= in_lo - pad
+        && b->wlo - 1 + off + r < in_hi + pad) {
+        FN(border_block)((const REAL *)b->tabt_lo, b->wlo, r, off, in, 0, out);
+        lo_done = 1;
+    }
+    if (b->whi && o_hi == b->n_out && b->n_out - b->whi >= o_lo
+        && b->n_out - b->whi + off - r >= in_lo - pad && b->n_out - 1 + off + r < in_hi + pad) {
+        FN(border_block)((const REAL *)b->tabt_hi, b->whi, r, off, in, b->n_out - b->whi, out);
+        hi_done = 1;
+    }
     if (hi > lo) {
         const REAL *c = in + off;
 #if FS_VBYTES == 64
@@ -330,21 +360,18 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
      * (wide windows have dozens of border outputs of 2r+1 taps). */
     for (ptrdiff_t i = o_lo; i < o_hi; i++) {
         if (i == lo && hi > lo) i = hi;  /* skip the interior */
+        if (i < b->lo && lo_done) i = hi > lo ? hi : b->lo;
+        if (i >= b->hi && hi_done) break;
         if (i >= o_hi) break;
+        if (i >= b->lo && i < b->hi) continue;  /* interior (a range cut by o_lo, o_hi) */
         const REAL *t = i < b->lo ? (const REAL *)b->tab_lo + i * w
                                   : (const REAL *)b->tab_hi + (i - b->hi) * w;
         ptrdiff_t k0 = r - off - i, k1 = n_in - i - off + r;  /* readable: k in [k0, k1) */
         if (k0 < 0) k0 = 0;
         if (k1 > w) k1 = w;
         const REAL *src = in + i + off - r;
-        ptrdiff_t k = k0;
         REAL acc = 0;
-        if (k1 - k0 >= NV) {  /* lanes only when a whole vector fits */
-            FN(vec) va = {0};
-            for (; k + NV <= k1; k += NV) va += FN(ld)(t + k) * FN(ld)(src + k);
-            for (int e = 0; e < NV; e++) acc += va[e];
-        }
-        for (; k < k1; k++) acc += t[k] * src[k];
+        for (ptrdiff_t k = k0; k < k1; k++) acc += t[k] * src[k];
         out[i] = acc;
     }
 }
@@ -1033,6 +1060,16 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         s[j].m0 = m0;
         s[j].m1 = m1;
         s[j].Lw = Lw;
+        if (two_d) {  /* zeros after the data of the unit's lines (band_range's pad) */
+            const fs_band *b2 = &jobs[j].f2;
+            ptrdiff_t i0 = m0 + b2->off - b2->r, i1 = m1 - 1 + b2->off + b2->r + 1;
+            if (i0 < 0) i0 = 0;
+            if (i1 > (ptrdiff_t)J->n2) i1 = J->n2;
+            for (int i = 0; i < 4; i++) memset(s[j].src[i] + (i1 - i0), 0, FS_PAD * sizeof(REAL));
+            if (jobs[j].grad)
+                for (int b = 0; b < FS_B; b++)
+                    for (int i = 0; i < 4; i++) memset(s[j].av[b][i] + Lw, 0, FS_PAD * sizeof(REAL));
+        }
     }
 #define FS_SUM(p, row)                                                           \
     do {                                                                         \
