@@ -560,6 +560,7 @@ typedef struct {
     REAL *fring[4], *av[FS_B][4], *ag[4];
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
+    ptrdiff_t Ls;    /* ring line stride: Lo rounded up to 64 bytes (aligned vectors) */
 } FN(fs_scr);
 
 /* Zero the pads around the lines band_range reads beyond their ends (the
@@ -606,7 +607,8 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
         if (s) ptr += FS_PAD;                                            \
     } while (0)
     for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->src[i], L);
-    for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Lo);
+    const ptrdiff_t Ls = (Lo + (ptrdiff_t)(64 / sizeof(REAL)) - 1) & ~(ptrdiff_t)(64 / sizeof(REAL) - 1);
+    for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Ls);
     for (int b = 0; b < FS_B; b++)
         for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
     FS_TAKE(s->S, REAL, Lo);
@@ -617,7 +619,7 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     FS_TAKE(s->pr, const REAL *, rp);
     FS_TAKE(s->pr2, const REAL *, rp);
     if (job->grad) {
-        for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Lo);
+        for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Ls);
         for (int b = 0; b < FS_B; b++)
             for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->av[b][i], Lo);
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
@@ -627,6 +629,7 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     if (s) {
         s->nrh = nrh;
         s->nrf = nrf;
+        s->Ls = Ls;
     }
     return off + 64;
 }
@@ -758,7 +761,7 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
-    const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * Lo;
+    const ptrdiff_t slot = (ptrdiff_t)(q % s->nrh) * s->Ls;
     const int nci = job->nci;
     /* input columns [i0, i1) that the unit's map columns [m0, m1) read */
     ptrdiff_t i0 = 0, i1 = L;
@@ -845,7 +848,7 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         for (int l = 0; l < 2 * r + B; l++) {
             int q = c0 - r + l;
             s->pr[l] = (l < 2 * r + nb && q >= 0 && q < job->n0)
-                           ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * Lo : s->zeros;
+                           ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * s->Ls : s->zeros;
         }
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
@@ -1155,7 +1158,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                 }
                 REAL *out = prow;
                 if (M == 1) {  /* a single window: no product, no other factors */
-                    const ptrdiff_t slot = (ptrdiff_t)(p % s[0].nrf) * Lo;
+                    const ptrdiff_t slot = (ptrdiff_t)(p % s[0].nrf) * s[0].Ls;
                     REAL *const *m = s[0].m[b];
                     if (w) {
                         FN(form_grad)(J->form, Lw, m[0], m[1], m[2], m[3], C1, C2,
@@ -1171,7 +1174,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     }
                 } else if (!w) {
                     for (int j = 0; j < M; j++) {
-                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
                         FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
                                        s[j].m[b][2], s[j].m[b][3], C1, C2,
                                        (REAL)jobs[j].cov, sx, sy, fac[j]);
@@ -1181,7 +1184,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                 } else {
                     /* every factor and its unweighted partials in one pass ... */
                     for (int j = 0; j < M; j++) {
-                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
                         REAL *const *m = s[j].m[b];
                         FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
                                       (REAL)jobs[j].cov, sx, sy, NULL, fac[j],
@@ -1201,7 +1204,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     }
                     memcpy(pre, w, Lw * sizeof(REAL));
                     for (int j = 0; j < M; j++) {
-                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * Lo;
+                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
                         REAL *restrict c = ctmp;
                         if (j < M - 1) {
                             const REAL *restrict bsuf = suf[j + 1];
@@ -1239,7 +1242,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                 for (int l = 0; l < 2 * r + B; l++) {
                     int p = q0b + aj->off - r + l;
                     s[j].pr[l] = (l < 2 * r + nbq && p >= 0 && p < J->o0)
-                                     ? s[j].fring[i] + (ptrdiff_t)(p % nrf) * Lo : s[j].zeros;
+                                     ? s[j].fring[i] + (ptrdiff_t)(p % nrf) * s[j].Ls : s[j].zeros;
                 }
                 REAL *outs[FS_B];
                 for (int b = 0; b < B; b++) outs[b] = s[j].av[b][i];
