@@ -38,11 +38,6 @@ def _as4(shape):
     return tuple(shape)
 
 
-def as_planes4(a):
-    """(P, n0, n1, n2) view of planes (P, *spatial)."""
-    return a.reshape((a.shape[0],) + _as4(a.shape[1:]))
-
-
 def check_out(arr, shape, dtype, name):
     """Validate a caller-provided output buffer."""
     if not isinstance(arr, np.ndarray):
@@ -160,7 +155,7 @@ def _outputs(lay, out_spatial, want_map, grad, map_out, gx_out, gy_out, wmap):
 def engine_args(x, y, P, geom, *, in_type, form, C1, C2, cov=1.0, map_out=None,
                 rowsum=None, grad=0, wmap=None, wscal=0.0, gx=None, gy=None, nci=1):
     """The argument tuple of one single-window engine run (``_engine.run``
-    without its trailing arguments, ``_engine.run_many``), ``geom`` from
+    without its compute type and trailing arguments), ``geom`` from
     :func:`_geometry`; ``rowsum`` (P, o0) zeros by default."""
     dims, fwd, adj, _, oshape, sreg = geom
     if rowsum is None:
@@ -188,32 +183,7 @@ def result(args):
     return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
 
 
-def shifts(args, use_double):
-    """The per-plane shifts (x, y) of an argument tuple's inputs (see
-    ``fs_plane_shifts``): runs on the levels of one pyramid can share them."""
-    return _engine.shifts(*args[:6], use_double)
-
-
-def run_args(args, use_double, *, workers=1, down=None, shifts=None):
-    """Run one argument tuple (:func:`engine_args`), in float64 if ``use_double``;
-    ``down`` as for :func:`run`, ``shifts`` from :func:`shifts` (default: the
-    inputs' own).  Returns :func:`result`."""
-    x, y, P, dims, nci, in_type = args[:6]
-    fused = None
-    if down is not None and dims[1] == 1 and nci == 1 and in_type == _engine.IN_REAL:
-        dx, dy, maps = down
-        fused = (dx, dy, (maps[0], maps[2]), maps[0].last)
-    sx, sy = shifts if shifts is not None else (None, None)
-    done = _engine.run(*args[:6], use_double, *args[6:], int(workers), sx, sy, fused)
-    if down is not None and not done:
-        dx, dy, maps = down
-        d4 = (P,) + _as4(dx.shape[1:])
-        _engine.down(x.reshape((P,) + dims), dx.reshape(d4), maps, int(workers))
-        _engine.down(y.reshape((P,) + dims), dy.reshape(d4), maps, int(workers))
-    return result(args)
-
-
-def run(x, y, *, workers=1, down=None, **kw):
+def run(x, y, *, workers=1, **kw):
     """Run the engine with one window.
 
     x, y: inputs (see the module docstring); ``dtype`` the compute type
@@ -221,35 +191,12 @@ def run(x, y, *, workers=1, down=None, **kw):
     axis, (start, stop) of the same-size reflect map that forms the output
     map.  sum_region: per spatial axis, (a, b) in output coordinates, over
     which values are summed (and on which the scalar cotangent ``wscal``
-    lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.  down: None,
-    or (dx, dy, maps) to also write the next MS-SSIM scale (2x downsampled
-    planes, ``_pyramid.down_maps``), fused into the stream where possible.
+    lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.
     Returns (sums (P,), map, gx, gy).
     """
     lay, args = _spec(x, y, **kw)
-    return run_args(args, lay.dt == np.float64, workers=workers, down=down)
-
-
-def run_many(specs, *, workers=1):
-    """Several independent single-window runs in one parallel launch.
-
-    specs: a list of keyword dicts for :func:`run`, ``x`` and ``y`` included
-    (no ``workers`` or ``down``), all with the same compute type and ``grad``,
-    the largest first: the small runs fill the threads the large ones leave
-    idle (the coarse scales of an MS-SSIM pyramid).  Returns the list of
-    :func:`run`'s results.
-    """
-    built = [_spec(**s) for s in specs]
-    return run_many_args([args for _, args in built], built[0][0].dt == np.float64,
-                         workers=workers)
-
-
-def run_many_args(args, use_double, *, workers=1, shifts=None):
-    """:func:`run_many` of argument tuples (:func:`engine_args`), all with the
-    same ``shifts`` if given."""
-    for i in range(0, len(args), 8):
-        _engine.run_many(list(args[i:i + 8]), use_double, int(workers), shifts)
-    return [result(a) for a in args]
+    _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers))
+    return result(args)
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,

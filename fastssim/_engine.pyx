@@ -14,6 +14,7 @@ reduced later, in a fixed order, by the caller).
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport pow
+from libc.string cimport memcpy
 from libc.stddef cimport ptrdiff_t
 
 import numpy as np
@@ -438,13 +439,11 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
 
 cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
              int n_threads, int use_double):
-    """One group of M windows; returns True if the fused downsampling was done."""
+    """One group of M windows over P planes."""
     cdef _group g
     g.M, g.P, g.first = M, P, 0
-    if not _group_lines(jobs, grad, has_map, region, &g):
-        return False
-    _launch_groups(jobs, &g, 1, grad, n_threads, use_double)
-    return jobs[0].dx != NULL
+    if _group_lines(jobs, grad, has_map, region, &g):
+        _launch_groups(jobs, &g, 1, grad, n_threads, use_double)
 
 
 def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double):
@@ -474,7 +473,7 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
         tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
         tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads, object shift_x=None, object shift_y=None, object down=None):
+        int n_threads, object shift_x=None, object shift_y=None):
     """Run the engine over P planes of x, y with dims (n0, n1, n2).
 
     nci: 1 for contiguous planes, or the number of interleaved channels (the
@@ -485,29 +484,15 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
     output coordinates, of the line sums and of the scalar cotangent.
     map_out, wmap (in the layout of x, output extents), rowsum (P, o0),
     gx/gy (the layout of x, compute type): C-contiguous arrays or None.
-    down: None, or (dx, dy, (row map, column map), dlast) to write the 2x
-    downsampled planes of x and y while streaming (2-D planes of the compute
-    type only).  Returns True if that fused downsampling was done.
+    (MS-SSIM pyramids run through :class:`Pyramid`.)
     """
     cdef fs_job job
     cdef list keep = []
     if shift_x is None:
         shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
-    cdef fs_down d0, d2
     _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
               map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-    if down is not None:
-        dx, dy, maps, dlast = down
-        _fill_down(&d0, maps[0], keep)
-        _fill_down(&d2, maps[1], keep)
-        keep.extend((dx, dy, dlast))
-        job.dx = _ptr(dx)
-        job.dy = _ptr(dy)
-        job.dd0 = &d0
-        job.dd2 = &d2
-        job.dlast = <const int*>_ptr(dlast)
-        job.dplane = <ptrdiff_t>d0.n_out * d2.n_out
-    return _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
+    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
 
 
 def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
@@ -539,43 +524,6 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
 
 
-def run_many(list specs, int use_double, int n_threads, object shifts=None):
-    """Independent single-window runs in one parallel launch (see _launch_groups).
-
-    specs: up to 8 tuples (x, y, P, dims, nci, in_type, fwd, adj, out_shape,
-    form, C1, C2, cov, map_out, rowsum, region, grad, wmap, wscal, gx, gy),
-    the arguments of :func:`run`, all with the same compute type and the same
-    ``grad``; the largest first.  No fused downsampling.  If ``shifts`` is
-    given, the (shift_x, shift_y) of every run, else computed per run.
-    """
-    cdef int G = len(specs)
-    if G < 1 or G > 8:
-        raise ValueError(f"run_many: 1 to 8 runs, got {G}")
-    cdef fs_job jobs[8]
-    cdef _group groups[8]
-    cdef list keep = []
-    cdef int k, n = 0, grad = specs[0][16]
-    for k in range(G):
-        (x, y, P, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov, map_out,
-         rowsum, region, g, wmap, wscal, gx, gy) = specs[k]
-        if g != grad:
-            raise ValueError("run_many: every run needs the same gradient flag")
-        if shifts is None:
-            shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
-        else:
-            shift_x, shift_y = shifts
-        keep.extend((shift_x, shift_y))
-        _fill_job(&jobs[n], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
-                  map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-        groups[n].M = 1
-        groups[n].P = P
-        groups[n].first = n
-        if _group_lines(&jobs[n], grad, map_out is not None, region, &groups[n]):
-            n += 1
-    if n:
-        _launch_groups(jobs, groups, n, grad, n_threads, use_double)
-
-
 cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list keep):
     _fill_down(d0, maps[0], keep)
     _fill_down(d1, maps[1], keep)
@@ -586,98 +534,250 @@ cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list kee
 cdef long long _PYRAMID_SERIAL = 65536
 
 
-def down(object x, object out, tuple maps, int n_threads):
-    """2x mean downsampling of planes x (P, n0, n1, n2) into out (P, o0, o1, o2)."""
-    cdef fs_down d0, d1, d2
-    cdef list keep = []
-    _fill_maps(&d0, &d1, &d2, maps, keep)
-    cdef int P = x.shape[0], o0 = out.shape[1]
-    cdef ptrdiff_t pin = <ptrdiff_t>x.shape[1] * x.shape[2] * x.shape[3]
-    cdef ptrdiff_t pout = <ptrdiff_t>out.shape[1] * out.shape[2] * out.shape[3]
-    cdef size_t tmpn = <size_t>x.shape[2] * x.shape[3] + x.shape[3] + 16
-    cdef int use_double = x.dtype == np.float64
+cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *rows, int L,
+                     int P, int use_double, size_t tmpn, int n_threads) except -1:
+    """L 2x downsamplings in a row, of x and of y at once: level l + 1 =
+    down(level l) with the maps dd[3l .. 3l+2]; px[l], py[l] the planes of
+    level l (plane[l] elements each, rows[l] lines).  One launch, one (plane,
+    side) per thread: the small levels of a pyramid."""
     cdef size_t esz = 8 if use_double else 4
-    cdef int per = 32
-    cdef int nblk = (o0 + per - 1) // per
-    cdef int nunits = P * nblk
-    if <long long>P * pin < _PYRAMID_SERIAL:
-        n_threads = 1
-    bufobj = _acquire(tmpn * esz * n_threads + 64)
-    cdef char *buf = <char*>_ptr(bufobj)
-    cdef char *xin = <char*>_ptr(x)
-    cdef char *xout = <char*>_ptr(out)
-    cdef int u, b, l0, l1
-    try:
-        with nogil:
-            for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
-                b = u // nblk
-                l0 = (u % nblk) * per
-                l1 = l0 + per
-                if l1 > o0:
-                    l1 = o0
-                if use_double:
-                    fs_down_d(&d0, &d1, &d2, xin + b * pin * esz, xout + b * pout * esz,
-                              l0, l1, buf + threadid() * tmpn * esz)
-                else:
-                    fs_down_f(&d0, &d1, &d2, xin + b * pin * esz, xout + b * pout * esz,
-                              l0, l1, buf + threadid() * tmpn * esz)
-    finally:
-        _release(bufobj)
-
-
-def down_chain(list xs, list ys, list maps, int n_threads):
-    """Several 2x downsamplings in a row, of x and of y at once: xs[l + 1] =
-    down(xs[l]) with maps[l] (likewise ys), planes (P, n0, n1, n2) at each level.
-
-    The small levels of a pyramid: one launch, one (plane, side) per thread,
-    instead of two launches per level.
-    """
-    cdef int L = len(maps)
-    if L < 1 or L > 16 or len(xs) != L + 1 or len(ys) != L + 1:
-        raise ValueError("down_chain: 1 to 16 levels, with L + 1 arrays on each side")
-    cdef fs_down dd[48]
-    cdef char *px[17]
-    cdef char *py[17]
-    cdef ptrdiff_t plane[17]
-    cdef int rows[17]
-    cdef list keep = []
-    cdef int l, P = xs[0].shape[0]
-    cdef int use_double = xs[0].dtype == np.float64
-    cdef size_t esz = 8 if use_double else 4
-    cdef size_t tmpn = <size_t>xs[0].shape[2] * xs[0].shape[3] + xs[0].shape[3] + 16
-    for l in range(L + 1):
-        px[l] = <char*>_ptr(xs[l])
-        py[l] = <char*>_ptr(ys[l])
-        plane[l] = <ptrdiff_t>xs[l].shape[1] * xs[l].shape[2] * xs[l].shape[3]
-        rows[l] = xs[l].shape[1]
-    for l in range(L):
-        _fill_maps(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], maps[l], keep)
     if 2 * P < n_threads:
         n_threads = 2 * P
     bufobj = _acquire(tmpn * esz * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
-    cdef char *src
-    cdef char *dst
-    cdef int u, b
+    cdef char *s
+    cdef char *d
+    cdef int u, b, l
     try:
         with nogil:
             for u in prange(2 * P, num_threads=n_threads, schedule='dynamic'):
                 b = u // 2
                 for l in range(L):
                     if u % 2 == 0:
-                        src = px[l] + b * plane[l] * esz
-                        dst = px[l + 1] + b * plane[l + 1] * esz
+                        s = px[l] + b * plane[l] * esz
+                        d = px[l + 1] + b * plane[l + 1] * esz
                     else:
-                        src = py[l] + b * plane[l] * esz
-                        dst = py[l + 1] + b * plane[l + 1] * esz
+                        s = py[l] + b * plane[l] * esz
+                        d = py[l + 1] + b * plane[l + 1] * esz
                     if use_double:
-                        fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], src, dst,
+                        fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, d,
                                   0, rows[l + 1], buf + threadid() * tmpn * esz)
                     else:
-                        fs_down_f(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], src, dst,
+                        fs_down_f(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, d,
                                   0, rows[l + 1], buf + threadid() * tmpn * esz)
     finally:
         _release(bufobj)
+    return 0
+
+
+cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, int P,
+                   const double *coef, int use_double, int n_threads) except -1:
+    """The gradient through a pyramid: level M-1 *= coef[:, M-1], then for
+    j = M-2 .. 0, level j = coef[:, j] * level j + D_j^T level j+1 (coef (P, M)
+    row-major; dd[3j ..] the maps from level j to j+1).  Level 0 ends as the
+    gradient; the coarser ones are overwritten on the way."""
+    cdef size_t esz = 8 if use_double else 4
+    cdef int per = 64, nblk, nunits, nt, u, b, l0, l1, j
+    cdef ptrdiff_t i
+    cdef float *pf
+    cdef double *pd
+    cdef double c
+    with nogil:
+        for b in range(P):  # the coarsest level: scaled in place (small)
+            c = coef[b * M + M - 1]
+            if use_double:
+                pd = <double*>(lv[M - 1] + b * plane[M - 1] * esz)
+                for i in range(plane[M - 1]):
+                    pd[i] = pd[i] * c
+            else:
+                pf = <float*>(lv[M - 1] + b * plane[M - 1] * esz)
+                for i in range(plane[M - 1]):
+                    pf[i] = pf[i] * <float>c
+        for j in range(M - 2, -1, -1):
+            nblk = (rows[j] + per - 1) // per
+            nunits = P * nblk
+            nt = n_threads if <long long>P * plane[j] >= _PYRAMID_SERIAL else 1
+            for u in prange(nunits, num_threads=nt, schedule='dynamic'):
+                b = u // nblk
+                l0 = (u % nblk) * per
+                l1 = l0 + per
+                if l1 > rows[j]:
+                    l1 = rows[j]
+                if use_double:
+                    fs_up_d(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
+                            coef[b * M + j], l0, l1)
+                else:
+                    fs_up_f(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
+                            coef[b * M + j], l0, l1)
+    return 0
+
+
+cdef enum:
+    _MAXS = 16  # scales of a Pyramid
+
+
+cdef class Pyramid:
+    """The engine side of one MS-SSIM geometry: per scale a job template
+    (bands, form, cotangent scale), the downsampling maps from each scale to
+    the next, and the layout of a workspace for the coarse levels and their
+    gradients.  The caller caches it per geometry; :meth:`run` streams a pair
+    of images through every scale in a handful of launches and returns the
+    per-scale sums, :meth:`backward` takes the gradient through the pyramid.
+    The templates are copied per call, so one object serves concurrent calls.
+
+    The first scales stream one launch each and write the next scale as they
+    go (fused downsampling, 2-D planes); from scale ``first`` on, the rest of
+    the pyramid is made in one pass and the scales share one launch.
+    """
+    cdef fs_job tmpl[_MAXS]
+    cdef fs_down dd[3 * _MAXS]
+    cdef _group grp[_MAXS]
+    cdef int M, first, P, use_double, grad, fused
+    cdef ptrdiff_t plane[_MAXS]
+    cdef int rows[_MAXS]
+    cdef ptrdiff_t off[4][_MAXS]  # workspace byte offsets: x, y, gx, gy of levels >= 1
+    cdef size_t tmpn
+    cdef readonly Py_ssize_t nbytes
+    cdef object keep
+
+    def __init__(self, list geoms, list downs, int P, int use_double, int first, int grad,
+                 list forms, list wscals):
+        cdef int M = len(geoms), j, k
+        if M < 1 or M > _MAXS or len(downs) != M - 1:
+            raise ValueError(f"Pyramid: 1 to {_MAXS} scales and M - 1 downsamplings")
+        self.M, self.first, self.P, self.use_double, self.grad = M, first, P, use_double, grad
+        cdef list keep = []
+        cdef size_t esz = 8 if use_double else 4
+        cdef Py_ssize_t pos = 0
+        self.fused = 1
+        for j in range(M):
+            dims, fwd, adj, _, oshape, sreg = geoms[j]
+            _fill_job(&self.tmpl[j], None, None, dims, 1, IN_REAL, fwd, adj, oshape, forms[j],
+                      0.0, 0.0, 1.0, None, None, sreg, grad, None, wscals[j], None, None,
+                      None, None, keep)
+            self.plane[j] = <ptrdiff_t>dims[0] * dims[1] * dims[2]
+            self.rows[j] = dims[0]
+            if dims[1] != 1:
+                self.fused = 0  # volumes: downsampled after each scale, not while streaming
+            self.grp[j].M = 1
+            self.grp[j].P = P
+            self.grp[j].first = j
+            _group_lines(&self.tmpl[j], grad, 0, sreg, &self.grp[j])
+        for j in range(M - 1):
+            _fill_maps(&self.dd[3 * j], &self.dd[3 * j + 1], &self.dd[3 * j + 2], downs[j], keep)
+            if self.fused:
+                keep.append(downs[j][0].last)
+                self.tmpl[j].dd0 = &self.dd[3 * j]
+                self.tmpl[j].dd2 = &self.dd[3 * j + 2]
+                self.tmpl[j].dlast = <const int*>_ptr(downs[j][0].last)
+                self.tmpl[j].dplane = self.plane[j + 1]
+        for k in range(4):  # x, y, then the gradients asked for
+            if k >= 2 and not grad & (k - 1):
+                continue
+            for j in range(1, M):
+                pos = (pos + 63) & ~(<Py_ssize_t>63)
+                self.off[k][j] = pos
+                pos += P * self.plane[j] * esz
+        self.nbytes = pos + 64
+        self.tmpn = <size_t>geoms[0][0][1] * geoms[0][0][2] + geoms[0][0][2] + 16
+        self.keep = keep
+
+    def run(self, object x, object y, object ws, double C1, double C2, double cov,
+            object gx0, object gy0, object shift_x, object shift_y, int n_threads):
+        """Stream x, y (planes (P, *spatial), the compute type) through every
+        scale; ws: a workspace of at least ``nbytes`` (64-byte aligned);
+        gx0, gy0: the finest level's gradients (or None).  Returns the per-scale
+        sums (P, M) over each scale's sum region."""
+        cdef int M = self.M, P = self.P, j, k, g0, n, done
+        cdef fs_job jobs[_MAXS]
+        cdef _group grp[_MAXS]
+        memcpy(jobs, self.tmpl, M * sizeof(fs_job))
+        memcpy(grp, self.grp, M * sizeof(_group))
+        cdef char *base = <char*>_ptr(ws)
+        cdef char *px[_MAXS]
+        cdef char *py[_MAXS]
+        px[0] = <char*>_ptr(x)
+        py[0] = <char*>_ptr(y)
+        for j in range(1, M):
+            px[j] = base + self.off[0][j]
+            py[j] = base + self.off[1][j]
+        # the line sums of scale j: (P, o0_j) from rs + roff[j]
+        cdef ptrdiff_t roff[_MAXS + 1]
+        roff[0] = 0
+        for j in range(M):
+            roff[j + 1] = roff[j] + <ptrdiff_t>P * jobs[j].o0
+        sums_rows = np.zeros(roff[M], dtype=np.float64)
+        cdef double *rs = <double*>_ptr(sums_rows)
+        cdef const double *psx = <const double*>_ptr(shift_x)
+        cdef const double *psy = <const double*>_ptr(shift_y)
+        for j in range(M):
+            jobs[j].x = px[j]
+            jobs[j].y = py[j]
+            jobs[j].C1, jobs[j].C2, jobs[j].cov = C1, C2, cov
+            jobs[j].shift_x = psx
+            jobs[j].shift_y = psy
+            jobs[j].rowsum = rs + roff[j]
+            jobs[j].gx = NULL
+            jobs[j].gy = NULL
+            if self.grad & 1:
+                jobs[j].gx = _ptr(gx0) if j == 0 else <void*>(base + self.off[2][j])
+            if self.grad & 2:
+                jobs[j].gy = _ptr(gy0) if j == 0 else <void*>(base + self.off[3][j])
+            if j < M - 1 and self.fused:
+                jobs[j].dx = px[j + 1]
+                jobs[j].dy = py[j + 1]
+        cdef int first = self.first if self.first < M else M
+        # the fine scales one launch each, writing the next scale as they stream
+        for j in range(first):
+            _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double)
+            if j < M - 1 and jobs[j].dx == NULL:  # not fused (strips, volumes)
+                _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j], &self.rows[j], 1,
+                            P, self.use_double, self.tmpn, n_threads)
+        if first < M:
+            # the small scales: their pyramid in one pass, then one launch for all
+            if first + 1 < M:
+                _down_chain(&self.dd[3 * first], &px[first], &py[first], &self.plane[first],
+                            &self.rows[first], M - 1 - first, P, self.use_double, self.tmpn,
+                            n_threads)
+            for j in range(first, M):
+                jobs[j].dx = NULL
+                jobs[j].dy = NULL
+            j = first
+            while j < M:
+                n = M - j if M - j < 8 else 8
+                _launch_groups(jobs, &grp[j], n, self.grad, n_threads, self.use_double)
+                j += n
+        # per-plane sums of each scale's line sums, in a fixed order
+        sums = np.zeros((P, M), dtype=np.float64)
+        cdef double[:, ::1] sv = sums
+        cdef double acc
+        cdef int p, a0, b0, q
+        for j in range(M):
+            a0 = jobs[j].s0[0]
+            b0 = jobs[j].s0[1]
+            for p in range(P):
+                acc = 0.0
+                for q in range(a0, b0):
+                    acc += rs[roff[j] + <ptrdiff_t>p * jobs[j].o0 + q]
+                sv[p, j] = acc
+        return sums
+
+    def backward(self, object ws, object coef, object g0, int side, int n_threads):
+        """The gradient through the pyramid, into g0 (the finest level's
+        gradient of ``side`` 0 (x) or 1 (y), as :meth:`run` left it); coef
+        (P, M) float64: d value / d (per-scale sum).  Overwrites the coarse
+        gradients in ws."""
+        cdef int M = self.M, j
+        cdef const double[:, ::1] cf = coef
+        cdef char *base = <char*>_ptr(ws)
+        cdef char *lv[_MAXS]
+        lv[0] = <char*>_ptr(g0)
+        for j in range(1, M):
+            lv[j] = base + self.off[2 + side][j]
+        _up_chain(self.dd, lv, self.plane, self.rows, M, self.P, &cf[0, 0], self.use_double,
+                  n_threads)
 
 
 NEG_CLAMP = 0
@@ -736,96 +836,3 @@ def ms_combine(const double[:, ::1] m, const double[::1] w, int negative, bint w
                     c[p, j] = w[j] * pow(f[j], w[j] - 1.0) * df[j] * c[p, j] * suf
                 suf = suf * pw[j]
     return value, coef
-
-
-def up_chain(list levels, object coef, list maps, int n_threads):
-    """The gradient through a pyramid: levels[M-1] *= coef[:, M-1], then for
-    j = M-2 .. 0, levels[j] = coef[:, j] * levels[j] + D_j^T levels[j+1]
-    (planes (P, n0, n1, n2); coef (P, M) float64; maps[j] the downsampling
-    from level j to j+1).  levels[0] ends as the gradient; the coarser levels
-    are overwritten on the way.  One call instead of one per level.
-    """
-    cdef int M = len(levels)
-    if M < 1 or M > 17 or len(maps) != M - 1:
-        raise ValueError("up_chain: 1 to 17 levels and one map triple per step")
-    cdef fs_down dd[48]
-    cdef char *lv[17]
-    cdef ptrdiff_t plane[17]
-    cdef int rows[17]
-    cdef list keep = []
-    cdef int j, P = levels[0].shape[0]
-    cdef int use_double = levels[0].dtype == np.float64
-    cdef size_t esz = 8 if use_double else 4
-    cdef const double[:, ::1] cf = coef
-    for j in range(M):
-        lv[j] = <char*>_ptr(levels[j])
-        plane[j] = <ptrdiff_t>levels[j].shape[1] * levels[j].shape[2] * levels[j].shape[3]
-        rows[j] = levels[j].shape[1]
-    for j in range(M - 1):
-        _fill_maps(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2], maps[j], keep)
-    cdef int per = 64, nblk, nunits, nt, u, b, l0, l1
-    cdef ptrdiff_t i
-    cdef float *pf
-    cdef double *pd
-    cdef double c
-    with nogil:
-        for b in range(P):  # the coarsest level: scaled in place (small)
-            c = cf[b, M - 1]
-            if use_double:
-                pd = <double*>(lv[M - 1] + b * plane[M - 1] * esz)
-                for i in range(plane[M - 1]):
-                    pd[i] = pd[i] * c
-            else:
-                pf = <float*>(lv[M - 1] + b * plane[M - 1] * esz)
-                for i in range(plane[M - 1]):
-                    pf[i] = pf[i] * <float>c
-        for j in range(M - 2, -1, -1):
-            nblk = (rows[j] + per - 1) // per
-            nunits = P * nblk
-            nt = n_threads if <long long>P * plane[j] >= _PYRAMID_SERIAL else 1
-            for u in prange(nunits, num_threads=nt, schedule='dynamic'):
-                b = u // nblk
-                l0 = (u % nblk) * per
-                l1 = l0 + per
-                if l1 > rows[j]:
-                    l1 = rows[j]
-                if use_double:
-                    fs_up_d(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
-                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
-                            cf[b, j], l0, l1)
-                else:
-                    fs_up_f(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
-                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
-                            cf[b, j], l0, l1)
-
-
-def up(object coarse, object fine, object coef, tuple maps, int n_threads):
-    """fine = coef[p] * fine + D^T coarse, per plane p (the adjoint of ``down``)."""
-    cdef fs_down d0, d1, d2
-    cdef list keep = []
-    _fill_maps(&d0, &d1, &d2, maps, keep)
-    cdef int P = fine.shape[0], n0 = fine.shape[1]
-    cdef ptrdiff_t pin = <ptrdiff_t>fine.shape[1] * fine.shape[2] * fine.shape[3]
-    cdef ptrdiff_t pout = <ptrdiff_t>coarse.shape[1] * coarse.shape[2] * coarse.shape[3]
-    cdef int use_double = fine.dtype == np.float64
-    cdef size_t esz = 8 if use_double else 4
-    cdef double[::1] cf = coef
-    cdef int per = 64
-    cdef int nblk = (n0 + per - 1) // per
-    cdef int nunits = P * nblk
-    if <long long>P * pin < _PYRAMID_SERIAL:
-        n_threads = 1
-    cdef char *cin = <char*>_ptr(coarse)
-    cdef char *fout = <char*>_ptr(fine)
-    cdef int u, b, l0, l1
-    with nogil:
-        for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
-            b = u // nblk
-            l0 = (u % nblk) * per
-            l1 = l0 + per
-            if l1 > n0:
-                l1 = n0
-            if use_double:
-                fs_up_d(&d0, &d1, &d2, cin + b * pout * esz, fout + b * pin * esz, cf[b], l0, l1)
-            else:
-                fs_up_f(&d0, &d1, &d2, cin + b * pout * esz, fout + b * pin * esz, cf[b], l0, l1)

@@ -102,28 +102,30 @@ def _group_start(shapes, P):
     return len(shapes)
 
 
-_PyramidPlan = namedtuple("_PyramidPlan", ["shapes", "planes", "first", "geom", "nval",
-                                           "nval_arr", "down", "nbytes"])
+@functools.lru_cache(maxsize=64)
+def _nvals(spatial, M, downsample, r):
+    """Valid-pixel count of each scale (float64, read-only)."""
+    nval = np.array([math.prod(n - 2 * r for n in s)
+                     for s in pyramid_shapes(spatial, downsample, M)], dtype=np.float64)
+    nval.flags.writeable = False
+    return nval
 
 
 @functools.lru_cache(maxsize=64)
-def _pyramid_plan(spatial, P, dtchar, taps, M, downsample):
-    """The shape-only part of an MS-SSIM call, cached: per scale its shape,
-    planes shape, engine geometry, valid-pixel count and downsampling maps;
-    the first scale of the shared launch; bytes of one copy of the coarse levels."""
+def _pyramid_engine(spatial, P, dtchar, taps, M, downsample, grad):
+    """The engine's :class:`Pyramid` of one MS-SSIM geometry, cached: each
+    scale's bands over its valid region, form (cs, and l*cs at the last
+    scale) and cotangent scale (1 / its valid-pixel count), the downsampling
+    maps, and the first scale of the shared launch."""
     r = (len(taps) - 1) // 2
     shapes = pyramid_shapes(spatial, downsample, M)
-    geom = tuple(_core._geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
-                                 tuple((0, n - 2 * r) for n in s)) for s in shapes)
-    isz = np.dtype(dtchar).itemsize
-    nval = tuple(math.prod(n - 2 * r for n in s) for s in shapes)
-    nval_arr = np.array(nval, dtype=np.float64)
-    nval_arr.flags.writeable = False
-    return _PyramidPlan(
-        shapes=shapes, planes=tuple((P,) + s for s in shapes), first=_group_start(shapes, P),
-        geom=geom, nval=nval, nval_arr=nval_arr,
-        down=tuple(down_maps(s, downsample) for s in shapes[:-1]),
-        nbytes=sum(P * math.prod(s) * isz + 64 for s in shapes[1:]))
+    geoms = [_core._geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
+                             tuple((0, n - 2 * r) for n in s)) for s in shapes]
+    nval = _nvals(spatial, M, downsample, r)
+    forms = [_core.FORM["cs"]] * (M - 1) + [_core.FORM["ssim"]]
+    return _engine.Pyramid(geoms, [down_maps(s, downsample) for s in shapes[:-1]], P,
+                           dtchar == "d", _group_start(shapes, P), grad, forms,
+                           [1.0 / v for v in nval])
 
 
 _NEGATIVE_CODE = {"clamp": _engine.NEG_CLAMP, "simple": _engine.NEG_SIMPLE,
@@ -264,65 +266,30 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
 
     P = p.P
     xs, ys = p.planes()
-    pl = _pyramid_plan(tuple(p.spatial), P, xs.dtype.char, p.taps, M, downsample)
-    use_double = xs.dtype == np.float64
-    # pyramid levels and coarse-scale gradients live in pooled memory
-    with _core.Workspace(pl.nbytes * (2 + bin(g).count("1"))) as ws:
-        levels = [(xs, ys)] + [(ws.empty(s, xs.dtype), ws.empty(s, xs.dtype))
-                               for s in pl.planes[1:]]
-
-        def args(j):
-            lx, ly = levels[j]
-            gbuf = [None, None]
-            for k in (0, 1):
-                if g & (k + 1):  # the finest level's gradient is the result: fresh
-                    gbuf[k] = ws.empty(lx.shape, lx.dtype) if j else np.empty_like(lx)
-            return _core.engine_args(
-                lx, ly, P, pl.geom[j], in_type=_engine.IN_REAL,
-                form="cs" if j < M - 1 else "ssim", C1=p.C1, C2=p.C2, cov=p.cov, grad=g,
-                wscal=1.0 / pl.nval[j], gx=gbuf[0], gy=gbuf[1])
-
-        res = []
-        first = pl.first
-        # the fine scales one launch each, writing the next scale as they stream;
-        # every level's moments are of x - s, y - s with the finest level's
-        # shifts s (the means of a pyramid's levels agree)
-        a0 = args(0)
-        sh = _core.shifts(a0, use_double)
-        for j in range(first):
-            down = levels[j + 1] + (pl.down[j],) if j < M - 1 else None
-            res.append(_core.run_args(a0 if j == 0 else args(j), use_double, workers=p.workers,
-                                      down=down, shifts=sh))
-        if first < M:
-            # the small scales: their pyramid in one go, then one launch for all
-            if first + 1 < M:
-                _engine.down_chain([_core.as_planes4(lv[0]) for lv in levels[first:]],
-                                   [_core.as_planes4(lv[1]) for lv in levels[first:]],
-                                   list(pl.down[first:M - 1]), p.workers)
-            res.extend(_core.run_many_args([args(j) for j in range(first, M)], use_double,
-                                           workers=p.workers, shifts=sh))
-        ms = np.stack([sums for sums, _, _, _ in res], axis=1) / pl.nval_arr
-        grads = [(gx, gy) for _, _, gx, gy in res]
-        result = _finish(p, ms, w, negative, g, grads, pl.down, return_scales)
-    return result
-
-
-def _finish(p, ms, w, negative, g, grads, down, return_scales):
-    """Values, and the gradient through the pyramid (finest level: a fresh array)."""
-    P, M = ms.shape
-    value_p, coef = _combine(ms, w, negative, bool(g))
-    values = _per_item(p, value_p)
-    if not g and not return_scales:
-        return values
-    out = [None, None]
-    if g:
-        coef = np.ascontiguousarray(coef / p.nchan, dtype=np.float64)
-        chain = list(down[:M - 1])
-        for side in (0, 1):
-            if g & (side + 1):
-                _engine.up_chain([_core.as_planes4(lv[side]) for lv in grads], coef, chain,
-                                 p.workers)
-                out[side] = p.to_user(grads[0][side], interleaved=False)
+    pyr = _pyramid_engine(tuple(p.spatial), P, xs.dtype.char, p.taps, M, downsample, g)
+    # every level's moments are of x - s, y - s with the finest level's
+    # shifts s (the means of a pyramid's levels agree)
+    sx, sy = _engine.shifts(xs, ys, P, _core._as4(xs.shape[1:]), 1, _engine.IN_REAL,
+                            xs.dtype == np.float64)
+    # the finest level's gradients are the results: fresh arrays
+    gx = np.empty_like(xs) if g & 1 else None
+    gy = np.empty_like(ys) if g & 2 else None
+    # the coarse levels and their gradients live in pooled memory
+    with _core.Workspace(pyr.nbytes) as ws:
+        buf = ws.empty((pyr.nbytes,), np.uint8)
+        sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers)
+        ms = sums / _nvals(tuple(p.spatial), M, downsample, r=(len(p.taps) - 1) // 2)
+        value_p, coef = _combine(ms, w, negative, bool(g))
+        values = _per_item(p, value_p)
+        if not g and not return_scales:
+            return values
+        out = [None, None]
+        if g:
+            coef = np.ascontiguousarray(coef / p.nchan, dtype=np.float64)
+            for side, arr in ((0, gx), (1, gy)):
+                if arr is not None:
+                    pyr.backward(buf, coef, arr, side, p.workers)
+                    out[side] = p.to_user(arr, interleaved=False)
     scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
     return MSSSIMResult(values, out[0], out[1], scales)
 

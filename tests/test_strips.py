@@ -47,6 +47,9 @@ CALLS = {
         x, y, data_range=1.0, sigmas=(0.5, 1, 2, 4), full=True, gradient="both", border="valid"),
     "ms-ssim": lambda x, y: fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.5, 0.5),
                                              gradient="both"),
+    # four scales: the coarse ones share a launch after a separate pyramid pass
+    "ms-ssim-4": lambda x, y: fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.25,) * 4,
+                                               sigma=0.5, gradient="both"),
     "rgb": lambda x, y: fastssim.ssim(np.ascontiguousarray(np.moveaxis(x, 0, -1)),
                                       np.ascontiguousarray(np.moveaxis(y, 0, -1)),
                                       data_range=1.0, channel_axis=-1, full=True, gradient="both"),
