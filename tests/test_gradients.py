@@ -231,3 +231,27 @@ def test_skimage_grad_multichannel_is_per_channel():
     w = np.full(x.shape, 1.0 / (20 * 21))
     g = fastssim.ssim_vjp(x, y, w, wrt="y", data_range=1.0, channel_axis=-1)
     np.testing.assert_allclose(g, g_sk, rtol=1e-10, atol=1e-10 * np.abs(g_sk).max())
+
+
+# --------------------------------------------------------------------------
+# The value does not depend on whether a gradient is asked for
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["ssim", "ssim-valid", "ms_ssim", "pixelwise"])
+def test_value_is_the_same_with_and_without_gradient(name, dtype):
+    """Reference: the same call without ``gradient``; the gradient pass
+    evaluates the formula with the same operations (bitwise equality, on
+    every SIMD path CI runs)."""
+    x, y = pair((2, 45, 47), seed=77, dtype=dtype)
+    call = {
+        "ssim": lambda **k: fastssim.ssim(x, y, data_range=1.0, **k),
+        "ssim-valid": lambda **k: fastssim.ssim(x, y, data_range=1.0, border="valid", **k),
+        "ms_ssim": lambda **k: fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.3, 0.3, 0.4),
+                                                sigma=0.7, **k),
+        "pixelwise": lambda **k: fastssim.pixelwise_ms_ssim(x, y, data_range=1.0,
+                                                            sigmas=(0.5, 1, 2), **k),
+    }[name]
+    plain = call()
+    for g in ("x", "y", "both"):
+        np.testing.assert_array_equal(call(gradient=g).value, plain)

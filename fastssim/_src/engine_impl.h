@@ -439,19 +439,22 @@ static void FN(form_value)(int form, ptrdiff_t n, const REAL *restrict mx,
             REAL A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
             REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
             REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            out[j] = (A1 * A2) / (B1 * B2);
+            REAL iD = 1 / (B1 * B2);  /* as form_grad: the value never depends on */
+            out[j] = A1 * A2 * iD;    /* whether a gradient was asked for */
         }
     } else if (form == FS_FORM_CS) {
         for (ptrdiff_t j = 0; j < n; j++) {
             REAL vx = mx[j], vy = my[j];
             REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
             REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            out[j] = A2 / B2;
+            REAL iB = 1 / B2;
+            out[j] = A2 * iB;
         }
     } else if (form == FS_FORM_L) {
         for (ptrdiff_t j = 0; j < n; j++) {
             REAL ux = mx[j] + sx, uy = my[j] + sy;
-            out[j] = (2 * (ux * uy) + C1) / (ux * ux + uy * uy + C1);
+            REAL iB = 1 / (ux * ux + uy * uy + C1);
+            out[j] = (2 * (ux * uy) + C1) * iB;
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) out[j] = mx[j] + sx;
@@ -526,6 +529,20 @@ static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
         }
     }
 #undef FS_WJ
+}
+
+/* out = F0 (F1 (F2 ... F_{M-1})), F0 in out and F_j in fac[j] (fac[M-1] is
+ * overwritten): the right-to-left order of the gradient pass's suffix
+ * products, so a value never depends on whether a gradient was asked for. */
+static void FN(product_rtl)(REAL *const *fac, int M, ptrdiff_t n, REAL *restrict out)
+{
+    if (M < 2) return;
+    REAL *restrict acc = fac[M - 1];
+    for (int j = M - 2; j >= 1; j--) {
+        const REAL *restrict a = fac[j];
+        for (ptrdiff_t i = 0; i < n; i++) acc[i] = a[i] * acc[i];
+    }
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = out[i] * acc[i];
 }
 
 /* Sum of one line's values over the region, float64, fixed order whatever the ISA. */
@@ -1104,8 +1121,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
                                    s[j].m[b][2], s[j].m[b][3], C1, C2,
                                    (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
-                for (int j = 1; j < M; j++)
-                    for (ptrdiff_t i = 0; i < Lw; i++) out[i] *= fac[j][i];
+                FN(product_rtl)(fac, M, Lw, out);
                 FS_MAP(p, out);
                 FS_SUM(p, out);
             }
@@ -1172,15 +1188,16 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                         for (int i = 0; i < 4; i++)
                             memset(s[0].fring[i] + slot, 0, Lw * sizeof(REAL));
                     }
-                } else if (!w) {
+                } else if (!w) {  /* no cotangent on this line: the value only */
                     for (int j = 0; j < M; j++) {
                         const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
                         FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
                                        s[j].m[b][2], s[j].m[b][3], C1, C2,
-                                       (REAL)jobs[j].cov, sx, sy, fac[j]);
+                                       (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
                         for (int i = 0; i < 4; i++)
                             memset(s[j].fring[i] + slot, 0, Lw * sizeof(REAL));
                     }
+                    FN(product_rtl)(fac, M, Lw, out);
                 } else {
                     /* every factor and its unweighted partials in one pass ... */
                     for (int j = 0; j < M; j++) {
