@@ -75,6 +75,8 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
  * in the block, so results do not depend on where blocks start. */
 #define FS_B 16  /* most output lines per row block */
 #define FS_PAD 64  /* readable zeros around the lines band_range reads (>= NV) */
+#define FS_MAXW 8  /* windows of band_range_multi */
+#define FS_MAXR 64 /* widest radius it shares */
 
 #define FS_VLIN_WIDE(NB)                                                          \
 static void FN(vlin_multi##NB)(ptrdiff_t n, const REAL *const *rows, int r,       \
@@ -326,14 +328,62 @@ static void FN(border_block)(const REAL *tt, int W, int r, int off, const REAL *
     }
 }
 
+/* Interior outputs [lo, hi) of a band (symmetric taps, readable inputs; see
+ * band_range for in, in_lo, in_hi, pad); short runs may be widened to whole
+ * vectors within [wlo, whi), recomputing those outputs identically. */
+static void FN(band_inner)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                           int pad, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t wlo, ptrdiff_t whi,
+                           REAL *out)
+{
+    const int r = b->r, off = b->off;
+    const REAL *g = (const REAL *)b->g;
+    const REAL *c = in + off;
+#if FS_VBYTES == 64
+    /* AVX-512: the interior by permutes (perm_run), what they cannot reach
+     * by loads.  A permuted vector at i reads c[i - NV .. i + 2 NV). */
+    const ptrdiff_t first = in_lo - pad - off + NV;    /* lowest such i */
+    const ptrdiff_t last = in_hi + pad - off - 2 * NV; /* highest such i */
+    ptrdiff_t ps = lo > first ? lo : first, pe = ps, tail = -1;
+    if (r < NV && r >= 1 && last >= ps) {
+        ptrdiff_t cnt = (hi - ps) / NV, fit = (last - ps) / NV + 1;
+        pe = ps + (cnt < fit ? cnt : fit) * NV;
+        /* the ragged end: one more vector, overlapping the previous */
+        if (pe < hi && hi - NV >= ps && hi - NV <= last) tail = hi - NV;
+    }
+    FN(band_loads)(c, g, r, lo, ps < hi ? ps : hi, wlo, whi, out);
+    if (pe > ps) {
+        switch (r) {  /* a constant radius unrolls the taps, indices in registers */
+        case 1: FN(perm_run)(c, g, 1, ps, pe, out); break;
+        case 2: FN(perm_run)(c, g, 2, ps, pe, out); break;
+        case 3: FN(perm_run)(c, g, 3, ps, pe, out); break;
+        case 4: FN(perm_run)(c, g, 4, ps, pe, out); break;
+        case 5: FN(perm_run)(c, g, 5, ps, pe, out); break;
+        case 6: FN(perm_run)(c, g, 6, ps, pe, out); break;
+        case 7: FN(perm_run)(c, g, 7, ps, pe, out); break;
+        default: FN(perm_run)(c, g, r, ps, pe, out); break;
+        }
+    }
+    if (tail >= 0) {
+        FN(perm_run)(c, g, r, tail, tail + NV, out);
+        pe = hi;
+    }
+    if (pe < hi) FN(band_loads)(c, g, r, pe > lo ? pe : lo, hi, wlo, whi, out);
+#else
+    FN(band_loads)(c, g, r, lo, hi, wlo, whi, out);
+#endif
+}
+
 /* One band along a line, outputs [o_lo, o_hi) only:
  * out[i] = sum_k w_ik in[i + off - r + k].  ``in`` and ``out`` are indexed
  * absolutely (index 0 = the line's first sample); the caller guarantees that
  * the inputs those outputs read lie in [in_lo, in_hi), and that ``pad`` more
  * samples on either side of that range are readable (their values only ever
- * reach lanes that are not stored). */
+ * reach lanes that are not stored).  Interior outputs in [skip_lo, skip_hi)
+ * are left to the caller (band_range_multi computes them for every window at
+ * once). */
 static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
-                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
+                           ptrdiff_t skip_lo, ptrdiff_t skip_hi)
 {
     const int r = b->r, off = b->off, n_in = b->n_in;
     const ptrdiff_t lo = b->lo > o_lo ? b->lo : o_lo, hi = b->hi < o_hi ? b->hi : o_hi;
@@ -353,41 +403,14 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
         FN(border_block)((const REAL *)b->tabt_hi, b->whi, r, off, in, b->n_out - b->whi, out);
         hi_done = 1;
     }
-    if (hi > lo) {
-        const REAL *c = in + off;
-#if FS_VBYTES == 64
-        /* AVX-512: the interior by permutes (perm_run), what they cannot reach
-         * by loads.  A permuted vector at i reads c[i - NV .. i + 2 NV). */
-        const ptrdiff_t first = in_lo - pad - off + NV;    /* lowest such i */
-        const ptrdiff_t last = in_hi + pad - off - 2 * NV; /* highest such i */
-        ptrdiff_t ps = lo > first ? lo : first, pe = ps, tail = -1;
-        if (r < NV && r >= 1 && last >= ps) {
-            ptrdiff_t cnt = (hi - ps) / NV, fit = (last - ps) / NV + 1;
-            pe = ps + (cnt < fit ? cnt : fit) * NV;
-            /* the ragged end: one more vector, overlapping the previous */
-            if (pe < hi && hi - NV >= ps && hi - NV <= last) tail = hi - NV;
+    if (hi > lo) {  /* the interior, less what the caller computes itself */
+        const ptrdiff_t s_lo = skip_lo > lo ? skip_lo : lo, s_hi = skip_hi < hi ? skip_hi : hi;
+        if (s_hi <= s_lo) {
+            FN(band_inner)(b, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
+        } else {
+            if (s_lo > lo) FN(band_inner)(b, in, in_lo, in_hi, pad, lo, s_lo, lo, hi, out);
+            if (hi > s_hi) FN(band_inner)(b, in, in_lo, in_hi, pad, s_hi, hi, lo, hi, out);
         }
-        FN(band_loads)(c, g, r, lo, ps < hi ? ps : hi, lo, hi, out);
-        if (pe > ps) {
-            switch (r) {  /* a constant radius unrolls the taps, indices in registers */
-            case 1: FN(perm_run)(c, g, 1, ps, pe, out); break;
-            case 2: FN(perm_run)(c, g, 2, ps, pe, out); break;
-            case 3: FN(perm_run)(c, g, 3, ps, pe, out); break;
-            case 4: FN(perm_run)(c, g, 4, ps, pe, out); break;
-            case 5: FN(perm_run)(c, g, 5, ps, pe, out); break;
-            case 6: FN(perm_run)(c, g, 6, ps, pe, out); break;
-            case 7: FN(perm_run)(c, g, 7, ps, pe, out); break;
-            default: FN(perm_run)(c, g, r, ps, pe, out); break;
-            }
-        }
-        if (tail >= 0) {
-            FN(perm_run)(c, g, r, tail, tail + NV, out);
-            pe = hi;
-        }
-        if (pe < hi) FN(band_loads)(c, g, r, pe > lo ? pe : lo, hi, lo, hi, out);
-#else
-        FN(band_loads)(c, g, r, lo, hi, lo, hi, out);
-#endif
     }
     /* Border outputs (reflected windows, crop edges): one table row each, a
      * dot product over the readable part of the window, in vector lanes
@@ -410,9 +433,92 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
     }
 }
 
+/* The common interior [lo, hi) (hi - lo >= 2 NV) of M bands with the same
+ * offset, one source line: each shifted pair c[i-k] + c[i+k] is loaded and
+ * added once for all the windows that reach k, instead of once per window
+ * (the per-pixel MS-SSIM's windows).  Per output the same operations, in the
+ * same order, as band_loads and perm_run: identical values. */
+static inline __attribute__((always_inline)) void
+FN(shared_run)(const int M, const REAL *c, const REAL *gt, const int *rj, ptrdiff_t lo,
+               ptrdiff_t hi, REAL *const *outs)
+{
+    /* gt: the taps k-major, gt[k * M + j] = g_j[k]; rj ascending, so the
+     * windows still reaching k are a suffix j >= jj (no test per tap) */
+    for (ptrdiff_t i = lo;; i += 2 * NV) {
+        if (i + 2 * NV > hi) i = hi - 2 * NV;  /* the ragged end: overlap */
+        const FN(vec) c0 = FN(ld)(c + i), c1 = FN(ld)(c + i + NV);
+        FN(vec) a0[FS_MAXW], a1[FS_MAXW];
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < M; j++) {
+            a0[j] = c0 * gt[j];
+            a1[j] = c1 * gt[j];
+        }
+        int k = 1;
+        _Pragma("GCC unroll 8")
+        for (int jj = 0; jj < M; jj++) {
+            const int kend = rj[jj];
+            for (; k <= kend; k++) {
+                const REAL *gk = gt + (ptrdiff_t)k * M;
+                const FN(vec) s0 = FN(ld)(c + i - k) + FN(ld)(c + i + k);
+                const FN(vec) s1 = FN(ld)(c + i + NV - k) + FN(ld)(c + i + NV + k);
+                _Pragma("GCC unroll 8")
+                for (int j = jj; j < M; j++) {
+                    a0[j] += s0 * gk[j];
+                    a1[j] += s1 * gk[j];
+                }
+            }
+        }
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < M; j++) {
+            FN(st)(outs[j] + i, a0[j]);
+            FN(st)(outs[j] + i + NV, a1[j]);
+        }
+        if (i + 2 * NV >= hi) break;
+    }
+}
+
+/* band_range of M bands (same offset and extents) over one input line into
+ * M outputs: each band's borders and the parts of its interior outside the
+ * common one on its own, the common interior shared (shared_run); gt the
+ * taps k-major (NULL: no sharing, the radii not ascending or too wide). */
+static void FN(band_range_multi)(const fs_band *const *b, int M, const REAL *gt,
+                                 const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                                 REAL *const *outs, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+{
+    ptrdiff_t L = o_lo, H = o_hi;
+    int rmax = 0, rj[FS_MAXW];
+    for (int j = 0; j < M; j++) {
+        if (b[j]->lo > L) L = b[j]->lo;
+        if (b[j]->hi < H) H = b[j]->hi;
+        rj[j] = b[j]->r;
+        if (rj[j] > rmax) rmax = rj[j];
+    }
+    const int off = b[0]->off;
+    /* the shared loads reach c[i - rmax .. i + 2 NV + rmax) */
+    if (L < in_lo - pad - off + rmax) L = in_lo - pad - off + rmax;
+    if (H > in_hi + pad - off - rmax) H = in_hi + pad - off - rmax;
+    if (!gt || H - L < 2 * NV) {
+        for (int j = 0; j < M; j++)
+            FN(band_range)(b[j], in, in_lo, in_hi, outs[j], o_lo, o_hi, pad, 0, 0);
+        return;
+    }
+    for (int j = 0; j < M; j++)
+        FN(band_range)(b[j], in, in_lo, in_hi, outs[j], o_lo, o_hi, pad, L, H);
+    const REAL *c = in + off;
+    switch (M) {  /* a constant window count keeps the accumulators in registers */
+    case 2: FN(shared_run)(2, c, gt, rj, L, H, outs); break;
+    case 3: FN(shared_run)(3, c, gt, rj, L, H, outs); break;
+    case 4: FN(shared_run)(4, c, gt, rj, L, H, outs); break;
+    case 5: FN(shared_run)(5, c, gt, rj, L, H, outs); break;
+    case 6: FN(shared_run)(6, c, gt, rj, L, H, outs); break;
+    case 7: FN(shared_run)(7, c, gt, rj, L, H, outs); break;
+    default: FN(shared_run)(8, c, gt, rj, L, H, outs); break;
+    }
+}
+
 static inline void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
 {
-    FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out, 0);
+    FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out, 0, 0, 0);
 }
 
 /* Row weights of band b for output i: returns 1 for the symmetric interior,
@@ -640,7 +746,9 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     /* the F ring spans the adjoint window plus how far the stream runs
      * ahead of it (further for the small scales of a multi-scale job) */
     const int rr = job->ring_r > r ? job->ring_r : r;
-    const int nrh = 2 * r + FS_B, nrf = r + rr + 2 * FS_B;
+    /* h-lines are made for all windows at once, as far ahead as the widest
+     * needs (hlines_multi): a narrow window's ring spans r + rr + FS_B lines */
+    const int nrh = r + rr + FS_B, nrf = r + rr + 2 * FS_B;
     int rp = 2 * r + FS_B;
     if (job->n1 > 1 && 2 * job->f1.r + 1 > rp) rp = 2 * job->f1.r + 1;
     if (job->n1 > 1 && 2 * job->a1.r + 1 > rp) rp = 2 * job->a1.r + 1;
@@ -857,11 +965,73 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     for (int i = 0; i < 4; i++) {
         if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
             FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
-                           s->m0, s->m1, FS_PAD);
+                           s->m0, s->m1, FS_PAD, 0, 0);
         else
             FN(inner)(&job->f1, &job->f2, job->n1, job->n2, job->o1, srcs[i],
                       s->hring[i] + slot, s->tmp, s->pr);
     }
+}
+
+/* Input lines up to qto of every window of a multi-window job (2-D, one
+ * offset): the four sources once per line (in window 0's buffers, over the
+ * union of the windows' input columns), then each source filtered by all the
+ * windows at once (band_range_multi) into their rings. */
+static void FN(hlines_multi)(const fs_job *jobs, int M, ptrdiff_t xoff, int qfrom, int qto,
+                             FN(fs_scr) *s)
+{
+    const fs_job *J = &jobs[0];
+    const ptrdiff_t L = J->n2;
+    const int nci = J->nci;
+    ptrdiff_t i0 = L, i1 = 0;
+    const fs_band *bands[FS_MAXW];
+    for (int j = 0; j < M; j++) {
+        const fs_band *b = &jobs[j].f2;
+        ptrdiff_t a = s[j].m0 + b->off - b->r, e = s[j].m1 - 1 + b->off + b->r + 1;
+        if (a < 0) a = 0;
+        if (e > L) e = L;
+        if (a < i0) i0 = a;
+        if (e > i1) i1 = e;
+        bands[j] = b;
+    }
+    const ptrdiff_t n = i1 - i0;
+    REAL *restrict su = s[0].src[0], *restrict sv = s[0].src[1];
+    REAL *restrict ss = s[0].src[2], *restrict sp = s[0].src[3];
+    /* the taps k-major for shared_run, if the radii ascend (M <= FS_MAXW) */
+    REAL gt[(FS_MAXR + 1) * FS_MAXW];
+    int ok = bands[M - 1]->r <= FS_MAXR;
+    for (int j = 1; j < M; j++) ok &= bands[j]->r >= bands[j - 1]->r;
+    if (ok)
+        for (int j = 0; j < M; j++)
+            for (int k = 0; k <= bands[M - 1]->r; k++)
+                gt[k * M + j] = k <= bands[j]->r ? ((const REAL *)bands[j]->g)[k] : 0;
+    if (qfrom < 0) qfrom = 0;
+    if (qfrom < s[0].hnext) qfrom = s[0].hnext;
+    if (qto > J->n0 - 1) qto = J->n0 - 1;
+    for (int q = qfrom; q <= qto; q++) {
+        const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + i0) * nci;
+        if (J->in_type == FS_IN_REAL && nci == 1) {
+            FN(sources)(n, (const REAL *)J->x + at, (const REAL *)J->y + at, s[0].sx, s[0].sy,
+                        su, sv, ss, sp);
+        } else {
+            FN(load_line)(J->x, J->in_type, at, nci, n, s[0].sx, su);
+            FN(load_line)(J->y, J->in_type, at, nci, n, s[0].sy, sv);
+            for (ptrdiff_t t = 0; t < n; t++) {
+                REAL u = su[t], v = sv[t];
+                ss[t] = u * u + v * v;
+                sp[t] = u * v;
+            }
+        }
+        const REAL *srcs[4] = {su, sv, ss, sp};
+        for (int i = 0; i < 4; i++) {
+            REAL *outs[FS_MAXW];
+            for (int j = 0; j < M; j++)
+                outs[j] = s[j].hring[i] + (ptrdiff_t)(q % s[j].nrh) * s[j].Ls - s[j].m0;
+            FN(band_range_multi)(bands, M, ok ? gt : NULL, srcs[i] - i0, i0, i1, outs, s[0].m0,
+                                 s[0].m1, FS_PAD);
+        }
+    }
+    for (int j = 0; j < M; j++)
+        if (s[j].hnext < qto + 1) s[j].hnext = qto + 1;
 }
 
 /* Weight rows of band b for outputs i0 .. i0+nb-1 (the symmetric interior
@@ -1125,6 +1295,23 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     for (int i = 0; i < 4; i++) memset(s[j].av[b][i] + Lw, 0, FS_PAD * sizeof(REAL));
         }
     }
+    /* windows with one offset over 2-D lines: their h-lines made together */
+    int shared = M > 1 && M <= FS_MAXW && two_d;
+    for (int j = 1; j < M && shared; j++)
+        shared = jobs[j].f2.off == J->f2.off && jobs[j].f2.n_in == J->f2.n_in
+                 && jobs[j].f2.n_out == J->f2.n_out && jobs[j].f0.off == J->f0.off;
+    if (shared) {  /* the shared sources span the union of the windows' columns */
+        ptrdiff_t u0 = J->n2, u1 = 0;
+        for (int j = 0; j < M; j++) {
+            const fs_band *b2 = &jobs[j].f2;
+            ptrdiff_t a = m0 + b2->off - b2->r, e = m1 - 1 + b2->off + b2->r + 1;
+            if (a < 0) a = 0;
+            if (e > (ptrdiff_t)J->n2) e = J->n2;
+            if (a < u0) u0 = a;
+            if (e > u1) u1 = e;
+        }
+        for (int i = 0; i < 4; i++) memset(s[0].src[i] + (u1 - u0), 0, FS_PAD * sizeof(REAL));
+    }
 #define FS_SUM(p, row)                                                           \
     do {                                                                         \
         if (rowsum)                                                              \
@@ -1147,6 +1334,9 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (!J->grad) {
         for (int p0 = q0; p0 < q1; p0 += B) {
             const int nb = q1 - p0 < B ? q1 - p0 : B;
+            if (shared)
+                FN(hlines_multi)(jobs, M, xoff, p0 + J->f0.off - rmax,
+                                 p0 + J->f0.off + nb - 1 + rmax, s);
             for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = p0 + b;
@@ -1193,6 +1383,9 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         if (need > J->o0 - 1) need = J->o0 - 1;
         while (next <= need) {
             const int nb = J->o0 - next < B ? J->o0 - next : B;
+            if (shared)
+                FN(hlines_multi)(jobs, M, xoff, next + J->f0.off - rmax,
+                                 next + J->f0.off + nb - 1 + rmax, s);
             for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, next, nb, &s[j]);
             for (int b = 0; b < nb; b++) {
                 const int p = next + b;
@@ -1308,7 +1501,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     REAL *dst = j ? s[j].ag[i] : agsum[i];
                     if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
                         FN(band_range)(&jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
-                                       c_lo, c_hi, FS_PAD);
+                                       c_lo, c_hi, FS_PAD, 0, 0);
                     else
                         FN(inner)(&jobs[j].a1, &jobs[j].a2, J->o1, J->o2, J->n1,
                                   s[j].av[b][i], dst, s[j].tmp, s[j].pr2);
@@ -1349,3 +1542,5 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
 #undef NV
 #undef FS_B
 #undef FS_PAD
+#undef FS_MAXW
+#undef FS_MAXR
