@@ -487,3 +487,30 @@ def test_result_type():
     assert r.map is None and r.grad_y is None and r.grad_x.shape == x.shape
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True)
     assert r.grad_x is None and r.grad_y is None and r.map.shape == x.shape
+
+
+# ------------------------------------------------------------------ shared h-lines
+# On lines wider than the widest window's reach plus two vectors, the windows'
+# filtered lines are made together (one load and add of each shifted pair for
+# every window that reaches it); narrower images take the per-window path.
+# Both must give the reference map and exact gradients.
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wide_lines_share_the_line_filter(dtype):
+    x, y = pair((58, 150), dtype=dtype, seed=120)  # interior 150 - 2 * 28 = 94 columns
+    r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True)
+    ref = ref_pixelwise(x.astype(np.float64), y.astype(np.float64), ZHAO_SIGMAS, data_range=1.0)
+    if dtype == np.float64:
+        _check_map(r.map, ref)
+    else:
+        np.testing.assert_allclose(r.map, ref, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("border", ["reflect", "valid"])
+def test_wide_lines_gradient_vs_fd(border):
+    x, y = pair((12, 64), seed=121)  # SMALL windows: a shared interior of >= 48 columns
+    kw = dict(sigmas=SMALL, border=border)
+    r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="both", **kw)
+    f = _pw(**kw)
+    assert_grad_matches_fd(r.grad_x, central_fd(lambda a: f(a, y), x))
+    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: f(x, a), y))
