@@ -861,32 +861,10 @@ static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
 
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
  * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
-/* 2-tap mean along a row: the column part of a 2x downsampling. */
-static void FN(down_axis2)(const fs_down *d, const REAL *restrict t, REAL *restrict o)
-{
-    for (int j = 0; j < d->lo; j++)
-        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
-    const REAL *restrict ts = t + d->shift;
-    int j = d->lo;
-    if (d->hi - j >= NV) {  /* pairs of lanes: deinterleave two vectors */
-        FN(ivec) ev, od;
-        for (int e = 0; e < NV; e++) {
-            ev[e] = 2 * e;
-            od[e] = 2 * e + 1;
-        }
-        for (; j + NV <= d->hi; j += NV) {
-            FN(vec) v0 = FN(ld)(ts + 2 * j), v1 = FN(ld)(ts + 2 * j + NV);
-            FN(st)(o + j, (__builtin_shuffle(v0, v1, ev) + __builtin_shuffle(v0, v1, od)) * (REAL)0.5);
-        }
-    }
-    for (; j < d->hi; j++) o[j] = (REAL)0.5 * (ts[2 * j] + ts[2 * j + 1]);
-    for (int j = d->hi; j < d->n_out; j++)
-        o[j] = (REAL)d->w0[j] * t[d->i0[j]] + (REAL)d->w1[j] * t[d->i1[j]];
-}
-
 /* One output row of a 2x downsampling from its two input rows a, b (row
- * weights wa, wb; the column operator d): o = d(wa a + wb b), the two
- * passes of down_axis2 in one, without a temporary row. */
+ * weights wa, wb; the column operator d): o = d(wa a + wb b), in one sweep,
+ * without a temporary row (the fused downsampling of the engine and fs_down
+ * share it: one arithmetic). */
 static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REAL wb,
                           const REAL *restrict b, REAL *restrict o)
 {
@@ -1087,24 +1065,19 @@ static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
     REAL *tp = (REAL *)tmp_;
     const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
     const ptrdiff_t L = (ptrdiff_t)n1 * n2;
-    REAL *tr = tp + L;
     for (int o = l0; o < l1; o++) {
-        const REAL *restrict a = in + (ptrdiff_t)d0->i0[o] * L;
-        const REAL *restrict b = in + (ptrdiff_t)d0->i1[o] * L;
+        const REAL *a = in + (ptrdiff_t)d0->i0[o] * L;
+        const REAL *b = in + (ptrdiff_t)d0->i1[o] * L;
         const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
-        REAL *restrict t = tp;
-        for (ptrdiff_t j = 0; j < L; j++) t[j] = wa * a[j] + wb * b[j];
-        for (int r = 0; r < o1; r++) {
-            const REAL *src = tp;
-            if (n1 > 1) {
-                const REAL *restrict ra = tp + (ptrdiff_t)d1->i0[r] * n2;
-                const REAL *restrict rb = tp + (ptrdiff_t)d1->i1[r] * n2;
-                const REAL va = (REAL)d1->w0[r], vb = (REAL)d1->w1[r];
-                for (int j = 0; j < n2; j++) tr[j] = va * ra[j] + vb * rb[j];
-                src = tr;
-            }
-            FN(down_axis2)(d2, src, out + ((ptrdiff_t)o * o1 + r) * o2);
+        if (n1 == 1) {  /* images: straight from the two rows */
+            FN(down_rows)(d2, wa, a, wb, b, out + (ptrdiff_t)o * o2);
+            continue;
         }
+        REAL *restrict t = tp;  /* volumes: the slice pair first, then its rows */
+        for (ptrdiff_t j = 0; j < L; j++) t[j] = wa * a[j] + wb * b[j];
+        for (int r = 0; r < o1; r++)
+            FN(down_rows)(d2, (REAL)d1->w0[r], tp + (ptrdiff_t)d1->i0[r] * n2, (REAL)d1->w1[r],
+                          tp + (ptrdiff_t)d1->i1[r] * n2, out + ((ptrdiff_t)o * o1 + r) * o2);
     }
 }
 
