@@ -306,7 +306,7 @@ cdef int _group_lines(fs_job *job, int grad, int has_map, tuple region, _group *
 
 
 cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int want_units,
-                       size_t esz):
+                       size_t esz, int alone):
     """Split one group into (plane, block of lines, column strip) units."""
     cdef fs_job *job = &jobs[g.first]
     cdef int j, rmax = 0
@@ -323,13 +323,24 @@ cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int wan
         if g.nstrip > 1:  # a strip owns no whole rows: no fused downsampling
             jobs[j].dx = NULL
             jobs[j].dy = NULL
-    # Blocks at least 8 windows tall (each recomputes 2r lines at its ends),
-    # about want_units units, and, when there are fewer units than a few
-    # rounds, a multiple of the thread count (2 of 3 threads idle at the end
-    # of a 3-block image would cost a third of the time).
-    cdef int min_lines = (8 if grad else 4) * (2 * rmax + 1)
+    # Blocks at least 8 windows tall (4 for values: each recomputes 2r lines,
+    # a gradient's 4r, at its ends), about want_units units; but as many as
+    # the threads need down to 3 windows (2 for values) tall, since an idle
+    # thread costs more than the recomputation.  When there are fewer units
+    # than a few rounds, their count is a multiple of the thread count where
+    # the heights allow (2 of 3 threads idle at the end of a 3-block image
+    # would cost a third of the time; 3 channels on 2 threads, a quarter).
+    cdef int K = 2 * rmax + 1
     cdef int per_strip = g.P * g.nstrip
-    cdef int max_blk = nlines // min_lines
+    cdef int max_blk = nlines // ((8 if grad else 4) * K)
+    cdef int fill = nlines // ((3 if grad else 2) * K)
+    cdef int need = (n_threads + per_strip - 1) // per_strip
+    if not alone:  # a group among others: they fill the threads together
+        fill = 0
+    if fill > need:
+        fill = need
+    if max_blk < fill:
+        max_blk = fill
     if max_blk < 1:
         max_blk = 1
     cdef int nblk = (want_units + per_strip - 1) // per_strip
@@ -337,8 +348,14 @@ cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int wan
         nblk = max_blk
     if nblk < 1:
         nblk = 1
-    while nblk > 1 and (per_strip * nblk) % n_threads != 0:
-        nblk -= 1
+    cdef int up = nblk
+    while alone and up < max_blk and (per_strip * up) % n_threads != 0:
+        up += 1
+    if alone and (per_strip * up) % n_threads == 0:
+        nblk = up
+    else:
+        while nblk > 1 and (per_strip * nblk) % n_threads != 0:
+            nblk -= 1
     g.per_block = (nlines + nblk - 1) // nblk
     g.nblk = (nlines + g.per_block - 1) // g.per_block
     g.nunits = g.P * g.nblk * g.nstrip
@@ -369,7 +386,7 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
         want = per * n_threads
         if G > 1:
             want = <int>((per * n_threads * groups[k].work + total // 2) // total)
-        _group_units(jobs, &groups[k], grad, n_threads, want, esz)
+        _group_units(jobs, &groups[k], grad, n_threads, want, esz, G == 1)
 
     cdef size_t sbytes = 0, sb
     for k in range(G):
