@@ -90,3 +90,27 @@ def test_concurrent_calls_from_threads():
         got = [f.result() for f in futs]
     for i, r in enumerate(got):
         _assert_bitwise(r, serial[i % len(pairs)])
+
+
+@pytest.mark.parametrize("units", [1, 3, 5])
+@pytest.mark.parametrize("name", ["ssim", "ms_ssim", "pixelwise"])
+def test_blocking_does_not_change_results(name, units):
+    """Reference: the default blocking.  Forcing more or fewer row blocks per
+    thread (so the block seams move) must not change a single bit."""
+    from fastssim import _engine
+
+    x, y = pair((2, 300, 517), seed=88)
+    call = {
+        "ssim": lambda: fastssim.ssim(x, y, data_range=1.0, gradient="both", full=True),
+        "ms_ssim": lambda: fastssim.ms_ssim(x, y, data_range=1.0, gradient="both",
+                                            return_scales=True),
+        "pixelwise": lambda: fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, sigmas=(0.5, 1, 2, 4),
+                                                        gradient="both", full=True),
+    }[name]
+    ref = call()
+    try:
+        _engine.set_units_per_thread(units)
+        got = call()
+    finally:
+        _engine.set_units_per_thread(0)
+    _assert_bitwise(tuple(got), tuple(ref))
