@@ -1137,6 +1137,18 @@ static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
     }
 }
 
+/* Moments of output lines p0 .. p0+nb-1 for every window of a job; with
+ * ``shared`` (hlines_multi's conditions) their h-lines are made together,
+ * as far ahead as the widest window (radius rmax along the stream) needs. */
+static void FN(block_moments)(const fs_job *jobs, int M, ptrdiff_t xoff, int p0, int nb,
+                              int shared, int rmax, FN(fs_scr) *s)
+{
+    if (shared)
+        FN(hlines_multi)(jobs, M, xoff, p0 + jobs[0].f0.off - rmax,
+                         p0 + jobs[0].f0.off + nb - 1 + rmax, s);
+    for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
+}
+
 /* ---- the streaming driver: one window, or several at once ----
  *
  * One window (M = 1) is SSIM, cs, l or a plain windowed mean.  Several are
@@ -1307,10 +1319,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     if (!J->grad) {
         for (int p0 = q0; p0 < q1; p0 += B) {
             const int nb = q1 - p0 < B ? q1 - p0 : B;
-            if (shared)
-                FN(hlines_multi)(jobs, M, xoff, p0 + J->f0.off - rmax,
-                                 p0 + J->f0.off + nb - 1 + rmax, s);
-            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
+            FN(block_moments)(jobs, M, xoff, p0, nb, shared, rmax, s);
             for (int b = 0; b < nb; b++) {
                 const int p = p0 + b;
                 REAL *out = prow;
@@ -1356,10 +1365,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         if (need > J->o0 - 1) need = J->o0 - 1;
         while (next <= need) {
             const int nb = J->o0 - next < B ? J->o0 - next : B;
-            if (shared)
-                FN(hlines_multi)(jobs, M, xoff, next + J->f0.off - rmax,
-                                 next + J->f0.off + nb - 1 + rmax, s);
-            for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, next, nb, &s[j]);
+            FN(block_moments)(jobs, M, xoff, next, nb, shared, rmax, s);
             for (int b = 0; b < nb; b++) {
                 const int p = next + b;
                 const int c = p + J->f0.off;
