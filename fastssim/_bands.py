@@ -161,6 +161,8 @@ def band_pair(n: int, taps: tuple, start: int, stop: int, dtype_char: str) -> tu
     dtype = np.dtype(dtype_char)
     full = np.asarray(taps, dtype=np.float64)
     w = full.size
+    if w % 2 == 0:  # the engine's bands need an odd, non-empty window
+        raise ValueError(f"a window needs an odd number of taps, got {w}")
     r = (w - 1) // 2
     n_out = stop - start
     centres = start + np.arange(n_out)

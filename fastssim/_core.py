@@ -147,7 +147,9 @@ def _outputs(lay, out_spatial, want_map, grad, map_out, gx_out, gy_out, wmap):
     if grad & _engine.GRAD_Y and gy_out is None:
         gy_out = np.empty(lay.shape(lay.spatial), dtype=lay.dt)
     if wmap is not None:
-        assert wmap.shape == lay.shape(out_spatial) and wmap.dtype == lay.dt
+        if wmap.shape != lay.shape(out_spatial) or wmap.dtype != lay.dt:
+            raise ValueError(f"cotangent: expected shape {lay.shape(out_spatial)} and dtype "
+                             f"{lay.dt}, got {wmap.shape} and {wmap.dtype}")
     return (map_out if want_map else None, gx_out if grad & _engine.GRAD_X else None,
             gy_out if grad & _engine.GRAD_Y else None)
 

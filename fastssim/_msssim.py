@@ -278,7 +278,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
         sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers)
-        ms = sums / _nvals(tuple(p.spatial), M, downsample, r=(len(p.taps) - 1) // 2)
+        ms = sums / _nvals(tuple(p.spatial), M, downsample, p.r)
         value_p, coef = _combine(ms, w, negative, bool(g))
         values = _per_item(p, value_p)
         if not g and not return_scales:

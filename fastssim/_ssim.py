@@ -51,7 +51,6 @@ class Plan:
     batch_shape: tuple
     nchan: int              # channels averaged into one value (1 without channel_axis)
     channel_axis: int | None
-    in_shape: tuple         # the caller's shape
     spatial: tuple
     taps: tuple
     r: int
@@ -235,7 +234,7 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
     p = Plan(
         xe=None, ye=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,
-        in_shape=x.shape, spatial=tuple(spatial), taps=taps, r=r,
+        spatial=tuple(spatial), taps=taps, r=r,
         C1=(K1 * R) ** 2, C2=(K2 * R) ** 2, cov=cov, border=border, workers=nthreads,
     )
     p.load(x, y, ftype)
@@ -266,6 +265,19 @@ def _deliver(p, planes, out, name):
     if not np.shares_memory(out, res):
         np.copyto(out, res)
     return out
+
+
+def _check_no_overlap(p, outs):
+    """Output buffers must not overlap the inputs or each other: the engine
+    reads the inputs while it writes, in blocks, on several threads."""
+    given = [(n, a) for n, a in outs if isinstance(a, np.ndarray)]
+    for i, (name, a) in enumerate(given):
+        for other in p.user:
+            if np.may_share_memory(a, other):
+                raise ValueError(f"{name}: the buffer overlaps an input image; pass a separate array")
+        for _, b in given[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name}: the buffers overlap each other; pass separate arrays")
 
 
 def _direct_out(p, out, shape, name):
@@ -361,6 +373,10 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
     mreg = p.map_region(full)
     oshape = tuple(b - a for a, b in mreg)
+    if map_out is not None and not full:
+        raise ValueError("map_out: a map buffer needs full=True")
+    if grad_out is not None and not g:
+        raise ValueError("grad_out: a gradient buffer needs gradient='x', 'y' or 'both'")
     gouts = (None, None)
     if g:
         if g == 3:
@@ -371,6 +387,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
             gouts = (grad_out, None)
         else:
             gouts = (None, grad_out)
+    _check_no_overlap(p, (("map_out", map_out), ("grad_out", gouts[0]), ("grad_out", gouts[1])))
     sums, m, gx, gy = _core.run(
         p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=full, grad=g,

@@ -125,12 +125,17 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
         raise ValueError("K2 must be positive")
     if sigma < 0:
         raise ValueError("sigma must be positive")
+    if gaussian_weights and not sigma > 0:
+        raise ValueError("sigma: expected a positive number for gaussian_weights=True, got "
+                         f"{sigma!r}")
     truncate = 3.5
     if win_size is None:
         if gaussian_weights:
             win_size = 2 * int(truncate * sigma + 0.5) + 1
         else:
             win_size = 7
+    if isinstance(win_size, bool) or not isinstance(win_size, (int, np.integer)) or win_size < 1:
+        raise ValueError(f"win_size: expected a positive odd int, got {win_size!r}")
     if np.any((np.asarray(spatial_shape) - win_size) < 0):
         raise ValueError(
             "win_size exceeds image extent. "
@@ -177,7 +182,7 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     cov = NP / (NP - 1) if use_sample_covariance else 1.0
     pad = (win_size - 1) // 2
     p = Plan(
-        xe=None, ye=None, batch_shape=(), nchan=nchan, channel_axis=cax, in_shape=im1.shape,
+        xe=None, ye=None, batch_shape=(), nchan=nchan, channel_axis=cax,
         spatial=tuple(spatial_shape), taps=taps, r=(len(taps) - 1) // 2,
         C1=(K1 * data_range) ** 2, C2=(K2 * data_range) ** 2, cov=cov, border="reflect",
         workers=resolve_workers(workers),

@@ -287,3 +287,34 @@ def test_grad_out_both_checks_each():
     with pytest.raises(ValueError, match=re.escape("grad_out: expected an array of shape (16, 17)")):
         fastssim.ssim(X, Y, data_range=1.0, gradient="both",
                       grad_out=(np.empty((16, 17)), np.empty((17, 16))))
+
+
+def test_out_buffers_must_not_overlap():
+    """A buffer sharing memory with an input or with the other buffer would be
+    written while the engine still reads it: refused, naming the argument."""
+    x, y = X.copy(), Y.copy()
+    with pytest.raises(ValueError, match=re.escape("map_out: the buffer overlaps an input image")):
+        fastssim.ssim(x, y, data_range=1.0, full=True, map_out=x)
+    g = np.empty_like(x)
+    with pytest.raises(ValueError, match=re.escape("grad_out: the buffers overlap each other")):
+        fastssim.ssim(x, y, data_range=1.0, gradient="both", grad_out=(g, g))
+    with pytest.raises(ValueError, match=re.escape("grad_out: the buffer overlaps an input image")):
+        fastssim.ssim(x, y, data_range=1.0, gradient="x", grad_out=y)
+    np.testing.assert_array_equal(x, X)  # untouched
+    np.testing.assert_array_equal(y, Y)
+
+
+def test_out_buffer_without_its_result():
+    with pytest.raises(ValueError, match=re.escape("map_out: a map buffer needs full=True")):
+        fastssim.ssim(X, Y, data_range=1.0, map_out=np.empty((16, 17)))
+    with pytest.raises(ValueError, match=re.escape("grad_out: a gradient buffer needs gradient=")):
+        fastssim.ssim(X, Y, data_range=1.0, grad_out=np.empty((16, 17)))
+
+
+@pytest.mark.parametrize("kw", [dict(win_size=-3), dict(win_size=0), dict(win_size=2.0),
+                                dict(gaussian_weights=True, sigma=0)])
+def test_drop_in_window_arguments(kw):
+    """Used to segfault (win_size=-3: an empty window) or divide by zero."""
+    name = "sigma" if "sigma" in kw else "win_size"
+    with pytest.raises(ValueError, match=name):
+        fastssim.structural_similarity(X, Y, data_range=1.0, **kw)

@@ -229,7 +229,9 @@ def test_batch_with_channels_and_layouts():
     v0 = fastssim.ms_ssim(np.moveaxis(x, -1, 1), np.moveaxis(y, -1, 1), channel_axis=1, **SMALL)
     np.testing.assert_allclose(v, v0, rtol=1e-14)
     # non-contiguous and Fortran-ordered inputs give the same numbers
-    vf = fastssim.ms_ssim(np.asfortranarray(x), y[..., ::1], channel_axis=-1, **SMALL)
+    ys = np.repeat(y, 2, axis=-1)[..., ::2]  # the same values as a strided view
+    assert not ys.flags.c_contiguous
+    vf = fastssim.ms_ssim(np.asfortranarray(x), ys, channel_axis=-1, **SMALL)
     np.testing.assert_allclose(v, vf, rtol=1e-14)
     xs, ys = _pair((80, 84), seed=10)
     np.testing.assert_allclose(fastssim.ms_ssim(xs[::2, ::2], ys[::2, ::2], **SMALL),
@@ -677,7 +679,6 @@ def test_fit_scales_truncates_and_renormalises(conv, shape, fit):
     assert r.scales.shape == (fit,)
     # the kept weights are rescaled to the original sum (1.0001 for Wang's)
     wk = w[:fit] * (w.sum() / w[:fit].sum())
-    np.testing.assert_allclose(wk.sum(), 1.0001, rtol=1e-15)
     explicit = fastssim.ms_ssim(x, y, data_range=1.0, downsample=conv, weights=tuple(wk), return_scales=True)
     np.testing.assert_allclose(r.value, explicit.value, rtol=1e-15)
     np.testing.assert_array_equal(r.scales, explicit.scales)

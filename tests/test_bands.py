@@ -1,0 +1,53 @@
+"""The banded operators behind every filter: the transposed border blocks the
+engine runs in vector lanes.
+
+Reference: ``Band.dense()``, the operator as a matrix built from the row
+tables.  Each lane of a transposed block must hold exactly the weights of
+its output's row (exact equality: the blocks are copies, no arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastssim._bands import BORDER_LANES, band_pair, gaussian_taps, uniform_taps
+
+
+def _lane_rows(band, block, first):
+    """Dense rows (n_out-sized) of the outputs first .. first + W - 1 from a block."""
+    w, W = block.shape
+    rows = np.zeros((W, band.n_in))
+    for j in range(W):
+        i = first + j
+        for k in range(w):
+            q = i + band.off - band.r + k
+            if 0 <= q < band.n_in:
+                rows[j, q] += block[k, j]
+            else:
+                assert block[k, j] == 0  # an unreadable tap weighs nothing
+    return rows
+
+
+@pytest.mark.parametrize("n,taps,start,stop", [
+    (40, gaussian_taps(1.5), 0, 40),        # reflect map: folded borders
+    (40, gaussian_taps(1.5), 5, 35),        # valid region (its adjoint has truncated borders)
+    (90, gaussian_taps(8.0), 0, 90),        # 57 taps, 28 border outputs a side
+    (33, uniform_taps(7), 3, 30),
+    (20, gaussian_taps(2.0), 0, 20),        # blocks would overlap the other border: none
+])
+def test_border_blocks_are_the_border_rows(n, taps, start, stop):
+    for band in band_pair(n, tuple(taps), start, stop, "d"):
+        dense = band.dense()
+        for block, first in ((band.tabt_lo, 0), (band.tabt_hi, band.n_out - band.tabt_hi.shape[1])):
+            W = block.shape[1]
+            if W == 0:
+                continue
+            assert W % BORDER_LANES == 0
+            assert block.shape[0] == 2 * band.r + 1
+            np.testing.assert_array_equal(_lane_rows(band, block, first), dense[first:first + W])
+        # a block is present exactly when it fits beside the other border
+        lo_fits = band.lo > 0 and -(-band.lo // BORDER_LANES) * BORDER_LANES <= band.hi
+        assert (band.tabt_lo.shape[1] > 0) == lo_fits
+        if n == 20:
+            assert band.tabt_lo.shape[1] == band.tabt_hi.shape[1] == 0
