@@ -18,7 +18,7 @@
  * (clang, MSVC, non-x86) the build flags alone decide.  FASTSSIM_NO_DISPATCH
  * disables it at build time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(FASTSSIM_NO_DISPATCH) && (__GNUC__ >= 11)
+    !defined(FASTSSIM_NO_DISPATCH) && (__GNUC__ >= 12)  /* __builtin_cpu_supports("x86-64-v4"): GCC 12 */
 #define FS_DISPATCH 1
 #else
 #define FS_DISPATCH 0

@@ -114,18 +114,8 @@ typedef struct {
 } fs_job;
 
 
-/*
- * Value mode (job->grad == 0): output lines [q0, q1) of plane `plane`.
- * Gradient mode: input (gradient) lines [q0, q1); the map and line sums are
- * written for the output lines whose window centre lies in [q0, q1).
- * Blocks never share an output element, so any partition of the rows over
- * threads gives bitwise-identical results.
- */
-
-
-
 /* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).
- * tmp: n1*n2 + n2 elements. */
+ * tmp: n1*n2 elements (volumes only; images go straight from two rows). */
 void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                const void *in, void *out, int l0, int l1, void *tmp);
 void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
@@ -143,7 +133,11 @@ void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
  * job to the widest radius. */
 size_t fs_multi_bytes_f(const fs_job *jobs, int M);
 size_t fs_multi_bytes_d(const fs_job *jobs, int M);
-/* Lines [q0, q1) as fs_rows, and of a 2-D image only the columns [c_lo, c_hi)
+/* Value mode (grad == 0): output lines [q0, q1) of plane `plane`; gradient
+ * mode: input (gradient) lines [q0, q1), the map and line sums written for the
+ * output lines whose window centre lies in [q0, q1).  Units never share an
+ * output element, so any partition over threads gives bitwise-identical
+ * results.  Of a 2-D image only the columns [c_lo, c_hi)
  * of the final output (the map, or the gradient): column strip `strip` of
  * `nstrip`, whose line sums go to rowsum[(plane * o0 + p) * nstrip + strip].
  * Volumes take a single strip. */

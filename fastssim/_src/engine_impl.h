@@ -1,6 +1,7 @@
 /*
  * Body of the filter engine, included once per floating type by engine.c
- * with REAL (float or double) and FN(name) (name_f or name_d) defined.
+ * with REAL (float or double) and FN(name) (name_f / name_d, with the ISA
+ * suffix _v4 / _v3 / _v1 when dispatching) defined.
  * See engine.h for the contract.  Equation numbers refer to
  * shared/reference/zhao2017-ssim-msssim-derivatives.txt.
  *
@@ -161,7 +162,7 @@ static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
 {
     const int K = 2 * r + 1;
     ptrdiff_t j = 0;
-    if (nb == 4) {
+    if (nb == 4 && K >= 3) {  /* the hand ramp below assumes K >= 3 */
         const REAL *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
         for (; j < n && n >= NV; j += NV) {
             if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
@@ -197,7 +198,6 @@ static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
             FN(st)(out[2] + j, a2);
             FN(st)(out[3] + j, a3);
         }
-        if (K < 3) j = 0; /* tiny windows: the ramp above assumes K >= 3 */
     }
     for (int b = 0; b < nb; b++) {
         REAL *o = out[b];
@@ -512,7 +512,11 @@ static void FN(band_range_multi)(const fs_band *const *b, int M, const REAL *gt,
     case 5: FN(shared_run)(5, c, gt, rj, L, H, outs); break;
     case 6: FN(shared_run)(6, c, gt, rj, L, H, outs); break;
     case 7: FN(shared_run)(7, c, gt, rj, L, H, outs); break;
-    default: FN(shared_run)(8, c, gt, rj, L, H, outs); break;
+    case 8: FN(shared_run)(8, c, gt, rj, L, H, outs); break;
+    default:  /* not reached: hlines_multi runs for 2..FS_MAXW windows */
+        for (int j = 0; j < M; j++)
+            FN(band_inner)(b[j], in, in_lo, in_hi, pad, L, H, L, H, outs[j]);
+        break;
     }
 }
 
@@ -707,7 +711,7 @@ static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2
 
 
 typedef struct {
-    REAL *src[4], *hring[4], *m[FS_B][4], *S, *wl, *zeros, *tmp, *gfull;
+    REAL *src[4], *hring[4], *m[FS_B][4], *wl, *zeros, *tmp, *gfull;
     REAL sx, sy;
     int m0, m1;      /* map columns of this unit (2-D column strips) */
     int B;           /* output lines per row block: 4, 8 or 16 for wide windows */
@@ -770,7 +774,6 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Ls);
     for (int b = 0; b < FS_B; b++)
         for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
-    FS_TAKE(s->S, REAL, Lo);
     FS_TAKE(s->wl, REAL, Lo);
     FS_TAKE(s->zeros, REAL, Lo);
     FS_TAKE(s->tmp, REAL, job->n2 > job->o2 ? job->n2 : job->o2);
@@ -859,8 +862,6 @@ static inline ptrdiff_t FN(plane_off)(ptrdiff_t p, int nci, ptrdiff_t item)
     return (p / nci) * item + p % nci;
 }
 
-/* Input line q, filtered within the line (axes 1, 2) for the four moment
- * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q. */
 /* One output row of a 2x downsampling from its two input rows a, b (row
  * weights wa, wb; the column operator d): o = d(wa a + wb b), in one sweep,
  * without a temporary row (the fused downsampling of the engine and fs_down
@@ -894,6 +895,9 @@ static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REA
 #undef FS_T
 }
 
+/* Input line q, filtered within the line (axes 1, 2) for the four moment
+ * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q (and,
+ * with a fused downsampling, the next scale's row it completes). */
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -1285,6 +1289,8 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     for (int j = 1; j < M && shared; j++)
         shared = jobs[j].f2.off == J->f2.off && jobs[j].f2.n_in == J->f2.n_in
                  && jobs[j].f2.n_out == J->f2.n_out && jobs[j].f0.off == J->f0.off;
+    /* the h-rings must have been sized for lines made rmax ahead (ring_r) */
+    for (int j = 0; j < M && shared; j++) shared = jobs[j].ring_r >= rmax;
     if (shared) {  /* the shared sources span the union of the windows' columns */
         ptrdiff_t u0 = J->n2, u1 = 0;
         for (int j = 0; j < M; j++) {
