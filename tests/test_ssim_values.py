@@ -280,14 +280,15 @@ def test_gradient_and_full_return_order():
 
 def test_one_tap_window():
     """A 1-tap box: the moments are the pixels themselves, the (population)
-    variances vanish, so SSIM(p) = (2 x y + C1) / (x^2 + y^2 + C1) exactly
-    (hand-derived; rtol 1e-14).  The engine's narrowest path (K < 3)."""
+    variances vanish, so SSIM(p) = (2 x y + C1) / (x^2 + y^2 + C1) (hand-
+    derived).  The engine's variances cancel only to ~eps x^2, which C2 = 9e-4
+    turns into ~3e-13 on cs: rtol 1e-12.  The engine's narrowest path (K < 3)."""
     from conftest import assert_grad_matches_fd, central_fd
     x, y = pair((13, 17), seed=91)
     C1 = (0.01 * 1.0) ** 2
     ref = (2 * x * y + C1) / (x * x + y * y + C1)
     r = fastssim.ssim(x, y, data_range=1.0, window="uniform", win_size=1, full=True, gradient="x")
-    np.testing.assert_allclose(r.map, ref, rtol=1e-14)
-    np.testing.assert_allclose(r.value, ref.mean(), rtol=1e-14)
+    np.testing.assert_allclose(r.map, ref, rtol=1e-12)
+    np.testing.assert_allclose(r.value, ref.mean(), rtol=1e-12)
     f = lambda a: fastssim.ssim(a, y, data_range=1.0, window="uniform", win_size=1)
     assert_grad_matches_fd(r.grad_x, central_fd(f, x))
