@@ -54,7 +54,12 @@ def _validate_weights(weights):
         raise ValueError(f"weights: expected finite non-negative numbers, got {tuple(w.tolist())}")
     if not np.any(w > 0):
         raise ValueError("weights: at least one weight must be positive")
+    if w.size > _MAX_SCALES:
+        raise ValueError(f"weights: at most {_MAX_SCALES} scales, got {w.size}")
     return w
+
+
+_MAX_SCALES = 16  # the engine's Pyramid; 2**15 px per side already fits 16 scales
 
 
 def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:

@@ -41,6 +41,8 @@ grad_x, grad_y : ndarray or None, gradient of ``value`` w.r.t. x / y
 
 
 def _check_sigmas(sigmas):
+    if isinstance(sigmas, (str, bytes)):
+        raise TypeError(f"sigmas: expected a sequence of positive numbers, got {sigmas!r}")
     if isinstance(sigmas, (numbers.Real, np.generic)) and not isinstance(sigmas, bool):
         sigmas = (sigmas,)
     try:

@@ -149,7 +149,12 @@ def resolve_workers(workers) -> int:
     if workers < 0:
         ncpu = os.cpu_count() or 1
         workers = max(1, ncpu + 1 + workers)
+    if workers > MAX_WORKERS:  # each thread gets its own scratch and an OpenMP thread
+        raise ValueError(f"workers: expected at most {MAX_WORKERS} threads, got {workers}")
     return workers
+
+
+MAX_WORKERS = 1024
 
 
 def as_planes(a: np.ndarray, ftype: np.dtype) -> np.ndarray:

@@ -318,3 +318,10 @@ def test_drop_in_window_arguments(kw):
     name = "sigma" if "sigma" in kw else "win_size"
     with pytest.raises(ValueError, match=name):
         fastssim.structural_similarity(X, Y, data_range=1.0, **kw)
+
+
+def test_sigmas_string_and_huge_workers():
+    with pytest.raises(TypeError, match=re.escape("sigmas: expected a sequence of positive numbers, got '248'")):
+        fastssim.pixelwise_ms_ssim(X, Y, data_range=1.0, sigmas="248")
+    with pytest.raises(ValueError, match=re.escape("workers: expected at most 1024 threads, got 1099511627776")):
+        fastssim.ssim(X, Y, data_range=1.0, workers=2 ** 40)

@@ -608,7 +608,10 @@ def test_many_scales_error_is_immediate():
     # min_size bisects: 40 scales of 11 taps need 10 * 2**39 + 1 px, found at once
     assert fastssim.min_size(40, 11) == 10 * 2 ** 39 + 1
     x, y = _pair((200, 200), seed=52)
-    with pytest.raises(ValueError, match=rf"40 scales .* needs at least {10 * 2 ** 39 + 1} px"):
+    with pytest.raises(ValueError, match=rf"9 scales .* needs at least {10 * 2 ** 8 + 1} px"):
+        fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.1,) * 9)
+    # more scales than the engine's pyramid holds (2**15 px per side fit 16)
+    with pytest.raises(ValueError, match=r"weights: at most 16 scales, got 40"):
         fastssim.ms_ssim(x, y, data_range=1.0, weights=(0.025,) * 40)
 
 
