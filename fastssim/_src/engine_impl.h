@@ -689,6 +689,75 @@ static void FN(product_rtl)(REAL *const *fac, int M, ptrdiff_t n, REAL *restrict
     for (ptrdiff_t i = 0; i < n; i++) out[i] = out[i] * acc[i];
 }
 
+/* The per-pixel product's gradient line in one pass, in registers: the value
+ * P = F_0 (F_1 (... F_{M-1})) (product_rtl's order; each F_j by form_value's
+ * expressions, so the value is the same bit for bit) into out, and each
+ * window's partials weighted by its cotangent c_j = w prod_{k != j} F_k
+ * (never a division by F_j) into fr[j][0..3] (fr[j][0]/[1] may be NULL: that
+ * input's gradient is not wanted; w == NULL: the value only).  Forms SSIM and
+ * CS only (the caller checks); n >= NV: the ragged end is one overlapping
+ * vector. */
+static inline __attribute__((always_inline)) void
+FN(cot_run)(const int M, ptrdiff_t n, const int *forms, const REAL *cov,
+            const REAL *const (*mm)[4], REAL C1, REAL C2, REAL sx, REAL sy,
+            const REAL *w, REAL *out, REAL *const (*fr)[4])
+{
+    for (ptrdiff_t i = 0;; i += NV) {
+        if (i + NV > n) i = n - NV;
+        FN(vec) F[FS_MAXW], iB[FS_MAXW], suf[FS_MAXW];
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < M; j++) {
+            const FN(vec) vx = FN(ld)(mm[j][0] + i), vy = FN(ld)(mm[j][1] + i);
+            const FN(vec) A2 = 2 * (cov[j] * (FN(ld)(mm[j][3] + i) - vx * vy)) + C2;
+            const FN(vec) B2 = cov[j] * (FN(ld)(mm[j][2] + i) - vx * vx - vy * vy) + C2;
+            if (forms[j] == FS_FORM_SSIM) {
+                const FN(vec) ux = vx + sx, uy = vy + sy;
+                const FN(vec) A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
+                iB[j] = 1 / (B1 * B2);
+                F[j] = A1 * A2 * iB[j];
+            } else {
+                iB[j] = 1 / B2;
+                F[j] = A2 * iB[j];
+            }
+        }
+        suf[M - 1] = F[M - 1];
+        _Pragma("GCC unroll 8")
+        for (int j = M - 2; j >= 0; j--) suf[j] = F[j] * suf[j + 1];
+        FN(st)(out + i, suf[0]);
+        FN(vec) pre = w ? FN(ld)(w + i) : suf[0];
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < M && w; j++) {
+            const FN(vec) c = j < M - 1 ? pre * suf[j + 1] : pre;
+            const FN(vec) vx = FN(ld)(mm[j][0] + i), vy = FN(ld)(mm[j][1] + i);
+            FN(vec) fmx, fmy, fss, fxy;
+            if (forms[j] == FS_FORM_SSIM) {  /* as form_grad */
+                const FN(vec) ux = vx + sx, uy = vy + sy;
+                const FN(vec) A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
+                const FN(vec) A2 = 2 * (cov[j] * (FN(ld)(mm[j][3] + i) - vx * vy)) + C2;
+                const FN(vec) B2 = cov[j] * (FN(ld)(mm[j][2] + i) - vx * vx - vy * vy) + C2;
+                const FN(vec) S = F[j], iD = iB[j];
+                const FN(vec) sB1 = S * B2 * iD, sB2 = cov[j] * S * B1 * iD, cA1 = cov[j] * A1;
+                fss = -c * sB2;
+                fxy = c * (2 * cA1 * iD);
+                fmx = c * (2 * ((uy * A2 - vy * cA1) * iD + vx * sB2 - ux * sB1));
+                fmy = c * (2 * ((ux * A2 - vx * cA1) * iD + vy * sB2 - uy * sB1));
+            } else {
+                const FN(vec) cs = F[j], wc = c * cov[j] * iB[j];
+                fss = -wc * cs;
+                fxy = 2 * wc;
+                fmx = 2 * wc * (vx * cs - vy);
+                fmy = 2 * wc * (vy * cs - vx);
+            }
+            if (fr[j][0]) FN(st)(fr[j][0] + i, fmx);
+            if (fr[j][1]) FN(st)(fr[j][1] + i, fmy);
+            FN(st)(fr[j][2] + i, fss);
+            FN(st)(fr[j][3] + i, fxy);
+            if (j < M - 1) pre = pre * F[j];
+        }
+        if (i + NV >= n) break;
+    }
+}
+
 /* Sum of one line's values over the region, float64, fixed order whatever the ISA. */
 static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2)
 {
@@ -1322,6 +1391,28 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         }                                                                        \
     } while (0)
 
+    /* several windows of forms SSIM and CS (the per-pixel MS-SSIM): the
+     * product and its cotangents in one register pass (cot_run) */
+    int fused = M > 1 && M <= FS_MAXW && Lw >= NV, forms[FS_MAXW];
+    REAL covs[FS_MAXW];
+    for (int j = 0; j < M && fused; j++) {
+        forms[j] = jobs[j].form;
+        covs[j] = (REAL)jobs[j].cov;
+        fused = forms[j] == FS_FORM_SSIM || forms[j] == FS_FORM_CS;
+    }
+#define FS_COT_RUN(mm, w, fr)                                                    \
+    do {                                                                         \
+        switch (M) {  /* a constant count keeps the factors in registers */      \
+        case 2: FN(cot_run)(2, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        case 3: FN(cot_run)(3, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        case 4: FN(cot_run)(4, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        case 5: FN(cot_run)(5, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        case 6: FN(cot_run)(6, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        case 7: FN(cot_run)(7, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        default: FN(cot_run)(8, Lw, forms, covs, mm, C1, C2, sx, sy, w, out, fr); break; \
+        }                                                                        \
+    } while (0)
+
     if (!J->grad) {
         for (int p0 = q0; p0 < q1; p0 += B) {
             const int nb = q1 - p0 < B ? q1 - p0 : B;
@@ -1329,11 +1420,18 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             for (int b = 0; b < nb; b++) {
                 const int p = p0 + b;
                 REAL *out = prow;
-                for (int j = 0; j < M; j++)
-                    FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
-                                   s[j].m[b][2], s[j].m[b][3], C1, C2,
-                                   (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
-                FN(product_rtl)(fac, M, Lw, out);
+                if (fused) {
+                    const REAL *mm[FS_MAXW][4];
+                    for (int j = 0; j < M; j++)
+                        for (int i = 0; i < 4; i++) mm[j][i] = s[j].m[b][i];
+                    FS_COT_RUN(mm, NULL, NULL);
+                } else {
+                    for (int j = 0; j < M; j++)
+                        FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
+                                       s[j].m[b][2], s[j].m[b][3], C1, C2,
+                                       (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
+                    FN(product_rtl)(fac, M, Lw, out);
+                }
                 FS_MAP(p, out);
                 FS_SUM(p, out);
             }
@@ -1411,46 +1509,60 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                     }
                     FN(product_rtl)(fac, M, Lw, out);
                 } else {
-                    /* every factor and its unweighted partials in one pass ... */
-                    for (int j = 0; j < M; j++) {
-                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
-                        REAL *const *m = s[j].m[b];
-                        FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
-                                      (REAL)jobs[j].cov, sx, sy, NULL, fac[j],
-                                      (J->grad & FS_GRAD_X) ? s[j].fring[0] + slot : dum,
-                                      (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : dum,
-                                      s[j].fring[2] + slot, s[j].fring[3] + slot);
-                    }
-                    /* ... then each scale's cotangent, w times the *other* factors,
-                     * from a running prefix product (pre = w * prod_{k < j} F_k) and
-                     * suffix products suf[j] = prod_{k >= j} F_k (suf[0] is P) */
-                    REAL *restrict pre = cot;
-                    memcpy(suf[M - 1], fac[M - 1], Lw * sizeof(REAL));
-                    for (int j = M - 2; j >= 0; j--) {
-                        const REAL *restrict a = fac[j], *restrict bsuf = suf[j + 1];
-                        REAL *restrict d = suf[j];
-                        for (ptrdiff_t i = 0; i < Lw; i++) d[i] = a[i] * bsuf[i];
-                    }
-                    memcpy(pre, w, Lw * sizeof(REAL));
-                    for (int j = 0; j < M; j++) {
-                        const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
-                        REAL *restrict c = ctmp;
-                        if (j < M - 1) {
-                            const REAL *restrict bsuf = suf[j + 1];
-                            for (ptrdiff_t i = 0; i < Lw; i++) c[i] = pre[i] * bsuf[i];
-                        } else {
-                            memcpy(c, pre, Lw * sizeof(REAL));
+                    if (fused) {  /* the usual case (per-pixel MS-SSIM) */
+                        const REAL *mm[FS_MAXW][4];
+                        REAL *fr[FS_MAXW][4];
+                        for (int j = 0; j < M; j++) {
+                            const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
+                            for (int i = 0; i < 4; i++) mm[j][i] = s[j].m[b][i];
+                            fr[j][0] = (J->grad & FS_GRAD_X) ? s[j].fring[0] + slot : NULL;
+                            fr[j][1] = (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : NULL;
+                            fr[j][2] = s[j].fring[2] + slot;
+                            fr[j][3] = s[j].fring[3] + slot;
                         }
-                        for (int ii = 0; ii < nm; ii++) {
-                            REAL *restrict fr = s[j].fring[maps[ii]] + slot;
-                            for (ptrdiff_t i = 0; i < Lw; i++) fr[i] *= c[i];
+                        FS_COT_RUN(mm, w, fr);
+                    } else {
+                        /* every factor and its unweighted partials in one pass ... */
+                        for (int j = 0; j < M; j++) {
+                            const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
+                            REAL *const *m = s[j].m[b];
+                            FN(form_grad)(jobs[j].form, Lw, m[0], m[1], m[2], m[3], C1, C2,
+                                          (REAL)jobs[j].cov, sx, sy, NULL, fac[j],
+                                          (J->grad & FS_GRAD_X) ? s[j].fring[0] + slot : dum,
+                                          (J->grad & FS_GRAD_Y) ? s[j].fring[1] + slot : dum,
+                                          s[j].fring[2] + slot, s[j].fring[3] + slot);
                         }
-                        if (j < M - 1) {
-                            const REAL *restrict a = fac[j];
-                            for (ptrdiff_t i = 0; i < Lw; i++) pre[i] *= a[i];
+                        /* ... then each scale's cotangent, w times the *other* factors,
+                         * from a running prefix product (pre = w * prod_{k < j} F_k) and
+                         * suffix products suf[j] = prod_{k >= j} F_k (suf[0] is P) */
+                        REAL *restrict pre = cot;
+                        memcpy(suf[M - 1], fac[M - 1], Lw * sizeof(REAL));
+                        for (int j = M - 2; j >= 0; j--) {
+                            const REAL *restrict a = fac[j], *restrict bsuf = suf[j + 1];
+                            REAL *restrict d = suf[j];
+                            for (ptrdiff_t i = 0; i < Lw; i++) d[i] = a[i] * bsuf[i];
                         }
+                        memcpy(pre, w, Lw * sizeof(REAL));
+                        for (int j = 0; j < M; j++) {
+                            const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
+                            REAL *restrict c = ctmp;
+                            if (j < M - 1) {
+                                const REAL *restrict bsuf = suf[j + 1];
+                                for (ptrdiff_t i = 0; i < Lw; i++) c[i] = pre[i] * bsuf[i];
+                            } else {
+                                memcpy(c, pre, Lw * sizeof(REAL));
+                            }
+                            for (int ii = 0; ii < nm; ii++) {
+                                REAL *restrict fr = s[j].fring[maps[ii]] + slot;
+                                for (ptrdiff_t i = 0; i < Lw; i++) fr[i] *= c[i];
+                            }
+                            if (j < M - 1) {
+                                const REAL *restrict a = fac[j];
+                                for (ptrdiff_t i = 0; i < Lw; i++) pre[i] *= a[i];
+                            }
+                        }
+                        memcpy(out, suf[0], Lw * sizeof(REAL));
                     }
-                    memcpy(out, suf[0], Lw * sizeof(REAL));
                 }
                 if (owned) {
                     FS_MAP(p, out);
@@ -1512,6 +1624,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     }
 #undef FS_SUM
 #undef FS_MAP
+#undef FS_COT_RUN
 }
 
 static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
