@@ -74,6 +74,11 @@ class Band:
     # the two blocks would overlap the other border.
     tabt_lo: np.ndarray
     tabt_hi: np.ndarray
+    # The same-size reflect map (outputs [0, n) of n > 2r inputs): symmetric
+    # (it is its own adjoint), and a border output is the interior formula on
+    # the line extended by its mirror image, which the engine uses when it
+    # can write that image next to the line.
+    reflect: bool = False
 
     def dense(self) -> np.ndarray:
         """The operator as a dense (n_out, n_in) matrix (for tests and debugging)."""
@@ -133,7 +138,8 @@ def _border_blocks(rows: np.ndarray, lo: int, hi: int, dtype) -> tuple:
     return t_lo, t_hi
 
 
-def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -> Band:
+def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype,
+               reflect: bool = False) -> Band:
     n_out, w = rows.shape
     r = (w - 1) // 2
     i = np.arange(n_out)[:, None]
@@ -148,6 +154,7 @@ def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype) -
         tab_lo=np.ascontiguousarray(rows[:lo], dtype=dtype),
         tab_hi=np.ascontiguousarray(rows[hi:], dtype=dtype),
         tabt_lo=t_lo, tabt_hi=t_hi,
+        reflect=reflect and off == 0 and n_out == n_in and (lo, hi) == (r, n_in - r),
     )
 
 
@@ -178,7 +185,8 @@ def band_pair(n: int, taps: tuple, start: int, stop: int, dtype_char: str) -> tu
     p = qs - start - r + ks
     ok = (p >= 0) & (p < n_out)
     adj = np.where(ok, fwd[np.clip(p, 0, max(n_out - 1, 0)), 2 * r - ks], 0.0)
+    same = start == 0 and stop == n and n > 2 * r
     return (
-        _make_band(fwd, n, start, full, dtype),
-        _make_band(adj, n_out, -start, full[::-1], dtype),
+        _make_band(fwd, n, start, full, dtype, reflect=same),
+        _make_band(adj, n_out, -start, full[::-1], dtype, reflect=same),
     )

@@ -30,6 +30,7 @@ cdef extern from "engine.h" nogil:
         int wlo, whi
         const void *tabt_lo
         const void *tabt_hi
+        int refl
 
     ctypedef struct fs_down:
         int n_in, n_out
@@ -177,6 +178,7 @@ cdef void _fill_band(fs_band *b, object band, list keep):
     b.whi = band.tabt_hi.shape[1]
     b.tabt_lo = _ptr(band.tabt_lo)
     b.tabt_hi = _ptr(band.tabt_hi)
+    b.refl = 1 if band.reflect else 0
 
 
 cdef void _fill_down(fs_down *d, object m, list keep):

@@ -51,3 +51,39 @@ def test_border_blocks_are_the_border_rows(n, taps, start, stop):
         assert (band.tabt_lo.shape[1] > 0) == lo_fits
         if n == 20:
             assert band.tabt_lo.shape[1] == band.tabt_hi.shape[1] == 0
+
+
+def _mirror_dense(n, taps):
+    """The interior formula on the line extended by its mirror image, as a matrix."""
+    g = np.asarray(taps, dtype=np.float64)
+    r = (g.size - 1) // 2
+    m = np.zeros((n, n))
+    for i in range(n):
+        for k in range(g.size):
+            q = i - r + k
+            q = -1 - q if q < 0 else (2 * n - 1 - q if q >= n else q)
+            m[i, q] += g[k]
+    return m
+
+
+@pytest.mark.parametrize("n,taps,start,stop,reflect", [
+    (40, gaussian_taps(1.5), 0, 40, True),   # the same-size reflect map
+    (90, gaussian_taps(8.0), 0, 90, True),   # 57 taps
+    (57, gaussian_taps(8.0), 0, 57, True),   # n = 2r + 1: the smallest such line
+    (56, gaussian_taps(8.0), 0, 56, False),  # n <= 2r: the reflection folds twice
+    (40, gaussian_taps(1.5), 5, 35, False),  # a valid region
+    (40, gaussian_taps(1.5), 0, 39, False),  # a cropped map
+    (33, uniform_taps(7), 0, 33, True),
+])
+def test_reflect_bands_are_the_mirrored_interior(n, taps, start, stop, reflect):
+    # The engine runs a band flagged ``reflect`` at a line end as the interior
+    # formula on the line's mirror image (engine_impl.h, mirror), for the
+    # forward band and its adjoint alike: that must be the same operator as
+    # the tables, and symmetric.  Reference: a direct mirror-extension matrix.
+    fwd, adj = band_pair(n, tuple(taps), start, stop, "d")
+    assert fwd.reflect is reflect and adj.reflect is reflect
+    if reflect:
+        ref = _mirror_dense(n, taps)
+        np.testing.assert_allclose(fwd.dense(), ref, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(adj.dense(), ref, rtol=0, atol=1e-15)
+        assert (fwd.lo, fwd.hi) == ((len(taps) - 1) // 2, n - (len(taps) - 1) // 2)

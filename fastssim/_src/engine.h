@@ -51,6 +51,10 @@ typedef struct {
     int wlo, whi;
     const void *tabt_lo;
     const void *tabt_hi;
+    /* 1: the same-size reflect map of a line (outputs [0, n) of n inputs,
+     * n > 2r): a symmetric operator whose border outputs are the interior
+     * formula on the line extended by its mirror image */
+    int refl;
 } fs_band;
 
 /* 2x mean downsampling along each axis (MS-SSIM pyramids) and its adjoint.

@@ -373,6 +373,29 @@ static void FN(band_inner)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
 #endif
 }
 
+/* The same-size reflect map (b->refl) at a line end: when the caller holds
+ * the line's first (last) samples and the pad can take r more, the mirror
+ * image in[-1 - k] = in[k] (in[n + k] = in[n - 1 - k]), k < r, is written
+ * there and that side's border outputs are the interior formula; *lo_ext
+ * (*hi_ext) says so.  The pad is the engine's scratch, never a caller's
+ * array (pad > 0 only for those lines). */
+static inline void FN(mirror)(const fs_band *b, const REAL *in, ptrdiff_t in_lo,
+                              ptrdiff_t in_hi, int pad, ptrdiff_t o_lo, ptrdiff_t o_hi,
+                              int *lo_ext, int *hi_ext)
+{
+    const int r = b->r, n = b->n_in;
+    if (!b->refl || pad < r) return;
+    REAL *m = (REAL *)in;
+    if (in_lo == 0 && in_hi >= r && o_lo < b->lo) {
+        for (int k = 0; k < r; k++) m[-1 - k] = in[k];
+        *lo_ext = 1;
+    }
+    if (in_hi == n && in_lo <= n - r && o_hi > b->hi) {
+        for (int k = 0; k < r; k++) m[n + k] = in[n - 1 - k];
+        *hi_ext = 1;
+    }
+}
+
 /* One band along a line, outputs [o_lo, o_hi) only:
  * out[i] = sum_k w_ik in[i + off - r + k].  ``in`` and ``out`` are indexed
  * absolutely (index 0 = the line's first sample); the caller guarantees that
@@ -386,19 +409,23 @@ static void FN(band_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
                            ptrdiff_t skip_lo, ptrdiff_t skip_hi)
 {
     const int r = b->r, off = b->off, n_in = b->n_in;
-    const ptrdiff_t lo = b->lo > o_lo ? b->lo : o_lo, hi = b->hi < o_hi ? b->hi : o_hi;
+    int lo_done = 0, hi_done = 0;
+    /* A reflect band's border outputs run with the interior on the line's
+     * mirror image, written into the pad (see mirror) */
+    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_done, &hi_done);
+    const ptrdiff_t lo = lo_done ? o_lo : b->lo > o_lo ? b->lo : o_lo;
+    const ptrdiff_t hi = hi_done ? o_hi : b->hi < o_hi ? b->hi : o_hi;
     const int w = 2 * r + 1;
     const REAL *g = (const REAL *)b->g;
     /* Border outputs in vector lanes first when the whole block is wanted
      * and what it reads is readable; the interior below then rewrites the
      * block's interior lanes (so they match every other interior output). */
-    int lo_done = 0, hi_done = 0;
-    if (b->wlo && o_lo == 0 && b->wlo <= o_hi && off - r >= in_lo - pad
+    if (!lo_done && b->wlo && o_lo == 0 && b->wlo <= o_hi && off - r >= in_lo - pad
         && b->wlo - 1 + off + r < in_hi + pad) {
         FN(border_block)((const REAL *)b->tabt_lo, b->wlo, r, off, in, 0, out);
         lo_done = 1;
     }
-    if (b->whi && o_hi == b->n_out && b->n_out - b->whi >= o_lo
+    if (!hi_done && b->whi && o_hi == b->n_out && b->n_out - b->whi >= o_lo
         && b->n_out - b->whi + off - r >= in_lo - pad && b->n_out - 1 + off + r < in_hi + pad) {
         FN(border_block)((const REAL *)b->tabt_hi, b->whi, r, off, in, b->n_out - b->whi, out);
         hi_done = 1;
@@ -488,8 +515,10 @@ static void FN(band_range_multi)(const fs_band *const *b, int M, const REAL *gt,
     ptrdiff_t L = o_lo, H = o_hi;
     int rmax = 0, rj[FS_MAXW];
     for (int j = 0; j < M; j++) {
-        if (b[j]->lo > L) L = b[j]->lo;
-        if (b[j]->hi < H) H = b[j]->hi;
+        int el = 0, eh = 0;  /* a mirrored line end: the border is interior */
+        FN(mirror)(b[j], in, in_lo, in_hi, pad, o_lo, o_hi, &el, &eh);
+        if (!el && b[j]->lo > L) L = b[j]->lo;
+        if (!eh && b[j]->hi < H) H = b[j]->hi;
         rj[j] = b[j]->r;
         if (rj[j] > rmax) rmax = rj[j];
     }
