@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._bands import longest_run
 
 CONVENTIONS = ("symmetric", "zero", "drop", "replicate")
 
@@ -103,46 +102,71 @@ class Down:
     last: np.ndarray
 
 
+def _pairs(n: int, convention: str, P: int):
+    """The two source samples (a, b) of every output and whether each exists."""
+    o = np.arange(out_size(n, convention, P), dtype=np.int64)
+    if convention == "symmetric":
+        a, b = 2 * o, np.minimum(2 * o + 1, n - 1)
+    elif convention == "drop":
+        a, b = 2 * o, 2 * o + 1
+    elif convention == "zero":
+        a = 2 * o - n % 2
+        b = a + 1
+    else:  # replicate at the start
+        a, b = np.maximum(2 * o - P, 0), np.maximum(2 * o - P + 1, 0)
+    return o, a, b, (a >= 0) & (a < n), (b >= 0) & (b < n)
+
+
+def _longest_run(mask: np.ndarray) -> tuple:
+    """(start, stop) of the longest run of True (the first of equals; (0, 0) if none)."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return (0, 0)
+    k = int(np.argmax(stops - starts))
+    return (int(starts[k]), int(stops[k]))
+
+
 @functools.lru_cache(maxsize=256)
 def down_axis(n: int, convention: str, P: int = 0) -> Down:
-    """The 1-D operator of one axis, in the engine's representation."""
+    """The 1-D operator of one axis, in the engine's representation.
+
+    Built by index arithmetic in O(n) (``axis_matrix`` is the dense reference):
+    the pyramid of a gigapixel image must not cost a quadratic matrix.
+    """
     if n == 1 and convention != "drop":
-        M = np.ones((1, 1))
+        o, a, b = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64)
+        va = vb = np.ones(1, bool)
     else:
-        M = axis_matrix(n, convention, P)
-    n_out = M.shape[0]
-    i0 = np.zeros(n_out, np.int32)
-    i1 = np.zeros(n_out, np.int32)
-    w0 = np.zeros(n_out)
-    w1 = np.zeros(n_out)
-    for o in range(n_out):
-        nz = np.flatnonzero(M[o])
-        i0[o], w0[o] = nz[0], M[o, nz[0]]
-        if nz.size > 1:
-            i1[o], w1[o] = nz[1], M[o, nz[1]]
-        else:
-            i1[o] = nz[0]
+        o, a, b, va, vb = _pairs(n, convention, P)
+    n_out = o.size
+    # a sample read twice (a == b) weighs 1, a lone existing sample 1/2
+    two = va & vb & (a != b)
+    i0 = np.where(va, a, b).astype(np.int32)
+    w0 = np.where(va & vb & (a == b), 1.0, 0.5)
+    i1 = np.where(two, b, i0).astype(np.int32)
+    w1 = np.where(two, 0.5, 0.0)
+    # adjoint: the output each input feeds (at most one) and its weight
+    src = np.concatenate((i0, i1[two]))
+    if np.bincount(src, minlength=n).max(initial=0) > 1:
+        raise AssertionError("each input feeds at most one output")
     m = np.zeros(n, np.int32)
     u = np.zeros(n)
-    for i in range(n):
-        nz = np.flatnonzero(M[:, i])
-        assert nz.size <= 1, "each input feeds at most one output"
-        if nz.size:
-            m[i], u[i] = nz[0], M[nz[0], i]
+    m[src] = np.concatenate((o, o[two]))
+    u[src] = np.concatenate((w0, w1[two]))
     # regular interior: outputs reading (2o + s, 2o + s + 1) with 1/2 each
     shift = {"symmetric": 0, "drop": 0, "zero": -(n % 2), "replicate": -P}[convention]
-    reg = [(w0[o] == 0.5 and w1[o] == 0.5 and i0[o] == 2 * o + shift and i1[o] == 2 * o + shift + 1)
-           for o in range(n_out)]
-    lo, hi = longest_run(reg)
+    reg = two & (i0 == 2 * o + shift) & (i1 == 2 * o + shift + 1)
+    lo, hi = _longest_run(reg)
     alo, ahi = 2 * lo + shift, 2 * hi + shift
     if hi <= lo:
         lo = hi = 0
         alo = ahi = max(shift, 0)
-    for i in range(alo, ahi):  # the adjoint of the regular outputs is regular too
-        assert m[i] == (i - shift) // 2 and u[i] == 0.5
+    i = np.arange(alo, ahi)  # the adjoint of the regular outputs is regular too
+    if not (np.all(m[i] == (i - shift) // 2) and np.all(u[i] == 0.5)):
+        raise AssertionError("irregular adjoint interior")
     last = np.full(n, -1, np.int32)
-    for o in range(n_out):
-        last[max(i0[o], i1[o] if w1[o] != 0 else i0[o])] = o
+    last[np.where(two, np.maximum(i0, i1), i0)] = o
     return Down(n, n_out, i0, i1, w0, w1, lo, hi, shift, m, u, alo, ahi, shift, last)
 
 

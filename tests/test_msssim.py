@@ -171,6 +171,48 @@ def test_downsampling_operators_vs_generator(conv, shape):
     assert _pyramid.pyramid_shapes(shape, conv, 2)[1] == ref.shape
 
 
+def _down_from_matrix(A):
+    """The engine representation of one axis, read off the dense matrix."""
+    n_out, n = A.shape
+    i0, i1, w0, w1 = [], [], [], []
+    for o in range(n_out):
+        nz = np.flatnonzero(A[o])
+        i0.append(nz[0])
+        w0.append(A[o, nz[0]])
+        i1.append(nz[1] if nz.size > 1 else nz[0])
+        w1.append(A[o, nz[1]] if nz.size > 1 else 0.0)
+    m, u = np.zeros(n, int), np.zeros(n)
+    for i in range(n):
+        nz = np.flatnonzero(A[:, i])
+        assert nz.size <= 1
+        if nz.size:
+            m[i], u[i] = nz[0], A[nz[0], i]
+    return np.array(i0), np.array(i1), np.array(w0), np.array(w1), m, u
+
+
+@pytest.mark.parametrize("conv,P", [(c, 0) for c in CONVENTIONS] + [("replicate", 1)])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 16, 17, 40, 41])
+def test_down_axis_is_the_dense_operator(conv, n, P):
+    """down_axis (index arithmetic) against the entries of axis_matrix (reference)."""
+    d = _pyramid.down_axis(n, conv, P)
+    i0, i1, w0, w1, m, u = _down_from_matrix(_pyramid.axis_matrix(n, conv, P))
+    for got, want in zip((d.i0, d.i1, d.w0, d.w1, d.m, d.u), (i0, i1, w0, w1, m, u)):
+        np.testing.assert_array_equal(got, want)
+    # the regular interior really is regular, and ``last`` names each output's later sample
+    o = np.arange(d.lo, d.hi)
+    np.testing.assert_array_equal(d.i0[d.lo:d.hi], 2 * o + d.shift)
+    for k in range(d.n_out):
+        assert d.last[max(i0[k], i1[k] if w1[k] else i0[k])] == k
+    assert (d.last >= 0).sum() == d.n_out
+
+
+def test_down_axis_is_linear_in_memory():
+    """A million-sample axis: the dense matrix would need 4 TiB."""
+    d = _pyramid.down_axis((1 << 20) + 1, "symmetric")
+    assert d.n_out == (1 << 19) + 1 and (d.lo, d.hi) == (0, 1 << 19)
+    assert d.w0[-1] == 1.0 and d.i0[-1] == 1 << 20
+
+
 def test_invariants():
     x, y = _pair((170, 180), seed=3)
     assert fastssim.ms_ssim(x, x, data_range=1.0) == 1.0
