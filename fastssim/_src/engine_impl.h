@@ -946,6 +946,10 @@ static inline void FN(combine)(ptrdiff_t n, const REAL *restrict am, const REAL 
                                const REAL *restrict axy, const REAL *restrict u,
                                const REAL *restrict v, REAL *restrict o, int nci)
 {
+    if (!ass) {  /* a windowed mean: its gradient is the adjoint of the mean alone */
+        for (ptrdiff_t t = 0; t < n; t++) o[t * nci] = am[t];
+        return;
+    }
     if (nci == 1) {
         for (ptrdiff_t t = 0; t < n; t++) o[t] = am[t] + 2 * u[t] * ass[t] + v[t] * axy[t];
     } else {
@@ -1042,7 +1046,9 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
         }
     }
     const REAL *srcs[4] = {su, sv, ss, sp};
-    for (int i = 0; i < 4; i++) {
+    /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
+    const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
+    for (int i = 0; i < ns; i++) {
         if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
             FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
                            s->m0, s->m1, FS_PAD, 0, 0);
@@ -1145,7 +1151,7 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     const REAL *w[FS_B];
     FN(block_weights)(f0, p0, nb, s->gfull, w);
     for (int b = nb; b < B; b++) w[b] = s->gfull;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
         for (int l = 0; l < 2 * r + B; l++) {
             int q = c0 - r + l;
             s->pr[l] = (l < 2 * r + nb && q >= 0 && q < job->n0)
@@ -1485,8 +1491,11 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     int maps[4], nm = 0;
     if (J->grad & FS_GRAD_X) maps[nm++] = 0;
     if (J->grad & FS_GRAD_Y) maps[nm++] = 1;
-    maps[nm++] = 2;
-    maps[nm++] = 3;
+    const int mean = M == 1 && J->form == FS_FORM_MEAN;  /* F = mu_x: no second moments */
+    if (!mean) {
+        maps[nm++] = 2;
+        maps[nm++] = 3;
+    }
     REAL *gx = (J->grad & FS_GRAD_X) ? (REAL *)J->gx + xoff : NULL;
     REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + xoff : NULL;
 
@@ -1644,10 +1653,10 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             FN(load_line)(J->x, J->in_type, at, nci, Lg, sx, xq);
             FN(load_line)(J->y, J->in_type, at, nci, Lg, sy, yq);
             if (gx)
-                FN(combine)(Lg, agsum[0], agsum[2], agsum[3], xq, yq,
+                FN(combine)(Lg, agsum[0], mean ? NULL : agsum[2], agsum[3], xq, yq,
                             gx + ((ptrdiff_t)q * L + g0) * nci, nci);
             if (gy)
-                FN(combine)(Lg, agsum[1], agsum[2], agsum[3], yq, xq,
+                FN(combine)(Lg, agsum[1], mean ? NULL : agsum[2], agsum[3], yq, xq,
                             gy + ((ptrdiff_t)q * L + g0) * nci, nci);
         }
     }
