@@ -148,7 +148,7 @@ def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype,
     readable = np.all((q >= 0) & (q < n_in), axis=1)
     lo, hi = _interior(rows, full, readable)
     t_lo, t_hi = _border_blocks(rows, lo, hi, dtype)
-    return Band(
+    band = Band(
         n_in=n_in, n_out=n_out, r=r, off=off, lo=lo, hi=hi,
         g=np.ascontiguousarray(full[r:], dtype=dtype),
         tab_lo=np.ascontiguousarray(rows[:lo], dtype=dtype),
@@ -156,6 +156,9 @@ def _make_band(rows: np.ndarray, n_in: int, off: int, full: np.ndarray, dtype,
         tabt_lo=t_lo, tabt_hi=t_hi,
         reflect=reflect and off == 0 and n_out == n_in and (lo, hi) == (r, n_in - r),
     )
+    for a in (band.g, band.tab_lo, band.tab_hi, band.tabt_lo, band.tabt_hi):
+        a.flags.writeable = False  # shared through band_pair's cache
+    return band
 
 
 @functools.lru_cache(maxsize=256)

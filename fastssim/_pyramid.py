@@ -167,6 +167,8 @@ def down_axis(n: int, convention: str, P: int = 0) -> Down:
         raise AssertionError("irregular adjoint interior")
     last = np.full(n, -1, np.int32)
     last[np.where(two, np.maximum(i0, i1), i0)] = o
+    for a in (i0, i1, w0, w1, m, u, last):
+        a.flags.writeable = False  # shared through the cache
     return Down(n, n_out, i0, i1, w0, w1, lo, hi, shift, m, u, alo, ahi, shift, last)
 
 

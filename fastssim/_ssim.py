@@ -164,6 +164,17 @@ class Plan:
         return v[()] if v.ndim == 0 else v
 
 
+def _window_size(window, sigma, truncate, win_size):
+    """The tap count of the window _window would build (validating the same way)."""
+    if window == "gaussian":
+        sigma = check_positive(sigma, "sigma")
+        truncate = check_positive(truncate, "truncate")
+        return 2 * int(truncate * sigma + 0.5) + 1  # a Python int: no overflow
+    if window == "uniform":
+        return len(_window(window, sigma, truncate, win_size))
+    raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
+
+
 def _window(window, sigma, truncate, win_size):
     if window == "gaussian":
         sigma = check_positive(sigma, "sigma")
@@ -202,8 +213,26 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     K2 = check_positive(K2, "K2", allow_zero=True)
     if border not in ("reflect", "valid"):
         raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    if cax is not None:
+        moved = np.moveaxis(np.empty(x.shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
+        batch_shape = moved[: -(spatial_dims + 1)]
+        nchan = moved[-(spatial_dims + 1)]
+        spatial = moved[-spatial_dims:]
+    else:
+        batch_shape = x.shape[:-spatial_dims]
+        nchan = 1
+        spatial = x.shape[-spatial_dims:]
+    # the tap count before the taps: a huge sigma must fail here, not after
+    # building a window of billions of taps (check_window=False: the caller
+    # checks the fit with its own message; only absurd windows stop here)
+    ntap = _window_size(window, sigma, truncate, win_size)
+    if ntap > (min(spatial) if check_window else 2 * max(spatial) + 1):
+        raise ValueError(
+            f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
+            f"(input shape {x.shape}); every spatial side needs at least {ntap} px. "
+            "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims"
+        )
     taps = _window(window, sigma, truncate, win_size)
-    ntap = len(taps)
     r = (ntap - 1) // 2
     if covariance == "population":
         cov = 1.0
@@ -215,22 +244,6 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     else:
         raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
     nthreads = resolve_workers(workers)
-
-    if cax is not None:
-        moved = np.moveaxis(np.empty(x.shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
-        batch_shape = moved[: -(spatial_dims + 1)]
-        nchan = moved[-(spatial_dims + 1)]
-        spatial = moved[-spatial_dims:]
-    else:
-        batch_shape = x.shape[:-spatial_dims]
-        nchan = 1
-        spatial = x.shape[-spatial_dims:]
-    if check_window and min(spatial) < ntap:
-        raise ValueError(
-            f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
-            f"(input shape {x.shape}); every spatial side needs at least {ntap} px. "
-            "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims"
-        )
     ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
     p = Plan(
         xe=None, ye=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,

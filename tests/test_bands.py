@@ -87,3 +87,15 @@ def test_reflect_bands_are_the_mirrored_interior(n, taps, start, stop, reflect):
         np.testing.assert_allclose(fwd.dense(), ref, rtol=0, atol=1e-15)
         np.testing.assert_allclose(adj.dense(), ref, rtol=0, atol=1e-15)
         assert (fwd.lo, fwd.hi) == ((len(taps) - 1) // 2, n - (len(taps) - 1) // 2)
+
+
+def test_cached_operators_are_read_only():
+    # band_pair and down_axis are lru-cached: every later call with the same
+    # geometry gets the same arrays, so a caller's write must fail loudly
+    # instead of corrupting every later result.
+    from fastssim._pyramid import down_axis
+    fwd, adj = band_pair(40, tuple(gaussian_taps(1.5)), 0, 40, "d")
+    d = down_axis(41, "symmetric")
+    for a in (fwd.g, fwd.tab_lo, adj.tabt_hi, d.i0, d.w1, d.u, d.last):
+        with pytest.raises(ValueError, match="read-only"):
+            a[...] = 0

@@ -75,6 +75,10 @@ CASES = [
      "the 7-tap window exceeds the image extent"),
     ("window-large-volume", dict(x=XB, y=YB, spatial_dims=3), ValueError,
      "the 11-tap window exceeds the image extent: spatial shape (2, 16, 17)"),
+    # a huge sigma is refused from its tap count, before any window is built
+    # (building 2e12 + 1 taps first would exhaust the memory)
+    ("window-huge-sigma", dict(sigma=1e12), ValueError,
+     "the 7000000000001-tap window exceeds the image extent"),
     ("window-large-channels-hint", dict(x=np.zeros((16, 17, 3)), y=np.zeros((16, 17, 3))),
      ValueError, "check channel_axis and spatial_dims"),
     ("even-win", dict(window="uniform", win_size=4), ValueError,
@@ -325,3 +329,18 @@ def test_sigmas_string_and_huge_workers():
         fastssim.pixelwise_ms_ssim(X, Y, data_range=1.0, sigmas="248")
     with pytest.raises(ValueError, match=re.escape("workers: expected at most 1024 threads, got 1099511627776")):
         fastssim.ssim(X, Y, data_range=1.0, workers=2 ** 40)
+
+
+@pytest.mark.parametrize("call,msg", [
+    (lambda: fastssim.ms_ssim(X, Y, data_range=1.0, sigma=1e12),
+     "7000000000001-tap window exceeds the image extent"),
+    (lambda: fastssim.pixelwise_ms_ssim(X, Y, data_range=1.0, sigmas=(1.0, 1e12)),
+     "7000000000001-tap window exceeds the image extent"),
+    # the drop-in keeps scikit-image's message
+    (lambda: fastssim.structural_similarity(X, Y, data_range=1.0, gaussian_weights=True,
+                                            sigma=1e12), "win_size exceeds image extent"),
+])
+def test_huge_sigma_fails_before_building_the_window(call, msg):
+    # 2e12 + 1 taps would take 16 TB: the tap count alone must reject it
+    with pytest.raises(ValueError, match=msg):
+        call()
