@@ -277,9 +277,12 @@ cdef int _strip_width(fs_job *jobs, int M, int grad, int ncols, size_t esz):
     for j in range(M):
         if jobs[j].f0.r > rmax:
             rmax = jobs[j].f0.r
-    if not grad:
-        # per window: the h-ring (r + how far ahead lines are made + a block of
-        # 16) and the block of 16 moment lines, 4 sources each (fs_layout)
+    if not grad and M > 1:
+        # Several windows (the per-pixel MS-SSIM): per window the h-ring (r +
+        # how far ahead lines are made + a block of 16) and the block of 16
+        # moment lines, 4 sources each (fs_layout).  (One window keeps the
+        # older, wider strips: its value and its gradient pass then split the
+        # same images, so their sums add in the same order.)
         for j in range(M):
             rr = max(jobs[j].ring_r, jobs[j].f0.r)
             per_col += 4 * (jobs[j].f0.r + rr + 32) * esz
@@ -288,16 +291,20 @@ cdef int _strip_width(fs_job *jobs, int M, int grad, int ncols, size_t esz):
             return ncols
         if w < 128:
             w = 128
-        # strips of equal width (a multiple of 16), none of them ragged
+        # strips of nearly equal width, a multiple of 16, the last one not
+        # narrower than 64 columns (a sliver would run scalar code)
         nstrip = (ncols + w - 1) // w
-        w = (ncols + nstrip - 1) // nstrip
-        return <int>(((w + 15) // 16) * 16)
+        w = (((ncols + nstrip - 1) // nstrip + 15) // 16) * 16
+        while w < <size_t>ncols and ncols - ((ncols + w - 1) // w - 1) * w < 64:
+            w += 16
+        return <int>(w if w < <size_t>ncols else ncols)
     for j in range(M):
         per_col += 4 * (2 * jobs[j].f0.r + 4) * esz
-        per_col += 4 * (jobs[j].f0.r + rmax + 8) * esz
+        if grad:
+            per_col += 4 * (jobs[j].f0.r + rmax + 8) * esz
     # a gradient's strips also recompute the map columns within reach of
     # their edges (2r of every window), so they pay only for very wide lines
-    w = (_ring_budget * 8) // per_col
+    w = (_ring_budget * (8 if grad else 1)) // per_col
     w = (w // 64) * 64
     if w < 128:
         w = 128

@@ -169,7 +169,11 @@ def _window_size(window, sigma, truncate, win_size):
     if window == "gaussian":
         sigma = check_positive(sigma, "sigma")
         truncate = check_positive(truncate, "truncate")
-        return 2 * int(truncate * sigma + 0.5) + 1  # a Python int: no overflow
+        radius = truncate * sigma + 0.5
+        if not math.isfinite(radius):  # 1e308 * 3.5: no window has that many taps
+            raise ValueError(f"sigma: truncate * sigma = {truncate} * {sigma} has no finite "
+                             "window radius; pass a smaller sigma or truncate")
+        return 2 * int(radius) + 1  # a Python int: no overflow
     if window == "uniform":
         return len(_window(window, sigma, truncate, win_size))
     raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")

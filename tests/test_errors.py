@@ -79,6 +79,8 @@ CASES = [
     # (building 2e12 + 1 taps first would exhaust the memory)
     ("window-huge-sigma", dict(sigma=1e12), ValueError,
      "the 7000000000001-tap window exceeds the image extent"),
+    ("window-infinite-radius", dict(sigma=1e308), ValueError,
+     "sigma: truncate * sigma = 3.5 * 1e+308 has no finite window radius"),
     ("window-large-channels-hint", dict(x=np.zeros((16, 17, 3)), y=np.zeros((16, 17, 3))),
      ValueError, "check channel_axis and spatial_dims"),
     ("even-win", dict(window="uniform", win_size=4), ValueError,
