@@ -60,6 +60,9 @@ def _check_map(m, ref, rtol=RTOL64, atol=ATOL64):
     ((14, 15), dict(sigmas=SMALL)),
     ((30, 31), dict(sigmas=(0.7, 2.1), truncate=3.0)),
     ((23, 24), dict(sigmas=1.5)),                        # a single width: P = SSIM map
+    # 6 and 8 windows (the fused product kernel's largest cases; lines >= 16 wide)
+    ((20, 21), dict(sigmas=(0.5, 0.7, 0.9, 1.1, 1.3, 1.5), truncate=2.0)),
+    ((20, 21), dict(sigmas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2), truncate=2.0)),
 ])
 def test_map_and_mean_2d(shape, kw):
     x, y = pair(shape, seed=sum(shape))
@@ -221,6 +224,19 @@ def test_gradient_vs_fd(gradient, border, cov):
         scale = np.abs(fd).max()
         assert np.abs(fd[edge]).max() > 1e-3 * scale
         np.testing.assert_allclose(g[edge], fd[edge], rtol=0, atol=FD_REL * scale)
+
+
+@pytest.mark.parametrize("sigmas", [(0.5, 0.7, 0.9, 1.1, 1.3, 1.5),
+                                    (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)])
+def test_gradient_vs_fd_many_windows(sigmas):
+    # 6 and 8 windows: every factor's cotangent is the product of 5 or 7
+    # others (the fused kernel keeps them in registers); lines 18 wide
+    x, y = pair((16, 18), seed=107)
+    kw = dict(sigmas=sigmas, truncate=2.0)
+    f = _pw(**kw)
+    r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="both", **kw)
+    assert_grad_matches_fd(r.grad_x, central_fd(lambda a: f(a, y), x))
+    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: f(x, a), y))
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
