@@ -285,7 +285,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers)
         ms = sums / _nvals(tuple(p.spatial), M, downsample, p.r)
         value_p, coef = _combine(ms, w, negative, bool(g))
-        values = _per_item(p, value_p)
+        values = p.per_item(value_p)
         if not g and not return_scales:
             return values
         out = [None, None]
@@ -297,15 +297,6 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
                     out[side] = p.to_user(arr, interleaved=False)
     scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
     return MSSSIMResult(values, out[0], out[1], scales)
-
-
-def _per_item(p, value_p):
-    if p.nchan == 1:
-        if not p.batch_shape:
-            return np.float64(value_p[0])
-        return value_p.reshape(p.batch_shape)
-    v = value_p.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
-    return v[()] if v.ndim == 0 else v
 
 
 def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=None,

@@ -83,12 +83,8 @@ def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, chann
         covs = [(len(t) ** len(p.spatial)) / (len(t) ** len(p.spatial) - 1.0) for t in taps]
     else:
         covs = [1.0] * len(taps)
-    if border == "reflect":
-        mreg = tuple((0, n) for n in p.spatial)
-    else:
-        r = (ntap - 1) // 2
-        mreg = tuple((r, n - r) for n in p.spatial)
-    return p, s, taps, covs, mreg
+    # the map: same size ('reflect') or where the widest window fits ('valid')
+    return p, s, taps, covs, p.map_region(True)
 
 
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
@@ -166,8 +162,7 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, want_map=full,
         grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers,
     )
-    v = (sums / n).reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
-    value = v[()] if v.ndim == 0 else v
+    value = p.per_item(sums / n)
     if not full and not g:
         return value
     return PixelwiseResult(

@@ -159,7 +159,10 @@ class Plan:
         return self.to_user(gx), self.to_user(gy)
 
     def values(self, sums):
-        per_plane = sums / self.n_valid
+        return self.per_item(sums / self.n_valid)
+
+    def per_item(self, per_plane):
+        """One value per batch item, the mean over its channels (0-d: a NumPy scalar)."""
         v = per_plane.reshape(self.batch_shape + (self.nchan,)).mean(axis=-1)
         return v[()] if v.ndim == 0 else v
 

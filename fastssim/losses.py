@@ -128,11 +128,17 @@ def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **k
     The loss map is 1 - the SSIM map; note that the loss is 1 - the mean of
     SSIM over the pixels where the window fits, as :func:`fastssim.ssim`.
     """
+    return _one_minus(_ssim, prediction, target, data_range, gradient, full, kwargs)
+
+
+def _one_minus(similarity, prediction, target, data_range, gradient, full, kwargs):
+    """1 - a similarity that has a per-pixel map: the loss, minus the
+    similarity's gradient w.r.t. the prediction, 1 - its map."""
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
     _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
-    r = _ssim(prediction, target, data_range=data_range, full=True if full else False,
-              gradient="x" if gradient else None, **kwargs)
+    r = similarity(prediction, target, data_range=data_range, full=full,
+                   gradient="x" if gradient else None, **kwargs)
     if not gradient and not full:
         return 1.0 - r
     return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
@@ -165,15 +171,7 @@ def pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, fu
     """mean_p (1 - P(p)), P the per-pixel MS-SSIM (:func:`fastssim.pixelwise_ms_ssim`)."""
     from ._pixelwise import pixelwise_ms_ssim as _pw
 
-    _check_flag(gradient, "gradient")
-    _check_flag(full, "full")
-    _check_layout(prediction, target, kwargs.get("channel_axis"), kwargs.get("spatial_dims", 2))
-    r = _pw(prediction, target, data_range=data_range, full=full,
-            gradient="x" if gradient else None, **kwargs)
-    if not gradient and not full:
-        return 1.0 - r
-    return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
-                      1.0 - r.map if full else None)
+    return _one_minus(_pw, prediction, target, data_range, gradient, full, kwargs)
 
 
 def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
@@ -226,8 +224,7 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
         workers=p.workers,
     )
     per_plane = alpha * (1.0 - sums / n) + (1.0 - alpha) * (l1sums / n)
-    v = per_plane.reshape(p.batch_shape + (p.nchan,)).mean(axis=-1)
-    value = v[()] if v.ndim == 0 else v
+    value = p.per_item(per_plane)
     dt = p.ftype.type
     grad = lmap = None
     if gradient:
