@@ -66,6 +66,7 @@ cdef extern from "engine.h" nogil:
         void *gx
         void *gy
         int ring_r
+        int sum_chunk
         void *dx
         void *dy
         const fs_down *dd0
@@ -229,6 +230,7 @@ cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in
     job.gx = _ptr(gx)
     job.gy = _ptr(gy)
     job.ring_r = 0
+    job.sum_chunk = 0
     job.dx = NULL
     job.dy = NULL
     job.dd0 = NULL
@@ -344,6 +346,12 @@ cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int wan
     cdef int nlines = g.stop - g.start
     g.ncols = job.n2 if grad else job.o2
     g.swidth = _strip_width(job, g.M, grad, g.ncols, esz)
+    cdef int sw
+    if grad and g.swidth < g.ncols and job.n1 == 1 and job.f2.off == 0:
+        # gradient strips made of whole value strips (see sum_chunk)
+        sw = _strip_width(job, g.M, 0, job.o2, esz)
+        if sw < job.o2 and g.swidth > sw:
+            g.swidth = (g.swidth // sw) * sw
     g.nstrip = (g.ncols + g.swidth - 1) // g.swidth
     for j in range(g.first, g.first + g.M):
         jobs[j].line_lo = g.start
@@ -430,12 +438,25 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     cdef double *saved[8]
     cdef int ustart[9]
     ustart[0] = 0
+    cdef int nparts[8]
+    cdef fs_job *J0
     for k in range(G):
         ustart[k + 1] = ustart[k] + groups[k].nunits
-        saved[k] = jobs[groups[k].first].rowsum
-        if saved[k] != NULL and groups[k].nstrip > 1:
-            parts[k] = np.zeros(<ptrdiff_t>groups[k].P * jobs[groups[k].first].o0
-                                * groups[k].nstrip, dtype=np.float64)
+        J0 = &jobs[groups[k].first]
+        saved[k] = J0.rowsum
+        nparts[k] = groups[k].nstrip
+        if saved[k] != NULL and grad and J0.n1 == 1 and (groups[k].nstrip == 1
+                                                         or J0.f2.off == 0):
+            # a gradient pass sums its lines in the value pass's strips (same
+            # geometry; its own strips are whole value strips), so the two
+            # values are the same bits
+            sw = _strip_width(J0, groups[k].M, 0, J0.o2, esz)
+            if sw < J0.o2 and (groups[k].nstrip == 1 or groups[k].swidth % sw == 0):
+                nparts[k] = (J0.o2 + sw - 1) // sw
+                for j in range(groups[k].first, groups[k].first + groups[k].M):
+                    jobs[j].sum_chunk = sw
+        if saved[k] != NULL and nparts[k] > 1:
+            parts[k] = np.zeros(<ptrdiff_t>groups[k].P * J0.o0 * nparts[k], dtype=np.float64)
             for j in range(groups[k].first, groups[k].first + groups[k].M):
                 jobs[j].rowsum = <double*>_ptr(parts[k])
     cdef int nunits = ustart[G]
@@ -473,11 +494,12 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
         for k in range(G):
             for j in range(groups[k].first, groups[k].first + groups[k].M):
                 jobs[j].rowsum = saved[k]
+                jobs[j].sum_chunk = 0
     cdef Py_ssize_t n
     for k in range(G):
         if parts[k] is not None:
             n = groups[k].P * jobs[groups[k].first].o0
-            total_k = parts[k].reshape(n, groups[k].nstrip).sum(axis=1)
+            total_k = parts[k].reshape(n, nparts[k]).sum(axis=1)
             np.copyto(np.asarray(<double[:n]>saved[k]), total_k)
     return 0
 

@@ -255,3 +255,21 @@ def test_value_is_the_same_with_and_without_gradient(name, dtype):
     plain = call()
     for g in ("x", "y", "both"):
         np.testing.assert_array_equal(call(gradient=g).value, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,shape", [("pixelwise", (2, 24, 700)), ("ssim", (20, 2400))])
+def test_value_is_the_same_with_and_without_gradient_in_strips(name, shape, dtype):
+    """Wide lines: the value pass runs in column strips (2 for these shapes)
+    and the gradient pass over whole lines, which sums each line in the
+    value pass's strips, so the float64 sums add in the same order.
+    Reference: the same call without ``gradient`` (bitwise)."""
+    x, y = pair(shape, seed=78, dtype=dtype)
+    call = {
+        "pixelwise": lambda **k: fastssim.pixelwise_ms_ssim(x, y, data_range=1.0,
+                                                            sigmas=(0.5, 1, 2), **k),
+        "ssim": lambda **k: fastssim.ssim(x, y, data_range=1.0, **k),
+    }[name]
+    plain = call()
+    for g in ("x", "both"):
+        np.testing.assert_array_equal(call(gradient=g).value, plain)

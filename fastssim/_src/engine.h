@@ -105,6 +105,10 @@ typedef struct {
     double wscal;
     void *gx, *gy;         /* n0 x n1 x n2 per plane (written where requested) */
     int ring_r;            /* 0, or the widest radius of a multi-scale job */
+    /* > 0: a unit that owns whole map lines sums them in chunks of this many
+     * columns, rowsum[p * nchunk + k] (the column strips the value pass of
+     * the same geometry runs in: both sums then add in the same order) */
+    int sum_chunk;
     /* Optional fused downsampling (MS-SSIM, 2-D, x/y of the compute type,
      * planes): while streaming, the unit whose lines include the last source
      * line q of downsampled row o (dlast[q] = o, else -1) writes row o of

@@ -35,7 +35,9 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
     if (sym) {
         const REAL *c = rows[r];
         for (; j + 2 * NV <= n; j += 2 * NV) {
-            FN(vec) a0 = FN(ld)(c + j) * g[0], a1 = FN(ld)(c + j + NV) * g[0];
+            FN(vec) a0 = (FN(vec)){0}, a1 = (FN(vec)){0};
+            a0 += FN(ld)(c + j) * g[0];
+            a1 += FN(ld)(c + j + NV) * g[0];
             for (int k = 1; k <= r; k++) {
                 const REAL *u = rows[r - k] + j, *v = rows[r + k] + j;
                 a0 += (FN(ld)(u) + FN(ld)(v)) * g[k];
@@ -45,7 +47,8 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
             FN(st)(out + j + NV, a1);
         }
         for (; j < n; j++) {
-            REAL a = c[j] * g[0];
+            REAL a = 0;
+            a += c[j] * g[0];
             for (int k = 1; k <= r; k++) a += (rows[r - k][j] + rows[r + k][j]) * g[k];
             out[j] = a;
         }
@@ -224,7 +227,14 @@ static inline void FN(vlin_multi)(ptrdiff_t n, const REAL *const *rows, int r, i
     }
 }
 
-/* Symmetric interior of a band with unaligned loads: writes out[i] for
+/* Every line kernel (band_loads, perm_run, shared_run, vlin, the scalar
+ * loops) starts its accumulators at zero and adds each tap as a += s * g, the
+ * centre first: with FMA contraction that is one fixed chain of fused
+ * operations per output (a first product a = c * g[0] could instead be fused
+ * into the next add, differently in an unrolled kernel than in a loop), so
+ * an output has the same bits whichever kernel, block or strip computes it.
+ *
+ * Symmetric interior of a band with unaligned loads: writes out[i] for
  * i in [i0, i1), and may recompute (identically) outputs in [lo, hi) around
  * it, so that short runs still take whole vectors instead of scalar loops. */
 static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
@@ -241,8 +251,11 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
          * multiply-adds (one chain would wait on its latency), each in the
          * same order as a lone vector's, so the results are the same */
         for (; i + 4 * NV <= i1; i += 4 * NV) {
-            FN(vec) a0 = FN(ld)(c + i) * g[0], a1 = FN(ld)(c + i + NV) * g[0];
-            FN(vec) a2 = FN(ld)(c + i + 2 * NV) * g[0], a3 = FN(ld)(c + i + 3 * NV) * g[0];
+            FN(vec) a0 = (FN(vec)){0}, a1 = (FN(vec)){0}, a2 = (FN(vec)){0}, a3 = (FN(vec)){0};
+            a0 += FN(ld)(c + i) * g[0];
+            a1 += FN(ld)(c + i + NV) * g[0];
+            a2 += FN(ld)(c + i + 2 * NV) * g[0];
+            a3 += FN(ld)(c + i + 3 * NV) * g[0];
             for (int k = 1; k <= r; k++) {
                 const REAL *u = c + i - k, *v = c + i + k;
                 a0 += (FN(ld)(u) + FN(ld)(v)) * g[k];
@@ -258,7 +271,8 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
         if (i >= i1) return;
         for (;; i += NV) {
             if (i + NV > i1) i = i1 - NV;  /* last vector overlaps the previous */
-            FN(vec) a = FN(ld)(c + i) * g[0];
+            FN(vec) a = (FN(vec)){0};
+            a += FN(ld)(c + i) * g[0];
             for (int k = 1; k <= r; k++) a += (FN(ld)(c + i - k) + FN(ld)(c + i + k)) * g[k];
             FN(st)(out + i, a);
             if (i + NV >= i1) break;
@@ -266,7 +280,8 @@ static void FN(band_loads)(const REAL *c, const REAL *g, int r, ptrdiff_t i0,
         return;
     }
     for (ptrdiff_t i = i0; i < i1; i++) {
-        REAL a = c[i] * g[0];
+        REAL a = 0;
+        a += c[i] * g[0];
         for (int k = 1; k <= r; k++) a += (c[i - k] + c[i + k]) * g[k];
         out[i] = a;
     }
@@ -287,7 +302,9 @@ FN(perm_run)(const REAL *c, const REAL *g, const int r, ptrdiff_t ps, ptrdiff_t 
     if (r > 7) {  /* wide: two vectors per pass, two independent chains */
         for (; i + 2 * NV <= pe; i += 2 * NV) {
             FN(vec) C = FN(ld)(c + i + NV), D = FN(ld)(c + i + 2 * NV);
-            FN(vec) a = B * g[0], b2 = C * g[0];
+            FN(vec) a = (FN(vec)){0}, b2 = (FN(vec)){0};
+            a += B * g[0];
+            b2 += C * g[0];
             for (int k = 1; k <= r; k++) {
                 const FN(ivec) lk = iota + (IREAL)(NV - k), rk = iota + (IREAL)k;
                 a += (__builtin_shuffle(A, B, lk) + __builtin_shuffle(B, C, rk)) * g[k];
@@ -301,7 +318,8 @@ FN(perm_run)(const REAL *c, const REAL *g, const int r, ptrdiff_t ps, ptrdiff_t 
     }
     for (; i < pe; i += NV) {
         FN(vec) C = FN(ld)(c + i + NV);
-        FN(vec) a = B * g[0];
+        FN(vec) a = (FN(vec)){0};
+        a += B * g[0];
         for (int k = 1; k <= r; k++)
             a += (__builtin_shuffle(A, B, iota + (IREAL)(NV - k))
                   + __builtin_shuffle(B, C, iota + (IREAL)k)) * g[k];
@@ -477,8 +495,10 @@ FN(shared_run)(const int M, const REAL *c, const REAL *gt, const int *rj, ptrdif
         FN(vec) a0[FS_MAXW], a1[FS_MAXW];
         _Pragma("GCC unroll 8")
         for (int j = 0; j < M; j++) {
-            a0[j] = c0 * gt[j];
-            a1[j] = c1 * gt[j];
+            a0[j] = (FN(vec)){0};
+            a1[j] = (FN(vec)){0};
+            a0[j] += c0 * gt[j];
+            a1[j] += c1 * gt[j];
         }
         int k = 1;
         _Pragma("GCC unroll 8")
@@ -803,6 +823,21 @@ static double FN(region_sum)(const REAL *s, int o2, const int *s1, const int *s2
     double h[8];
     for (int l = 0; l < 8; l++) h[l] = acc[l] + acc[l + 8];
     return (((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]))) + tail;
+}
+
+/* A line's sums in column chunks [k c, (k+1) c) (c = chunk), k0 <= k < k1,
+ * each as the value pass's strip k sums it (region_sum over its part of the
+ * sum region s2 (absolute map columns), from the same first column): out[k];
+ * zeros off the region.  row holds map columns from m0 on. */
+static void FN(chunk_sums)(const REAL *row, int in_region, int o2, const int *s1,
+                           const int *s2, int m0, int chunk, int k0, int k1, double *out)
+{
+    for (int k = k0; k < k1; k++) {
+        int c2[2] = {(s2[0] > k * chunk ? s2[0] : k * chunk) - m0,
+                     (s2[1] < (k + 1) * chunk ? s2[1] : (k + 1) * chunk) - m0};
+        if (c2[1] < c2[0]) c2[1] = c2[0];
+        out[k] = in_region ? FN(region_sum)(row, o2, s1, c2) : 0.0;
+    }
 }
 
 /* ---- scratch ---- */
@@ -1353,6 +1388,12 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
         if (ss2[1] < ss2[0]) ss2[1] = ss2[0];
     }
     const int ostride = two_d ? (int)Lw : J->o2;
+    /* sums in the value pass's column strips (sum_chunk): the unit owns whole
+     * chunks k0 .. k1-1 of the nchunk of a line (the launcher's promise) */
+    const int nchunk = two_d && J->sum_chunk > 0 ? (J->o2 + J->sum_chunk - 1) / J->sum_chunk : 0;
+    const int k0 = nchunk ? own0 / J->sum_chunk : 0;
+    const int k1 = nchunk ? (own1 + J->sum_chunk - 1) / J->sum_chunk : 0;
+    if (rowsum && nchunk > 1) rowsum = J->rowsum + (ptrdiff_t)plane * J->o0 * nchunk;
     /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
      * all scales; a fixed function of the geometry, so thread-count independent) */
     const int B = 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
@@ -1409,7 +1450,11 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     }
 #define FS_SUM(p, row)                                                           \
     do {                                                                         \
-        if (rowsum)                                                              \
+        if (rowsum && nchunk > 1)                                                \
+            FN(chunk_sums)((row), (p) >= J->s0[0] && (p) < J->s0[1], ostride, ss1,  \
+                           J->s2, m0, J->sum_chunk, k0, k1,                      \
+                           rowsum + (ptrdiff_t)(p) * nchunk);                    \
+        else if (rowsum)                                                         \
             rowsum[(ptrdiff_t)(p) * nstrip + strip] =                            \
                 ((p) >= J->s0[0] && (p) < J->s0[1])                              \
                     ? FN(region_sum)((row), ostride, ss1, ss2) : 0.0;            \
