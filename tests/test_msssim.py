@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FD_REL, assert_grad_matches_fd, central_fd
+from conftest import FD_REL, assert_grad_matches_fd, batch_fd, central_fd, pair
 
 import fastssim
 from fastssim import _pyramid
@@ -61,9 +61,7 @@ SMALL_SHAPES = [(24, 26), (25, 23)]
 
 
 def _pair(shape, seed=0, corr=0.5):
-    rng = np.random.default_rng(seed)
-    x = rng.random(shape)
-    return x, corr * x + (1.0 - corr) * rng.random(shape)
+    return pair(shape, seed=seed, corr=corr)  # conftest's pair, more correlated
 
 
 def _case_kwargs(case):
@@ -72,26 +70,6 @@ def _case_kwargs(case):
         weights=tuple(case["weights"]), sigma=case["sigma"],
         channel_axis=case["channel_axis"], spatial_dims=case["spatial_dims"],
     )
-
-
-def batch_fd(f, a, h=1e-6, chunk=1024):
-    """Central differences of ``f`` w.r.t. every element of ``a``, in batches.
-
-    ``f`` maps a stack ``(K, *a.shape)`` to values ``(K, *vshape)``; returns
-    ``a.shape + vshape``.  Each stacked image differs from ``a`` in one element.
-    """
-    n = a.size
-    parts = []
-    for s in range(0, n, chunk):
-        k = min(chunk, n - s)
-        step = np.zeros((k, n))
-        step[np.arange(k), s + np.arange(k)] = h
-        step = step.reshape((k,) + a.shape)
-        vp = np.asarray(f(a + step))
-        vm = np.asarray(f(a - step))
-        parts.append((vp - vm) / (2.0 * h))
-    d = np.concatenate(parts)
-    return d.reshape(a.shape + d.shape[1:])
 
 
 def _stack_other(b, k):
