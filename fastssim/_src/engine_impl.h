@@ -1035,6 +1035,27 @@ static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REA
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
  * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q (and,
  * with a fused downsampling, the next scale's row it completes). */
+/* The four sources of n samples of an input line from element at on (x - sx,
+ * y - sy, their squares summed, their product), from any input type and
+ * channel interleave. */
+static inline void FN(line_sources)(const fs_job *job, ptrdiff_t at, ptrdiff_t n, REAL sx,
+                                    REAL sy, REAL *restrict su, REAL *restrict sv,
+                                    REAL *restrict ss, REAL *restrict sp)
+{
+    if (job->in_type == FS_IN_REAL && job->nci == 1) {  /* the common case, in one sweep */
+        FN(sources)(n, (const REAL *)job->x + at, (const REAL *)job->y + at, sx, sy,
+                    su, sv, ss, sp);
+        return;
+    }
+    FN(load_line)(job->x, job->in_type, at, job->nci, n, sx, su);
+    FN(load_line)(job->y, job->in_type, at, job->nci, n, sy, sv);
+    for (ptrdiff_t j = 0; j < n; j++) {
+        REAL u = su[j], v = sv[j];
+        ss[j] = u * u + v * v;
+        sp[j] = u * v;
+    }
+}
+
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -1054,18 +1075,7 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + i0) * nci;
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
-    if (job->in_type == FS_IN_REAL && nci == 1) {  /* the common case, in one sweep */
-        FN(sources)(n, (const REAL *)job->x + at, (const REAL *)job->y + at, s->sx, s->sy,
-                    su, sv, ss, sp);
-    } else {
-        FN(load_line)(job->x, job->in_type, at, nci, n, s->sx, su);
-        FN(load_line)(job->y, job->in_type, at, nci, n, s->sy, sv);
-        for (ptrdiff_t j = 0; j < n; j++) {
-            REAL u = su[j], v = sv[j];
-            ss[j] = u * u + v * v;
-            sp[j] = u * v;
-        }
-    }
+    FN(line_sources)(job, at, n, s->sx, s->sy, su, sv, ss, sp);
     if (job->dx && q >= s->own_lo && q < s->own_hi && job->dlast[q] >= 0) {
         /* fused 2x downsampling: row o of the next MS-SSIM scale, from the
          * input rows just streamed (they are in cache) */
@@ -1130,18 +1140,7 @@ static void FN(hlines_multi)(const fs_job *jobs, int M, ptrdiff_t xoff, int qfro
     if (qto > J->n0 - 1) qto = J->n0 - 1;
     for (int q = qfrom; q <= qto; q++) {
         const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + i0) * nci;
-        if (J->in_type == FS_IN_REAL && nci == 1) {
-            FN(sources)(n, (const REAL *)J->x + at, (const REAL *)J->y + at, s[0].sx, s[0].sy,
-                        su, sv, ss, sp);
-        } else {
-            FN(load_line)(J->x, J->in_type, at, nci, n, s[0].sx, su);
-            FN(load_line)(J->y, J->in_type, at, nci, n, s[0].sy, sv);
-            for (ptrdiff_t t = 0; t < n; t++) {
-                REAL u = su[t], v = sv[t];
-                ss[t] = u * u + v * v;
-                sp[t] = u * v;
-            }
-        }
+        FN(line_sources)(J, at, n, s[0].sx, s[0].sy, su, sv, ss, sp);
         const REAL *srcs[4] = {su, sv, ss, sp};
         for (int i = 0; i < 4; i++) {
             REAL *outs[FS_MAXW];
