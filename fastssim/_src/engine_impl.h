@@ -1032,9 +1032,6 @@ static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REA
 #undef FS_T
 }
 
-/* Input line q, filtered within the line (axes 1, 2) for the four moment
- * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q (and,
- * with a fused downsampling, the next scale's row it completes). */
 /* The four sources of n samples of an input line from element at on (x - sx,
  * y - sy, their squares summed, their product), from any input type and
  * channel interleave. */
@@ -1056,6 +1053,9 @@ static inline void FN(line_sources)(const fs_job *job, ptrdiff_t at, ptrdiff_t n
     }
 }
 
+/* Input line q, filtered within the line (axes 1, 2) for the four moment
+ * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q (and,
+ * with a fused downsampling, the next scale's row it completes). */
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
@@ -1581,15 +1581,20 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
                             memset(s[0].fring[i] + slot, 0, Lw * sizeof(REAL));
                     }
                 } else if (!w) {  /* no cotangent on this line: the value only */
+                    const REAL *mm[FS_MAXW][4];
                     for (int j = 0; j < M; j++) {
                         const ptrdiff_t slot = (ptrdiff_t)(p % s[j].nrf) * s[j].Ls;
-                        FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
-                                       s[j].m[b][2], s[j].m[b][3], C1, C2,
-                                       (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
-                        for (int i = 0; i < 4; i++)
+                        for (int i = 0; i < 4; i++) {
+                            mm[j][i] = s[j].m[b][i];
                             memset(s[j].fring[i] + slot, 0, Lw * sizeof(REAL));
+                        }
+                        if (!fused)
+                            FN(form_value)(jobs[j].form, Lw, s[j].m[b][0], s[j].m[b][1],
+                                           s[j].m[b][2], s[j].m[b][3], C1, C2,
+                                           (REAL)jobs[j].cov, sx, sy, j ? fac[j] : out);
                     }
-                    FN(product_rtl)(fac, M, Lw, out);
+                    if (fused) FS_COT_RUN(mm, NULL, NULL);  /* as the value pass */
+                    else FN(product_rtl)(fac, M, Lw, out);
                 } else {
                     if (fused) {  /* the usual case (per-pixel MS-SSIM) */
                         const REAL *mm[FS_MAXW][4];
@@ -1694,8 +1699,10 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
             /* the x and y lines (minus their shifts) into the free source buffers */
             REAL *restrict xq = s[0].src[0], *restrict yq = s[0].src[1];
             const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + g0) * nci;
-            FN(load_line)(J->x, J->in_type, at, nci, Lg, sx, xq);
-            FN(load_line)(J->y, J->in_type, at, nci, Lg, sy, yq);
+            if (!mean) {  /* a mean's gradient does not involve x and y */
+                FN(load_line)(J->x, J->in_type, at, nci, Lg, sx, xq);
+                FN(load_line)(J->y, J->in_type, at, nci, Lg, sy, yq);
+            }
             if (gx)
                 FN(combine)(Lg, agsum[0], mean ? NULL : agsum[2], agsum[3], xq, yq,
                             gx + ((ptrdiff_t)q * L + g0) * nci, nci);
