@@ -34,7 +34,7 @@ def gaussian_taps(sigma: float, truncate: float = 3.5) -> tuple:
     Identical to ``scipy.ndimage.gaussian_filter``'s kernel (and so to
     scikit-image's ``gaussian_weights=True`` window).
     """
-    radius = int(truncate * sigma + 0.5)
+    radius = (gaussian_size(sigma, truncate) - 1) // 2
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     phi = np.exp(-0.5 / (sigma * sigma) * x * x)
     phi /= phi.sum()
@@ -100,16 +100,20 @@ class Band:
 
 
 def longest_run(mask) -> tuple:
-    """(start, stop) of the longest run of True in ``mask`` ((0, 0) if none)."""
-    best, start = (0, 0), None
-    for i, ok in enumerate(list(mask) + [False]):
-        if ok and start is None:
-            start = i
-        elif not ok and start is not None:
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    return best
+    """(start, stop) of the longest run of True in ``mask`` (the first of
+    equal runs; (0, 0) if none), in O(n) array operations."""
+    edges = np.diff(np.concatenate(([0], np.asarray(mask, dtype=np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return (0, 0)
+    k = int(np.argmax(stops - starts))
+    return (int(starts[k]), int(stops[k]))
+
+
+def gaussian_size(sigma: float, truncate: float) -> int:
+    """Tap count ``2 * int(truncate * sigma + 0.5) + 1`` of a Gaussian window
+    (a Python int: exact for any finite radius)."""
+    return 2 * int(truncate * sigma + 0.5) + 1
 
 
 def _interior(rows: np.ndarray, full: np.ndarray, readable: np.ndarray) -> tuple:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -64,6 +65,16 @@ _MAX_SCALES = 16  # the engine's Pyramid; 2**15 px per side already fits 16 scal
 
 def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:
     """Smallest side (all sides equal) for which every scale's window fits."""
+    # (scales up to 64: the answer then has ~70 bits; 10**4 scales ran for minutes)
+    for name, v, top in (("scales", scales, 64), ("taps", taps, None),
+                         ("spatial_dims", spatial_dims, 3)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name}: expected a positive int, got {v!r}")
+        if v < 1 or (top is not None and v > top):
+            limit = f" of at most {top}" if top is not None else ""
+            raise ValueError(f"{name}: expected a positive int{limit}, got {v}")
+    if downsample not in CONVENTIONS:
+        raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
 
     def fits(n):
         return min(pyramid_shapes((n,) * spatial_dims, downsample, scales)[-1]) >= taps

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._bands import longest_run
+
 
 CONVENTIONS = ("symmetric", "zero", "drop", "replicate")
 
@@ -117,16 +119,6 @@ def _pairs(n: int, convention: str, P: int):
     return o, a, b, (a >= 0) & (a < n), (b >= 0) & (b < n)
 
 
-def _longest_run(mask: np.ndarray) -> tuple:
-    """(start, stop) of the longest run of True (the first of equals; (0, 0) if none)."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    if starts.size == 0:
-        return (0, 0)
-    k = int(np.argmax(stops - starts))
-    return (int(starts[k]), int(stops[k]))
-
-
 @functools.lru_cache(maxsize=256)
 def down_axis(n: int, convention: str, P: int = 0) -> Down:
     """The 1-D operator of one axis, in the engine's representation.
@@ -157,7 +149,7 @@ def down_axis(n: int, convention: str, P: int = 0) -> Down:
     # regular interior: outputs reading (2o + s, 2o + s + 1) with 1/2 each
     shift = {"symmetric": 0, "drop": 0, "zero": -(n % 2), "replicate": -P}[convention]
     reg = two & (i0 == 2 * o + shift) & (i1 == 2 * o + shift + 1)
-    lo, hi = _longest_run(reg)
+    lo, hi = longest_run(reg)
     alo, ahi = 2 * lo + shift, 2 * hi + shift
     if hi <= lo:
         lo = hi = 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._bands import gaussian_taps, uniform_taps
+from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
     _check_array,
     as_planes,
@@ -167,22 +167,20 @@ class Plan:
         return v[()] if v.ndim == 0 else v
 
 
+def _win_size(win_size):
+    """The box window's side: 7 by default, else an odd positive int."""
+    if win_size is None:
+        return 7
+    if isinstance(win_size, bool) or not isinstance(win_size, numbers.Integral):
+        raise TypeError(f"win_size: expected an odd positive int, got {win_size!r}")
+    if win_size < 1 or win_size % 2 == 0:
+        raise ValueError(f"win_size: expected an odd positive int, got {win_size}")
+    return int(win_size)
+
+
 def _window_size(window, sigma, truncate, win_size):
-    """The tap count of the window _window would build (validating the same way)."""
-    if window == "gaussian":
-        sigma = check_positive(sigma, "sigma")
-        truncate = check_positive(truncate, "truncate")
-        radius = truncate * sigma + 0.5
-        if not math.isfinite(radius):  # 1e308 * 3.5: no window has that many taps
-            raise ValueError(f"sigma: truncate * sigma = {truncate} * {sigma} has no finite "
-                             "window radius; pass a smaller sigma or truncate")
-        return 2 * int(radius) + 1  # a Python int: no overflow
-    if window == "uniform":
-        return len(_window(window, sigma, truncate, win_size))
-    raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
-
-
-def _window(window, sigma, truncate, win_size):
+    """The tap count of the window, validating its arguments (before
+    _window builds it: a huge window fails here, unbuilt)."""
     if window == "gaussian":
         sigma = check_positive(sigma, "sigma")
         truncate = check_positive(truncate, "truncate")
@@ -191,16 +189,20 @@ def _window(window, sigma, truncate, win_size):
                 "win_size applies to window='uniform'; the Gaussian window has "
                 "2*int(truncate*sigma + 0.5) + 1 taps: set sigma/truncate instead"
             )
-        return gaussian_taps(sigma, truncate)
-    if window == "uniform":
-        if win_size is None:
-            win_size = 7
-        if isinstance(win_size, bool) or not isinstance(win_size, numbers.Integral):
-            raise TypeError(f"win_size: expected an odd positive int, got {win_size!r}")
-        if win_size < 1 or win_size % 2 == 0:
-            raise ValueError(f"win_size: expected an odd positive int, got {win_size}")
-        return uniform_taps(int(win_size))
+        if not math.isfinite(truncate * sigma):  # 1e308 * 3.5: no window that wide
+            raise ValueError(f"sigma: truncate * sigma = {truncate} * {sigma} has no finite "
+                             "window radius; pass a smaller sigma or truncate")
+        return gaussian_size(sigma, truncate)
+    if window == "uniform":  # validated, not built (a huge box would be cached)
+        return _win_size(win_size)
     raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
+
+
+def _window(window, sigma, truncate, win_size):
+    """The taps of a window _window_size has validated and sized."""
+    if window == "gaussian":
+        return gaussian_taps(float(sigma), float(truncate))
+    return uniform_taps(_win_size(win_size))
 
 
 def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,

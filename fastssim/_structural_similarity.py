@@ -8,7 +8,7 @@ from warnings import warn
 import numpy as np
 
 from . import _core
-from ._bands import gaussian_taps, uniform_taps
+from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._ssim import Plan
 from ._validation import (
     check_channel_axis,
@@ -129,14 +129,16 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
         raise ValueError("sigma: expected a positive number for gaussian_weights=True, got "
                          f"{sigma!r}")
     truncate = 3.5
+    if gaussian_weights and not math.isfinite(truncate * sigma):
+        raise ValueError(f"sigma: expected a finite window radius 3.5 * sigma, got sigma={sigma!r}")
     if win_size is None:
         if gaussian_weights:
-            win_size = 2 * int(truncate * sigma + 0.5) + 1
+            win_size = gaussian_size(sigma, truncate)
         else:
             win_size = 7
     if isinstance(win_size, bool) or not isinstance(win_size, (int, np.integer)) or win_size < 1:
         raise ValueError(f"win_size: expected a positive odd int, got {win_size!r}")
-    if np.any((np.asarray(spatial_shape) - win_size) < 0):
+    if any(n < win_size for n in spatial_shape):  # Python ints: any win_size
         raise ValueError(
             "win_size exceeds image extent. "
             "Either ensure that your images are "

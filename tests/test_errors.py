@@ -306,6 +306,10 @@ def test_out_buffers_must_not_overlap():
         fastssim.ssim(x, y, data_range=1.0, gradient="both", grad_out=(g, g))
     with pytest.raises(ValueError, match=re.escape("grad_out: the buffer overlaps an input image")):
         fastssim.ssim(x, y, data_range=1.0, gradient="x", grad_out=y)
+    # partial overlap, not only the same array: two views one row apart
+    big = np.empty((X.shape[0] + 1, X.shape[1]))
+    with pytest.raises(ValueError, match=re.escape("grad_out: the buffers overlap each other")):
+        fastssim.ssim(x, y, data_range=1.0, gradient="both", grad_out=(big[:-1], big[1:]))
     np.testing.assert_array_equal(x, X)  # untouched
     np.testing.assert_array_equal(y, Y)
 
@@ -317,12 +321,16 @@ def test_out_buffer_without_its_result():
         fastssim.ssim(X, Y, data_range=1.0, grad_out=np.empty((16, 17)))
 
 
-@pytest.mark.parametrize("kw", [dict(win_size=-3), dict(win_size=0), dict(win_size=2.0),
-                                dict(gaussian_weights=True, sigma=0)])
-def test_drop_in_window_arguments(kw):
+@pytest.mark.parametrize("kw,msg", [
+    (dict(win_size=-3), "win_size: expected a positive odd int, got -3"),
+    (dict(win_size=0), "win_size: expected a positive odd int, got 0"),
+    (dict(win_size=2.0), "win_size: expected a positive odd int, got 2.0"),
+    (dict(gaussian_weights=True, sigma=0),
+     "sigma: expected a positive number for gaussian_weights=True, got 0"),
+])
+def test_drop_in_window_arguments(kw, msg):
     """Used to segfault (win_size=-3: an empty window) or divide by zero."""
-    name = "sigma" if "sigma" in kw else "win_size"
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=re.escape(msg)):
         fastssim.structural_similarity(X, Y, data_range=1.0, **kw)
 
 
@@ -346,3 +354,35 @@ def test_huge_sigma_fails_before_building_the_window(call, msg):
     # 2e12 + 1 taps would take 16 TB: the tap count alone must reject it
     with pytest.raises(ValueError, match=msg):
         call()
+
+
+@pytest.mark.parametrize("args,exc,msg", [
+    ((5, -3), ValueError, "taps: expected a positive int, got -3"),
+    ((5, 11.0), TypeError, "taps: expected a positive int, got 11.0"),
+    ((10 ** 4, 3), ValueError, "scales: expected a positive int of at most 64, got 10000"),
+    ((5, 11, "x"), ValueError, "downsample: expected one of"),
+])
+def test_min_size_errors(args, exc, msg):
+    # 10**4 scales used to run for minutes; -3 taps returned -3
+    with pytest.raises(exc, match=re.escape(msg)):
+        fastssim.min_size(*args)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(gaussian_weights=True, sigma=float("inf")), "sigma: expected a finite window radius"),
+    (dict(gaussian_weights=True, sigma=1e300), "win_size exceeds image extent"),
+    (dict(win_size=10 ** 30 + 1), "win_size exceeds image extent"),
+])
+def test_drop_in_huge_windows(kw, msg):
+    # these raised OverflowError (int(inf), a numpy int64 overflow)
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        fastssim.structural_similarity(X, Y, data_range=1.0, **kw)
+
+
+def test_huge_box_is_refused_unbuilt():
+    # the tap count is checked before uniform_taps builds (and caches) the box
+    from fastssim._bands import uniform_taps
+    before = uniform_taps.cache_info().currsize
+    with pytest.raises(ValueError, match="10000001-tap window exceeds the image extent"):
+        fastssim.ssim(X, Y, data_range=1.0, window="uniform", win_size=10 ** 7 + 1)
+    assert uniform_taps.cache_info().currsize == before

@@ -639,7 +639,8 @@ def test_many_scales_error_is_immediate():
 def test_combine_kernel(negative):
     """The compiled combination of the per-scale means: the value against the
     generator's NumPy formula, d value / d m_j against central differences of
-    that formula, and finite coefficients when an m_j is exactly 0."""
+    that formula (every row where the formula is smooth), and with 'clamp'
+    finite coefficients when an m_j is exactly 0 or negative."""
     from fastssim._msssim import _combine
     rng = np.random.default_rng(53)
     w = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
@@ -652,7 +653,8 @@ def test_combine_kernel(negative):
     np.testing.assert_allclose(v, ref, rtol=1e-14, equal_nan=True)
     assert _combine(m, w, negative, False)[1] is None
     h = 1e-7
-    for p in (0, 4, 5):  # rows away from the kinks: central differences
+    # rows away from the kinks (all rows for 'simple', which has none)
+    for p in (range(6) if negative == "simple" else (0, 4, 5)):
         for j in range(5):
             mp, mm = m.copy(), m.copy()
             mp[p, j] += h
@@ -663,7 +665,8 @@ def test_combine_kernel(negative):
         assert np.all(np.isfinite(coef))
         # a clamped (negative or zero) mean has slope 0, and zeroes the others
         assert coef[1, 2] == 0 and np.all(coef[1, np.arange(5) != 2] == 0)
-        assert coef[2, 4] == 0
+        assert np.all(coef[2] == 0)  # a zero factor: the product has slope 0 everywhere
+        assert np.all(np.isfinite(coef[3]))  # a vanishing (1e-300) factor
     # a zero weight contributes slope 0 (and a factor 1)
     w0 = w.copy()
     w0[1] = 0.0
