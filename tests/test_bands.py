@@ -29,6 +29,16 @@ def _lane_rows(band, block, first):
     return rows
 
 
+# (forward, adjoint) block widths (lo, hi) of the cases below
+WIDTHS = {
+    (40, 0): [(16, 16), (16, 16)],    # 5 border outputs a side
+    (40, 5): [(0, 0), (16, 16)],      # valid: no forward border; the adjoint's 10 + 10
+    (90, 0): [(32, 32), (32, 32)],    # 28 a side
+    (33, 3): [(0, 0), (16, 16)],
+    (20, 0): [(0, 0), (0, 0)],        # 7 a side: 16 lanes would reach the other border
+}
+
+
 @pytest.mark.parametrize("n,taps,start,stop", [
     (40, gaussian_taps(1.5), 0, 40),        # reflect map: folded borders
     (40, gaussian_taps(1.5), 5, 35),        # valid region (its adjoint has truncated borders)
@@ -46,11 +56,10 @@ def test_border_blocks_are_the_border_rows(n, taps, start, stop):
             assert W % BORDER_LANES == 0
             assert block.shape[0] == 2 * band.r + 1
             np.testing.assert_array_equal(_lane_rows(band, block, first), dense[first:first + W])
-        # a block is present exactly when it fits beside the other border
-        lo_fits = band.lo > 0 and -(-band.lo // BORDER_LANES) * BORDER_LANES <= band.hi
-        assert (band.tabt_lo.shape[1] > 0) == lo_fits
-        if n == 20:
-            assert band.tabt_lo.shape[1] == band.tabt_hi.shape[1] == 0
+    # the block widths, by hand: border outputs rounded up to 16 lanes, none
+    # where there is no border or the block would reach the other border
+    fwd, adj = band_pair(n, tuple(taps), start, stop, "d")
+    assert [(b.tabt_lo.shape[1], b.tabt_hi.shape[1]) for b in (fwd, adj)] == WIDTHS[(n, start)]
 
 
 def _mirror_dense(n, taps):

@@ -302,14 +302,16 @@ def test_windowed_mean_gradient_is_the_adjoint_alone(spatial):
     # Mix's l1 term is a windowed mean G * |p - t| (the engine's "mean" form):
     # the gradient of sum_p w(p) (G*a)(p) is G^T w, whatever a holds.  An Inf
     # in a used to become a NaN (Inf * 0 from second moments the mean does
-    # not have).  Reference: the same gradient with the Inf replaced by 0.
+    # not have).  References: the same call on the finite input (G^T w does
+    # not depend on a), and G^T w from scipy's reflect filter of one-hot lines.
     from fastssim import _core
     from fastssim._bands import gaussian_taps
     rng = np.random.default_rng(3)
     a = rng.random(spatial)
     taps = gaussian_taps(1.5)
     region = tuple((0, n) for n in spatial)
-    kw = dict(taps=taps, map_region=region, sum_region=region, form="mean", C1=0.0, C2=0.0,
+    sreg = tuple((3, n - 5) for n in spatial)  # w = 1 on a crop: G^T w is not trivial
+    kw = dict(taps=taps, map_region=region, sum_region=sreg, form="mean", C1=0.0, C2=0.0,
               want_map=False, grad=1, wscal=1.0, workers=2)
     ref = _core.run(a[None], a[None], **kw)[2]
     b = a.copy()
@@ -317,11 +319,15 @@ def test_windowed_mean_gradient_is_the_adjoint_alone(spatial):
     got = _core.run(b[None], b[None], **kw)[2]
     assert np.isfinite(got).all()
     np.testing.assert_array_equal(got, ref)
-    # and G^T 1 is the column sums of the dense operator (2-D: an outer product)
-    if len(spatial) == 2:
-        from fastssim._bands import band_pair
-        d = [band_pair(n, tuple(taps), 0, n, "d")[0].dense() for n in spatial]
-        np.testing.assert_allclose(ref[0], np.outer(d[0].sum(0), d[1].sum(0)), rtol=1e-13)
+    # and G^T w is, per axis, the sums over the crop's outputs of scipy's
+    # reflect filter of each one-hot line (an outer product of the axes' sums)
+    from scipy.ndimage import correlate1d
+    colsums = [correlate1d(np.eye(n), np.asarray(taps), axis=1, mode="reflect")[:, 3:n - 5].sum(1)
+               for n in spatial]
+    expect = colsums[0]
+    for c in colsums[1:]:
+        expect = np.multiply.outer(expect, c)
+    np.testing.assert_allclose(ref[0], expect, rtol=1e-13)
 
 
 @pytest.mark.parametrize("name", ["l1", "l2", "ssim", "pixelwise_ms_ssim", "mix"])

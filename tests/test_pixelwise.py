@@ -519,7 +519,7 @@ def test_wide_lines_share_the_line_filter(dtype):
     if dtype == np.float64:
         _check_map(r.map, ref)
     else:
-        np.testing.assert_allclose(r.map, ref, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(r.map, ref, rtol=0, atol=ATOL32_MAP)  # measured 5.5e-7
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
