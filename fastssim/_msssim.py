@@ -94,13 +94,13 @@ def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims
 
 @functools.lru_cache(maxsize=64)
 def _fitting_scales(spatial, downsample, taps, scales):
-    shapes = pyramid_shapes(spatial, downsample, scales)
+    """How many of the first scales the window fits."""
     fit = 0
-    for s in shapes:
+    for s in pyramid_shapes(spatial, downsample, scales):
         if min(s) < taps:
             break
         fit += 1
-    return fit, shapes
+    return fit
 
 
 # Scales of at most this many samples (all planes) share one parallel launch,
@@ -253,7 +253,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
              check_window=False)
     taps = len(p.taps)
     M = w.size
-    fit, shapes = _fitting_scales(p.spatial, downsample, taps, M)
+    fit = _fitting_scales(p.spatial, downsample, taps, M)
     if fit < M:
         got = "x".join(str(n) for n in p.spatial)
         if not fit_scales:
@@ -278,7 +278,6 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
             )
         w = w * (total / w.sum())
         M = fit
-        shapes = shapes[:M]
 
     P = p.P
     xs, ys = p.planes()
