@@ -88,7 +88,11 @@ else:
 if sys.platform == "win32":
     opt = ["/O2"]
 else:
-    opt = ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-Wno-unused-function"]
+    # -fno-trapping-math: the formulas select between computed values (clamps,
+    # the near-1 / near-0 forms of l and cs); without it GCC will not
+    # speculate those operations and leaves the loops scalar on AVX2 and SSE2.
+    opt = ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
+           "-Wno-unused-function"]
     if os.environ.get("FASTSSIM_NATIVE", "") not in ("", "0"):
         opt.append("-march=native")
 

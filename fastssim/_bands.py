@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["gaussian_taps", "uniform_taps", "Band", "band_pair"]
+__all__ = ["gaussian_taps", "uniform_taps", "exact_mass", "Band", "band_pair"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -45,6 +46,58 @@ def gaussian_taps(sigma: float, truncate: float = 3.5) -> tuple:
 def uniform_taps(win_size: int) -> tuple:
     """Box window of ``win_size`` equal taps (``scipy.ndimage.uniform_filter``)."""
     return (1.0 / win_size,) * win_size
+
+
+@functools.lru_cache(maxsize=256)
+def exact_mass(taps: tuple, dtype_char: str) -> tuple:
+    """The taps as the compute type holds them, with a total mass of exactly 1.
+
+    Rounding each tap of a normalised window to float32 leaves the window's
+    mass off by a few 1e-8 (seven taps of ``float32(1/7)`` sum to 1 + 4.5e-8).
+    A window of mass 1 + e scales the local means and second moments by
+    1 + e, so the variance gains about ``-e mu^2``: a bias, not noise, which
+    made every float32 box SSIM about 1e-6 low.  Here the rounded taps are
+    nudged, one unit in the last place at a time (symmetric pairs together,
+    the taps whose rounding went furthest in the wrong direction first),
+    until their exact sum is 1: the window keeps its shape to about one
+    unit in the last place per tap.  Returned as float64 values that are
+    exactly representable in the compute type.  Windows whose mass is not 1
+    to rounding, or that are not symmetric, are only rounded.
+    """
+    dt = np.dtype(dtype_char)
+    t = np.asarray(taps, dtype=np.float64)
+    rounded = t.astype(dt).astype(np.float64)
+    r = (t.size - 1) // 2
+    if (t.size % 2 == 0 or abs(t.sum() - 1.0) > 1e-9 or not np.array_equal(t, t[::-1])
+            or np.any(t <= 0)):
+        return tuple(rounded.tolist())
+    half = [Fraction(v) for v in rounded[r:].tolist()]  # centre first
+    mult = [1] + [2] * r                                  # a pair counts twice
+    target = [Fraction(v) for v in t[r:].tolist()]
+    for _ in range(8 * (r + 1)):
+        excess = sum(m * h for m, h in zip(mult, half)) - 1
+        if excess == 0:
+            out = [float(h) for h in half]
+            full = out[:0:-1] + out
+            if all(float(dt.type(v)) == v for v in full):
+                return tuple(full)
+            break
+        sign = 1 if excess > 0 else -1
+        best = None
+        for k, h in enumerate(half):
+            step = Fraction(float(np.spacing(dt.type(float(h)))))
+            if step * mult[k] > abs(excess):
+                continue
+            # prefer the tap whose rounding moved it furthest in the direction
+            # of the excess (relative to its size)
+            score = sign * (h - target[k]) / target[k]
+            if best is None or score > best[0]:
+                best = (score, k, step)
+        if best is None:
+            break
+        _, k, step = best
+        half[k] -= sign * step
+    return tuple(rounded.tolist())
 
 
 def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
@@ -173,7 +226,7 @@ def band_pair(n: int, taps: tuple, start: int, stop: int, dtype_char: str) -> tu
     depend only on the geometry.
     """
     dtype = np.dtype(dtype_char)
-    full = np.asarray(taps, dtype=np.float64)
+    full = np.asarray(exact_mass(tuple(taps), dtype_char), dtype=np.float64)
     w = full.size
     if w % 2 == 0:  # the engine's bands need an odd, non-empty window
         raise ValueError(f"a window needs an odd number of taps, got {w}")

@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._finite import finite_or_promote
 from . import _core, _engine
 from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 from ._ssim import _grad_code, plan
@@ -161,6 +162,7 @@ def _combine(m, w, negative, want_coef):
                               _NEGATIVE_CODE[negative], want_coef)
 
 
+@finite_or_promote(exempt=lambda kw: kw.get("negative") == "none")
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
             downsample="symmetric", negative="clamp", fit_scales=False, gradient=None,
@@ -309,6 +311,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     return MSSSIMResult(values, out[0], out[1], scales)
 
 
+@finite_or_promote()
 def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=None,
                                      gradient=False, weights=WANG_WEIGHTS, sigma=1.5,
                                      K1=0.01, K2=0.03, downsample="symmetric",

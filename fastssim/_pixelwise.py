@@ -23,6 +23,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._finite import finite_or_promote
 from . import _core
 from ._bands import gaussian_taps
 from ._ssim import _grad_code, plan, wrt_code
@@ -87,6 +88,7 @@ def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, chann
     return p, s, taps, covs, p.map_region(True)
 
 
+@finite_or_promote()
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
                       K2=0.03, covariance="population", border="reflect", full=False,
                       gradient=None, channel_axis=None, spatial_dims=2, workers=None):
@@ -178,6 +180,7 @@ def _scales(taps, covs):
     return [(taps[j], "cs" if j < M - 1 else "ssim", covs[j]) for j in range(M)]
 
 
+@finite_or_promote(value_first=False)
 def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=ZHAO_SIGMAS,
                           truncate=3.5, K1=0.01, K2=0.03, covariance="population",
                           border="reflect", channel_axis=None, spatial_dims=2, workers=None):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._finite import compute_type, finite_or_promote
 from . import _core
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
@@ -259,7 +260,7 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
         spatial=tuple(spatial), taps=taps, r=r,
         C1=(K1 * R) ** 2, C2=(K2 * R) ** 2, cov=cov, border=border, workers=nthreads,
     )
-    p.load(x, y, ftype)
+    p.load(x, y, compute_type(ftype, p.C1, p.C2))
     return p
 
 
@@ -309,6 +310,7 @@ def _direct_out(p, out, shape, name):
     return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
 
+@finite_or_promote()
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
          win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
          full=False, gradient=None, channel_axis=None, spatial_dims=2, workers=None,
@@ -429,6 +431,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     )
 
 
+@finite_or_promote(value_first=False)
 def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", sigma=1.5,
              truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
              border="reflect", channel_axis=None, spatial_dims=2, workers=None):

@@ -7,6 +7,7 @@ from warnings import warn
 
 import numpy as np
 
+from ._finite import compute_type, finite_or_promote
 from . import _core
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._ssim import Plan
@@ -21,6 +22,7 @@ from ._validation import (
 __all__ = ["structural_similarity"]
 
 
+@finite_or_promote()
 def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range=None,
                           channel_axis=None, gaussian_weights=False, full=False,
                           K1=0.01, K2=0.03, sigma=1.5, use_sample_covariance=True,
@@ -167,13 +169,13 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             )
         if im1.dtype != im2.dtype:
             warn("Inputs have mismatched dtypes. Setting data_range based on im1.dtype.",
-                 stacklevel=2)
+                 stacklevel=3)
         dmin, dmax = dtype_range[im1.dtype.type]
         data_range = dmax - dmin
         if np.issubdtype(im1.dtype, np.integer) and (im1.dtype != np.uint8):
             warn("Setting data_range based on im1.dtype. "
                  + f"data_range = {data_range:.0f}. "
-                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=2)
+                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=3)
     data_range = float(data_range)
 
     if gaussian_weights:
@@ -189,7 +191,7 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
         C1=(K1 * data_range) ** 2, C2=(K2 * data_range) ** 2, cov=cov, border="reflect",
         workers=resolve_workers(workers),
     )
-    p.load(im1, im2, ftype)
+    p.load(im1, im2, compute_type(ftype, p.C1, p.C2))
     crop = tuple((pad, n - pad) for n in spatial_shape)
     mreg = tuple((0, n) for n in spatial_shape) if full else crop
     sreg = tuple((a - m0, b - m0) for (a, b), (m0, _) in zip(crop, mreg))
@@ -206,7 +208,7 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
         mssim = per_chan.astype(ftype).mean()
     out = [mssim]
     if gradient:
-        out.append(p.to_user(grad))
+        out.append(p.to_user(grad).astype(ftype, copy=False))
     if full:
-        out.append(p.to_user(S))
+        out.append(p.to_user(S).astype(ftype, copy=False))
     return tuple(out) if len(out) > 1 else mssim

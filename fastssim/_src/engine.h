@@ -3,7 +3,7 @@
  *
  * One streaming, fused kernel serves every SSIM-family quantity:
  *
- *   - the local moments mu_x, mu_y, E[x^2 + y^2], E[xy] of a separable window
+ *   - the local moments mu_x, mu_y, E[(x - y)^2], E[xy] of a separable window
  *     (eqs. 2-4 of the derivation), streamed line by line: each input line's
  *     four moment sources (the squares and products formed on the fly) are
  *     filtered along the line into a per-thread ring, and the streamed-axis
@@ -12,7 +12,7 @@
  *     one window or the product of several (the per-pixel MS-SSIM);
  *   - optionally the vector-Jacobian product of sum_p w(p) F(p) with respect
  *     to x and/or y (eqs. 5-10 in VJP form):
- *        dL/dx = G^T(w F_mux) + 2 x G^T(w F_ss) + y G^T(w F_xy),
+ *        dL/dx = G^T(w F_mux) + 2 (x - y) G^T(w F_dd) + y G^T(w F_xy),
  *     where G^T, the adjoint of the window operator, is applied by the same
  *     banded 1-D passes with the transposed band.  The pointwise maps w*F_m
  *     live in a per-thread ring of lines, never in full-size temporaries;
@@ -89,9 +89,9 @@ typedef struct {
     int in_type;           /* FS_IN_*: element type of x and y */
     const void *x, *y;
     /* Per-plane shifts (NULL: 0): the moments are taken of x - shift_x[p]
-     * and y - shift_y[p], values near the plane's mean, which keeps the
-     * variance from cancelling (E[x^2] - mu^2) in float32. SSIM does not
-     * depend on them; the gradient is exact for any constant. */
+     * and y - shift_y[p], near the plane's (sampled) mean, which keeps the
+     * covariance from cancelling (E[xy] - mu_x mu_y) on images far from 0.
+     * SSIM does not depend on them; the gradient is exact for any constant. */
     const double *shift_x, *shift_y;
     fs_band f0, f1, f2;    /* forward bands, axes 0, 1, 2 (f1 unused when n1 == 1) */
     fs_band a0, a1, a2;    /* adjoint bands (transposed), axes 0, 1, 2 */
@@ -156,7 +156,7 @@ void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
 
 /* The per-plane shifts of fs_job (shift_x / shift_y): the mean of the finite
  * samples on a sparse grid (every max(1, n/32)-th index along each axis),
- * rounded to 4 significant bits, for the P planes of an input laid out as
+ * rounded to a multiple of 2^floor(log2(their standard deviation)), for the P planes of an input laid out as
  * fs_job describes (nci, plane_in = elements between items). */
 void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                      ptrdiff_t P, int n0, int n1, int n2, double *out);

@@ -617,108 +617,183 @@ static void FN(inner)(const fs_band *b1, const fs_band *b2, int n1, int n2,
 
 /* ---- pointwise formulas (eq. 1 and the partial derivatives of eqs. 8-10) ---- */
 
+/* Lane selections that keep a NaN (every comparison with NaN is false), so
+ * NaN still propagates from an input to the map, the value and the gradient. */
+static inline REAL FN(s_pos)(REAL v) { return v < 0 ? (REAL)0 : v; }
+static inline REAL FN(s_nz)(REAL v) { return v == 0 ? (REAL)1 : v; }
+static inline REAL FN(s_gem1)(REAL v) { return v < -1 ? (REAL)-1 : v; }
+/* l = A1/B1 (resp. cs = A2/B2) from q = D/B: 1 - q while q < 1/2 (exactly 1
+ * for D = 0, and no cancellation near 1), else A/B (exactly 0 for A = 0, full
+ * relative precision near 0).  NaN takes the second branch and stays NaN. */
+static inline REAL FN(s_pick)(REAL q, REAL A, REAL iB)
+{
+    /* both branches first: a plain select, which GCC vectorises (it will not
+     * speculate a multiply inside a conditional under -ftrapping-math) */
+    const REAL near1 = 1 - q, far = A * iB;
+    return q < (REAL)0.5 ? near1 : far;
+}
+static inline FN(vec) FN(v_sel)(FN(ivec) m, FN(vec) a, FN(vec) b)  /* m ? a : b */
+{
+    return (FN(vec))(((FN(ivec))a & m) | ((FN(ivec))b & ~m));
+}
+static inline FN(vec) FN(v_pos)(FN(vec) v)
+{
+    const FN(vec) z = {0};
+    return FN(v_sel)((FN(ivec))(v < z), z, v);
+}
+static inline FN(vec) FN(v_nz)(FN(vec) v)
+{
+    const FN(vec) z = {0};
+    return FN(v_sel)((FN(ivec))(v == z), z + 1, v);
+}
+static inline FN(vec) FN(v_pick)(FN(vec) q, FN(vec) A, FN(vec) iB)
+{
+    const FN(vec) z = {0};
+    return FN(v_sel)((FN(ivec))(q < z + (REAL)0.5), 1 - q, A * iB);
+}
+static inline FN(vec) FN(v_gem1)(FN(vec) v)
+{
+    const FN(vec) z = {0};
+    return FN(v_sel)((FN(ivec))(v < z - 1), z - 1, v);
+}
+
+/* The terms of eq. 1, written once for scalars (T = REAL, helpers s_*) and
+ * vectors (T = vec, helpers v_*), in difference form:
+ *   l  = A1 / B1,  A1 = 2 mu_x mu_y + C1,          B1 = A1 + D1,  D1 = (mu_x - mu_y)^2
+ *   cs = A2 / B2,  A2 = 2 c (E[xy] - mu_x mu_y) + C2, B2 = A2 + D2,  D2 = c var(x - y)
+ * (B1 = mu_x^2 + mu_y^2 + C1 and B2 = c (var x + var y) + C2, as in eq. 1).
+ * The moments are of x - sx and y - sy (vx, vy: their means; md = E[(x - y)^2]
+ * and mp = E[xy] of the shifted samples), so the variances are shift-free and
+ * lose less to cancellation, and the means get the shift back for l.  D1 and
+ * D2 are >= 0 (var(x - y) is clamped at 0 against rounding), and the value is
+ * evaluated as l = 1 - D1/B1, cs = 1 - D2/B2 near 1 (s_pick): identical
+ * inputs have D = 0 and give exactly 1, no value exceeds 1, and A = 0 gives
+ * exactly 0.  B = 0 (only with C = 0 and flat,
+ * equal windows: then D = 0 too) is read as 1, which gives the limit C -> 0
+ * of the value, 1.  See form_value for the evaluation, form_grad for the
+ * partial derivatives. */
+#define FS_L_TERMS(T, NZ, vx, vy, sx, sy, C1)                                 \
+    const T ux = (vx) + (sx), uy = (vy) + (sy);                               \
+    const T du = ((vx) - (vy)) + ((sx) - (sy));                               \
+    const T A1 = 2 * (ux * uy) + (C1), D1 = du * du;                          \
+    const T B1 = NZ(A1 + D1)
+#define FS_CS_TERMS(T, POS, NZ, vx, vy, md, mp, C2, cov)                      \
+    const T dv = (vx) - (vy);                                                 \
+    const T A2 = 2 * ((cov) * ((mp) - (vx) * (vy))) + (C2);                   \
+    const T D2 = (cov) * POS((md) - dv * dv);                                 \
+    const T B2 = NZ(A2 + D2)
+/* The partials of l and cs (eqs. 8-9) with respect to (mu_x, mu_y, E[(x-y)^2],
+ * E[xy]), weighted by wl resp. wc; all of them vanish exactly for identical
+ * inputs (l = cs = 1, ux = uy, vx = vy):
+ *   dl/dmu_x  = 2 (uy - ux l) / B1,        dl/dmu_y  = 2 (ux - uy l) / B1,
+ *   dcs/dmu_x = 2 c (vx cs - vy) / B2,     dcs/dmu_y = 2 c (vy cs - vx) / B2,
+ *   dcs/dmd   = -c cs / B2,                dcs/dmp   = 2 c (1 - cs) / B2.
+ * They read l and cs, not D/B, so that D1/B1 and D2/B2 have the same uses in
+ * form_value and form_grad and are contracted alike (the value is the same
+ * bit for bit with or without a gradient). */
+#define FS_L_PARTIALS(wl, iB1, l, fmx, fmy)                                   \
+    do {                                                                      \
+        fmx = 2 * (wl) * (iB1) * (uy - ux * (l));                             \
+        fmy = 2 * (wl) * (iB1) * (ux - uy * (l));                             \
+    } while (0)
+#define FS_CS_PARTIALS(wc, iB2, cs, cov, fmx, fmy, fdd, fxy)                   \
+    do {                                                                      \
+        const __typeof__(iB2) cw_ = (wc) * (cov) * (iB2);                     \
+        fmx = 2 * cw_ * (vx * (cs) - vy);                                     \
+        fmy = 2 * cw_ * (vy * (cs) - vx);                                     \
+        fdd = -cw_ * (cs);                                                    \
+        fxy = 2 * cw_ * (1 - (cs));                                           \
+    } while (0)
+
 static void FN(form_value)(int form, ptrdiff_t n, const REAL *restrict mx,
-                           const REAL *restrict my, const REAL *restrict ms,
+                           const REAL *restrict my, const REAL *restrict md,
                            const REAL *restrict mp, REAL C1, REAL C2, REAL cov,
                            REAL sx, REAL sy, REAL *restrict out)
 {
-    /* The moments are of x - sx and y - sy (a per-plane shift near the mean,
-     * see fs_job): the (co)variances are shift-free and lose less to
-     * cancellation; the means get the shift back for the luminance term. */
     if (form == FS_FORM_SSIM) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL vx = mx[j], vy = my[j];
-            REAL ux = vx + sx, uy = vy + sy;
-            REAL A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
-            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
-            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            REAL iD = 1 / (B1 * B2);  /* as form_grad: the value never depends on */
-            out[j] = A1 * A2 * iD;    /* whether a gradient was asked for */
+            const REAL vx = mx[j], vy = my[j];
+            FS_L_TERMS(REAL, FN(s_nz), vx, vy, sx, sy, C1);
+            FS_CS_TERMS(REAL, FN(s_pos), FN(s_nz), vx, vy, md[j], mp[j], C2, cov);
+            /* as form_grad: the value never depends on the gradient.  Two
+             * reciprocals, not 1/(B1 B2): that product overflows float32 on
+             * 16-bit data ranges and made l and cs silently 1 */
+            const REAL iB1 = 1 / B1, iB2 = 1 / B2;
+            out[j] = FN(s_gem1)(FN(s_pick)(D1 * iB1, A1, iB1)) *
+                     FN(s_gem1)(FN(s_pick)(D2 * iB2, A2, iB2));
         }
     } else if (form == FS_FORM_CS) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL vx = mx[j], vy = my[j];
-            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
-            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            REAL iB = 1 / B2;
-            out[j] = A2 * iB;
+            const REAL vx = mx[j], vy = my[j];
+            FS_CS_TERMS(REAL, FN(s_pos), FN(s_nz), vx, vy, md[j], mp[j], C2, cov);
+            const REAL iB2 = 1 / B2;
+            out[j] = FN(s_gem1)(FN(s_pick)(D2 * iB2, A2, iB2));
         }
     } else if (form == FS_FORM_L) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j] + sx, uy = my[j] + sy;
-            REAL iB = 1 / (ux * ux + uy * uy + C1);
-            out[j] = (2 * (ux * uy) + C1) * iB;
+            FS_L_TERMS(REAL, FN(s_nz), mx[j], my[j], sx, sy, C1);
+            const REAL iB1 = 1 / B1;
+            out[j] = FN(s_gem1)(FN(s_pick)(D1 * iB1, A1, iB1));
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) out[j] = mx[j] + sx;
     }
 }
 
-/* Value and the cotangent-weighted partials w*dF/d(mu_x, mu_y, E[x^2+y^2], E[xy]).
- * F depends on E[x^2] and E[y^2] only through their sum, so one map serves both. */
+/* Value and the cotangent-weighted partials w*dF/d(mu_x, mu_y, E[(x-y)^2], E[xy])
+ * of the unclamped formula (the clamps act only at rounding level).  The
+ * gradient combination (combine) applies d/dx E[(x-y)^2] = 2 (x - y). */
 static void FN(form_grad)(int form, ptrdiff_t n, const REAL *restrict mx,
-                          const REAL *restrict my, const REAL *restrict ms,
+                          const REAL *restrict my, const REAL *restrict md,
                           const REAL *restrict mp, REAL C1, REAL C2, REAL cov,
                           REAL sx, REAL sy, const REAL *restrict w,
                           REAL *restrict out, REAL *restrict fmx,
-                          REAL *restrict fmy, REAL *restrict fss,
+                          REAL *restrict fmy, REAL *restrict fdd,
                           REAL *restrict fxy)
 {
     /* w == NULL: unweighted partials (the loop is unswitched on it) */
 #define FS_WJ (w ? w[j] : (REAL)1)
     if (form == FS_FORM_SSIM) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL vx = mx[j], vy = my[j];
-            REAL ux = vx + sx, uy = vy + sy;
-            REAL A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
-            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
-            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            REAL iD = 1 / (B1 * B2);
-            REAL S = A1 * A2 * iD;
-            REAL wj = FS_WJ;
-            REAL sB1 = S * B2 * iD;        /* S / B1 */
-            REAL sB2 = cov * S * B1 * iD;  /* c S / B2 */
-            REAL cA1 = cov * A1;
-            out[j] = S;
-            fss[j] = -wj * sB2;
-            fxy[j] = wj * (2 * cA1 * iD);
-            /* l-part (unshifted means) + cs-part (shifted means), eqs. 8-10 */
-            fmx[j] = wj * (2 * ((uy * A2 - vy * cA1) * iD + vx * sB2 - ux * sB1));
-            fmy[j] = wj * (2 * ((ux * A2 - vx * cA1) * iD + vy * sB2 - uy * sB1));
+            const REAL vx = mx[j], vy = my[j];
+            FS_L_TERMS(REAL, FN(s_nz), vx, vy, sx, sy, C1);
+            FS_CS_TERMS(REAL, FN(s_pos), FN(s_nz), vx, vy, md[j], mp[j], C2, cov);
+            const REAL iB1 = 1 / B1, iB2 = 1 / B2;
+            const REAL l = FN(s_pick)(D1 * iB1, A1, iB1), cs = FN(s_pick)(D2 * iB2, A2, iB2);
+            const REAL wj = FS_WJ;
+            REAL ax, ay, bx, by, bd, bp;
+            out[j] = FN(s_gem1)(l) * FN(s_gem1)(cs);
+            FS_L_PARTIALS(wj * cs, iB1, l, ax, ay);
+            FS_CS_PARTIALS(wj * l, iB2, cs, cov, bx, by, bd, bp);
+            fmx[j] = ax + bx;
+            fmy[j] = ay + by;
+            fdd[j] = bd;
+            fxy[j] = bp;
         }
     } else if (form == FS_FORM_CS) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL vx = mx[j], vy = my[j];
-            REAL A2 = 2 * (cov * (mp[j] - vx * vy)) + C2;
-            REAL B2 = cov * (ms[j] - vx * vx - vy * vy) + C2;
-            REAL iB = 1 / B2;
-            REAL cs = A2 * iB;
-            REAL wc = FS_WJ * cov * iB;
-            out[j] = cs;
-            fss[j] = -wc * cs;
-            fxy[j] = 2 * wc;
-            fmx[j] = 2 * wc * (vx * cs - vy);
-            fmy[j] = 2 * wc * (vy * cs - vx);
+            const REAL vx = mx[j], vy = my[j];
+            FS_CS_TERMS(REAL, FN(s_pos), FN(s_nz), vx, vy, md[j], mp[j], C2, cov);
+            const REAL iB2 = 1 / B2, cs = FN(s_pick)(D2 * iB2, A2, iB2);
+            out[j] = FN(s_gem1)(cs);
+            FS_CS_PARTIALS(FS_WJ, iB2, cs, cov, fmx[j], fmy[j], fdd[j], fxy[j]);
         }
     } else if (form == FS_FORM_MEAN) {
         for (ptrdiff_t j = 0; j < n; j++) {
             out[j] = mx[j] + sx;
             fmx[j] = FS_WJ;
             fmy[j] = 0;
-            fss[j] = 0;
+            fdd[j] = 0;
             fxy[j] = 0;
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++) {
-            REAL ux = mx[j] + sx, uy = my[j] + sy;
-            REAL iB = 1 / (ux * ux + uy * uy + C1);
-            REAL l = (2 * (ux * uy) + C1) * iB;
-            REAL wb = 2 * FS_WJ * iB;
-            out[j] = l;
-            fss[j] = 0;
+            FS_L_TERMS(REAL, FN(s_nz), mx[j], my[j], sx, sy, C1);
+            const REAL iB1 = 1 / B1, l = FN(s_pick)(D1 * iB1, A1, iB1);
+            out[j] = FN(s_gem1)(l);
+            FS_L_PARTIALS(FS_WJ, iB1, l, fmx[j], fmy[j]);
+            fdd[j] = 0;
             fxy[j] = 0;
-            fmx[j] = wb * (uy - ux * l);
-            fmy[j] = wb * (ux - uy * l);
         }
     }
 #undef FS_WJ
@@ -753,22 +828,23 @@ FN(cot_run)(const int M, ptrdiff_t n, const int *forms, const REAL *cov,
 {
     for (ptrdiff_t i = 0;; i += NV) {
         if (i + NV > n) i = n - NV;
-        FN(vec) F[FS_MAXW], iB[FS_MAXW], suf[FS_MAXW];
+        FN(vec) F[FS_MAXW];
         _Pragma("GCC unroll 8")
         for (int j = 0; j < M; j++) {
             const FN(vec) vx = FN(ld)(mm[j][0] + i), vy = FN(ld)(mm[j][1] + i);
-            const FN(vec) A2 = 2 * (cov[j] * (FN(ld)(mm[j][3] + i) - vx * vy)) + C2;
-            const FN(vec) B2 = cov[j] * (FN(ld)(mm[j][2] + i) - vx * vx - vy * vy) + C2;
-            if (forms[j] == FS_FORM_SSIM) {
-                const FN(vec) ux = vx + sx, uy = vy + sy;
-                const FN(vec) A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
-                iB[j] = 1 / (B1 * B2);
-                F[j] = A1 * A2 * iB[j];
+            FS_CS_TERMS(FN(vec), FN(v_pos), FN(v_nz), vx, vy, FN(ld)(mm[j][2] + i),
+                        FN(ld)(mm[j][3] + i), C2, cov[j]);
+            if (forms[j] == FS_FORM_SSIM) {  /* as form_value */
+                FS_L_TERMS(FN(vec), FN(v_nz), vx, vy, sx, sy, C1);
+                const FN(vec) iB1 = 1 / B1, iB2 = 1 / B2;
+                F[j] = FN(v_gem1)(FN(v_pick)(D1 * iB1, A1, iB1)) *
+                       FN(v_gem1)(FN(v_pick)(D2 * iB2, A2, iB2));
             } else {
-                iB[j] = 1 / B2;
-                F[j] = A2 * iB[j];
+                const FN(vec) iB2 = 1 / B2;
+                F[j] = FN(v_gem1)(FN(v_pick)(D2 * iB2, A2, iB2));
             }
         }
+        FN(vec) suf[FS_MAXW];
         suf[M - 1] = F[M - 1];
         _Pragma("GCC unroll 8")
         for (int j = M - 2; j >= 0; j--) suf[j] = F[j] * suf[j + 1];
@@ -778,28 +854,25 @@ FN(cot_run)(const int M, ptrdiff_t n, const int *forms, const REAL *cov,
         for (int j = 0; j < M && w; j++) {
             const FN(vec) c = j < M - 1 ? pre * suf[j + 1] : pre;
             const FN(vec) vx = FN(ld)(mm[j][0] + i), vy = FN(ld)(mm[j][1] + i);
-            FN(vec) fmx, fmy, fss, fxy;
+            FS_CS_TERMS(FN(vec), FN(v_pos), FN(v_nz), vx, vy, FN(ld)(mm[j][2] + i),
+                        FN(ld)(mm[j][3] + i), C2, cov[j]);
+            FN(vec) fmx, fmy, fdd, fxy;
             if (forms[j] == FS_FORM_SSIM) {  /* as form_grad */
-                const FN(vec) ux = vx + sx, uy = vy + sy;
-                const FN(vec) A1 = 2 * (ux * uy) + C1, B1 = ux * ux + uy * uy + C1;
-                const FN(vec) A2 = 2 * (cov[j] * (FN(ld)(mm[j][3] + i) - vx * vy)) + C2;
-                const FN(vec) B2 = cov[j] * (FN(ld)(mm[j][2] + i) - vx * vx - vy * vy) + C2;
-                const FN(vec) S = F[j], iD = iB[j];
-                const FN(vec) sB1 = S * B2 * iD, sB2 = cov[j] * S * B1 * iD, cA1 = cov[j] * A1;
-                fss = -c * sB2;
-                fxy = c * (2 * cA1 * iD);
-                fmx = c * (2 * ((uy * A2 - vy * cA1) * iD + vx * sB2 - ux * sB1));
-                fmy = c * (2 * ((ux * A2 - vx * cA1) * iD + vy * sB2 - uy * sB1));
+                FS_L_TERMS(FN(vec), FN(v_nz), vx, vy, sx, sy, C1);
+                const FN(vec) iB1 = 1 / B1, iB2 = 1 / B2;
+                const FN(vec) l = FN(v_pick)(D1 * iB1, A1, iB1), cs = FN(v_pick)(D2 * iB2, A2, iB2);
+                FN(vec) ax, ay;
+                FS_L_PARTIALS(c * cs, iB1, l, ax, ay);
+                FS_CS_PARTIALS(c * l, iB2, cs, cov[j], fmx, fmy, fdd, fxy);
+                fmx = ax + fmx;
+                fmy = ay + fmy;
             } else {
-                const FN(vec) cs = F[j], wc = c * cov[j] * iB[j];
-                fss = -wc * cs;
-                fxy = 2 * wc;
-                fmx = 2 * wc * (vx * cs - vy);
-                fmy = 2 * wc * (vy * cs - vx);
+                const FN(vec) iB2 = 1 / B2, cs = FN(v_pick)(D2 * iB2, A2, iB2);
+                FS_CS_PARTIALS(c, iB2, cs, cov[j], fmx, fmy, fdd, fxy);
             }
             if (fr[j][0]) FN(st)(fr[j][0] + i, fmx);
             if (fr[j][1]) FN(st)(fr[j][1] + i, fmy);
-            FN(st)(fr[j][2] + i, fss);
+            FN(st)(fr[j][2] + i, fdd);
             FN(st)(fr[j][3] + i, fxy);
             if (j < M - 1) pre = pre * F[j];
         }
@@ -970,13 +1043,14 @@ static inline void FN(sources)(ptrdiff_t n, const REAL *restrict x, const REAL *
         REAL u = x[j] - sx, v = y[j] - sy;
         su[j] = u;
         sv[j] = v;
-        ss[j] = u * u + v * v;
+        ss[j] = (u - v) * (u - v);
         sp[j] = u * v;
     }
 }
 
-/* Gradient line, eq. 10 in VJP form: g = G^T(w F_mu) + 2 u G^T(w F_ss) + v G^T(w F_xy)
- * (u the shifted input differentiated, v the other); stride nci in the output. */
+/* Gradient line, eq. 10 in VJP form: g = G^T(w F_mu) + 2 (u - v) G^T(w F_dd) + v G^T(w F_xy)
+ * (u the shifted input differentiated, v the other; F_dd the partial by
+ * E[(x - y)^2], whose derivative by u is 2 (u - v)); stride nci in the output. */
 static inline void FN(combine)(ptrdiff_t n, const REAL *restrict am, const REAL *restrict ass,
                                const REAL *restrict axy, const REAL *restrict u,
                                const REAL *restrict v, REAL *restrict o, int nci)
@@ -986,10 +1060,10 @@ static inline void FN(combine)(ptrdiff_t n, const REAL *restrict am, const REAL 
         return;
     }
     if (nci == 1) {
-        for (ptrdiff_t t = 0; t < n; t++) o[t] = am[t] + 2 * u[t] * ass[t] + v[t] * axy[t];
+        for (ptrdiff_t t = 0; t < n; t++) o[t] = am[t] + 2 * (u[t] - v[t]) * ass[t] + v[t] * axy[t];
     } else {
         for (ptrdiff_t t = 0; t < n; t++)
-            o[t * nci] = am[t] + 2 * u[t] * ass[t] + v[t] * axy[t];
+            o[t * nci] = am[t] + 2 * (u[t] - v[t]) * ass[t] + v[t] * axy[t];
     }
 }
 
@@ -1033,7 +1107,7 @@ static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REA
 }
 
 /* The four sources of n samples of an input line from element at on (x - sx,
- * y - sy, their squares summed, their product), from any input type and
+ * y - sy, the square of their difference, their product), from any input type and
  * channel interleave. */
 static inline void FN(line_sources)(const fs_job *job, ptrdiff_t at, ptrdiff_t n, REAL sx,
                                     REAL sy, REAL *restrict su, REAL *restrict sv,
@@ -1048,13 +1122,13 @@ static inline void FN(line_sources)(const fs_job *job, ptrdiff_t at, ptrdiff_t n
     FN(load_line)(job->y, job->in_type, at, job->nci, n, sy, sv);
     for (ptrdiff_t j = 0; j < n; j++) {
         REAL u = su[j], v = sv[j];
-        ss[j] = u * u + v * v;
+        ss[j] = (u - v) * (u - v);
         sp[j] = u * v;
     }
 }
 
 /* Input line q, filtered within the line (axes 1, 2) for the four moment
- * sources x, y, x^2 + y^2, xy (eqs. 2-4), into the ring slot of q (and,
+ * sources x, y, (x - y)^2, xy (eqs. 2-4), into the ring slot of q (and,
  * with a fused downsampling, the next scale's row it completes). */
 static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
 {
