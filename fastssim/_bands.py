@@ -59,8 +59,8 @@ def exact_mass(taps: tuple, dtype_char: str) -> tuple:
     made every float32 box SSIM about 1e-6 low.  Here the rounded taps are
     nudged, one unit in the last place at a time (symmetric pairs together,
     the taps whose rounding went furthest in the wrong direction first),
-    until their exact sum is 1: the window keeps its shape to about one
-    unit in the last place per tap.  Returned as float64 values that are
+    until their exact sum is 1: every tap stays within two units in the last
+    place of the centre (largest) tap of the exact window.  Returned as float64 values that are
     exactly representable in the compute type.  Windows whose mass is not 1
     to rounding, or that are not symmetric, are only rounded.
     """

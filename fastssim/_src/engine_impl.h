@@ -627,9 +627,10 @@ static inline REAL FN(s_gem1)(REAL v) { return v < -1 ? (REAL)-1 : v; }
  * relative precision near 0).  NaN takes the second branch and stays NaN. */
 static inline REAL FN(s_pick)(REAL q, REAL A, REAL iB)
 {
-    /* both branches first: a plain select, which GCC vectorises (it will not
-     * speculate a multiply inside a conditional under -ftrapping-math) */
-    const REAL near1 = 1 - q, far = A * iB;
+    /* both branches first: a plain select.  0 * A is 0 for a finite A and
+     * NaN for an overflowed one (then B = inf, q = 0 and 1 - q would be a
+     * silent 1): float32 overflow becomes a NaN that fastssim._finite sees */
+    const REAL near1 = (1 - q) + 0 * A, far = A * iB;
     return q < (REAL)0.5 ? near1 : far;
 }
 static inline FN(vec) FN(v_sel)(FN(ivec) m, FN(vec) a, FN(vec) b)  /* m ? a : b */
@@ -649,7 +650,7 @@ static inline FN(vec) FN(v_nz)(FN(vec) v)
 static inline FN(vec) FN(v_pick)(FN(vec) q, FN(vec) A, FN(vec) iB)
 {
     const FN(vec) z = {0};
-    return FN(v_sel)((FN(ivec))(q < z + (REAL)0.5), 1 - q, A * iB);
+    return FN(v_sel)((FN(ivec))(q < z + (REAL)0.5), (1 - q) + 0 * A, A * iB);  /* as s_pick */
 }
 static inline FN(vec) FN(v_gem1)(FN(vec) v)
 {
