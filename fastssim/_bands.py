@@ -74,7 +74,8 @@ def exact_mass(taps: tuple, dtype_char: str) -> tuple:
     half = [Fraction(v) for v in rounded[r:].tolist()]  # centre first
     mult = [1] + [2] * r                                  # a pair counts twice
     target = [Fraction(v) for v in t[r:].tolist()]
-    for _ in range(8 * (r + 1)):
+    moved = [0] * (r + 1)
+    for _ in range(64 * (r + 1)):
         excess = sum(m * h for m, h in zip(mult, half)) - 1
         if excess == 0:
             out = [float(h) for h in half]
@@ -88,15 +89,16 @@ def exact_mass(taps: tuple, dtype_char: str) -> tuple:
             step = Fraction(float(np.spacing(dt.type(float(h)))))
             if step * mult[k] > abs(excess):
                 continue
-            # prefer the tap whose rounding moved it furthest in the direction
-            # of the excess (relative to its size)
-            score = sign * (h - target[k]) / target[k]
+            # prefer taps moved least, then the one whose rounding moved it
+            # furthest in the direction of the excess (relative to its size)
+            score = (-moved[k], sign * (h - target[k]) / target[k])
             if best is None or score > best[0]:
                 best = (score, k, step)
         if best is None:
             break
         _, k, step = best
         half[k] -= sign * step
+        moved[k] += 1
     return tuple(rounded.tolist())
 
 
