@@ -189,7 +189,7 @@ def _check_pair(x, y, names=("x", "y")):
             raise TypeError(
                 f"{name}: CUDA tensors are not supported yet: fastssim's GPU (CuPy) backend "
                 "does not exist yet; compute on the CPU (tensor.cpu()) meanwhile")
-        if t.device.type not in ("cpu", "meta"):
+        if t.device.type != "cpu":
             raise TypeError(f"{name}: expected a CPU tensor, got a tensor on {t.device}")
         if not t.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
