@@ -41,6 +41,7 @@ first derivative, but differentiating that gradient again raises
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -143,6 +144,9 @@ def _setup_context(ctx, inputs, output):
     ctx.need = need
     ctx.save_for_backward(gx, gy)
     ctx.mark_non_differentiable(gx, gy)
+    # no zero-filled gradients for the unused gradient outputs (each one the size of
+    # an input: they doubled the backward's peak memory)
+    ctx.set_materialize_grads(False)
 
 
 def _scale(g, gv):
@@ -152,6 +156,8 @@ def _scale(g, gv):
 
 def _backward(ctx, gv, _gx, _gy):
     gx, gy = ctx.saved_tensors
+    if gv is None:  # the values were not used (possible without materialised gradients)
+        return None, None, None, None, None
     double = torch.is_grad_enabled() and not torch.compiler.is_compiling()
     with torch.no_grad():
         outs = [_scale(gx, gv) if ctx.need & 1 else None,
@@ -239,8 +245,11 @@ def _options(**kw):
 _NUMBERS = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_options(options):
-    """The inverse of :func:`_options` (the string only ever comes from it)."""
+    """The inverse of :func:`_options` (the string only ever comes from it); cached:
+    a training loop passes the same options every step.  Callers must not modify
+    the dict."""
     out = {}
     for part in options.split(";") if options else ():
         k, _, r = part.partition("=")
