@@ -47,6 +47,14 @@ except ImportError:  # pragma: no cover
 SIDE = 1024
 
 
+def _version(dist):
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
 def inputs(side=SIDE):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 1, side, side, generator=g)
@@ -146,7 +154,7 @@ def main(argv=None):
     print(f"# fastssim.torch benchmark: {SIDE}x{SIDE} float32, forward + backward, CPU\n")
     print(f"- {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), fastssim "
-          f"{fastssim.__version__}, pytorch_msssim {getattr(pm, '__version__', 'n/a') if pm else 'not installed'}")
+          f"{fastssim.__version__}, pytorch_msssim {_version('pytorch_msssim') if pm else 'not installed'}")
     print(f"- medians of {args.rounds} interleaved rounds (5 calls per round for fastssim rows, 1 for "
           "pytorch_msssim); OMP_WAIT_POLICY=" + os.environ.get("OMP_WAIT_POLICY", "(unset)") + "\n")
     print("| call | median ms | peak extra memory (inputs) | note |")

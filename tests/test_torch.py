@@ -152,6 +152,22 @@ def test_backward_scales_by_the_incoming_gradient():
                                rtol=1e-15, atol=0)
 
 
+def test_retain_graph_backward_twice():
+    """The backward scales the saved gradient in place only when the graph is freed after
+    it; with retain_graph=True it returns a copy, so a second pass gives the same gradient
+    (accumulated: twice the NumPy gradient).  Then the graph is freed and a third pass is
+    PyTorch's usual error."""
+    x, y = tpair((2, 1, 20, 20))
+    xr = x.clone().requires_grad_()
+    v = ft.ssim(xr, y, data_range=1.0, reduction="sum")
+    v.backward(retain_graph=True)
+    v.backward()
+    ref = fastssim.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, gradient="x").grad_x
+    np.testing.assert_allclose(xr.grad.numpy(), 2 * ref, rtol=1e-14, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        v.backward()
+
+
 def _gradcheck(f, shape, seed=0):
     x, y = tpair(shape, seed=seed)
     assert torch.autograd.gradcheck(f, (x.requires_grad_(), y.requires_grad_()))
