@@ -23,7 +23,11 @@ Its forward calls the NumPy function (:func:`fastssim.ssim`, ...) once, for
 the value of every ``(n, c)`` plane and, when an input requires a gradient
 and grad mode is on, the exact gradient of each plane's value with respect to
 that input (one engine call for both).  The gradient is saved; the backward
-only multiplies it by the incoming per-plane gradient.  Channel means and
+only multiplies it by the incoming per-plane gradient -- in place when the
+graph is freed after that backward (no ``retain_graph``), so that the saved
+gradient itself becomes the input's ``.grad`` (no further memory); a scaled
+copy otherwise.  (The operator's gradient outputs are therefore internal: call
+the functions here, not ``torch.ops.fastssim.similarity`` directly.)  Channel means and
 the ``reduction`` are ordinary torch operations on the ``(N, C)`` values, so
 autograd handles them.
 
