@@ -1,0 +1,529 @@
+"""PyTorch adapter: fastssim's values and exact gradients as differentiable torch ops.
+
+``import fastssim.torch`` (which imports PyTorch; ``import fastssim`` never
+does) gives
+
+* functional: :func:`ssim`, :func:`ms_ssim`, :func:`pixelwise_ms_ssim` and the
+  losses :func:`l1_loss`, :func:`l2_loss`, :func:`ssim_loss`,
+  :func:`ms_ssim_loss`, :func:`pixelwise_ms_ssim_loss`, :func:`mix_loss`, on
+  ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes;
+* modules holding the options: :class:`SSIM`, :class:`MSSSIM`,
+  :class:`PixelwiseMSSSIM`, :class:`SSIMLoss`, :class:`MSSSIMLoss`,
+  :class:`PixelwiseMSSSIMLoss`, :class:`MixLoss`, :class:`L1Loss`,
+  :class:`L2Loss`;
+* :mod:`fastssim.torch.compat`, a pytorch_msssim-compatible layer.
+
+How it works
+------------
+Every similarity goes through one custom operator, ``fastssim::similarity``
+(``torch.library.custom_op``, with a fake implementation for
+``torch.compile`` and an autograd formula registered with
+``register_autograd``, which PyTorch runs as a ``torch.autograd.Function``).
+Its forward calls the NumPy function (:func:`fastssim.ssim`, ...) once, for
+the value of every ``(n, c)`` plane and, when an input requires a gradient
+and grad mode is on, the exact gradient of each plane's value with respect to
+that input (one engine call for both).  The gradient is saved; the backward
+only multiplies it by the incoming per-plane gradient -- in place when the
+graph is freed after that backward (no ``retain_graph``), so that the saved
+gradient itself becomes the input's ``.grad`` (no further memory); a scaled
+copy otherwise.  (The operator's gradient outputs are therefore internal: call
+the functions here, not ``torch.ops.fastssim.similarity`` directly.)  Channel means and
+the ``reduction`` are ordinary torch operations on the ``(N, C)`` values, so
+autograd handles them.
+
+Memory and devices: a contiguous CPU float32/float64 tensor is handed to the
+engine as a NumPy view (no copy), and the gradient comes back as a tensor
+sharing the NumPy array's memory.  float16 / bfloat16 inputs are computed in
+float32 (their gradient returns in the input's dtype, through autograd's
+cast).  CUDA tensors raise ``TypeError``: fastssim's GPU (CuPy) backend does
+not exist yet, and nothing is moved between devices silently.
+
+Second derivatives are not available: ``create_graph=True`` works for the
+first derivative, but differentiating that gradient again raises
+``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+import fastssim as _fs
+from fastssim import losses as _losses
+
+__all__ = [
+    "ssim", "ms_ssim", "pixelwise_ms_ssim",
+    "l1_loss", "l2_loss", "ssim_loss", "ms_ssim_loss", "pixelwise_ms_ssim_loss", "mix_loss",
+    "SSIM", "MSSSIM", "PixelwiseMSSSIM",
+    "L1Loss", "L2Loss", "SSIMLoss", "MSSSIMLoss", "PixelwiseMSSSIMLoss", "MixLoss",
+    "similarity_per_plane",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+_HALF = (torch.float16, torch.bfloat16)
+_DOUBLE_BACKWARD = (
+    b"fastssim.torch: second derivatives are not supported (the backward scales a gradient "
+    b"computed by fastssim's engine; it has no derivative of its own)"
+)
+
+
+# ----------------------------------------------------------------------------------------
+# The engine call, per kind.  Each returns (values of shape batch, grad_x or None,
+# grad_y or None) for NumPy planes of shape (N, C, *spatial), no channel axis.
+
+
+def _wrt(need):
+    return {0: None, 1: "x", 2: "y", 3: "both"}[need]
+
+
+def _run_ssim(x, y, need, o):
+    r = _fs.ssim(x, y, gradient=_wrt(need), **o)
+    return (r, None, None) if not need else (r.value, r.grad_x, r.grad_y)
+
+
+def _run_ms_ssim(x, y, need, o):
+    r = _fs.ms_ssim(x, y, gradient=_wrt(need), **o)
+    return (r, None, None) if not need else (r.value, r.grad_x, r.grad_y)
+
+
+def _run_pixelwise(x, y, need, o):
+    r = _fs.pixelwise_ms_ssim(x, y, gradient=_wrt(need), **o)
+    return (r, None, None) if not need else (r.value, r.grad_x, r.grad_y)
+
+
+def _run_mix(x, y, need, o):
+    """The Mix loss (x the prediction, y the target).  fastssim.losses.mix gives
+    d/dx; d/dy = -alpha dP/dy - (1 - alpha) d(l1 term)/dx, and the l1 term's
+    d/dx is mix's d/dx + alpha dP/dx, so the target's gradient costs one more
+    engine call (P's gradient with respect to both)."""
+    if not need & 2:
+        r = _losses.mix(x, y, gradient=bool(need), **o)
+        return (r, None, None) if not need else (r.value, r.grad, None)
+    r = _losses.mix(x, y, gradient=True, **o)
+    alpha = o.get("alpha", 0.84)
+    po = {k: v for k, v in o.items() if k != "alpha"}
+    pw = _fs.pixelwise_ms_ssim(x, y, gradient="both", **po)
+    a = r.grad.dtype.type(alpha)
+    gy = -a * pw.grad_y - (r.grad + a * pw.grad_x)
+    return r.value, (r.grad if need & 1 else None), gy
+
+
+_KINDS = {"ssim": _run_ssim, "ms_ssim": _run_ms_ssim, "pixelwise_ms_ssim": _run_pixelwise,
+          "mix": _run_mix}
+
+
+def _to_numpy(t):
+    """A NumPy view of a CPU tensor: no copy when it is contiguous."""
+    return t.detach().contiguous().numpy()
+
+
+@torch.library.custom_op("fastssim::similarity", mutates_args=())
+def _similarity(x: torch.Tensor, y: torch.Tensor, kind: str, options: str,
+                need: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-plane values (float64, shape x.shape[:2]) and, as ``need`` asks (bit 1: x,
+    bit 2: y), the gradient of each plane's value with respect to x / y (else empty)."""
+    o = _parse_options(options)
+    v, gx, gy = _KINDS[kind](_to_numpy(x), _to_numpy(y), need, o)
+    v = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(x.shape[:2]))
+    empty = x.new_empty((0,))
+    return (v,
+            torch.from_numpy(gx) if gx is not None else empty,
+            torch.from_numpy(gy) if gy is not None else empty.clone())
+
+
+@_similarity.register_fake
+def _(x, y, kind, options, need):
+    v = x.new_empty(x.shape[:2], dtype=torch.float64)
+    gx = torch.empty_like(x, memory_format=torch.contiguous_format) if need & 1 else x.new_empty((0,))
+    gy = torch.empty_like(y, memory_format=torch.contiguous_format) if need & 2 else y.new_empty((0,))
+    return v, gx, gy
+
+
+def _setup_context(ctx, inputs, output):
+    _, _, _, _, need = inputs
+    _, gx, gy = output
+    ctx.need = need
+    ctx.save_for_backward(gx, gy)
+    ctx.mark_non_differentiable(gx, gy)
+    # no zero-filled gradients for the unused gradient outputs (each one the size of
+    # an input: they doubled the backward's peak memory)
+    ctx.set_materialize_grads(False)
+
+
+def _scale(g, gv):
+    """The saved per-plane gradient times the incoming gradient of each plane's value."""
+    return g * gv.to(g.dtype).reshape(gv.shape + (1,) * (g.dim() - gv.dim()))
+
+
+_keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
+def _graph_released():
+    """True in an eager backward that frees the graph after it (no retain_graph,
+    no create_graph): the saved gradients are then used once and can be scaled in place."""
+    if _keep_graph is None or torch.is_grad_enabled():
+        return False
+    try:
+        return not _keep_graph()
+    except RuntimeError:  # not inside an autograd graph task
+        return False
+
+
+def _scale_saved(g, gv, in_place):
+    if in_place and type(g) is torch.Tensor:  # a plain tensor: not traced by torch.compile
+        return g.mul_(gv.to(g.dtype).reshape(gv.shape + (1,) * (g.dim() - gv.dim())))
+    return _scale(g, gv)
+
+
+def _backward(ctx, gv, _gx, _gy):
+    gx, gy = ctx.saved_tensors
+    if gv is None:  # the values were not used (possible without materialised gradients)
+        return None, None, None, None, None
+    double = torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    # Scaling the saved gradient in place saves a pass over fresh memory (and an input's
+    # worth of peak memory); only when this backward is the graph's last use of it: with
+    # retain_graph (gradcheck, several backward passes) a scaled copy is returned instead.
+    in_place = _graph_released()
+    with torch.no_grad():
+        outs = [_scale_saved(gx, gv, in_place) if ctx.need & 1 else None,
+                _scale_saved(gy, gv, in_place) if ctx.need & 2 else None]
+    if double:  # create_graph=True: a result that raises if it is differentiated again
+        live = [o for o in outs if o is not None]
+        err = torch._C._functions.DelayedError(_DOUBLE_BACKWARD, len(live))
+        fake = []
+        for o in live:
+            o = o.detach()
+            o.requires_grad_(True)
+            fake.append(o)
+        res = err(*fake)
+        res = list(res) if isinstance(res, tuple) else [res]
+        outs = [res.pop(0) if o is not None else None for o in outs]
+    return outs[0], outs[1], None, None, None
+
+
+_similarity.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------
+# Validation and the shared front end
+
+
+def _check_pair(x, y, names=("x", "y")):
+    for t, name in zip((x, y), names):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    a, b = names
+    if x.device != y.device:
+        raise TypeError(f"{a}, {b}: expected tensors on one device, got {x.device} and {y.device}")
+    for t, name in zip((x, y), names):
+        if t.device.type == "cuda":
+            raise TypeError(
+                f"{name}: CUDA tensors are not supported yet: fastssim's GPU (CuPy) backend "
+                "does not exist yet; compute on the CPU (tensor.cpu()) meanwhile")
+        if t.device.type != "cpu":
+            raise TypeError(f"{name}: expected a CPU tensor, got a tensor on {t.device}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
+    if x.dtype != y.dtype:
+        raise TypeError(f"{a}, {b}: expected one dtype, got {x.dtype} and {y.dtype}")
+    if x.shape != y.shape:
+        raise ValueError(f"{a}, {b}: expected the same shape, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if x.dim() not in (4, 5):
+        raise ValueError(f"{a}: expected an (N, C, H, W) or (N, C, D, H, W) tensor, got "
+                         f"shape {tuple(x.shape)}")
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(per_item, reduction):
+    if reduction == "mean":
+        return per_item.mean()
+    if reduction == "sum":
+        return per_item.sum()
+    return per_item
+
+
+def _options(**kw):
+    """The keyword arguments of the NumPy call as one string for the operator's schema:
+    ``name=repr(value)`` joined by ';' (floats round-trip exactly through repr).
+    Plain string and number operations, so torch.compile traces it to a constant."""
+    parts = []
+    for k, v in kw.items():
+        if isinstance(v, (tuple, list)):
+            if not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+                raise TypeError(f"{k}: expected a sequence of numbers, got {v!r}")
+            v = tuple(float(e) for e in v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        elif v is not None and not isinstance(v, (bool, int, float, str)):
+            raise TypeError(f"{k}: expected a number, a string or None, got {type(v).__name__}")
+        if isinstance(v, str) and ";" in v:  # no option's value has one; keeps the split exact
+            raise ValueError(f"{k}: unexpected value {v!r}")
+        parts.append(k + "=" + repr(v))
+    return ";".join(parts)
+
+
+_NUMBERS = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_options(options):
+    """The inverse of :func:`_options` (the string only ever comes from it); cached:
+    a training loop passes the same options every step.  Callers must not modify
+    the dict."""
+    out = {}
+    for part in options.split(";") if options else ():
+        k, _, r = part.partition("=")
+        out[k] = eval(r, _NUMBERS)  # noqa: S307 -- reprs of numbers, strings, None, tuples
+    return out
+
+
+def similarity_per_plane(kind, x, y, names=("x", "y"), **options):
+    """Per-plane values, shape ``(N, C)``, of a fastssim similarity, differentiable.
+
+    The building block of every function here and of :mod:`fastssim.torch.compat`.
+
+    Parameters
+    ----------
+    kind : {'ssim', 'ms_ssim', 'pixelwise_ms_ssim', 'mix'}
+        The NumPy function: :func:`fastssim.ssim`, :func:`fastssim.ms_ssim`,
+        :func:`fastssim.pixelwise_ms_ssim` or :func:`fastssim.losses.mix`
+        (x the prediction).
+    x, y : Tensor, shape (N, C, H, W) or (N, C, D, H, W)
+        CPU, floating point, one dtype and shape.
+    names : pair of str
+        The argument names used in error messages.
+    **options
+        Keyword arguments of the NumPy function (``data_range`` included;
+        ``spatial_dims`` is set from the rank).
+
+    Returns
+    -------
+    Tensor, shape (N, C)
+        float64 for float64 input, else float32; the value of each plane.
+        Its gradient with respect to x and y is exact (that of the NumPy
+        function), computed in the forward when needed.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind: expected one of {tuple(_KINDS)}, got {kind!r}")
+    _check_pair(x, y, names)
+    if x.dtype in _HALF:  # computed in float32; autograd's cast returns the gradient in x's dtype
+        x, y = x.float(), y.float()
+    out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    grad_on = torch.is_grad_enabled()
+    need = (1 if grad_on and x.requires_grad else 0) | (2 if grad_on and y.requires_grad else 0)
+    options["spatial_dims"] = x.dim() - 2
+    v, _, _ = torch.ops.fastssim.similarity(x, y, kind, _options(**options), need)
+    return v.to(out_dtype)
+
+
+def _per_item(kind, x, y, reduction, names=("x", "y"), **options):
+    _check_reduction(reduction)
+    return _reduce(similarity_per_plane(kind, x, y, names, **options).mean(dim=1), reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# Functional API
+
+
+def ssim(x, y, *, data_range, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,
+         K1=0.01, K2=0.03, covariance="population", workers=None, reduction="mean"):
+    """SSIM of image pairs, differentiable with respect to x and y (:func:`fastssim.ssim`).
+
+    Parameters
+    ----------
+    x, y : Tensor, shape (N, C, H, W) or (N, C, D, H, W)
+        CPU floating-point tensors of one dtype and shape.
+    data_range : float
+        Span of the values (e.g. 1.0 or 255.0).
+    reduction : {'mean', 'sum', 'none'}
+        Of the per-item values (each the mean over the item's channels of
+        the SSIM of each channel, i.e. ``fastssim.ssim(..., channel_axis=1)``):
+        their mean, their sum, or the ``(N,)`` tensor.
+
+    Returns
+    -------
+    Tensor
+        float32 (float64 for float64 input); 0-d, or ``(N,)`` with
+        ``reduction='none'``.  Its gradient is the exact gradient of this
+        value (the engine's, computed in the forward).
+
+    Other Parameters
+    ----------------
+    window, sigma, truncate, win_size, K1, K2, covariance, workers
+        As for :func:`fastssim.ssim`.
+
+    Examples
+    --------
+    >>> import torch, fastssim.torch as ft
+    >>> x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    >>> ft.ssim(x, x.detach(), data_range=1.0).backward()
+    >>> x.grad.shape
+    torch.Size([2, 3, 32, 32])
+    """
+    return _per_item("ssim", x, y, reduction, data_range=data_range, window=window,
+                     sigma=sigma, truncate=truncate, win_size=win_size, K1=K1, K2=K2,
+                     covariance=covariance, workers=workers)
+
+
+def ms_ssim(x, y, *, data_range, weights=_fs.WANG_WEIGHTS, window="gaussian", sigma=1.5,
+            truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
+            downsample="symmetric", negative="clamp", fit_scales=False, workers=None,
+            reduction="mean"):
+    """MS-SSIM of image pairs, differentiable (:func:`fastssim.ms_ssim`).
+
+    Each item's value is the mean over its channels of the MS-SSIM of each
+    channel.  ``reduction`` and the shapes are as for :func:`ssim`; the other
+    options are those of :func:`fastssim.ms_ssim` (the defaults, Wang's, need
+    161 px per side: see :func:`fastssim.min_size` and ``fit_scales``).
+    """
+    return _per_item("ms_ssim", x, y, reduction, data_range=data_range, weights=weights,
+                     window=window, sigma=sigma, truncate=truncate, win_size=win_size, K1=K1,
+                     K2=K2, covariance=covariance, downsample=downsample, negative=negative,
+                     fit_scales=fit_scales, workers=workers)
+
+
+def pixelwise_ms_ssim(x, y, *, data_range, sigmas=_fs.ZHAO_SIGMAS, truncate=3.5, K1=0.01,
+                      K2=0.03, covariance="population", border="reflect", workers=None,
+                      reduction="mean"):
+    """Per-pixel MS-SSIM of Zhao et al. (the mean of its map), differentiable
+    (:func:`fastssim.pixelwise_ms_ssim`).  Shapes and ``reduction`` as :func:`ssim`."""
+    return _per_item("pixelwise_ms_ssim", x, y, reduction, data_range=data_range,
+                     sigmas=sigmas, truncate=truncate, K1=K1, K2=K2, covariance=covariance,
+                     border=border, workers=workers)
+
+
+def _loss_pair(prediction, target):
+    _check_pair(prediction, target, ("prediction", "target"))
+
+
+def l1_loss(prediction, target, *, reduction="mean"):
+    """Mean absolute error of each item (:func:`fastssim.losses.l1`), then ``reduction``.
+
+    Plain torch operations (autograd's gradient is sign(p - t) / n, 0 at 0, as
+    the NumPy loss).  With ``reduction='sum'`` the per-item *means* are summed
+    (``torch.nn.functional.l1_loss`` would sum every element).
+    """
+    _loss_pair(prediction, target)
+    _check_reduction(reduction)
+    return _reduce((prediction - target).abs().flatten(1).mean(1), reduction)
+
+
+def l2_loss(prediction, target, *, reduction="mean"):
+    """Mean squared error of each item (:func:`fastssim.losses.l2`), then ``reduction``."""
+    _loss_pair(prediction, target)
+    _check_reduction(reduction)
+    d = prediction - target
+    return _reduce((d * d).flatten(1).mean(1), reduction)
+
+
+def ssim_loss(prediction, target, *, data_range, reduction="mean", **options):
+    """1 - SSIM per item (:func:`fastssim.losses.ssim`); options as :func:`ssim`."""
+    _check_reduction(reduction)
+    return _reduce(1 - _per_item("ssim", prediction, target, "none", ("prediction", "target"),
+                                 data_range=data_range, **_defaults_ssim(options)), reduction)
+
+
+def ms_ssim_loss(prediction, target, *, data_range, reduction="mean", **options):
+    """1 - MS-SSIM per item (:func:`fastssim.losses.ms_ssim`); options as :func:`ms_ssim`."""
+    _check_reduction(reduction)
+    return _reduce(1 - _per_item("ms_ssim", prediction, target, "none",
+                                 ("prediction", "target"), data_range=data_range,
+                                 **_defaults_ms(options)), reduction)
+
+
+def pixelwise_ms_ssim_loss(prediction, target, *, data_range, reduction="mean", **options):
+    """mean_p (1 - P(p)) per item (:func:`fastssim.losses.pixelwise_ms_ssim`); options as
+    :func:`pixelwise_ms_ssim`."""
+    _check_reduction(reduction)
+    return _reduce(1 - _per_item("pixelwise_ms_ssim", prediction, target, "none",
+                                 ("prediction", "target"), data_range=data_range,
+                                 **_defaults_pw(options)), reduction)
+
+
+def mix_loss(prediction, target, *, data_range, alpha=0.84, sigmas=_fs.ZHAO_SIGMAS,
+             truncate=3.5, K1=0.01, K2=0.03, covariance="population", border="reflect",
+             workers=None, reduction="mean"):
+    """The Mix loss of Zhao et al. (eq. 12, :func:`fastssim.losses.mix`), per item, then
+    ``reduction``: mean_p alpha (1 - P(p)) + (1 - alpha) (G_sigma_M * |p - t|)(p).
+
+    Differentiable with respect to the prediction (one engine call for value and
+    gradient) and the target (one more call).
+    """
+    return _per_item("mix", prediction, target, reduction, ("prediction", "target"),
+                     data_range=data_range, alpha=alpha, sigmas=sigmas, truncate=truncate,
+                     K1=K1, K2=K2, covariance=covariance, border=border, workers=workers)
+
+
+_SSIM_OPTS = ("window", "sigma", "truncate", "win_size", "K1", "K2", "covariance", "workers")
+_MS_OPTS = _SSIM_OPTS + ("weights", "downsample", "negative", "fit_scales")
+_PW_OPTS = ("sigmas", "truncate", "K1", "K2", "covariance", "border", "workers")
+
+
+def _pick(options, allowed, fn):
+    for k in options:
+        if k not in allowed:
+            raise TypeError(f"{fn}: unexpected keyword argument {k!r} (expected one of "
+                            f"{', '.join(allowed)} or reduction)")
+    return dict(options)
+
+
+def _defaults_ssim(o):
+    return _pick(o, _SSIM_OPTS, "ssim_loss")
+
+
+def _defaults_ms(o):
+    return _pick(o, _MS_OPTS, "ms_ssim_loss")
+
+
+def _defaults_pw(o):
+    return _pick(o, _PW_OPTS, "pixelwise_ms_ssim_loss")
+
+
+# ----------------------------------------------------------------------------------------
+# Modules
+
+
+class _Metric(torch.nn.Module):
+    """A function of (x, y) with its options held; ``forward(x, y)``."""
+
+    _fn = None
+
+    def __init__(self, **options):
+        super().__init__()
+        _check_reduction(options.get("reduction", "mean"))
+        self.options = options
+
+    def forward(self, x, y):
+        return type(self)._fn(x, y, **self.options)
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+def _module(name, fn, doc):
+    cls = type(name, (_Metric,), {"_fn": staticmethod(fn), "__doc__": doc,
+                                  "__module__": __name__})
+    return cls
+
+
+SSIM = _module("SSIM", ssim, "Module form of :func:`ssim`: ``SSIM(data_range=1.0, ...)(x, y)``.")
+MSSSIM = _module("MSSSIM", ms_ssim, "Module form of :func:`ms_ssim`.")
+PixelwiseMSSSIM = _module("PixelwiseMSSSIM", pixelwise_ms_ssim,
+                          "Module form of :func:`pixelwise_ms_ssim`.")
+L1Loss = _module("L1Loss", l1_loss, "Module form of :func:`l1_loss`.")
+L2Loss = _module("L2Loss", l2_loss, "Module form of :func:`l2_loss`.")
+SSIMLoss = _module("SSIMLoss", ssim_loss,
+                   "Module form of :func:`ssim_loss`: ``SSIMLoss(data_range=1.0)(pred, target)``.")
+MSSSIMLoss = _module("MSSSIMLoss", ms_ssim_loss, "Module form of :func:`ms_ssim_loss`.")
+PixelwiseMSSSIMLoss = _module("PixelwiseMSSSIMLoss", pixelwise_ms_ssim_loss,
+                              "Module form of :func:`pixelwise_ms_ssim_loss`.")
+MixLoss = _module("MixLoss", mix_loss, "Module form of :func:`mix_loss` (alpha = 0.84).")
+

@@ -1,0 +1,421 @@
+"""fastssim.torch: the PyTorch adapter.
+
+References: the NumPy functions themselves (the adapter must give their values
+and gradients exactly: same engine call), torch.autograd.gradcheck (central
+finite differences in float64) for every function family, and
+torch.library.opcheck for the custom operator's registrations.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ft = pytest.importorskip("fastssim.torch")
+
+import fastssim  # noqa: E402
+from fastssim import losses  # noqa: E402
+
+
+def tpair(shape, dtype=torch.float64, seed=0, corr=0.5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = corr * x + (1 - corr) * torch.rand(shape, generator=g, dtype=torch.float64)
+    return x.to(dtype), y.to(dtype)
+
+
+def _np(t):
+    return t.detach().numpy()
+
+
+def test_import_fastssim_does_not_import_torch():
+    code = "import sys, fastssim; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- values
+
+
+SMALL_MS = dict(weights=(0.2, 0.3, 0.5), sigma=0.5)   # 5 taps, 3 scales: min size 17
+PW = dict(sigmas=(0.5, 1.0, 2.0))                      # 15 taps at most (the default needs 57 px)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_values_equal_the_numpy_functions(dtype):
+    x, y = tpair((3, 2, 40, 37), dtype)
+    cases = [
+        (ft.ssim(x, y, data_range=1.0, reduction="none"),
+         fastssim.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1)),
+        (ft.ssim(x, y, data_range=1.0, window="uniform", win_size=5, covariance="sample",
+                 K2=0.1, reduction="none"),
+         fastssim.ssim(_np(x), _np(y), data_range=1.0, window="uniform", win_size=5,
+                       covariance="sample", K2=0.1, channel_axis=1)),
+        (ft.ms_ssim(x, y, data_range=1.0, downsample="zero", reduction="none", **SMALL_MS),
+         fastssim.ms_ssim(_np(x), _np(y), data_range=1.0, downsample="zero", channel_axis=1,
+                          **SMALL_MS)),
+        (ft.pixelwise_ms_ssim(x, y, data_range=1.0, sigmas=(0.5, 1.0, 2.0), reduction="none"),
+         fastssim.pixelwise_ms_ssim(_np(x), _np(y), data_range=1.0, sigmas=(0.5, 1.0, 2.0),
+                                    channel_axis=1)),
+        (ft.mix_loss(x, y, data_range=1.0, alpha=0.7, reduction="none", **PW),
+         losses.mix(_np(x), _np(y), data_range=1.0, alpha=0.7, channel_axis=1, **PW)),
+        (ft.ssim_loss(x, y, data_range=1.0, reduction="none"),
+         losses.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1)),
+        (ft.ms_ssim_loss(x, y, data_range=1.0, reduction="none", **SMALL_MS),
+         losses.ms_ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, **SMALL_MS)),
+        (ft.pixelwise_ms_ssim_loss(x, y, data_range=1.0, reduction="none", **PW),
+         losses.pixelwise_ms_ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, **PW)),
+        (ft.l1_loss(x, y, reduction="none"), losses.l1(_np(x), _np(y), channel_axis=1)),
+        (ft.l2_loss(x, y, reduction="none"), losses.l2(_np(x), _np(y), channel_axis=1)),
+    ]
+    # float64: the same engine call (the channel mean and 1 - v are summed in another
+    # order: last-bit differences); float32: the value is returned in float32 (l1/l2 are
+    # torch's own float32 sums against NumPy's float64 accumulation)
+    tol = 1e-15 if dtype == torch.float64 else 1e-6
+    for got, ref in cases:
+        assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        assert got.shape == (3,)
+        np.testing.assert_allclose(got.detach().numpy(), ref, rtol=tol, atol=tol)
+
+
+def test_reductions_and_modules():
+    x, y = tpair((4, 3, 32, 32))
+    none = ft.ssim(x, y, data_range=1.0, reduction="none")
+    assert ft.ssim(x, y, data_range=1.0).item() == pytest.approx(none.mean().item(), abs=1e-15)
+    assert ft.ssim(x, y, data_range=1.0, reduction="sum").item() == pytest.approx(
+        none.sum().item(), abs=1e-14)
+    assert ft.ssim(x, y, data_range=1.0).dim() == 0
+    pairs = [
+        (ft.SSIM(data_range=1.0, sigma=1.0), ft.ssim(x, y, data_range=1.0, sigma=1.0)),
+        (ft.MSSSIM(data_range=1.0, fit_scales=True), ft.ms_ssim(x, y, data_range=1.0, fit_scales=True)),
+        (ft.PixelwiseMSSSIM(data_range=1.0, **PW), ft.pixelwise_ms_ssim(x, y, data_range=1.0, **PW)),
+        (ft.SSIMLoss(data_range=1.0, reduction="sum"), ft.ssim_loss(x, y, data_range=1.0, reduction="sum")),
+        (ft.MSSSIMLoss(data_range=1.0, **SMALL_MS), ft.ms_ssim_loss(x, y, data_range=1.0, **SMALL_MS)),
+        (ft.PixelwiseMSSSIMLoss(data_range=1.0, **PW), ft.pixelwise_ms_ssim_loss(x, y, data_range=1.0, **PW)),
+        (ft.MixLoss(data_range=1.0, **PW), ft.mix_loss(x, y, data_range=1.0, **PW)),
+        (ft.L1Loss(), ft.l1_loss(x, y)),
+        (ft.L2Loss(reduction="none"), ft.l2_loss(x, y, reduction="none")),
+    ]
+    for module, ref in pairs:
+        assert torch.equal(module(x, y), ref)
+    assert "data_range=1.0" in repr(ft.SSIMLoss(data_range=1.0))
+    # the loss is 1 - the similarity, per item
+    assert torch.allclose(ft.ssim_loss(x, y, data_range=1.0, reduction="none"), 1 - none,
+                          rtol=0, atol=1e-15)
+
+
+def test_volumes_equal_numpy_spatial_dims_3():
+    x, y = tpair((2, 2, 9, 12, 13))
+    got = ft.ssim(x, y, data_range=1.0, sigma=0.8, reduction="none")
+    ref = fastssim.ssim(_np(x), _np(y), data_range=1.0, sigma=0.8, spatial_dims=3, channel_axis=1)
+    np.testing.assert_array_equal(got.numpy(), ref)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("wrt", ["x", "y", "both"])
+def test_gradient_equals_numpy_gradient(wrt):
+    """The adapter's gradient of sum_n value_n is the NumPy function's gradient (the same
+    call; the 1/C of the channel mean is applied by torch rather than inside the engine,
+    which changes the last bits, more where the engine's sums cancel)."""
+    x, y = tpair((2, 3, 30, 33))
+    xr = x.clone().requires_grad_(wrt in ("x", "both"))
+    yr = y.clone().requires_grad_(wrt in ("y", "both"))
+    ft.ssim(xr, yr, data_range=1.0, reduction="sum").backward()
+    r = fastssim.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, gradient=wrt)
+    if wrt in ("x", "both"):
+        np.testing.assert_allclose(xr.grad.numpy(), r.grad_x, rtol=1e-12,
+                                   atol=1e-13 * np.abs(r.grad_x).max())
+    else:
+        assert xr.grad is None
+    if wrt in ("y", "both"):
+        np.testing.assert_allclose(yr.grad.numpy(), r.grad_y, rtol=1e-12,
+                                   atol=1e-13 * np.abs(r.grad_y).max())
+    else:
+        assert yr.grad is None
+
+
+def test_backward_scales_by_the_incoming_gradient():
+    """A weighted sum of per-item values: item n's gradient is w_n times its own."""
+    x, y = tpair((3, 1, 24, 24))
+    xr = x.clone().requires_grad_()
+    w = torch.tensor([2.0, -0.5, 0.0], dtype=torch.float64)
+    (ft.pixelwise_ms_ssim(xr, y, data_range=1.0, reduction="none", **PW) * w).sum().backward()
+    r = fastssim.pixelwise_ms_ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, gradient="x",
+                                   **PW)
+    np.testing.assert_allclose(xr.grad.numpy(), r.grad_x * w.numpy()[:, None, None, None],
+                               rtol=1e-15, atol=0)
+
+
+def test_retain_graph_backward_twice():
+    """The backward scales the saved gradient in place only when the graph is freed after
+    it; with retain_graph=True it returns a copy, so a second pass gives the same gradient
+    (accumulated: twice the NumPy gradient).  Then the graph is freed and a third pass is
+    PyTorch's usual error."""
+    x, y = tpair((2, 1, 20, 20))
+    xr = x.clone().requires_grad_()
+    v = ft.ssim(xr, y, data_range=1.0, reduction="sum")
+    v.backward(retain_graph=True)
+    v.backward()
+    ref = fastssim.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, gradient="x").grad_x
+    np.testing.assert_allclose(xr.grad.numpy(), 2 * ref, rtol=1e-14, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        v.backward()
+
+
+def _gradcheck(f, shape, seed=0):
+    x, y = tpair(shape, seed=seed)
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(), y.requires_grad_()))
+
+
+def test_gradcheck_ssim():
+    _gradcheck(lambda a, b: ft.ssim(a, b, data_range=1.0, reduction="none"), (2, 1, 24, 24))
+
+
+def test_gradcheck_ssim_options():
+    _gradcheck(lambda a, b: ft.ssim(a, b, data_range=2.0, window="uniform", win_size=5,
+                                    covariance="sample", K1=0.02, reduction="sum"),
+               (1, 2, 14, 15))
+
+
+def test_gradcheck_ssim_volume():
+    _gradcheck(lambda a, b: ft.ssim(a, b, data_range=1.0, sigma=0.5, reduction="none"),
+               (1, 2, 7, 8, 9))
+
+
+@pytest.mark.parametrize("downsample", ["zero", "symmetric"])
+def test_gradcheck_ms_ssim(downsample):
+    # 5-tap window, 3 scales: fastssim.min_size(3, 5) == 17; odd sides exercise the padding
+    assert fastssim.min_size(3, 5, downsample) == 17
+    _gradcheck(lambda a, b: ft.ms_ssim(a, b, data_range=1.0, downsample=downsample,
+                                       reduction="none", **SMALL_MS), (2, 1, 21, 18))
+
+
+def test_gradcheck_ms_ssim_fit_scales():
+    # the default 5 Wang scales on a 20 px image: fit_scales keeps the scales that fit
+    _gradcheck(lambda a, b: ft.ms_ssim_loss(a, b, data_range=1.0, sigma=0.5, fit_scales=True),
+               (1, 1, 20, 20))
+
+
+def test_gradcheck_pixelwise_ms_ssim():
+    _gradcheck(lambda a, b: ft.pixelwise_ms_ssim(a, b, data_range=1.0, sigmas=(0.5, 1.0, 2.0),
+                                                 reduction="none"), (2, 1, 16, 16))
+
+
+def test_gradcheck_mix_both_inputs():
+    _gradcheck(lambda a, b: ft.mix_loss(a, b, data_range=1.0, sigmas=(0.5, 1.0, 2.0),
+                                        reduction="none"), (2, 1, 16, 16))
+
+
+def test_gradcheck_l1_l2():
+    _gradcheck(lambda a, b: ft.l1_loss(a, b, reduction="none") + ft.l2_loss(a, b, reduction="none"),
+               (2, 1, 6, 6))
+
+
+def test_value_only_without_grad(monkeypatch):
+    """No input requires a gradient (or grad mode is off): the engine is asked for the
+    value only; with one, for the value and that gradient in the same call."""
+    calls = []
+    real = fastssim.ssim
+
+    def spy(x, y, **kw):
+        calls.append(kw["gradient"])
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(fastssim, "ssim", spy)
+    x, y = tpair((1, 1, 16, 16))
+    ft.ssim(x, y, data_range=1.0)
+    xr = x.clone().requires_grad_()
+    with torch.no_grad():
+        ft.ssim(xr, y, data_range=1.0)
+    ft.ssim(xr, y, data_range=1.0)
+    ft.ssim(y, xr, data_range=1.0)
+    ft.ssim(xr, xr, data_range=1.0)
+    assert calls == [None, None, "x", "y", "both"]
+
+
+def test_inputs_reach_the_engine_without_copies(monkeypatch):
+    seen = []
+    real = fastssim.ms_ssim
+
+    def spy(x, y, **kw):
+        seen.append((x, y))
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(fastssim, "ms_ssim", spy)
+    x, y = tpair((2, 1, 20, 20), torch.float32)
+    xr = x.requires_grad_()
+    ft.ms_ssim(xr, y, data_range=1.0, **SMALL_MS).backward()
+    assert np.shares_memory(seen[0][0], x.detach().numpy())
+    assert np.shares_memory(seen[0][1], y.numpy())
+    # a non-contiguous tensor is made contiguous once (a copy), and gives the same result
+    xt = x.detach().transpose(2, 3)
+    v = ft.ms_ssim(xt, y.transpose(2, 3), data_range=1.0, **SMALL_MS)
+    ref = fastssim.ms_ssim(np.ascontiguousarray(_np(xt)), np.ascontiguousarray(_np(y.transpose(2, 3))),
+                           data_range=1.0, channel_axis=1, **SMALL_MS).mean()
+    assert v.item() == pytest.approx(float(ref), rel=1e-6)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_float32(half):
+    x, y = tpair((2, 1, 24, 24), half)
+    xr = x.clone().requires_grad_()
+    v = ft.ssim(xr, y, data_range=1.0, reduction="none")
+    v.sum().backward()
+    assert v.dtype == torch.float32
+    assert xr.grad.dtype == half
+    x32, y32 = x.float().requires_grad_(), y.float()
+    v32 = ft.ssim(x32, y32, data_range=1.0, reduction="none")
+    v32.sum().backward()
+    assert torch.equal(v, v32)                      # the same float32 computation
+    assert torch.equal(xr.grad, x32.grad.to(half))  # its gradient, rounded to the input's dtype
+
+
+def test_autocast_bfloat16_training_step():
+    """Under CPU autocast a conv's output is bfloat16; the loss runs in float32 and the
+    conv's weights get float32 gradients equal to those of the bfloat16 path done by hand."""
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+    x, y = tpair((2, 1, 24, 24), torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+        assert out.dtype == torch.bfloat16
+        loss = ft.ssim_loss(out, y.to(torch.bfloat16), data_range=1.0)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+    assert torch.isfinite(conv.weight.grad).all() and conv.weight.grad.abs().sum() > 0
+
+
+def test_create_graph_first_derivative_then_double_backward_error():
+    x, y = tpair((1, 1, 16, 16))
+    xr = x.clone().requires_grad_()
+    g, = torch.autograd.grad(ft.ssim(xr, y, data_range=1.0), xr, create_graph=True)
+    ref = fastssim.ssim(_np(x), _np(y), data_range=1.0, channel_axis=1, gradient="x").grad_x
+    np.testing.assert_array_equal(g.detach().numpy(), ref)
+    with pytest.raises(RuntimeError, match="second derivatives are not supported"):
+        g.pow(2).sum().backward()
+
+
+def test_training_loop_reduces_the_loss():
+    """A few Adam steps on a 1-layer model with the Mix loss lower it (the gradients point
+    downhill); reference: the loss at the start."""
+    torch.manual_seed(0)
+    clean, _ = tpair((4, 1, 24, 24), torch.float32)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    net = torch.nn.Conv2d(1, 1, 5, padding=2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loss_fn = ft.MixLoss(data_range=1.0, **PW)
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = loss_fn(net(noisy), clean)
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.7 * first
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+
+def test_opcheck():
+    x, y = tpair((2, 1, 16, 16))
+    opts = ft._options(data_range=1.0, spatial_dims=2)
+    for need in (0, 1, 2, 3):
+        args = (x.clone().requires_grad_(bool(need & 1)), y.clone().requires_grad_(bool(need & 2)),
+                "ssim", opts, need)
+        torch.library.opcheck(torch.ops.fastssim.similarity.default, args)
+
+
+def test_compile_fullgraph_training_step():
+    """A compiled step (no graph break allowed: fullgraph=True) gives the eager values and
+    gradients.  backend='aot_eager' traces forward and backward through the fake and
+    autograd registrations, as inductor does, without a C++ compile."""
+    torch._dynamo.reset()
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1).double()
+    x, y = tpair((2, 1, 20, 20))
+
+    def step(inp, target):
+        out = conv(inp)
+        return (ft.ssim_loss(out, target, data_range=1.0)
+                + ft.ms_ssim_loss(out, target, data_range=1.0, **SMALL_MS)
+                + ft.mix_loss(out, target, data_range=1.0, sigmas=(0.5, 1.0, 2.0))
+                + ft.l1_loss(out, target))
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    loss_c = compiled(x, y)
+    loss_c.backward()
+    g_c = conv.weight.grad.clone()
+    conv.weight.grad = None
+    loss_e = step(x, y)
+    loss_e.backward()
+    assert loss_c.item() == pytest.approx(loss_e.item(), rel=1e-14)
+    torch.testing.assert_close(g_c, conv.weight.grad, rtol=1e-13, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    x, y = tpair((1, 1, 16, 16))
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor"):
+        ft.ssim(_np(x), y, data_range=1.0)
+    with pytest.raises(ValueError, match=r"x, y: expected the same shape, got \(1, 1, 16, 16\)"):
+        ft.ssim(x, y[..., :15], data_range=1.0)
+    with pytest.raises(TypeError, match="x, y: expected one dtype, got torch.float64 and torch.float32"):
+        ft.ssim(x, y.float(), data_range=1.0)
+    with pytest.raises(ValueError, match=r"x: expected an \(N, C, H, W\) or \(N, C, D, H, W\)"):
+        ft.ssim(x[0], y[0], data_range=1.0)
+    with pytest.raises(TypeError, match="x: expected a floating-point tensor, got torch.int64"):
+        ft.ssim(x.long(), y.long(), data_range=1.0)
+    with pytest.raises(ValueError, match=r"reduction: expected one of \('mean', 'sum', 'none'\)"):
+        ft.ssim(x, y, data_range=1.0, reduction="avg")
+    with pytest.raises(ValueError, match="reduction"):
+        ft.SSIMLoss(data_range=1.0, reduction="avg")
+    with pytest.raises(TypeError, match="prediction: expected a torch.Tensor"):
+        ft.mix_loss(None, y, data_range=1.0)
+    with pytest.raises(TypeError, match="ssim_loss: unexpected keyword argument 'sigmas'"):
+        ft.ssim_loss(x, y, data_range=1.0, sigmas=(1.0, 2.0))
+    with pytest.raises(TypeError, match="weights: expected a sequence of numbers"):
+        ft.ms_ssim(x, y, data_range=1.0, weights=("a", "b"))
+    with pytest.raises(TypeError, match="data_range: expected a number"):
+        ft.ssim(x, y, data_range=torch.tensor(1.0))
+    with pytest.raises(ValueError, match="window: unexpected value"):
+        ft.ssim(x, y, data_range=1.0, window="gauss;ian")
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        ft.similarity_per_plane("psnr", x, y, data_range=1.0)
+    # the NumPy function's own validation reaches the user unchanged
+    with pytest.raises(ValueError, match="sigma"):
+        ft.ssim(x, y, data_range=1.0, sigma=-1.0)
+    with pytest.raises(ValueError, match="MS-SSIM with 5 scales and a window of 11 taps needs at least 161 px"):
+        ft.ms_ssim(x, y, data_range=1.0)
+    with pytest.raises(TypeError, match="x: expected a CPU tensor, got a tensor on meta"):
+        ft.ssim(torch.empty(1, 1, 16, 16, device="meta"), torch.empty(1, 1, 16, 16, device="meta"),
+                data_range=1.0)
+
+
+class _LooksCuda(torch.Tensor):
+    """A CPU tensor reporting a CUDA device: the check runs before any data is touched."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 0)
+
+
+def test_cuda_tensors_get_a_clear_error():
+    x, y = tpair((1, 1, 16, 16))
+    xc, yc = x.as_subclass(_LooksCuda), y.as_subclass(_LooksCuda)
+    with pytest.raises(TypeError, match="x: CUDA tensors are not supported yet: fastssim's GPU"):
+        ft.ssim(xc, yc, data_range=1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_real_cuda_tensors_get_a_clear_error():
+    x, y = tpair((1, 1, 16, 16))
+    with pytest.raises(TypeError, match="CUDA tensors are not supported yet"):
+        ft.ssim(x.cuda(), y.cuda(), data_range=1.0)
