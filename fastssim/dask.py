@@ -717,7 +717,9 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
         gx = None if gx is None else L.to_user(gx)
         gy = None if gy is None else L.to_user(gy)
-    scales = ms if L.has_c else ms[..., 0, :]
+    scales = None
+    if return_scales:
+        scales = ms if L.has_c else ms[..., 0, :]
     return MSSSIMResult(value, gx, gy, scales)
 
 
@@ -772,3 +774,179 @@ def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
     return ms, backward
 
 
+
+
+# ---------------------------------------------------------------------------
+# datasets: pairs of image files scored on the cluster
+
+_METRICS = ("ssim", "ms_ssim", "pixelwise_ms_ssim")
+_FILE_EXTS = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def _list_pairs(xs, ys):
+    """[(x path, y path or None, error or None)] from two folders or two lists."""
+    xdir = isinstance(xs, (str, os.PathLike)) and os.path.isdir(xs)
+    ydir = isinstance(ys, (str, os.PathLike)) and os.path.isdir(ys)
+    if xdir != ydir:
+        raise TypeError("xs, ys: expected two folders or two sequences of file paths, "
+                        f"got {type(xs).__name__} and {type(ys).__name__}")
+    if xdir:
+        def names(d):
+            return {f for f in os.listdir(d) if f.lower().endswith(_FILE_EXTS)
+                    and os.path.isfile(os.path.join(d, f))}
+        nx, ny = names(xs), names(ys)
+        pairs = []
+        for f in sorted(nx | ny):
+            px, py = os.path.join(os.fspath(xs), f), os.path.join(os.fspath(ys), f)
+            if f not in ny:
+                pairs.append((px, py, f"{py}: no such file (no partner for {px})"))
+            elif f not in nx:
+                pairs.append((px, py, f"{px}: no such file (no partner for {py})"))
+            else:
+                pairs.append((px, py, None))
+        return pairs
+    for name, s in (("xs", xs), ("ys", ys)):
+        if isinstance(s, (str, bytes, os.PathLike)):
+            raise ValueError(f"{name}: {os.fspath(s)!r} is not a folder; pass a folder or a "
+                             "sequence of file paths")
+    xs, ys = [os.fspath(p) for p in xs], [os.fspath(p) for p in ys]
+    if len(xs) != len(ys):
+        raise ValueError(f"xs and ys: expected as many files in each, got {len(xs)} and {len(ys)}")
+    return [(a, b, None) for a, b in zip(xs, ys)]
+
+
+def _load(path):
+    """(array, channel_axis, spatial_dims) of an image file, as ``fastssim compare`` reads it;
+    the alpha channel of a picture is dropped."""
+    from .__main__ import _read_image
+
+    a, picture = _read_image(path)
+    if a.ndim == 2:
+        return a, None, 2
+    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+        if picture and a.shape[-1] in (2, 4):
+            a = a[..., :-1]
+        return a, -1, 2
+    if a.ndim == 3:
+        return a, None, 3
+    raise ValueError(f"{path}: expected a 2-D image, an H x W x C image (C <= 4) or a 3-D "
+                     f"volume, got shape {a.shape}")
+
+
+def _score_task(pairs, metric, data_range, options, workers):
+    """Rows for a list of pairs: read in the worker, scored in batches of equal geometry,
+    every failure a row with its message."""
+    import fastssim
+
+    fn = getattr(fastssim, metric)
+    rows = [{"x": a, "y": b, "value": math.nan, "error": err} for a, b, err in pairs]
+    groups = {}
+    for i, (a, b, err) in enumerate(pairs):
+        if err is not None:
+            continue
+        try:
+            xa, cax, sd = _load(a)
+            ya, _, _ = _load(b)
+            if xa.shape != ya.shape:
+                raise ValueError(f"the images differ in shape: {a} {xa.shape}, {b} {ya.shape}")
+        except Exception as exc:  # a missing or unreadable file is a row, not a crash
+            rows[i]["error"] = str(exc) or type(exc).__name__
+            continue
+        groups.setdefault((xa.shape, xa.dtype.str, ya.dtype.str, cax, sd), []).append((i, xa, ya))
+
+    def score(xb, yb, cax, sd):
+        return fn(xb, yb, data_range=data_range, channel_axis=cax, spatial_dims=sd,
+                  workers=workers, **options)
+
+    for (_, _, _, cax, sd), items in groups.items():
+        try:  # one batch call per geometry
+            vals = score(np.stack([t[1] for t in items]), np.stack([t[2] for t in items]),
+                         None if cax is None else -1, sd)
+            for (i, _, _), v in zip(items, np.atleast_1d(vals)):
+                rows[i]["value"] = float(v)
+        except Exception:  # find which pair fails, and why
+            for i, xa, ya in items:
+                try:
+                    rows[i]["value"] = float(score(xa, ya, cax, sd))
+                except Exception as exc:
+                    rows[i]["error"] = f"{type(exc).__name__}: {exc}"
+    return rows
+
+
+def score_files(xs, ys, *, metric="ssim", data_range=None, pairs_per_task=64, workers=None,
+                client=None, as_frame=None, **options):
+    """Score pairs of image files on a Dask cluster, reading every file in a worker.
+
+    Parameters
+    ----------
+    xs, ys : path or sequence of paths
+        Two folders (files paired by name; a name present in only one folder
+        gives an error row) or two equally long sequences of files.  ``.npy``
+        files always work; PNG, JPEG, TIFF, BMP, GIF and WebP need imageio or
+        Pillow in the workers.  Layouts as ``fastssim compare``: 2-D is grey,
+        H x W x C with C <= 4 is colour (the channel values are averaged; a
+        picture's alpha channel is dropped), other 3-D arrays are volumes.
+    metric : {'ssim', 'ms_ssim', 'pixelwise_ms_ssim'}
+        The in-memory function each pair goes through.
+    data_range : float, optional
+        As for that function (integer images default to their dtype's range;
+        float images without it give error rows).
+    pairs_per_task : int
+        Pairs read and scored per Dask task (64: a task then lasts long enough
+        that the scheduler's per-task cost does not show); pairs of one
+        geometry within a task are scored in one batch call.
+    workers : int or None
+        Engine threads per task (None: :data:`DEFAULT_TASK_WORKERS`, 1).
+    client : distributed.Client, optional
+        Run on this client; by default on the active scheduler (the default
+        client if one exists, else Dask's default for delayed tasks).
+    as_frame : bool or None
+        None: a pandas DataFrame if pandas is installed, else a list of dicts;
+        True: a DataFrame (pandas required); False: a list of dicts.
+    **options
+        Further keyword arguments of the metric (``window``, ``weights``, ...).
+
+    Returns
+    -------
+    table : pandas.DataFrame or list of dict
+        One row per pair, in input order (folders: by file name): ``x``,
+        ``y``, ``value`` (float, NaN on error) and ``error`` (None, or the
+        message of the missing/unreadable file or rejected pair).
+    """
+    import inspect
+
+    import fastssim
+
+    if metric not in _METRICS:
+        raise ValueError(f"metric: expected one of {_METRICS}, got {metric!r}")
+    allowed = set(inspect.signature(getattr(fastssim, metric)).parameters) - {
+        "x", "y", "data_range", "channel_axis", "spatial_dims", "workers", "full", "gradient",
+        "return_scales", "map_out", "grad_out"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"options: {metric} takes no argument(s) {unknown}; expected some of "
+                        f"{sorted(allowed)}")
+    if isinstance(pairs_per_task, bool) or not isinstance(pairs_per_task, int) or pairs_per_task < 1:
+        raise ValueError(f"pairs_per_task: expected a positive int, got {pairs_per_task!r}")
+    if as_frame not in (None, True, False):
+        raise TypeError(f"as_frame: expected None, True or False, got {as_frame!r}")
+    pd = None
+    if as_frame is not False:
+        try:
+            import pandas as pd
+        except ImportError:
+            if as_frame:
+                raise ImportError("as_frame=True needs pandas (pip install pandas)") from None
+    pairs = _list_pairs(xs, ys)
+    workers = _result_workers(workers)
+    tasks = [dask.delayed(_score_task, pure=True)(pairs[i: i + pairs_per_task], metric,
+                                                  data_range, options, workers)
+             for i in range(0, len(pairs), pairs_per_task)]
+    if client is not None:
+        parts = client.gather(client.compute(tasks))
+    else:
+        parts = dask.compute(*tasks)
+    rows = [row for part in parts for row in part]
+    if pd is not None:
+        return pd.DataFrame(rows, columns=["x", "y", "value", "error"])
+    return rows
