@@ -717,10 +717,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
         gx = None if gx is None else L.to_user(gx)
         gy = None if gy is None else L.to_user(gy)
-    scales = None
-    if return_scales:
-        scales = ms if L.has_c else ms[..., 0, :]
-    return MSSSIMResult(value, gx, gy, scales)
+    # as the in-memory function: the per-scale means come with every result tuple
+    return MSSSIMResult(value, gx, gy, ms if L.has_c else ms[..., 0, :])
 
 
 def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
