@@ -10,7 +10,7 @@ How a chunked image is scored exactly
 The value of :func:`fastssim.ssim` is the mean of the SSIM map over the
 region where the whole window fits.  Here every chunk *owns* its pixels; a
 task gets its chunk plus a halo of the window radius ``r`` from its
-neighbours (``dask.array.overlap`` with ``boundary='none'``: nothing is
+neighbours (strips copied out of the neighbouring chunks; nothing is
 invented at the image's edges), runs the in-memory engine on the owned part
 of that region only, and returns the sums of the map over its owned pixels
 (one float64 per plane).  One final task sums those per-chunk sums in a fixed
@@ -187,13 +187,87 @@ def _starts(chunks):
     return np.concatenate(([0], np.cumsum(chunks)))
 
 
-def _overlap(L, x, depth):
-    """``x`` with a halo of ``depth`` along the spatial axes that have several chunks."""
-    axes = [ax for ax in L.sax if len(x.chunks[ax]) > 1]
-    if depth == 0 or not axes:
-        return x
-    return da.overlap.overlap(x, depth={ax: depth for ax in axes},
-                              boundary={ax: "none" for ax in axes})
+def _piece(a, sl):
+    """A copy of a slice of a neighbour chunk (a view would keep the whole chunk alive)."""
+    return a[sl].copy()
+
+
+def _assemble(offsets, pieces, axes):
+    """The halo'd block from its pieces, keyed by neighbour offsets (-1, 0, 1) per halo axis."""
+    d = dict(zip(offsets, pieces))
+    for t in reversed(range(len(axes))):
+        groups = {}
+        for off, arr in d.items():
+            groups.setdefault(off[:t], []).append((off[t], arr))
+        d = {k: (np.concatenate([a for _, a in sorted(v, key=lambda z: z[0])], axis=axes[t])
+                 if len(v) > 1 else v[0][1]) for k, v in groups.items()}
+    return d[()]
+
+
+def _halo_task(fn, axes, offsets, xs, ys, block_id, kw):
+    return fn(_assemble(offsets, xs, axes), _assemble(offsets, ys, axes), block_id=block_id, **kw)
+
+
+def _nest(grid, get, prefix=()):
+    """Nested lists of ``get(index)`` over an index grid (for ``da.block``)."""
+    if len(prefix) == len(grid):
+        return get(prefix)
+    return [_nest(grid, get, prefix + (i,)) for i in range(grid[len(prefix)])]
+
+
+def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
+    """``fn(x block + halo, y block + halo, block_id=..., **kw)`` for every block, assembled.
+
+    The halo is ``depth`` samples of each neighbour along the spatial axes
+    that have several chunks, nothing beyond the image's edges.  Each
+    neighbour's strip is copied out by a small task of its own and the halo'd
+    block is put together inside the task that uses it, so a chunk is freed as
+    soon as its own task and its strips are done (dask's ``overlap`` keeps
+    views, which pin whole neighbour chunks, and stores every halo'd block as
+    a result).  ``out_chunks``: the chunks of the output, whose blocks match
+    the input's block for block (extra trailing axes of one block allowed).
+    Returns a list of ``nout`` dask arrays.
+    """
+    import itertools
+
+    halo = [ax for ax in lay.sax if len(x.chunks[ax]) > 1] if depth else []
+    X, Y = x.to_delayed(), y.to_delayed()
+    grid = X.shape
+    extra = len(out_chunks) - x.ndim
+    offs = list(itertools.product((-1, 0, 1), repeat=len(halo)))
+    res = {}
+    for b in np.ndindex(*grid):
+        offsets, xs, ys = [], [], []
+        for o in offs:
+            nbr, sl = list(b), [slice(None)] * x.ndim
+            for ax, step in zip(halo, o):
+                nbr[ax] = b[ax] + step
+                if step == -1:
+                    sl[ax] = slice(x.chunks[ax][nbr[ax]] - depth, None)
+                elif step == 1:
+                    sl[ax] = slice(0, depth)
+            if not all(0 <= nbr[ax] < grid[ax] for ax in halo):
+                continue
+            nbr = tuple(nbr)
+            if any(o):
+                xs.append(dask.delayed(_piece, pure=True)(X[nbr], tuple(sl)))
+                ys.append(dask.delayed(_piece, pure=True)(Y[nbr], tuple(sl)))
+            else:
+                xs.append(X[nbr])
+                ys.append(Y[nbr])
+            offsets.append(o)
+        r = dask.delayed(_halo_task, pure=True, nout=nout if nout > 1 else None)(
+            fn, halo, offsets, xs, ys, b, kw)
+        res[b] = r if nout > 1 else (r,)
+    ogrid = grid + (1,) * extra
+
+    def block(k):
+        def get(i):
+            shape = tuple(out_chunks[ax][j] for ax, j in enumerate(i))
+            return da.from_delayed(res[i[: len(grid)]][k], shape, dtype=dtype)
+        return get
+
+    return [da.block(_nest(ogrid, block(k))) for k in range(nout)]
 
 
 class _Geom:
@@ -311,8 +385,6 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
     """Gradient of (wscal * sum of the map over the summed region) on the block's
     owned pixels; 'both' stacks (gx, gy) on a new first axis."""
     mreg, own = [], []
-    if g == 3:  # the stacked output's block index has the new first axis
-        block_id = block_id[1:]
     for a, ln, h, n in geom.block(block_id, xb):
         lo, hi = metric.sum_range(n)
         lo, hi = max(a - metric.r, lo), min(a + ln + metric.r, hi)
@@ -324,23 +396,21 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
     sel = (Ellipsis,) + tuple(own) + ((slice(None),) if L.has_c else ())
     if mreg is None:  # no map pixel of the value depends on this block
         z = np.zeros(xb[sel].shape, dtype=L.ftype)
-        return np.stack([z, z]) if g == 3 else z
+        return (z, z.copy()) if g == 3 else z
     p = metric.plan(xb, yb, L, workers)
     _, _, gx, gy = metric.run(p, tuple(mreg), tuple((0, b - a) for a, b in mreg), grad=g,
                               wscal=wscal)
     outs = [p.to_user(a)[sel] for a in (gx, gy) if a is not None]
-    return np.stack(outs) if g == 3 else outs[0]
+    return tuple(outs) if g == 3 else outs[0]
 
 
 def _plane_sums(L, x, y, metric, workers):
     """Per-plane sums of the map over the summed region: a dask array (*batch, C)."""
     x, y = _aligned(L, x, y, metric.ntap)
     geom = _Geom(L, x.chunks, metric.r)
-    xo, yo = _overlap(L, x, metric.r), _overlap(L, y, metric.r)
     chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
-    S = da.map_blocks(_sums_task, xo, yo, geom=geom, metric=metric, L=L, workers=workers,
-                      chunks=chunks, dtype=np.float64,
-                      **({"new_axis": [x.ndim]} if not L.has_c else {}))
+    S = _halo_apply(L, x, y, metric.r, _sums_task, chunks, np.float64, geom=geom,
+                    metric=metric, L=L, workers=workers)[0]
     # one task per batch chunk sums the per-block sums in block order
     S = S.rechunk({ax: -1 for ax in L.sax})
     return da.map_blocks(_sum_blocks, S, axes=L.sax, drop_axis=list(L.sax), dtype=np.float64)
@@ -362,21 +432,17 @@ def _per_item(s, n):
 def _same_size_map(L, x, y, metric, workers):
     x, y = _aligned(L, x, y, metric.ntap)
     geom = _Geom(L, x.chunks, metric.r)
-    xo, yo = _overlap(L, x, metric.r), _overlap(L, y, metric.r)
-    return da.map_blocks(_map_task, xo, yo, geom=geom, metric=metric, L=L, workers=workers,
-                         chunks=x.chunks, dtype=L.ftype)
+    return _halo_apply(L, x, y, metric.r, _map_task, x.chunks, L.ftype, geom=geom,
+                       metric=metric, L=L, workers=workers)[0]
 
 
 def _gradient(L, x, y, metric, workers, g, wscal):
     """The gradient(s) as dask arrays in the normalised layout: one, or (gx, gy)."""
     x, y = _aligned(L, x, y, max(metric.ntap, 2 * metric.r))
     geom = _Geom(L, x.chunks, 2 * metric.r)
-    xo, yo = _overlap(L, x, 2 * metric.r), _overlap(L, y, 2 * metric.r)
-    kw = dict(geom=geom, metric=metric, L=L, workers=workers, g=g, wscal=wscal, dtype=L.ftype)
-    if g != 3:
-        return da.map_blocks(_grad_task, xo, yo, chunks=x.chunks, **kw)
-    G = da.map_blocks(_grad_task, xo, yo, chunks=((2,),) + x.chunks, new_axis=[0], **kw)
-    return G[0], G[1]
+    G = _halo_apply(L, x, y, 2 * metric.r, _grad_task, x.chunks, L.ftype, nout=2 if g == 3 else 1,
+                    geom=geom, metric=metric, L=L, workers=workers, g=g, wscal=wscal)
+    return tuple(G) if g == 3 else G[0]
 
 
 def _crop(L, m, r):
