@@ -53,6 +53,7 @@ in-memory function to about 1e-15 relative.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -355,22 +356,6 @@ class _PixelwiseMetric:
 # block tasks
 
 
-def _sums_task(xb, yb, *, block_id, geom, metric, L, workers):
-    """Sums of the map over the block's owned pixels inside the summed region,
-    per plane, shaped (*batch_block, 1, ..., 1, C)."""
-    mreg, sreg = [], []
-    for a, ln, h, n in geom.block(block_id, xb):
-        lo, hi = metric.sum_range(n)
-        lo, hi = max(a, lo), min(a + ln, hi)
-        if hi <= lo:
-            return np.zeros(xb.shape[: L.nb] + (1,) * L.sd + (L.C,), dtype=np.float64)
-        mreg.append((lo - h, hi - h))
-        sreg.append((0, hi - lo))
-    p = metric.plan(xb, yb, L, workers)
-    sums = metric.run(p, tuple(mreg), tuple(sreg))[0]
-    return sums.reshape(xb.shape[: L.nb] + (1,) * L.sd + (L.C,))
-
-
 def _map_task(xb, yb, *, block_id, geom, metric, L, workers):
     """The same-size map on the block's owned pixels."""
     mreg = []
@@ -404,13 +389,111 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
     return tuple(outs) if g == 3 else outs[0]
 
 
+def _fill(shape, places, pieces):
+    """A box of data from the copied pieces of the chunks it overlaps."""
+    out = np.empty(shape, dtype=pieces[0].dtype)
+    for sl, pc in zip(places, pieces):
+        out[sl] = pc
+    return out
+
+
+def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
+    """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place)."""
+    p = metric.plan(xb, yb, L, workers)
+    sums = metric.run(p, mreg, tuple((0, b - a) for a, b in mreg))[0]
+    return sums.reshape(out_shape)
+
+
+def _box_sums(shape, places, xs, ys, mreg, metric, L, workers, out_shape):
+    return _region_sums(_fill(shape, places, xs), _fill(shape, places, ys), mreg, metric, L,
+                        workers, out_shape)
+
+
+def _add_all(parts):
+    acc = parts[0]
+    for p in parts[1:]:  # a fixed order
+        acc = acc + p
+    return acc
+
+
 def _plane_sums(L, x, y, metric, workers):
-    """Per-plane sums of the map over the summed region: a dask array (*batch, C)."""
+    """Per-plane sums of the map over the summed region: a dask array (*batch, C).
+
+    Each chunk's owned pixels are split into its interior, whose windows lie in
+    the chunk (summed from the chunk itself, read in place), and slabs of the
+    window radius along the chunk's inner edges, each summed from a small box
+    of data copied out of the chunks it overlaps.  So a chunk is only ever
+    needed by tasks that depend on it alone (its interior and the copies of
+    its edges), and is freed as soon as they ran, whatever the order in which
+    the scheduler visits the chunks.  The parts of one chunk are added in a
+    fixed order, the chunks in another (see the module docstring).
+    """
+    import itertools
+
     x, y = _aligned(L, x, y, metric.ntap)
-    geom = _Geom(L, x.chunks, metric.r)
+    r = metric.r
+    X, Y = x.to_delayed(), y.to_delayed()
+    grid = X.shape
+    starts = [_starts(x.chunks[ax]) for ax in L.sax]
+    spatial = [int(st[-1]) for st in starts]
+    delayed = functools.partial(dask.delayed, pure=True)
+    res = {}
+    for b in np.ndindex(*grid):
+        bshape = tuple(x.chunks[ax][b[ax]] for ax in range(x.ndim))
+        out_shape = bshape[: L.nb] + (1,) * L.sd + (L.C,)
+        T, I, A = [], [], []
+        for k, ax in enumerate(L.sax):
+            a, ln, n = int(starts[k][b[ax]]), bshape[ax], spatial[k]
+            lo, hi = metric.sum_range(n)
+            tlo, thi = max(a, lo), min(a + ln, hi)
+            elo, ehi = (r if a > 0 else 0), (r if a + ln < n else 0)
+            T.append((tlo, thi))
+            I.append((max(tlo, a + elo), min(thi, a + ln - ehi)))
+            A.append(a)
+        if any(t1 <= t0 for t0, t1 in T):
+            res[b] = np.zeros(out_shape)
+            continue
+        parts, slabs = [], [T]
+        if all(i1 > i0 for i0, i1 in I):
+            mreg = tuple((i0 - a, i1 - a) for (i0, i1), a in zip(I, A))
+            parts.append(delayed(_region_sums)(X[b], Y[b], mreg, metric, L, workers, out_shape))
+            slabs = []
+            for k in range(L.sd):
+                for s0, s1 in ((T[k][0], I[k][0]), (I[k][1], T[k][1])):
+                    if s1 > s0:
+                        slabs.append(I[:k] + [(s0, s1)] + T[k + 1:])
+        for S in slabs:
+            D = [(max(s0 - r, 0), min(s1 + r, n)) for (s0, s1), n in zip(S, spatial)]
+            shape = list(bshape)
+            for k, ax in enumerate(L.sax):
+                shape[ax] = D[k][1] - D[k][0]
+            ranges = [[i for i in range(grid[ax]) if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]]
+                      for k, ax in enumerate(L.sax)]
+            places, xs, ys = [], [], []
+            for combo in itertools.product(*ranges):
+                idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
+                for k, ax in enumerate(L.sax):
+                    c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
+                    s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
+                    idx[ax], src[ax], dst[ax] = combo[k], slice(s0 - c0, s1 - c0), slice(s0 - D[k][0], s1 - D[k][0])
+                idx = tuple(idx)
+                places.append(tuple(dst))
+                xs.append(delayed(_piece)(X[idx], tuple(src)))
+                ys.append(delayed(_piece)(Y[idx], tuple(src)))
+            mreg = tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D))
+            parts.append(delayed(_box_sums)(tuple(shape), places, xs, ys, mreg, metric, L, workers,
+                                            out_shape))
+        res[b] = delayed(_add_all)(parts)
     chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
-    S = _halo_apply(L, x, y, metric.r, _sums_task, chunks, np.float64, geom=geom,
-                    metric=metric, L=L, workers=workers)[0]
+    extra = len(chunks) - x.ndim
+
+    def get(i):
+        shape = tuple(chunks[ax][j] for ax, j in enumerate(i))
+        v = res[i[: len(grid)]]
+        return da.from_array(v, chunks=v.shape) if isinstance(v, np.ndarray) else \
+            da.from_delayed(v, shape, dtype=np.float64)
+
+    S = da.block(_nest(grid + (1,) * extra, get))
     # one task per batch chunk sums the per-block sums in block order
     S = S.rechunk({ax: -1 for ax in L.sax})
     return da.map_blocks(_sum_blocks, S, axes=L.sax, drop_axis=list(L.sax), dtype=np.float64)
