@@ -232,7 +232,7 @@ def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
     import itertools
 
     halo = [ax for ax in lay.sax if len(x.chunks[ax]) > 1] if depth else []
-    X, Y = x.to_delayed(), y.to_delayed()
+    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
     grid = X.shape
     extra = len(out_chunks) - x.ndim
     offs = list(itertools.product((-1, 0, 1), repeat=len(halo)))
@@ -432,7 +432,7 @@ def _plane_sums(L, x, y, metric, workers):
 
     x, y = _aligned(L, x, y, metric.ntap)
     r = metric.r
-    X, Y = x.to_delayed(), y.to_delayed()
+    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
     grid = X.shape
     starts = [_starts(x.chunks[ax]) for ax in L.sax]
     spatial = [int(st[-1]) for st in starts]
@@ -725,12 +725,7 @@ class _Down:
     def down(self, a, block_id=None):
         """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis."""
         for ax, d, c0, o0, o1 in self._ranges(block_id):
-            shape = [1] * a.ndim
-            shape[ax] = o1 - o0
-            w0 = d.w0[o0:o1].astype(a.dtype).reshape(shape)
-            w1 = d.w1[o0:o1].astype(a.dtype).reshape(shape)
-            a = (np.take(a, d.i0[o0:o1] - c0, axis=ax) * w0
-                 + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
+            a = _down_axis(a, ax, d, c0, o0, o1)
         return a
 
     def up(self, g, block_id=None):
@@ -742,6 +737,32 @@ class _Down:
             idx = np.clip(d.m[c0:c1] - o0, 0, o1 - o0 - 1)
             g = np.take(g, idx, axis=ax) * d.u[c0:c1].astype(g.dtype).reshape(shape)
         return g
+
+
+def _down_taken(a, ax, d, c0, o0, o1):
+    shape = [1] * a.ndim
+    shape[ax] = o1 - o0
+    w0 = d.w0[o0:o1].astype(a.dtype).reshape(shape)
+    w1 = d.w1[o0:o1].astype(a.dtype).reshape(shape)
+    return (np.take(a, d.i0[o0:o1] - c0, axis=ax) * w0
+            + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
+
+
+def _down_axis(a, ax, d, c0, o0, o1):
+    """Outputs [o0, o1) of one axis's downsampling of a block starting at input c0:
+    strided slices on the operator's regular interior (outputs 2o + shift,
+    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic."""
+    rl, rh = max(o0, d.lo), min(o1, d.hi)
+    if rh - rl < 2:
+        return _down_taken(a, ax, d, c0, o0, o1)
+    s = 2 * rl + d.shift - c0
+    pre = (slice(None),) * ax
+    half = a.dtype.type(0.5)
+    mid = (a[pre + (slice(s, s + 2 * (rh - rl), 2),)] * half
+           + a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)] * half)
+    parts = ([_down_taken(a, ax, d, c0, o0, rl)] if rl > o0 else []) + [mid] + \
+        ([_down_taken(a, ax, d, c0, rh, o1)] if o1 > rh else [])
+    return np.concatenate(parts, axis=ax) if len(parts) > 1 else mid
 
 
 def _ms_block_scales(xb, yb, *, L, kw):
