@@ -389,14 +389,6 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
     return tuple(outs) if g == 3 else outs[0]
 
 
-def _fill(shape, places, pieces):
-    """A box of data from the copied pieces of the chunks it overlaps."""
-    out = np.empty(shape, dtype=pieces[0].dtype)
-    for sl, pc in zip(places, pieces):
-        out[sl] = pc
-    return out
-
-
 def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
     """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place)."""
     p = metric.plan(xb, yb, L, workers)
@@ -404,15 +396,25 @@ def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
     return sums.reshape(out_shape)
 
 
-def _box_sums(shape, places, xs, ys, mreg, metric, L, workers, out_shape):
-    return _region_sums(_fill(shape, places, xs), _fill(shape, places, ys), mreg, metric, L,
-                        workers, out_shape)
+def _edges(xb, yb, specs):
+    """Copies of the slices of one chunk pair that other tasks need, by key
+    (copies: a view would keep the whole chunk alive)."""
+    return {key: (xb[sl].copy(), yb[sl].copy()) for key, sl in specs}
 
 
-def _add_all(parts):
-    acc = parts[0]
-    for p in parts[1:]:  # a fixed order
-        acc = acc + p
+def _frame_sums(interior, slabs, edges, metric, L, workers, out_shape):
+    """The interior's sums plus each slab's, in a fixed order; every slab's data
+    box is filled from the edge copies of the chunks it overlaps."""
+    acc = np.zeros(out_shape) if interior is None else interior
+    for shape, mreg, places in slabs:
+        box = [None, None]
+        for side in (0, 1):
+            for chunk, key, dst in places:
+                piece = edges[chunk][key][side]
+                if box[side] is None:
+                    box[side] = np.empty(shape, dtype=piece.dtype)
+                box[side][dst] = piece
+        acc = acc + _region_sums(box[0], box[1], mreg, metric, L, workers, out_shape)
     return acc
 
 
@@ -422,11 +424,12 @@ def _plane_sums(L, x, y, metric, workers):
     Each chunk's owned pixels are split into its interior, whose windows lie in
     the chunk (summed from the chunk itself, read in place), and slabs of the
     window radius along the chunk's inner edges, each summed from a small box
-    of data copied out of the chunks it overlaps.  So a chunk is only ever
-    needed by tasks that depend on it alone (its interior and the copies of
-    its edges), and is freed as soon as they ran, whatever the order in which
-    the scheduler visits the chunks.  The parts of one chunk are added in a
-    fixed order, the chunks in another (see the module docstring).
+    of data put together from copies of the edges of the chunks it overlaps
+    (one task per chunk copies all its edges).  So a chunk is only ever needed
+    by tasks that depend on it alone (its interior and its edge copies) and is
+    freed as soon as they ran, whatever order the scheduler visits the chunks
+    in.  Per chunk: an interior task, an edge-copy task, and one task for all
+    its slabs that also adds the interior's sums (in a fixed order).
     """
     import itertools
 
@@ -437,7 +440,8 @@ def _plane_sums(L, x, y, metric, workers):
     starts = [_starts(x.chunks[ax]) for ax in L.sax]
     spatial = [int(st[-1]) for st in starts]
     delayed = functools.partial(dask.delayed, pure=True)
-    res = {}
+    specs = {}   # chunk -> [(key, source slices)]
+    plans = {}   # block -> (interior mreg or None, [(shape, mreg, [(chunk, key, dst)])], out_shape)
     for b in np.ndindex(*grid):
         bshape = tuple(x.chunks[ax][b[ax]] for ax in range(x.ndim))
         out_shape = bshape[: L.nb] + (1,) * L.sd + (L.C,)
@@ -451,47 +455,63 @@ def _plane_sums(L, x, y, metric, workers):
             I.append((max(tlo, a + elo), min(thi, a + ln - ehi)))
             A.append(a)
         if any(t1 <= t0 for t0, t1 in T):
-            res[b] = np.zeros(out_shape)
+            plans[b] = None
             continue
-        parts, slabs = [], [T]
+        inner, slabs = None, [T]
         if all(i1 > i0 for i0, i1 in I):
-            mreg = tuple((i0 - a, i1 - a) for (i0, i1), a in zip(I, A))
-            parts.append(delayed(_region_sums)(X[b], Y[b], mreg, metric, L, workers, out_shape))
+            inner = tuple((i0 - a, i1 - a) for (i0, i1), a in zip(I, A))
             slabs = []
             for k in range(L.sd):
                 for s0, s1 in ((T[k][0], I[k][0]), (I[k][1], T[k][1])):
                     if s1 > s0:
                         slabs.append(I[:k] + [(s0, s1)] + T[k + 1:])
-        for S in slabs:
+        splans = []
+        for si, S in enumerate(slabs):
             D = [(max(s0 - r, 0), min(s1 + r, n)) for (s0, s1), n in zip(S, spatial)]
             shape = list(bshape)
             for k, ax in enumerate(L.sax):
                 shape[ax] = D[k][1] - D[k][0]
-            ranges = [[i for i in range(grid[ax]) if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]]
+            ranges = [[i for i in range(grid[ax])
+                       if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]]
                       for k, ax in enumerate(L.sax)]
-            places, xs, ys = [], [], []
+            places = []
             for combo in itertools.product(*ranges):
                 idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
                 for k, ax in enumerate(L.sax):
                     c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
                     s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
-                    idx[ax], src[ax], dst[ax] = combo[k], slice(s0 - c0, s1 - c0), slice(s0 - D[k][0], s1 - D[k][0])
-                idx = tuple(idx)
-                places.append(tuple(dst))
-                xs.append(delayed(_piece)(X[idx], tuple(src)))
-                ys.append(delayed(_piece)(Y[idx], tuple(src)))
-            mreg = tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D))
-            parts.append(delayed(_box_sums)(tuple(shape), places, xs, ys, mreg, metric, L, workers,
-                                            out_shape))
-        res[b] = delayed(_add_all)(parts)
+                    idx[ax] = combo[k]
+                    src[ax] = slice(s0 - c0, s1 - c0)
+                    dst[ax] = slice(s0 - D[k][0], s1 - D[k][0])
+                idx, key = tuple(idx), (b, si)
+                specs.setdefault(idx, []).append((key, tuple(src)))
+                places.append((idx, key, tuple(dst)))
+            splans.append((tuple(shape), tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D)),
+                           places))
+        plans[b] = (inner, splans, out_shape)
+    edges = {c: delayed(_edges)(X[c], Y[c], sp) for c, sp in specs.items()}
+    res = {}
+    for b, pl in plans.items():
+        if pl is None:
+            continue
+        inner, splans, out_shape = pl
+        interior = None if inner is None else delayed(_region_sums)(
+            X[b], Y[b], inner, metric, L, workers, out_shape)
+        if not splans:
+            res[b] = interior
+            continue
+        need = {c for _, _, places in splans for c, _, _ in places}
+        res[b] = delayed(_frame_sums)(interior, splans, {c: edges[c] for c in need}, metric, L,
+                                      workers, out_shape)
     chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
     extra = len(chunks) - x.ndim
 
     def get(i):
         shape = tuple(chunks[ax][j] for ax, j in enumerate(i))
-        v = res[i[: len(grid)]]
-        return da.from_array(v, chunks=v.shape) if isinstance(v, np.ndarray) else \
-            da.from_delayed(v, shape, dtype=np.float64)
+        b = i[: len(grid)]
+        if b not in res:
+            return da.zeros(shape, chunks=shape)
+        return da.from_delayed(res[b], shape, dtype=np.float64)
 
     S = da.block(_nest(grid + (1,) * extra, get))
     # one task per batch chunk sums the per-block sums in block order
