@@ -350,3 +350,10 @@ def test_import_fastssim_does_not_import_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(__file__)).stdout
     assert out.strip() == "False False"
+
+
+def test_docstring_example():
+    import doctest
+
+    res = doctest.testmod(fdask, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0
