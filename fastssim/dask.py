@@ -8,19 +8,23 @@ active when it is computed: threads, processes or a ``distributed.Client``.
 How a chunked image is scored exactly
 -------------------------------------
 The value of :func:`fastssim.ssim` is the mean of the SSIM map over the
-region where the whole window fits.  Here every chunk *owns* its pixels; a
-task gets its chunk plus a halo of the window radius ``r`` from its
-neighbours (strips copied out of the neighbouring chunks; nothing is
-invented at the image's edges), runs the in-memory engine on the owned part
-of that region only, and returns the sums of the map over its owned pixels
-(one float64 per plane).  One final task sums those per-chunk sums in a fixed
-order (chunk index order, float64), so the value does not depend on the
-scheduler and, across chunkings, differs from the in-memory value only by
-the order of the float64 additions.
+region where the whole window fits.  Here every chunk *owns* its pixels and
+sums the map over the owned pixels in that region (one float64 per plane):
+its interior, whose windows lie inside the chunk, straight from the chunk
+(the engine reads it in place), and slabs of the window radius ``r`` along
+its inner edges, each from a small box of data put together from copies of
+the edges of the chunks it overlaps (nothing is invented at the image's own
+edges).  So a chunk is needed only by tasks that depend on it alone (its
+interior, its edge copies, and for MS-SSIM its downsampling) and is freed as
+soon as they ran, whatever order the scheduler visits the chunks in.  One
+task per batch chunk adds the per-chunk sums in chunk order (float64), so
+the value does not depend on the scheduler and, across chunkings, differs
+from the in-memory value only by the order of the float64 additions.
 
-* The same-size map of a chunk is computed on the chunk's pixels from the same
-  halo'd block; the engine's 'reflect' border then applies only at the image's
-  own edges, where the block's edge is the image's.  The 'valid' map is the
+* The same-size map of a chunk is computed on the chunk's pixels from the
+  chunk with a halo of ``r`` (copied strips of its neighbours, assembled in the
+  task); the engine's 'reflect' border then applies only at the image's own
+  edges, where the block's edge is the image's.  The 'valid' map is the
   same-size map cropped by ``r`` (the window fits there, so the two agree).
 * The gradient of the mean with respect to a pixel depends on the map within
   ``r`` of it and so on the image within ``2 r``: a gradient task gets a halo of
@@ -286,17 +290,14 @@ class _Geom:
         out = []
         for k, ax in enumerate(self.L.sax):
             i = block_id[ax]
-            a, ln, n = int(self.starts[k][i]), int(self.sizes[k][i]), self.L_spatial(k)
+            a, ln, n = int(self.starts[k][i]), int(self.sizes[k][i]), int(self.starts[k][-1])
             h = max(a - self.depth, 0)
             e = min(a + ln + self.depth, n)
-            if arr.shape[ax] != e - h:  # the overlap did not give the halo we planned
+            if arr.shape[ax] != e - h:  # the halo'd block is not the one planned
                 raise RuntimeError(f"fastssim.dask: block {block_id} has extent {arr.shape[ax]} "
                                    f"on axis {ax}, expected {e - h}")
             out.append((a, ln, h, n))
         return out
-
-    def L_spatial(self, k):
-        return int(self.starts[k][-1])
 
 
 # ---------------------------------------------------------------------------
