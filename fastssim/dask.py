@@ -192,11 +192,6 @@ def _starts(chunks):
     return np.concatenate(([0], np.cumsum(chunks)))
 
 
-def _piece(a, sl):
-    """A copy of a slice of a neighbour chunk (a view would keep the whole chunk alive)."""
-    return a[sl].copy()
-
-
 def _assemble(offsets, pieces, axes):
     """The halo'd block from its pieces, keyed by neighbour offsets (-1, 0, 1) per halo axis."""
     d = dict(zip(offsets, pieces))
@@ -209,8 +204,20 @@ def _assemble(offsets, pieces, axes):
     return d[()]
 
 
-def _halo_task(fn, axes, offsets, xs, ys, block_id, kw):
-    return fn(_assemble(offsets, xs, axes), _assemble(offsets, ys, axes), block_id=block_id, **kw)
+def _halo_task(fn, axes, offsets, xb, yb, edges, block_id, kw):
+    """fn on the block with its halo: the chunk itself (offset 0) and its
+    neighbours' strips, found in their edge copies under (block_id, offset)."""
+    xs, ys = [], []
+    for o, c in offsets:
+        if c is None:
+            xs.append(xb)
+            ys.append(yb)
+        else:
+            px, py = edges[c][(block_id, o)]
+            xs.append(px)
+            ys.append(py)
+    offs = [o for o, _ in offsets]
+    return fn(_assemble(offs, xs, axes), _assemble(offs, ys, axes), block_id=block_id, **kw)
 
 
 def _nest(grid, get, prefix=()):
@@ -224,10 +231,10 @@ def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
     """``fn(x block + halo, y block + halo, block_id=..., **kw)`` for every block, assembled.
 
     The halo is ``depth`` samples of each neighbour along the spatial axes
-    that have several chunks, nothing beyond the image's edges.  Each
-    neighbour's strip is copied out by a small task of its own and the halo'd
-    block is put together inside the task that uses it, so a chunk is freed as
-    soon as its own task and its strips are done (dask's ``overlap`` keeps
+    that have several chunks, nothing beyond the image's edges.  One task per
+    chunk copies out all the strips its neighbours need, and the halo'd block
+    is put together inside the task that uses it, so a chunk is freed as soon
+    as its own task and its edge copies are done (dask's ``overlap`` keeps
     views, which pin whole neighbour chunks, and stores every halo'd block as
     a result).  ``out_chunks``: the chunks of the output, whose blocks match
     the input's block for block (extra trailing axes of one block allowed).
@@ -240,9 +247,9 @@ def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
     grid = X.shape
     extra = len(out_chunks) - x.ndim
     offs = list(itertools.product((-1, 0, 1), repeat=len(halo)))
-    res = {}
+    specs, plans = {}, {}
     for b in np.ndindex(*grid):
-        offsets, xs, ys = [], [], []
+        offsets = []
         for o in offs:
             nbr, sl = list(b), [slice(None)] * x.ndim
             for ax, step in zip(halo, o):
@@ -255,14 +262,18 @@ def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
                 continue
             nbr = tuple(nbr)
             if any(o):
-                xs.append(dask.delayed(_piece, pure=True)(X[nbr], tuple(sl)))
-                ys.append(dask.delayed(_piece, pure=True)(Y[nbr], tuple(sl)))
+                specs.setdefault(nbr, []).append(((b, o), tuple(sl)))
+                offsets.append((o, nbr))
             else:
-                xs.append(X[nbr])
-                ys.append(Y[nbr])
-            offsets.append(o)
+                offsets.append((o, None))
+        plans[b] = offsets
+    # one task per chunk copies every strip its neighbours need
+    edges = {c: dask.delayed(_edges, pure=True)(X[c], Y[c], sp) for c, sp in specs.items()}
+    res = {}
+    for b, offsets in plans.items():
+        need = {c: edges[c] for _, c in offsets if c is not None}
         r = dask.delayed(_halo_task, pure=True, nout=nout if nout > 1 else None)(
-            fn, halo, offsets, xs, ys, b, kw)
+            fn, halo, offsets, X[b], Y[b], need, b, kw)
         res[b] = r if nout > 1 else (r,)
     ogrid = grid + (1,) * extra
 
