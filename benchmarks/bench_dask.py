@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""fastssim.dask at scale: one huge pair on a LocalCluster, and a dataset of PNG pairs.
+
+    python benchmarks/bench_dask.py                       # the issue's sizes (32768², N PNG pairs)
+    python benchmarks/bench_dask.py --side 8192 --chunk 2048 --pairs 200   # a quick look
+    python benchmarks/bench_dask.py --out benchmarks/results/dask.md
+
+Part 1: a ``side`` x ``side`` float32 pair generated chunk by chunk inside the
+workers (never whole in memory: a smooth pattern plus a tiled noise patch, a
+few passes over each chunk) on a ``distributed.LocalCluster`` of one worker
+process per core, one thread each.  It reports the SSIM and MS-SSIM values,
+the wall time, the megapixels per second, the time of a pass that only
+generates the chunks (the part of the wall time that is not fastssim's),
+and each worker's peak resident memory during that run (sampled every 5 ms
+by a thread in the worker, from its resident size just before the run)
+beside the size of one chunk pair.  The in-memory engine's megapixels per second are measured on a
+``--ref-side`` pair in this process with as many threads as the cluster has
+workers.
+
+Part 2: ``--pairs`` pairs of 256x256 uint8 PNG files (crops of scikit-image's
+sample images and a noisy copy) scored by ``fastssim.dask.score_files`` on the
+cluster, by a plain loop over ``skimage.metrics.structural_similarity`` (with
+the same Gaussian window and population covariance, so the values agree),
+and by reading every file in this process and making one in-memory batch call.
+
+Nothing is asserted (house rule 10); numbers are printed as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TILE = 1024
+
+
+@functools.lru_cache(maxsize=2)
+def _tile(seed):
+    return (np.random.default_rng(seed).random((TILE, TILE), dtype=np.float32) - 0.5)
+
+
+def _gen(block_id=None, which=0, chunk=0, out=None):
+    """One chunk of x (which=0) or y (which=1): a smooth pattern plus tiled noise."""
+    i0, j0 = block_id[0] * chunk, block_id[1] * chunk
+    rows = 0.2 * np.sin(np.arange(i0, i0 + chunk, dtype=np.float32) * np.float32(0.003))
+    cols = 0.2 * np.cos(np.arange(j0, j0 + chunk, dtype=np.float32) * np.float32(0.002))
+    if out is None:
+        out = np.empty((chunk, chunk), np.float32)
+    np.add(rows[:, None], cols[None, :] + np.float32(0.5), out=out)
+    t0 = _tile(1) * np.float32(0.2)
+    t1 = _tile(2) * np.float32(0.1) if which else None
+    for a in range(0, chunk, TILE):
+        for b in range(0, chunk, TILE):
+            blk = out[a:a + TILE, b:b + TILE]
+            blk += t0[: blk.shape[0], : blk.shape[1]]
+            if which:
+                blk += t1[: blk.shape[0], : blk.shape[1]]
+    return out
+
+
+def _gen_pair(block_id=None, chunk=0):
+    out = np.empty((2, chunk, chunk), np.float32)
+    for w in (0, 1):
+        _gen(block_id[1:], w, chunk, out[w])
+    return out
+
+
+def _pair(side, chunk):
+    """x and y: one (2, side, side) array whose tasks make a chunk of x and the
+    chunk of y at the same place together, so that the two live on one worker
+    (as two arrays read side by side would, if read in the same task)."""
+    import dask.array as da
+
+    n = side // chunk
+    xy = da.map_blocks(_gen_pair, chunk=chunk, chunks=((2,),) + ((chunk,) * n,) * 2,
+                       dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return xy[0], xy[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _cached(chunk):
+    out = _gen_pair((0, 0, 0), chunk)
+    out.flags.writeable = False
+    return out
+
+
+def _gen_cached(block_id=None, chunk=0):
+    """The same chunk pair for every block, made once per worker: a source that costs nothing."""
+    return _cached(chunk)
+
+
+def _cached_pair(side, chunk):
+    import dask.array as da
+
+    n = side // chunk
+    xy = da.map_blocks(_gen_cached, chunk=chunk, chunks=((2,),) + ((chunk,) * n,) * 2,
+                       dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return xy[0], xy[1]
+
+
+def _touch(a, b):
+    return np.array([[float(a[0, 0]) + float(b[0, 0])]])
+
+
+def _sampler_start():
+    """In a worker: a thread that keeps the peak resident memory (sampled every 5 ms)."""
+    import threading
+
+    import psutil
+
+    if getattr(sys, "_fastssim_peak", None) is not None:
+        return
+    proc = psutil.Process()
+    sys._fastssim_peak = [proc.memory_info().rss]
+
+    def loop():
+        while True:
+            r = proc.memory_info().rss
+            if r > sys._fastssim_peak[0]:
+                sys._fastssim_peak[0] = r
+            time.sleep(0.005)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def _sampler_reset():
+    import gc
+
+    import psutil
+
+    gc.collect()
+    sys._fastssim_peak[0] = psutil.Process().memory_info().rss
+    return sys._fastssim_peak[0] / 2**20
+
+
+def _sampler_peak():
+    return sys._fastssim_peak[0] / 2**20
+
+
+def _machine():
+    import dask
+    import distributed
+
+    import fastssim
+
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, dask {dask.__version__}, distributed {distributed.__version__}, "
+            f"fastssim {fastssim.__version__}")
+
+
+def _run(client, fn, label, out):
+    client.run(_sampler_start)
+    base = client.run(_sampler_reset)
+    t = time.perf_counter()
+    res = client.compute(fn(), sync=True)
+    dt = time.perf_counter() - t
+    peak = client.run(_sampler_peak)
+    out.append((label, res, dt, base, peak))
+    print(f"  {label}: {dt:.1f} s", file=sys.stderr)
+    return res, dt, base, peak
+
+
+def part1(args, client, lines):
+    import fastssim
+    import fastssim.dask as fdask
+
+    side, chunk = args.side, args.chunk
+    mpx = side * side / 1e6
+    pair_mib = 2 * chunk * chunk * 4 / 2**20
+    nw = len(client.scheduler_info()["workers"])
+    lines += [f"## One {side}² float32 pair, chunks {chunk}² ({(side // chunk) ** 2} per image), "
+              f"LocalCluster of {nw} worker processes × 1 thread", "",
+              f"One chunk pair: {pair_mib:.0f} MiB; 4× that: {4 * pair_mib:.0f} MiB.  Each input is "
+              f"{side * side * 4 / 2**30:.1f} GiB.", ""]
+    runs = []
+
+    def gen_only():
+        import dask.array as da
+
+        x, y = _pair(side, chunk)
+        n = side // chunk
+        return da.map_blocks(_touch, x, y, chunks=((1,) * n,) * 2, dtype=np.float64).sum()
+
+    def ssim_value():
+        x, y = _pair(side, chunk)
+        return fdask.ssim(x, y, data_range=1.0)
+
+    def ms_value():
+        x, y = _pair(side, chunk)
+        return fdask.ms_ssim(x, y, data_range=1.0)
+
+    def ssim_cached():
+        return fdask.ssim(*_cached_pair(side, chunk), data_range=1.0)
+
+    def ms_cached():
+        return fdask.ms_ssim(*_cached_pair(side, chunk), data_range=1.0)
+
+    _run(client, gen_only, "generate the chunks only", runs)
+    _run(client, ssim_value, "fastssim.dask.ssim value", runs)
+    _run(client, ms_value, "fastssim.dask.ms_ssim value", runs)
+    cached = []
+    _run(client, ssim_cached, "fastssim.dask.ssim value, cached source", cached)
+    _run(client, ms_cached, "fastssim.dask.ms_ssim value, cached source", cached)
+    lines += ["| run | value | wall s | Mpx/s | worker peak RSS MiB (before the run) | "
+              "peak − before, / chunk pair |", "|---|---:|---:|---:|---|---:|"]
+    for label, res, dt, base, peak in runs:
+        val = "-" if "only" in label else f"{float(res):.6f}"
+        rss = ", ".join(f"{peak[w]:.0f} ({base[w]:.0f})" for w in sorted(peak))
+        extra = max(peak[w] - base[w] for w in peak)
+        lines.append(f"| {label} | {val} | {dt:.1f} | {mpx / dt:.0f} | {rss} | "
+                     f"{extra:.0f} MiB, {extra / pair_mib:.1f}× |")
+    gen_dt = runs[0][2]
+
+    def net(dt):  # Mpx/s without the generation pass's time (an estimate)
+        return mpx / (dt - gen_dt) if dt > gen_dt else float("nan")
+
+    lines += ["", "Mpx/s are of one image's pixels.  Without the generation pass's time "
+              f"(subtracted, an estimate): SSIM {net(runs[1][2]):.0f} Mpx/s, MS-SSIM "
+              f"{net(runs[2][2]):.0f} Mpx/s.", "",
+              "The same calls on a source that costs nothing (every chunk is one cached, "
+              "read-only chunk pair: a tiled image; its memory is shared, so no peak is shown):", "",
+              "| run | value | wall s | Mpx/s |", "|---|---:|---:|---:|"]
+    for label, res, dt, _, _ in cached:
+        lines.append(f"| {label} | {float(res):.6f} | {dt:.1f} | {mpx / dt:.0f} |")
+    lines.append("")
+
+    # the in-memory engine on a smaller pair, in this process, as many threads as workers
+    rs = args.ref_side
+    x = _gen(block_id=(0, 0), which=0, chunk=rs)
+    y = _gen(block_id=(0, 0), which=1, chunk=rs)
+    lines += [f"In-memory engine on one {rs}² float32 pair (same generator), workers={nw}, "
+              "median of 3 (after a warm-up):", "",
+              "| call | value | median s | Mpx/s |", "|---|---:|---:|---:|"]
+    for name, fn in (("fastssim.ssim", fastssim.ssim), ("fastssim.ms_ssim", fastssim.ms_ssim)):
+        fn(x, y, data_range=1.0, workers=nw)
+        ts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            v = fn(x, y, data_range=1.0, workers=nw)
+            ts.append(time.perf_counter() - t)
+        med = sorted(ts)[1]
+        lines.append(f"| {name} | {float(v):.6f} | {med:.3f} | {rs * rs / 1e6 / med:.0f} |")
+        runs.append((name, v, med, None, None))
+    lines.append("")
+    ssim_mem = rs * rs / 1e6 / runs[3][2]
+    ms_mem = rs * rs / 1e6 / runs[4][2]
+    lines += [f"fastssim.dask / in-memory Mpx/s: SSIM {mpx / runs[1][2] / ssim_mem:.0%} end to end "
+              f"({net(runs[1][2]) / ssim_mem:.0%} without the generation, "
+              f"{mpx / cached[0][2] / ssim_mem:.0%} on the cached source), "
+              f"MS-SSIM {mpx / runs[2][2] / ms_mem:.0%} ({net(runs[2][2]) / ms_mem:.0%}, "
+              f"{mpx / cached[1][2] / ms_mem:.0%}).", ""]
+    del x, y
+
+
+def _write_pngs(root, n):
+    from PIL import Image
+    from skimage import data
+
+    srcs = [np.asarray(getattr(data, k)()) for k in ("camera", "coins", "moon", "brick", "grass", "gravel")]
+    srcs += [np.asarray(data.astronaut()).mean(axis=2).astype(np.uint8),
+             np.asarray(data.coffee()).mean(axis=2).astype(np.uint8)]
+    rng = np.random.default_rng(0)
+    a, b = os.path.join(root, "a"), os.path.join(root, "b")
+    os.makedirs(a)
+    os.makedirs(b)
+    for i in range(n):
+        s = srcs[i % len(srcs)]
+        r0 = rng.integers(0, s.shape[0] - 256 + 1)
+        c0 = rng.integers(0, s.shape[1] - 256 + 1)
+        im = s[r0:r0 + 256, c0:c0 + 256]
+        noisy = np.clip(im + rng.normal(0, 12, im.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(im).save(os.path.join(a, f"{i:06d}.png"))
+        Image.fromarray(noisy).save(os.path.join(b, f"{i:06d}.png"))
+    return a, b
+
+
+def part2(args, client, lines):
+    import imageio.v3 as iio
+    from skimage.metrics import structural_similarity
+
+    import fastssim
+    import fastssim.dask as fdask
+
+    n = args.pairs
+    root = tempfile.mkdtemp(prefix="fastssim-bench-dask-")
+    try:
+        t = time.perf_counter()
+        a, b = _write_pngs(root, n)
+        print(f"  wrote {n} PNG pairs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        names = sorted(os.listdir(a))
+        nw = len(client.scheduler_info()["workers"])
+        rows = []
+
+        t = time.perf_counter()
+        res = fdask.score_files(a, b, client=client, as_frame=False)
+        dt = time.perf_counter() - t
+        vals = np.array([r["value"] for r in res])
+        errors = sum(r["error"] is not None for r in res)
+        rows.append((f"fastssim.dask.score_files, LocalCluster {nw}×1 thread", dt, vals))
+        print(f"  score_files: {dt:.1f} s ({errors} errors)", file=sys.stderr)
+
+        t = time.perf_counter()
+        sk = []
+        for f in names:
+            x = iio.imread(os.path.join(a, f))
+            y = iio.imread(os.path.join(b, f))
+            sk.append(structural_similarity(x, y, data_range=255, gaussian_weights=True, sigma=1.5,
+                                            use_sample_covariance=False))
+        dt = time.perf_counter() - t
+        rows.append(("scikit-image loop (read + structural_similarity), 1 process", dt, np.array(sk)))
+        print(f"  skimage loop: {dt:.1f} s", file=sys.stderr)
+
+        t = time.perf_counter()
+        xs = np.stack([iio.imread(os.path.join(a, f)) for f in names])
+        ys = np.stack([iio.imread(os.path.join(b, f)) for f in names])
+        t_read = time.perf_counter() - t
+        t = time.perf_counter()
+        v = fastssim.ssim(xs, ys, workers=nw)
+        t_call = time.perf_counter() - t
+        rows.append((f"in-memory: read all in 1 process ({t_read:.2f} s) + one batch call "
+                     f"({t_call:.3f} s, workers={nw})", t_read + t_call, v))
+        print(f"  in-memory batch: {t_read:.1f} + {t_call:.2f} s", file=sys.stderr)
+
+        lines += [f"## {n} pairs of 256² uint8 PNG files", "",
+                  "| how | wall s | pairs/s | max |value − scikit-image| |", "|---|---:|---:|---:|"]
+        for label, dt, vals in rows:
+            lines.append(f"| {label} | {dt:.2f} | {n / dt:.0f} | "
+                         f"{np.max(np.abs(vals - np.array(sk))):.1e} |")
+        lines.append("")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--side", type=int, default=32768, help="side of the huge pair (default 32768)")
+    ap.add_argument("--chunk", type=int, default=4096, help="chunk side (default 4096)")
+    ap.add_argument("--ref-side", type=int, default=8192, help="side of the in-memory reference pair")
+    ap.add_argument("--pairs", type=int, default=2000, help="PNG pairs for part 2 (default 2000)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="LocalCluster worker processes (default: one per CPU)")
+    ap.add_argument("--skip", choices=("huge", "files"), action="append", default=[])
+    ap.add_argument("--out", help="also write the report to this file")
+    args = ap.parse_args(argv)
+    if args.side % args.chunk or args.chunk % TILE:
+        ap.error(f"--side must be a multiple of --chunk, and --chunk of {TILE}")
+
+    import distributed
+
+    lines = ["# fastssim.dask benchmark", "", _machine(), "",
+             f"Command: `python benchmarks/bench_dask.py {' '.join(sys.argv[1:] if argv is None else argv)}`", ""]
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40,
+                                  memory_limit=0) as cluster, distributed.Client(cluster) as client:
+        if "huge" not in args.skip:
+            part1(args, client, lines)
+        if "files" not in args.skip:
+            part2(args, client, lines)
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()

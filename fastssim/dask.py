@@ -1,0 +1,1152 @@
+"""fastssim on Dask: SSIM, MS-SSIM and per-pixel MS-SSIM of chunked arrays and of datasets.
+
+Imported only when used (``import fastssim.dask``); needs the ``dask`` extra
+(``pip install "fastssim[dask]"``: ``dask[array]`` and ``distributed``).
+Every function builds a lazy Dask graph and runs on whatever scheduler is
+active when it is computed: threads, processes or a ``distributed.Client``.
+
+How a chunked image is scored exactly
+-------------------------------------
+The value of :func:`fastssim.ssim` is the mean of the SSIM map over the
+region where the whole window fits.  Here every chunk *owns* its pixels and
+sums the map over the owned pixels in that region (one float64 per plane):
+its interior, whose windows lie inside the chunk, straight from the chunk
+(the engine reads it in place), and slabs of the window radius ``r`` along
+its inner edges, each from a small box of data put together from copies of
+the edges of the chunks it overlaps (nothing is invented at the image's own
+edges).  So a chunk is needed only by tasks that depend on it alone (its
+interior, its edge copies, and for MS-SSIM its downsampling) and is freed as
+soon as they ran, whatever order the scheduler visits the chunks in.  One
+task per batch chunk adds the per-chunk sums in chunk order (float64), so
+the value does not depend on the scheduler and, across chunkings, differs
+from the in-memory value only by the order of the float64 additions.
+
+* The same-size map of a chunk is computed on the chunk's pixels from the
+  chunk with a halo of ``r`` (copied strips of its neighbours, assembled in the
+  task); the engine's 'reflect' border then applies only at the image's own
+  edges, where the block's edge is the image's.  The 'valid' map is the
+  same-size map cropped by ``r`` (the window fits there, so the two agree).
+* The gradient of the mean with respect to a pixel depends on the map within
+  ``r`` of it and so on the image within ``2 r``: a gradient task gets a halo of
+  ``2 r`` and takes the vector-Jacobian product with the cotangent ``1 / N`` on
+  the part of its block's map that lies in the image's valid region, then
+  keeps its owned pixels.
+* MS-SSIM: every scale is a chunked array.  Scale ``j + 1`` is made from scale
+  ``j`` chunk by chunk after moving each chunk boundary by at most one sample
+  so that no 2x2 (2x2x2) cell straddles two chunks; the odd-extent conventions
+  ('symmetric', 'zero', 'drop', 'replicate') are the in-memory operator's
+  own per-axis tables (``fastssim._pyramid.down_axis``), so the pyramid is the
+  in-memory pyramid, not an approximation.  Each scale's mean is then summed as
+  above, and the gradient goes back through the adjoint of every downsampling,
+  chunk by chunk, on the same aligned chunks.
+
+Chunks must be at least one window wide along each spatial axis (the halo of
+a block may not need more than its neighbour): narrower chunks are merged
+with their neighbours first, and ``y`` is rechunked to ``x``'s chunks.
+
+Engine threads: every task calls the engine with ``workers=1`` by default,
+because Dask already runs one task per core (a ``LocalCluster`` with
+``threads_per_worker`` threads runs that many tasks at once); ``workers=n``
+overrides it, e.g. for a cluster of one-thread workers on many-core nodes.
+
+Numerics: the engine takes each block's moments about a per-block shift near
+its mean (see the README's "Inputs and memory"), so a float32 map can differ
+from the in-memory map by float32 rounding; float64 results agree with the
+in-memory function to about 1e-15 relative.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised only without dask
+    raise ImportError(
+        "fastssim.dask needs Dask: pip install 'fastssim[dask]' (dask[array] and distributed)"
+    ) from exc
+
+from . import _core
+from ._bands import gaussian_size
+from ._msssim import NEGATIVE, WANG_WEIGHTS, MSSSIMResult, _check_weights, _combine, _fitting_scales, min_size
+from ._pixelwise import ZHAO_SIGMAS, PixelwiseResult, _check_sigmas, _scales, _setup
+from ._pyramid import CONVENTIONS, down_axis, pyramid_shapes
+from ._ssim import SSIMResult, _grad_code, _window_size, plan
+from ._validation import check_channel_axis, check_positive, dtype_range, float_type
+
+__all__ = ["ssim", "ms_ssim", "pixelwise_ms_ssim", "score_files", "DEFAULT_TASK_WORKERS"]
+
+#: Engine threads per Dask task unless ``workers=`` says otherwise.
+DEFAULT_TASK_WORKERS = 1
+
+
+# ---------------------------------------------------------------------------
+# layout: the pair as dask arrays (*batch, *spatial[, C]), channels last
+
+
+class _Layout:
+    """The normalised pair: batch axes, spatial axes, then channels (if any)."""
+
+    def __init__(self, x, y, channel_axis, spatial_dims):
+        x, y = _as_dask(x, "x"), _as_dask(y, "y")
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+        if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {spatial_dims!r}")
+        for name, a in (("x", x), ("y", y)):
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"{name}: expected a real numeric array (bool, integer or float), "
+                                f"got dtype {a.dtype}")
+            if any(n == 0 for n in a.shape):
+                raise ValueError(f"{name}: expected a non-empty array, got shape {a.shape}")
+        self.user_cax = check_channel_axis(channel_axis, x.ndim)
+        need = spatial_dims + (self.user_cax is not None)
+        if x.ndim < need:
+            raise ValueError(
+                f"x has shape {x.shape}: expected at least {spatial_dims} spatial dimensions"
+                + (" plus the channel axis" if self.user_cax is not None else "")
+            )
+        self.has_c = self.user_cax is not None
+        if self.has_c:
+            x, y = da.moveaxis(x, self.user_cax, -1), da.moveaxis(y, self.user_cax, -1)
+            x, y = x.rechunk({x.ndim - 1: -1}), y.rechunk({y.ndim - 1: -1})
+        self.sd = spatial_dims
+        self.nb = x.ndim - spatial_dims - self.has_c
+        self.C = x.shape[-1] if self.has_c else 1
+        self.batch = x.shape[: self.nb]
+        self.spatial = x.shape[self.nb: self.nb + self.sd]
+        self.sax = tuple(range(self.nb, self.nb + self.sd))  # spatial axes
+        # the arrays are kept apart: the layout itself travels into every task
+        self.ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype \
+            else float_type(x.dtype)
+        self.cax = -1 if self.has_c else None  # for the in-memory functions on a block
+        self.xdtype, self.ydtype = x.dtype, y.dtype
+        self._pair = (x, y)
+
+    def pair(self):
+        """The normalised (x, y), handed out once (the layout travels into tasks without them)."""
+        pair, self._pair = self._pair, None
+        return pair
+
+    def to_user(self, a):
+        """A result in the normalised layout -> the caller's layout."""
+        return da.moveaxis(a, -1, self.user_cax) if self.has_c else a
+
+    def at(self, spatial):
+        """A copy with another scale's spatial extents (a pyramid level)."""
+        Lj = object.__new__(_Layout)
+        Lj.__dict__.update(self.__dict__)
+        Lj.spatial = tuple(spatial)
+        return Lj
+
+
+def _as_dask(a, name):
+    if isinstance(a, da.Array):
+        return a
+    mod = type(a).__module__.split(".")[0]
+    if mod in ("cupy", "torch", "jax", "jaxlib", "tensorflow"):
+        raise TypeError(f"{name}: expected a dask or NumPy array, got {type(a).__module__}."
+                        f"{type(a).__name__}; convert it explicitly")
+    a = np.asarray(a)
+    return da.from_array(a, chunks=a.shape or -1)
+
+
+def _merge_small(chunks, m):
+    """Chunks along one axis with every chunk at least ``m`` wide (neighbours merged)."""
+    if all(c >= m for c in chunks):
+        return tuple(chunks)
+    out, acc = [], 0
+    for c in chunks:
+        acc += c
+        if acc >= m:
+            out.append(acc)
+            acc = 0
+    if acc:
+        if out:
+            out[-1] += acc
+        else:
+            out.append(acc)
+    return tuple(out)
+
+
+def _min_chunks(a, axes, m):
+    """``a`` rechunked so that every chunk along ``axes`` is at least ``m`` wide."""
+    new = {ax: _merge_small(a.chunks[ax], m) for ax in axes}
+    if all(new[ax] == a.chunks[ax] for ax in axes):
+        return a
+    return a.rechunk(new)
+
+
+def _aligned(L, x, y, m):
+    """x and y on common chunks, every spatial chunk at least ``m`` wide."""
+    x = _min_chunks(x, L.sax, m)
+    return x, (y if y.chunks == x.chunks else y.rechunk(x.chunks))
+
+
+def _starts(chunks):
+    return np.concatenate(([0], np.cumsum(chunks)))
+
+
+def _assemble(offsets, pieces, axes):
+    """The halo'd block from its pieces, keyed by neighbour offsets (-1, 0, 1) per halo axis."""
+    d = dict(zip(offsets, pieces))
+    for t in reversed(range(len(axes))):
+        groups = {}
+        for off, arr in d.items():
+            groups.setdefault(off[:t], []).append((off[t], arr))
+        d = {k: (np.concatenate([a for _, a in sorted(v, key=lambda z: z[0])], axis=axes[t])
+                 if len(v) > 1 else v[0][1]) for k, v in groups.items()}
+    return d[()]
+
+
+def _halo_task(fn, axes, offsets, xb, yb, edges, block_id, kw):
+    """fn on the block with its halo: the chunk itself (offset 0) and its
+    neighbours' strips, found in their edge copies under (block_id, offset)."""
+    xs, ys = [], []
+    for o, c in offsets:
+        if c is None:
+            xs.append(xb)
+            ys.append(yb)
+        else:
+            px, py = edges[c][(block_id, o)]
+            xs.append(px)
+            ys.append(py)
+    offs = [o for o, _ in offsets]
+    return fn(_assemble(offs, xs, axes), _assemble(offs, ys, axes), block_id=block_id, **kw)
+
+
+def _nest(grid, get, prefix=()):
+    """Nested lists of ``get(index)`` over an index grid (for ``da.block``)."""
+    if len(prefix) == len(grid):
+        return get(prefix)
+    return [_nest(grid, get, prefix + (i,)) for i in range(grid[len(prefix)])]
+
+
+def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
+    """``fn(x block + halo, y block + halo, block_id=..., **kw)`` for every block, assembled.
+
+    The halo is ``depth`` samples of each neighbour along the spatial axes
+    that have several chunks, nothing beyond the image's edges.  One task per
+    chunk copies out all the strips its neighbours need, and the halo'd block
+    is put together inside the task that uses it, so a chunk is freed as soon
+    as its own task and its edge copies are done (dask's ``overlap`` keeps
+    views, which pin whole neighbour chunks, and stores every halo'd block as
+    a result).  ``out_chunks``: the chunks of the output, whose blocks match
+    the input's block for block (extra trailing axes of one block allowed).
+    Returns a list of ``nout`` dask arrays.
+    """
+    import itertools
+
+    halo = [ax for ax in lay.sax if len(x.chunks[ax]) > 1] if depth else []
+    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
+    grid = X.shape
+    extra = len(out_chunks) - x.ndim
+    offs = list(itertools.product((-1, 0, 1), repeat=len(halo)))
+    specs, plans = {}, {}
+    for b in np.ndindex(*grid):
+        offsets = []
+        for o in offs:
+            nbr, sl = list(b), [slice(None)] * x.ndim
+            for ax, step in zip(halo, o):
+                nbr[ax] = b[ax] + step
+                if step == -1:
+                    sl[ax] = slice(x.chunks[ax][nbr[ax]] - depth, None)
+                elif step == 1:
+                    sl[ax] = slice(0, depth)
+            if not all(0 <= nbr[ax] < grid[ax] for ax in halo):
+                continue
+            nbr = tuple(nbr)
+            if any(o):
+                specs.setdefault(nbr, []).append(((b, o), tuple(sl)))
+                offsets.append((o, nbr))
+            else:
+                offsets.append((o, None))
+        plans[b] = offsets
+    # one task per chunk copies every strip its neighbours need
+    edges = {c: dask.delayed(_edges, pure=True)(X[c], Y[c], sp) for c, sp in specs.items()}
+    res = {}
+    for b, offsets in plans.items():
+        need = {c: edges[c] for _, c in offsets if c is not None}
+        r = dask.delayed(_halo_task, pure=True, nout=nout if nout > 1 else None)(
+            fn, halo, offsets, X[b], Y[b], need, b, kw)
+        res[b] = r if nout > 1 else (r,)
+    ogrid = grid + (1,) * extra
+
+    def block(k):
+        def get(i):
+            shape = tuple(out_chunks[ax][j] for ax, j in enumerate(i))
+            return da.from_delayed(res[i[: len(grid)]][k], shape, dtype=dtype)
+        return get
+
+    return [da.block(_nest(ogrid, block(k))) for k in range(nout)]
+
+
+class _Geom:
+    """Where a block lies: per spatial axis, the owned start and length, the
+    halo'd block's start, and the image's extent."""
+
+    def __init__(self, L, chunks, depth):
+        self.L = L
+        self.starts = [_starts(chunks[ax]) for ax in L.sax]
+        self.sizes = [chunks[ax] for ax in L.sax]
+        self.depth = depth
+
+    def block(self, block_id, arr):
+        """[(a, length, h, n)] per spatial axis for the block at ``block_id``."""
+        out = []
+        for k, ax in enumerate(self.L.sax):
+            i = block_id[ax]
+            a, ln, n = int(self.starts[k][i]), int(self.sizes[k][i]), int(self.starts[k][-1])
+            h = max(a - self.depth, 0)
+            e = min(a + ln + self.depth, n)
+            if arr.shape[ax] != e - h:  # the halo'd block is not the one planned
+                raise RuntimeError(f"fastssim.dask: block {block_id} has extent {arr.shape[ax]} "
+                                   f"on axis {ax}, expected {e - h}")
+            out.append((a, ln, h, n))
+        return out
+
+
+# ---------------------------------------------------------------------------
+# metrics: how a block is planned and run on the engine
+
+
+class _SSIMMetric:
+    """SSIM (or its cs / l*cs form, one MS-SSIM scale) with one window."""
+
+    def __init__(self, opts, form="ssim"):
+        self.opts = opts  # plan() keyword arguments except the arrays
+        self.form = form
+        self.ntap = _window_size(opts["window"], opts["sigma"], opts["truncate"], opts["win_size"])
+        self.r = (self.ntap - 1) // 2
+
+    def sum_range(self, n):
+        return self.r, n - self.r  # the value: the mean where the window fits
+
+    def plan(self, xb, yb, L, workers):
+        return plan(xb, yb, channel_axis=L.cax, spatial_dims=L.sd, workers=workers,
+                    border="valid", **self.opts)
+
+    def run(self, p, map_region, sum_region, want_map=False, grad=0, wscal=0.0):
+        return _core.run(p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=map_region,
+                         sum_region=sum_region, form=self.form, C1=p.C1, C2=p.C2, cov=p.cov,
+                         want_map=want_map, grad=grad, wscal=wscal, workers=p.workers)
+
+
+class _PixelwiseMetric:
+    """Per-pixel MS-SSIM: the product of several windows, at full resolution."""
+
+    def __init__(self, opts, border):
+        self.opts = opts
+        self.border = border
+        s = _check_sigmas(opts["sigmas"])
+        self.r = (gaussian_size(s[-1], check_positive(opts["truncate"], "truncate")) - 1) // 2
+        self.ntap = 2 * self.r + 1
+
+    def sum_range(self, n):
+        # the value is the mean of the map: all of it ('reflect') or where the widest window fits
+        return (0, n) if self.border == "reflect" else (self.r, n - self.r)
+
+    def plan(self, xb, yb, L, workers):
+        p, _, taps, covs, _ = _setup(xb, yb, self.opts["sigmas"], self.opts["truncate"],
+                                     self.opts["data_range"], self.opts["K1"], self.opts["K2"],
+                                     self.opts["covariance"], "reflect", L.cax, L.sd, workers)
+        p.scales = _scales(taps, covs)
+        return p
+
+    def run(self, p, map_region, sum_region, want_map=False, grad=0, wscal=0.0):
+        return _core.run_multi(p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=p.scales,
+                               map_region=map_region, sum_region=sum_region, C1=p.C1, C2=p.C2,
+                               want_map=want_map, grad=grad, wscal=wscal, workers=p.workers)
+
+
+# ---------------------------------------------------------------------------
+# block tasks
+
+
+def _map_task(xb, yb, *, block_id, geom, metric, L, workers):
+    """The same-size map on the block's owned pixels."""
+    mreg = []
+    for a, ln, h, n in geom.block(block_id, xb):
+        mreg.append((a - h, a - h + ln))
+    p = metric.plan(xb, yb, L, workers)
+    m = metric.run(p, tuple(mreg), tuple((0, b - a) for a, b in mreg), want_map=True)[1]
+    return p.to_user(m)
+
+
+def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
+    """Gradient of (wscal * sum of the map over the summed region) on the block's
+    owned pixels; 'both' stacks (gx, gy) on a new first axis."""
+    mreg, own = [], []
+    for a, ln, h, n in geom.block(block_id, xb):
+        lo, hi = metric.sum_range(n)
+        lo, hi = max(a - metric.r, lo), min(a + ln + metric.r, hi)
+        own.append(slice(a - h, a - h + ln))
+        if hi <= lo:
+            mreg = None
+            break
+        mreg.append((lo - h, hi - h))
+    sel = (Ellipsis,) + tuple(own) + ((slice(None),) if L.has_c else ())
+    if mreg is None:  # no map pixel of the value depends on this block
+        z = np.zeros(xb[sel].shape, dtype=L.ftype)
+        return (z, z.copy()) if g == 3 else z
+    p = metric.plan(xb, yb, L, workers)
+    _, _, gx, gy = metric.run(p, tuple(mreg), tuple((0, b - a) for a, b in mreg), grad=g,
+                              wscal=wscal)
+    outs = [p.to_user(a)[sel] for a in (gx, gy) if a is not None]
+    return tuple(outs) if g == 3 else outs[0]
+
+
+def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
+    """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place)."""
+    p = metric.plan(xb, yb, L, workers)
+    sums = metric.run(p, mreg, tuple((0, b - a) for a, b in mreg))[0]
+    return sums.reshape(out_shape)
+
+
+def _edges(xb, yb, specs):
+    """Copies of the slices of one chunk pair that other tasks need, by key
+    (copies: a view would keep the whole chunk alive)."""
+    return {key: (xb[sl].copy(), yb[sl].copy()) for key, sl in specs}
+
+
+def _frame_sums(interior, slabs, edges, metric, L, workers, out_shape):
+    """The interior's sums plus each slab's, in a fixed order; every slab's data
+    box is filled from the edge copies of the chunks it overlaps."""
+    acc = np.zeros(out_shape) if interior is None else interior
+    for shape, mreg, places in slabs:
+        box = [None, None]
+        for side in (0, 1):
+            for chunk, key, dst in places:
+                piece = edges[chunk][key][side]
+                if box[side] is None:
+                    box[side] = np.empty(shape, dtype=piece.dtype)
+                box[side][dst] = piece
+        acc = acc + _region_sums(box[0], box[1], mreg, metric, L, workers, out_shape)
+    return acc
+
+
+def _plane_sums(L, x, y, metric, workers):
+    """Per-plane sums of the map over the summed region: a dask array (*batch, C).
+
+    Each chunk's owned pixels are split into its interior, whose windows lie in
+    the chunk (summed from the chunk itself, read in place), and slabs of the
+    window radius along the chunk's inner edges, each summed from a small box
+    of data put together from copies of the edges of the chunks it overlaps
+    (one task per chunk copies all its edges).  So a chunk is only ever needed
+    by tasks that depend on it alone (its interior and its edge copies) and is
+    freed as soon as they ran, whatever order the scheduler visits the chunks
+    in.  Per chunk: an interior task, an edge-copy task, and one task for all
+    its slabs that also adds the interior's sums (in a fixed order).
+    """
+    import itertools
+
+    x, y = _aligned(L, x, y, metric.ntap)
+    r = metric.r
+    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
+    grid = X.shape
+    starts = [_starts(x.chunks[ax]) for ax in L.sax]
+    spatial = [int(st[-1]) for st in starts]
+    delayed = functools.partial(dask.delayed, pure=True)
+    specs = {}   # chunk -> [(key, source slices)]
+    plans = {}   # block -> (interior mreg or None, [(shape, mreg, [(chunk, key, dst)])], out_shape)
+    for b in np.ndindex(*grid):
+        bshape = tuple(x.chunks[ax][b[ax]] for ax in range(x.ndim))
+        out_shape = bshape[: L.nb] + (1,) * L.sd + (L.C,)
+        T, I, A = [], [], []
+        for k, ax in enumerate(L.sax):
+            a, ln, n = int(starts[k][b[ax]]), bshape[ax], spatial[k]
+            lo, hi = metric.sum_range(n)
+            tlo, thi = max(a, lo), min(a + ln, hi)
+            elo, ehi = (r if a > 0 else 0), (r if a + ln < n else 0)
+            T.append((tlo, thi))
+            I.append((max(tlo, a + elo), min(thi, a + ln - ehi)))
+            A.append(a)
+        if any(t1 <= t0 for t0, t1 in T):
+            plans[b] = None
+            continue
+        inner, slabs = None, [T]
+        if all(i1 > i0 for i0, i1 in I):
+            inner = tuple((i0 - a, i1 - a) for (i0, i1), a in zip(I, A))
+            slabs = []
+            for k in range(L.sd):
+                for s0, s1 in ((T[k][0], I[k][0]), (I[k][1], T[k][1])):
+                    if s1 > s0:
+                        slabs.append(I[:k] + [(s0, s1)] + T[k + 1:])
+        splans = []
+        for si, S in enumerate(slabs):
+            D = [(max(s0 - r, 0), min(s1 + r, n)) for (s0, s1), n in zip(S, spatial)]
+            shape = list(bshape)
+            for k, ax in enumerate(L.sax):
+                shape[ax] = D[k][1] - D[k][0]
+            ranges = [[i for i in range(grid[ax])
+                       if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]]
+                      for k, ax in enumerate(L.sax)]
+            places = []
+            for combo in itertools.product(*ranges):
+                idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
+                for k, ax in enumerate(L.sax):
+                    c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
+                    s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
+                    idx[ax] = combo[k]
+                    src[ax] = slice(s0 - c0, s1 - c0)
+                    dst[ax] = slice(s0 - D[k][0], s1 - D[k][0])
+                idx, key = tuple(idx), (b, si)
+                specs.setdefault(idx, []).append((key, tuple(src)))
+                places.append((idx, key, tuple(dst)))
+            splans.append((tuple(shape), tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D)),
+                           places))
+        plans[b] = (inner, splans, out_shape)
+    edges = {c: delayed(_edges)(X[c], Y[c], sp) for c, sp in specs.items()}
+    res = {}
+    for b, pl in plans.items():
+        if pl is None:
+            continue
+        inner, splans, out_shape = pl
+        interior = None if inner is None else delayed(_region_sums)(
+            X[b], Y[b], inner, metric, L, workers, out_shape)
+        if not splans:
+            res[b] = interior
+            continue
+        need = {c for _, _, places in splans for c, _, _ in places}
+        res[b] = delayed(_frame_sums)(interior, splans, {c: edges[c] for c in need}, metric, L,
+                                      workers, out_shape)
+    chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
+    extra = len(chunks) - x.ndim
+
+    def get(i):
+        shape = tuple(chunks[ax][j] for ax, j in enumerate(i))
+        b = i[: len(grid)]
+        if b not in res:
+            return da.zeros(shape, chunks=shape)
+        return da.from_delayed(res[b], shape, dtype=np.float64)
+
+    S = da.block(_nest(grid + (1,) * extra, get))
+    # one task per batch chunk sums the per-block sums in block order
+    S = S.rechunk({ax: -1 for ax in L.sax})
+    return da.map_blocks(_sum_blocks, S, axes=L.sax, drop_axis=list(L.sax), dtype=np.float64)
+
+
+def _sum_blocks(s, axes):
+    return np.sum(s, axis=tuple(axes))
+
+
+def _values(L, sums, n):
+    """Per-item values from per-plane sums (*batch, C): mean over the channels of sums / n."""
+    return da.map_blocks(_per_item, sums, n=n, drop_axis=[L.nb], dtype=np.float64)
+
+
+def _per_item(s, n):
+    return (s / n).mean(axis=-1)
+
+
+def _same_size_map(L, x, y, metric, workers):
+    x, y = _aligned(L, x, y, metric.ntap)
+    geom = _Geom(L, x.chunks, metric.r)
+    return _halo_apply(L, x, y, metric.r, _map_task, x.chunks, L.ftype, geom=geom,
+                       metric=metric, L=L, workers=workers)[0]
+
+
+def _gradient(L, x, y, metric, workers, g, wscal):
+    """The gradient(s) as dask arrays in the normalised layout: one, or (gx, gy)."""
+    x, y = _aligned(L, x, y, max(metric.ntap, 2 * metric.r))
+    geom = _Geom(L, x.chunks, 2 * metric.r)
+    G = _halo_apply(L, x, y, 2 * metric.r, _grad_task, x.chunks, L.ftype, nout=2 if g == 3 else 1,
+                    geom=geom, metric=metric, L=L, workers=workers, g=g, wscal=wscal)
+    return tuple(G) if g == 3 else G[0]
+
+
+def _crop(L, m, r):
+    sel = tuple(slice(r, n - r) for n in L.spatial)
+    return m[(Ellipsis,) + sel + ((slice(None),) if L.has_c else ())]
+
+
+def _check_fit(ntap, L, what="window"):
+    if ntap > min(L.spatial):
+        raise ValueError(
+            f"the {ntap}-tap {what} exceeds the image extent: spatial shape {tuple(L.spatial)}; "
+            f"every spatial side needs at least {ntap} px. Pass a smaller window, or check "
+            "channel_axis and spatial_dims"
+        )
+
+
+def _dummy(L, x_dtype, y_dtype, side):
+    """A tiny pair with the caller's dtypes and layout, for validating the options."""
+    shape = (1,) * L.nb + (side,) * L.sd + ((L.C,) if L.has_c else ())
+    return np.zeros(shape, x_dtype), np.zeros(shape, y_dtype)
+
+
+def _resolve_range(data_range, L):
+    """data_range as the in-memory functions resolve it (the dtype's span for integers)."""
+    if data_range is None and L.xdtype.kind != "f" and L.ydtype.kind != "f":
+        lo, hi = dtype_range[L.xdtype.type]
+        return float(hi) - float(lo)
+    return data_range
+
+
+def _result_workers(workers):
+    return DEFAULT_TASK_WORKERS if workers is None else workers
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,
+         K1=0.01, K2=0.03, covariance="population", border="reflect", full=False, gradient=None,
+         channel_axis=None, spatial_dims=2, workers=None):
+    """SSIM of chunked images, volumes or stacks: :func:`fastssim.ssim` on Dask.
+
+    Same arguments, conventions and value as :func:`fastssim.ssim` (the mean
+    of the SSIM map where the whole window fits), for ``x`` and ``y`` dask
+    arrays chunked along any axes: spatial axes (one huge image or volume,
+    computed with halos) and batch axes (a stack of pairs, ``(N, H, W[, C])``
+    chunked along N: one value per pair).  The result is lazy: call
+    ``.compute()`` (or ``dask.compute(...)`` on several results) under the
+    scheduler you want.
+
+    Parameters
+    ----------
+    x, y : dask.array.Array or ndarray
+        As for :func:`fastssim.ssim`.  A NumPy array becomes a single chunk;
+        ``y`` is rechunked to ``x``'s chunks, and spatial chunks narrower than
+        the window are merged with their neighbours.  The channel axis is kept
+        in one chunk.
+    workers : int or None
+        Engine threads per Dask task.  None means
+        :data:`DEFAULT_TASK_WORKERS` (1): Dask already runs one task per
+        core, and more engine threads would oversubscribe them.
+    full, gradient, border, ... :
+        As for :func:`fastssim.ssim`.
+
+    Returns
+    -------
+    value : dask.array.Array
+        float64, of the batch shape (0-d for one pair); with ``full`` or
+        ``gradient`` an :class:`fastssim.SSIMResult` of dask arrays
+        ``(value, map, grad_x, grad_y)``.
+
+    Notes
+    -----
+    The value is summed per chunk and combined in a fixed order, so it is the
+    same on every scheduler and, across chunkings, equal to the in-memory
+    value up to the order of float64 additions.  The map and each gradient
+    are separate passes over the data (each a graph of its own), so asking
+    for them costs one more pass each.
+
+    Examples
+    --------
+    >>> import dask.array as da, fastssim, fastssim.dask
+    >>> x = da.random.default_rng(0).random((300, 400), chunks=(128, 128))
+    >>> v = fastssim.dask.ssim(x, x * 0.9, data_range=1.0)
+    >>> round(float(v.compute()), 6) == round(float(fastssim.ssim(x.compute(), x.compute() * 0.9,
+    ...                                                             data_range=1.0)), 6)
+    True
+    """
+    g = _grad_code(gradient)
+    if border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    L = _Layout(x, y, channel_axis, spatial_dims)
+    x, y = L.pair()
+    opts = dict(data_range=_resolve_range(data_range, L), window=window, sigma=sigma,
+                truncate=truncate, win_size=win_size, K1=K1, K2=K2, covariance=covariance)
+    metric = _SSIMMetric(opts)
+    _check_fit(metric.ntap, L)
+    workers = _result_workers(workers)
+    metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)  # validates the options
+    n_valid = math.prod(n - 2 * metric.r for n in L.spatial)
+    value = _values(L, _plane_sums(L, x, y, metric, workers), n_valid)
+    if not full and not g:
+        return value
+    m = gx = gy = None
+    if full:
+        m = _same_size_map(L, x, y, metric, workers)
+        if border == "valid":
+            m = _crop(L, m, metric.r)
+        m = L.to_user(m)
+    if g:
+        G = _gradient(L, x, y, metric, workers, g, 1.0 / (n_valid * L.C))
+        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
+        gx = None if gx is None else L.to_user(gx)
+        gy = None if gy is None else L.to_user(gy)
+    return SSIMResult(value, m, gx, gy)
+
+
+def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
+                      K2=0.03, covariance="population", border="reflect", full=False,
+                      gradient=None, channel_axis=None, spatial_dims=2, workers=None):
+    """Per-pixel MS-SSIM of chunked arrays: :func:`fastssim.pixelwise_ms_ssim` on Dask.
+
+    Same arguments, conventions and value as the in-memory function (the mean
+    of the map), computed chunk by chunk with halos of the widest window's
+    radius (twice that for the gradient); ``workers`` and the lazy results as
+    in :func:`ssim`.
+
+    Returns
+    -------
+    value : dask.array.Array
+        float64 of the batch shape; with ``full`` or ``gradient`` a
+        :class:`fastssim.PixelwiseResult` of dask arrays.
+    """
+    g = _grad_code(gradient)
+    if border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    L = _Layout(x, y, channel_axis, spatial_dims)
+    x, y = L.pair()
+    opts = dict(data_range=_resolve_range(data_range, L), sigmas=sigmas, truncate=truncate,
+                K1=K1, K2=K2, covariance=covariance)
+    metric = _PixelwiseMetric(opts, border)
+    _check_fit(metric.ntap, L, f"window of the widest sigma ({_check_sigmas(sigmas)[-1]:g})")
+    workers = _result_workers(workers)
+    metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)
+    n = math.prod(b - a for a, b in (metric.sum_range(k) for k in L.spatial))
+    value = _values(L, _plane_sums(L, x, y, metric, workers), n)
+    if not full and not g:
+        return value
+    m = gx = gy = None
+    if full:
+        m = _same_size_map(L, x, y, metric, workers)
+        if border == "valid":
+            m = _crop(L, m, metric.r)
+        m = L.to_user(m)
+    if g:
+        G = _gradient(L, x, y, metric, workers, g, 1.0 / (n * L.C))
+        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
+        gx = None if gx is None else L.to_user(gx)
+        gy = None if gy is None else L.to_user(gy)
+    return PixelwiseResult(value, m, gx, gy)
+
+
+# ---------------------------------------------------------------------------
+# MS-SSIM: the pyramid as chunked arrays
+
+
+class _Down:
+    """The 2x downsampling of one scale as chunk-aligned blocks."""
+
+    def __init__(self, L, spatial, convention, chunks):
+        P = max(n % 2 for n in spatial) if convention == "replicate" else 0
+        self.maps = [down_axis(n, convention, P) for n in spatial]
+        self.in_chunks, self.out_chunks = list(chunks), list(chunks)
+        for k, ax in enumerate(L.sax):
+            d = self.maps[k]
+            bounds = _starts(chunks[ax])[1:-1]
+            # output o starts a block if its first source is at a chunk boundary:
+            # move every boundary to the first source of the first output at or after it
+            os_ = sorted({int(np.searchsorted(d.i0, b)) for b in bounds} - {0, d.n_out})
+            ib = [0] + [int(d.i0[o]) for o in os_] + [d.n_in]
+            ob = [0] + os_ + [d.n_out]
+            self.in_chunks[ax] = tuple(np.diff(ib).tolist())
+            self.out_chunks[ax] = tuple(np.diff(ob).tolist())
+        self.in_chunks, self.out_chunks = tuple(self.in_chunks), tuple(self.out_chunks)
+        self.L = L
+
+    def _ranges(self, block_id):
+        out = []
+        for k, ax in enumerate(self.L.sax):
+            i = block_id[ax]
+            c0 = int(_starts(self.in_chunks[ax])[i])
+            o0, o1 = (int(v) for v in _starts(self.out_chunks[ax])[i: i + 2])
+            out.append((ax, self.maps[k], c0, o0, o1))
+        return out
+
+    def down(self, a, block_id=None):
+        """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis."""
+        for ax, d, c0, o0, o1 in self._ranges(block_id):
+            a = _down_axis(a, ax, d, c0, o0, o1)
+        return a
+
+    def up(self, g, block_id=None):
+        """The adjoint on one block: fine[i] = u[i] coarse[m[i]] per axis."""
+        for ax, d, c0, o0, o1 in self._ranges(block_id):
+            c1 = c0 + self.in_chunks[ax][block_id[ax]]
+            shape = [1] * g.ndim
+            shape[ax] = c1 - c0
+            idx = np.clip(d.m[c0:c1] - o0, 0, o1 - o0 - 1)
+            g = np.take(g, idx, axis=ax) * d.u[c0:c1].astype(g.dtype).reshape(shape)
+        return g
+
+
+def _down_taken(a, ax, d, c0, o0, o1):
+    shape = [1] * a.ndim
+    shape[ax] = o1 - o0
+    w0 = d.w0[o0:o1].astype(a.dtype).reshape(shape)
+    w1 = d.w1[o0:o1].astype(a.dtype).reshape(shape)
+    return (np.take(a, d.i0[o0:o1] - c0, axis=ax) * w0
+            + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
+
+
+def _down_axis(a, ax, d, c0, o0, o1):
+    """Outputs [o0, o1) of one axis's downsampling of a block starting at input c0:
+    strided slices on the operator's regular interior (outputs 2o + shift,
+    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic."""
+    rl, rh = max(o0, d.lo), min(o1, d.hi)
+    if rh - rl < 2:
+        return _down_taken(a, ax, d, c0, o0, o1)
+    s = 2 * rl + d.shift - c0
+    pre = (slice(None),) * ax
+    half = a.dtype.type(0.5)
+    mid = (a[pre + (slice(s, s + 2 * (rh - rl), 2),)] * half
+           + a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)] * half)
+    parts = ([_down_taken(a, ax, d, c0, o0, rl)] if rl > o0 else []) + [mid] + \
+        ([_down_taken(a, ax, d, c0, rh, o1)] if o1 > rh else [])
+    return np.concatenate(parts, axis=ax) if len(parts) > 1 else mid
+
+
+def _ms_block_scales(xb, yb, *, L, kw):
+    """In-memory MS-SSIM of a block holding whole images: per-plane scale means (*b, C, M)."""
+    from ._msssim import ms_ssim as _ms
+
+    r = _ms(xb, yb, return_scales=True, channel_axis=L.cax, spatial_dims=L.sd, **kw)
+    s = np.asarray(r.scales)
+    return s if L.has_c else s[..., None, :]
+
+
+def _ms_block_grad(xb, yb, *, L, kw, g):
+    from ._msssim import ms_ssim as _ms
+
+    r = _ms(xb, yb, gradient={1: "x", 2: "y", 3: "both"}[g], channel_axis=L.cax,
+            spatial_dims=L.sd, **kw)
+    if g == 3:
+        return np.stack([r.grad_x, r.grad_y])
+    return r.grad_x if g == 1 else r.grad_y
+
+
+def _combine_task(ms, w, negative, want_coef):
+    """Value (*b) or coefficients (*b, C, M) from per-plane scale means (*b, C, M)."""
+    P = math.prod(ms.shape[:-1])
+    v, coef = _combine(ms.reshape(P, ms.shape[-1]), w, negative, want_coef)
+    if want_coef:
+        return (coef / ms.shape[-2]).reshape(ms.shape)
+    return v.reshape(ms.shape[:-1]).mean(axis=-1)
+
+
+def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
+            truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
+            downsample="symmetric", negative="clamp", fit_scales=False, gradient=None,
+            channel_axis=None, spatial_dims=2, workers=None, return_scales=False):
+    """MS-SSIM of chunked arrays: :func:`fastssim.ms_ssim` on Dask, pyramid included.
+
+    Same arguments, conventions and value as the in-memory function.  A stack
+    chunked only along its batch axes is scored block by block with the
+    in-memory function.  Chunks along the spatial axes: every scale of the
+    pyramid is a chunked array; scale ``j + 1`` is made from scale ``j``
+    block by block after moving each chunk boundary by at most one sample so
+    that no 2x2 cell straddles two chunks (the in-memory operator's own
+    per-axis tables, so every odd-size convention is exact); each scale's
+    mean is summed per chunk with halos as in :func:`ssim`, and the gradient
+    goes back through the adjoint of each downsampling on the same chunks.
+    ``workers`` and the lazy results as in :func:`ssim`.
+
+    Returns
+    -------
+    value : dask.array.Array
+        float64 of the batch shape; with ``gradient`` or ``return_scales`` a
+        :class:`fastssim.MSSSIMResult` of dask arrays.
+    """
+    g = _grad_code(gradient)
+    w = _check_weights(weights)
+    if downsample not in CONVENTIONS:
+        raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
+    if negative not in NEGATIVE:
+        raise ValueError(f"negative: expected one of {NEGATIVE}, got {negative!r}")
+    if not isinstance(fit_scales, (bool, np.bool_)):
+        raise TypeError(f"fit_scales: expected a bool, got {fit_scales!r}")
+    L = _Layout(x, y, channel_axis, spatial_dims)
+    x, y = L.pair()
+    workers = _result_workers(workers)
+    opts = dict(data_range=_resolve_range(data_range, L), window=window, sigma=sigma,
+                truncate=truncate, win_size=win_size, K1=K1, K2=K2, covariance=covariance)
+    metric = _SSIMMetric(opts, "cs")
+    taps = metric.ntap
+    metric.plan(*_dummy(L, L.xdtype, L.ydtype, taps), L, workers)
+    M = w.size
+    fit = _fitting_scales(tuple(L.spatial), downsample, taps, M)
+    if fit < M:  # the in-memory rules and messages
+        got = "x".join(str(n) for n in L.spatial)
+        if not fit_scales:
+            need = min_size(M, taps, downsample, L.sd)
+            raise ValueError(
+                f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} px "
+                f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
+                "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
+            )
+        if fit == 0:
+            raise ValueError(
+                f"fit_scales: not even one scale fits: the {taps}-tap window needs at least "
+                f"{taps} px per side, got {got}: pass a smaller window (sigma / win_size), "
+                "or check channel_axis and spatial_dims"
+            )
+        total = w.sum()
+        w = w[:fit]
+        if not np.any(w > 0):
+            raise ValueError(
+                f"fit_scales: only the first {fit} of {M} scales fit {got}, and their weights "
+                f"{tuple(w.tolist())} are all zero: pass weights with a positive weight among them"
+            )
+        w = w * (total / w.sum())
+        M = fit
+    kw = dict(weights=tuple(w.tolist()), downsample=downsample, workers=workers, **opts)
+
+    spatial_chunked = any(len(x.chunks[ax]) > 1 for ax in L.sax)
+    x1, y1 = x, (y if y.chunks == x.chunks else y.rechunk(x.chunks))
+    if not spatial_chunked:  # whole images per block: the in-memory function
+        chunks = x1.chunks[: L.nb] + ((L.C,), (M,))
+        ms = da.map_blocks(_ms_block_scales, x1, y1, L=L, kw=kw, chunks=chunks, dtype=np.float64,
+                           drop_axis=list(L.sax) + ([x1.ndim - 1] if L.has_c else []),
+                           new_axis=[L.nb, L.nb + 1])
+        G = None
+        if g:
+            G = da.map_blocks(_ms_block_grad, x1, y1, L=L, kw=kw, g=g, dtype=L.ftype,
+                              **({"chunks": ((2,),) + x1.chunks, "new_axis": [0]} if g == 3
+                                 else {"chunks": x1.chunks}))
+            G = (G[0], G[1]) if g == 3 else G
+    else:
+        ms, G = _pyramid(L, x1.astype(L.ftype), y1.astype(L.ftype), opts, w, M, downsample,
+                         negative, g, workers)
+    value = da.map_blocks(_combine_task, ms, w=w, negative=negative, want_coef=False, drop_axis=[L.nb, L.nb + 1], dtype=np.float64)
+    if not g and not return_scales:
+        return value
+    gx = gy = None
+    if g:
+        if callable(G):  # the pyramid's backward needs the coefficients
+            coef = da.map_blocks(_combine_task, ms, w=w, negative=negative, want_coef=True, dtype=np.float64)
+            G = G(coef)
+        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
+        gx = None if gx is None else L.to_user(gx)
+        gy = None if gy is None else L.to_user(gy)
+    # as the in-memory function: the per-scale means come with every result tuple
+    return MSSSIMResult(value, gx, gy, ms if L.has_c else ms[..., 0, :])
+
+
+def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
+    """Per-plane scale means (*batch, C, M) of the chunked pyramid and, with a
+    gradient, a function of the coefficients that builds it."""
+    first = {ax: max(x.chunks[ax]) for ax in L.sax}
+    spatial = tuple(L.spatial)
+    shapes = pyramid_shapes(spatial, downsample, M)
+    nval = []
+    levels = []  # (x, y, metric, down) per scale
+    for j in range(M):
+        metric = _SSIMMetric(opts, "cs" if j < M - 1 else "ssim")
+        # coarse scales keep chunks about as large as the first scale's halves
+        x = x.rechunk({ax: _merge_small(x.chunks[ax], max(metric.ntap, first[ax] // 2))
+                       for ax in L.sax}) if j else x
+        x, y = _aligned(L, x, y, metric.ntap)
+        Lj = L.at(shapes[j])
+        nval.append(math.prod(n - 2 * metric.r for n in shapes[j]))
+        d = None
+        if j < M - 1:
+            d = _Down(Lj, shapes[j], downsample, x.chunks)
+        levels.append((Lj, x, y, metric, d))
+        if d is not None:
+            xa, ya = x.rechunk(d.in_chunks), y.rechunk(d.in_chunks)
+            x = da.map_blocks(d.down, xa, chunks=d.out_chunks, dtype=L.ftype)
+            y = da.map_blocks(d.down, ya, chunks=d.out_chunks, dtype=L.ftype)
+    ms = da.stack([_plane_sums(Lj, xj, yj, met, workers) / nv
+                   for (Lj, xj, yj, met, _), nv in zip(levels, nval)], axis=-1)
+    ms = ms.rechunk({L.nb + 1: -1})
+    if not g:
+        return ms, None
+
+    def backward(coef):
+        acc = None
+        for j in range(M - 1, -1, -1):
+            Lj, xj, yj, met, d = levels[j]
+            Gj = _gradient(Lj, xj, yj, met, workers, g, 1.0 / nval[j])
+            cj = coef[(Ellipsis,) + (None,) * L.sd + (slice(None), j)]  # (*batch, 1.., C)
+            if not L.has_c:
+                cj = cj[..., 0]
+            terms = [Gj] if g != 3 else list(Gj)
+            terms = [(t * cj).astype(L.ftype) for t in terms]
+            if acc is not None:
+                acc = [terms[i] + da.map_blocks(d.up, a.rechunk(d.out_chunks), chunks=d.in_chunks,
+                                                dtype=L.ftype)
+                       for i, a in enumerate(acc)]
+            else:
+                acc = terms
+        return tuple(acc) if g == 3 else acc[0]
+
+    return ms, backward
+
+
+
+
+# ---------------------------------------------------------------------------
+# datasets: pairs of image files scored on the cluster
+
+_METRICS = ("ssim", "ms_ssim", "pixelwise_ms_ssim")
+_FILE_EXTS = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def _list_pairs(xs, ys):
+    """[(x path, y path or None, error or None)] from two folders or two lists."""
+    xdir = isinstance(xs, (str, os.PathLike)) and os.path.isdir(xs)
+    ydir = isinstance(ys, (str, os.PathLike)) and os.path.isdir(ys)
+    if xdir != ydir:
+        raise TypeError("xs, ys: expected two folders or two sequences of file paths, "
+                        f"got {type(xs).__name__} and {type(ys).__name__}")
+    if xdir:
+        def names(d):
+            return {f for f in os.listdir(d) if f.lower().endswith(_FILE_EXTS)
+                    and os.path.isfile(os.path.join(d, f))}
+        nx, ny = names(xs), names(ys)
+        pairs = []
+        for f in sorted(nx | ny):
+            px, py = os.path.join(os.fspath(xs), f), os.path.join(os.fspath(ys), f)
+            if f not in ny:
+                pairs.append((px, py, f"{py}: no such file (no partner for {px})"))
+            elif f not in nx:
+                pairs.append((px, py, f"{px}: no such file (no partner for {py})"))
+            else:
+                pairs.append((px, py, None))
+        return pairs
+    for name, s in (("xs", xs), ("ys", ys)):
+        if isinstance(s, (str, bytes, os.PathLike)):
+            raise ValueError(f"{name}: {os.fspath(s)!r} is not a folder; pass a folder or a "
+                             "sequence of file paths")
+    xs, ys = [os.fspath(p) for p in xs], [os.fspath(p) for p in ys]
+    if len(xs) != len(ys):
+        raise ValueError(f"xs and ys: expected as many files in each, got {len(xs)} and {len(ys)}")
+    return [(a, b, None) for a, b in zip(xs, ys)]
+
+
+def _load(path):
+    """(array, channel_axis, spatial_dims) of an image file, as ``fastssim compare`` reads it;
+    the alpha channel of a picture is dropped."""
+    from .__main__ import _read_image
+
+    a, picture = _read_image(path)
+    if a.ndim == 2:
+        return a, None, 2
+    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+        if picture and a.shape[-1] in (2, 4):
+            a = a[..., :-1]
+        return a, -1, 2
+    if a.ndim == 3:
+        return a, None, 3
+    raise ValueError(f"{path}: expected a 2-D image, an H x W x C image (C <= 4) or a 3-D "
+                     f"volume, got shape {a.shape}")
+
+
+def _score_task(pairs, metric, data_range, options, workers):
+    """Rows for a list of pairs: read in the worker, scored in batches of equal geometry,
+    every failure a row with its message."""
+    import fastssim
+
+    fn = getattr(fastssim, metric)
+    rows = [{"x": a, "y": b, "value": math.nan, "error": err} for a, b, err in pairs]
+    groups = {}
+    for i, (a, b, err) in enumerate(pairs):
+        if err is not None:
+            continue
+        try:
+            xa, cax, sd = _load(a)
+            ya, _, _ = _load(b)
+            if xa.shape != ya.shape:
+                raise ValueError(f"the images differ in shape: {a} {xa.shape}, {b} {ya.shape}")
+        except Exception as exc:  # a missing or unreadable file is a row, not a crash
+            rows[i]["error"] = str(exc) or type(exc).__name__
+            continue
+        groups.setdefault((xa.shape, xa.dtype.str, ya.dtype.str, cax, sd), []).append((i, xa, ya))
+
+    def score(xb, yb, cax, sd):
+        return fn(xb, yb, data_range=data_range, channel_axis=cax, spatial_dims=sd,
+                  workers=workers, **options)
+
+    for (_, _, _, cax, sd), items in groups.items():
+        try:  # one batch call per geometry
+            vals = score(np.stack([t[1] for t in items]), np.stack([t[2] for t in items]),
+                         None if cax is None else -1, sd)
+            for (i, _, _), v in zip(items, np.atleast_1d(vals)):
+                rows[i]["value"] = float(v)
+        except Exception:  # find which pair fails, and why
+            for i, xa, ya in items:
+                try:
+                    rows[i]["value"] = float(score(xa, ya, cax, sd))
+                except Exception as exc:
+                    rows[i]["error"] = f"{type(exc).__name__}: {exc}"
+    return rows
+
+
+def score_files(xs, ys, *, metric="ssim", data_range=None, pairs_per_task=64, workers=None,
+                client=None, as_frame=None, **options):
+    """Score pairs of image files on a Dask cluster, reading every file in a worker.
+
+    Parameters
+    ----------
+    xs, ys : path or sequence of paths
+        Two folders (files paired by name; a name present in only one folder
+        gives an error row) or two equally long sequences of files.  ``.npy``
+        files always work; PNG, JPEG, TIFF, BMP, GIF and WebP need imageio or
+        Pillow in the workers.  Layouts as ``fastssim compare``: 2-D is grey,
+        H x W x C with C <= 4 is colour (the channel values are averaged; a
+        picture's alpha channel is dropped), other 3-D arrays are volumes.
+    metric : {'ssim', 'ms_ssim', 'pixelwise_ms_ssim'}
+        The in-memory function each pair goes through.
+    data_range : float, optional
+        As for that function (integer images default to their dtype's range;
+        float images without it give error rows).
+    pairs_per_task : int
+        Pairs read and scored per Dask task (64: a task then lasts long enough
+        that the scheduler's per-task cost does not show); pairs of one
+        geometry within a task are scored in one batch call.
+    workers : int or None
+        Engine threads per task (None: :data:`DEFAULT_TASK_WORKERS`, 1).
+    client : distributed.Client, optional
+        Run on this client; by default on the active scheduler (the default
+        client if one exists, else Dask's default for delayed tasks).
+    as_frame : bool or None
+        None: a pandas DataFrame if pandas is installed, else a list of dicts;
+        True: a DataFrame (pandas required); False: a list of dicts.
+    **options
+        Further keyword arguments of the metric (``window``, ``weights``, ...).
+
+    Returns
+    -------
+    table : pandas.DataFrame or list of dict
+        One row per pair, in input order (folders: by file name): ``x``,
+        ``y``, ``value`` (float, NaN on error) and ``error`` (None, or the
+        message of the missing/unreadable file or rejected pair).
+    """
+    import inspect
+
+    import fastssim
+
+    if metric not in _METRICS:
+        raise ValueError(f"metric: expected one of {_METRICS}, got {metric!r}")
+    allowed = set(inspect.signature(getattr(fastssim, metric)).parameters) - {
+        "x", "y", "data_range", "channel_axis", "spatial_dims", "workers", "full", "gradient",
+        "return_scales", "map_out", "grad_out"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"options: {metric} takes no argument(s) {unknown}; expected some of "
+                        f"{sorted(allowed)}")
+    if isinstance(pairs_per_task, bool) or not isinstance(pairs_per_task, int) or pairs_per_task < 1:
+        raise ValueError(f"pairs_per_task: expected a positive int, got {pairs_per_task!r}")
+    if as_frame not in (None, True, False):
+        raise TypeError(f"as_frame: expected None, True or False, got {as_frame!r}")
+    pd = None
+    if as_frame is not False:
+        try:
+            import pandas as pd
+        except ImportError:
+            if as_frame:
+                raise ImportError("as_frame=True needs pandas (pip install pandas)") from None
+    pairs = _list_pairs(xs, ys)
+    workers = _result_workers(workers)
+    tasks = [dask.delayed(_score_task, pure=True)(pairs[i: i + pairs_per_task], metric,
+                                                  data_range, options, workers)
+             for i in range(0, len(pairs), pairs_per_task)]
+    if client is not None:
+        parts = client.gather(client.compute(tasks))
+    else:
+        parts = dask.compute(*tasks)
+    rows = [row for part in parts for row in part]
+    if pd is not None:
+        return pd.DataFrame(rows, columns=["x", "y", "value", "error"])
+    return rows
