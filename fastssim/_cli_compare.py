@@ -241,18 +241,20 @@ def _describe_window(args):
 # --------------------------------------------------------------------------- one pair
 
 
-def _data_range(a, b, args):
+def _data_range(ta, tb, args):
+    """(data_range, its description) from --data-range or the files' integer dtypes
+    (``ta``, ``tb``: the dtypes as read, before any conversion to luma)."""
     if args.data_range is not None:
         return args.data_range, f"{args.data_range:g}"
-    if a.dtype.kind == "f" or b.dtype.kind == "f":
+    if ta.kind == "f" or tb.kind == "f":
         raise InputError(
             "floating-point images need --data-range (the span of their values, e.g. 1.0 or 255)"
         )
-    if a.dtype != b.dtype:
-        raise InputError(f"the images differ in dtype ({a.dtype}, {b.dtype}): pass --data-range")
-    info = np.iinfo(a.dtype) if a.dtype.kind in "iu" else None
+    if ta != tb:
+        raise InputError(f"the images differ in dtype ({ta}, {tb}): pass --data-range")
+    info = np.iinfo(ta)
     dr = float(info.max) - float(info.min)
-    return dr, f"{dr:g} (from dtype {a.dtype})"
+    return dr, f"{dr:g} (from dtype {ta})"
 
 
 def _score(args, a, b, cax, sdims, dr, want_map, want_grad, workers):
@@ -339,6 +341,7 @@ def score_pair(args, ref, dist, key, single, workers):
 def _score_into(rec, args, ref, dist, key, single, workers):
     a, pa = read_array(ref)
     b, pb = read_array(dist)
+    ta, tb = (np.dtype(np.uint8) if t.kind == "b" else t for t in (a.dtype, b.dtype))
     a, cax, sdims, notes = layout(a, ref, pa, args.channels)
     b, _, _, notes_b = layout(b, dist, pb, args.channels)
     rec["note"] = "; ".join(sorted(set(notes) | set(notes_b))) or None
@@ -347,7 +350,7 @@ def _score_into(rec, args, ref, dist, key, single, workers):
         raise InputError(f"the images differ in shape: {ref} {a.shape}, {dist} {b.shape} "
                          "(fastssim never resizes or crops)")
     rec["shape"] = "x".join(map(str, a.shape))
-    dr, dr_text = _data_range(a, b, args)
+    dr, dr_text = _data_range(ta, tb, args)
     rec["data_range"] = dr
     want_map = args.map is not None or args.heatmap is not None
     want_grad = args.grad is not None
@@ -403,8 +406,13 @@ class _Progress:
         except ImportError:
             tqdm = None
         if tqdm is not None:
-            self.bar = tqdm(total=total, unit="pair", file=sys.stderr, dynamic_ncols=True,
-                            desc="fastssim compare")
+            try:  # a terminal that reports no size (0 x 0: tqdm would hide the bar) gets 80 x 24
+                cols = os.get_terminal_size(sys.stderr.fileno()).columns
+            except (OSError, ValueError):
+                cols = 0
+            size = {"dynamic_ncols": True} if cols > 0 else {"ncols": 80, "nrows": 24}
+            self.bar = tqdm(total=total, unit="pair", file=sys.stderr, desc="fastssim compare",
+                            **size)
         else:
             self._draw()
 
