@@ -28,7 +28,7 @@ TITLE_H = 28
 BAR_W = 18
 BAR_GAP = 14
 NAN_RGB = (255, 0, 255)
-MIN_SIDE = 256  # small maps are magnified until their longer side reaches this
+MIN_SIDE = 160  # smaller maps are magnified until their longer side reaches this
 
 
 def _lab_to_linear(L, a, b):
