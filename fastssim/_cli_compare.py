@@ -468,10 +468,10 @@ def _single(args, nthreads):
             for n in (rec["note"] or "").split("; "):
                 if n:
                     print(f"note: {n}", file=sys.stderr)
-            what = ("volume" if sdims == 3 else
-                    f"{a.shape[-1]}-channel image, channels "
-                    + ("scored separately" if args.channels == "each" else "averaged")
-                    if cax is not None else "image")
+            what = "volume" if sdims == 3 else "image"
+            if cax is not None:
+                what = (f"{a.shape[-1]}-channel {what}, channels "
+                        + ("scored separately" if args.channels == "each" else "averaged"))
             print(f"{args.ref} vs {args.dist}: {rec['shape']} {rec['dtype']} {what}; "
                   f"data_range {dr_text}; {_describe_window(args)}")
             print(f"{TITLES[args.metric]} = {rec['score']:.12f}")
@@ -504,6 +504,7 @@ def _emit(args, records):
 
 
 def _unique_keys(pairs):
+    """Output names: a repeated one (two list rows with the same DIST name) gets _2, _3..."""
     seen, out = {}, []
     for ref, dist, key, problem in pairs:
         n = seen.get(key, 0)

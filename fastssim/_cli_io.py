@@ -424,7 +424,7 @@ def read_pairs_csv(path):
             continue
         rp = r if os.path.isabs(r) else os.path.join(base, r)
         dp = d if os.path.isabs(d) else os.path.join(base, d)
-        pairs.append((rp, dp, f"{i:05d}_{os.path.splitext(os.path.basename(d))[0]}", None))
+        pairs.append((rp, dp, os.path.splitext(os.path.basename(d))[0], None))
     if not pairs:
         raise InputError(f"--pairs {path}: no pairs in the file")
     return pairs

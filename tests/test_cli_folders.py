@@ -426,3 +426,20 @@ def test_cli_imports_image_libraries_lazily(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     assert out.splitlines()[-1] == "0 []"
+
+
+def test_colour_volume_tiff(tmp_path, capsys):
+    # a multi-page RGB TIFF: D x H x W x 3, scored as a colour volume
+    rng = np.random.default_rng(14)
+    v = rng.integers(0, 256, (12, 20, 22, 3), dtype=np.uint8)
+    w = noisy(rng, v, 30)
+    tifffile.imwrite(tmp_path / "a.tif", v, photometric="rgb")
+    tifffile.imwrite(tmp_path / "b.tif", w, photometric="rgb")
+    rc, out, _ = run_cli(capsys, "compare", tmp_path / "a.tif", tmp_path / "b.tif", "--format",
+                         "csv", "--channels", "each")
+    (r,) = _csv(out)
+    assert rc == 0 and r["shape"] == "12x20x22x3"
+    want = [fastssim.ssim(v[..., c], w[..., c], spatial_dims=3) for c in range(3)]
+    np.testing.assert_allclose([float(r[f"channel_{c}"]) for c in range(3)], want, rtol=1e-12)
+    assert float(r["score"]) == pytest.approx(
+        fastssim.ssim(v, w, channel_axis=-1, spatial_dims=3), rel=1e-12)
