@@ -5,8 +5,10 @@
 
 Also reachable as ``python -m fastssim``.  Mistakes in the user's input (a
 missing file, an unreadable image, mismatched shapes, a bad option) print one
-line on stderr and exit with status 2, like argparse's own usage errors;
-anything else is a bug and keeps its traceback.
+line on stderr and exit with status 2, like argparse's own usage errors (whose
+usage block is left out: one line too); ``compare`` on folders or lists
+reports each pair it could not score as a row and exits with status 1.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

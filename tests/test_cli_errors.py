@@ -239,3 +239,22 @@ def test_no_progress_bar_when_piped(tmp_path):
     assert "3/3" not in p.stderr and "\r" not in p.stderr and "%" not in p.stderr
     # what stderr does get for CSV: the summary
     assert p.stderr.splitlines()[0] == "3 of 3 pairs scored"
+
+
+def test_without_pillow_pictures_need_the_cli_extra(tmp_path):
+    # Pillow and imageio hidden: .npy still works, a PNG or --heatmap says what to install
+    block = tmp_path / "block"
+    for mod in ("PIL", "imageio"):
+        (block / mod).mkdir(parents=True)
+        (block / mod / "__init__.py").write_text(f"raise ImportError('{mod} hidden by the test')\n")
+    env = {"PYTHONPATH": str(block)}
+    np.save(tmp_path / "a.npy", np.zeros((16, 16), np.uint8))
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert run_sub("compare", "a.npy", "a.npy", "-q", cwd=tmp_path, env=env).stdout == \
+        "1.000000000000\n"
+    p = run_sub("compare", "a.png", "a.png", cwd=tmp_path, env=env)
+    assert p.returncode == 2 and p.stderr == (
+        "fastssim compare: error: a.png: reading .png files needs Pillow "
+        "(pip install 'fastssim[cli]'), or save the image as .npy\n")
+    p = run_sub("compare", "a.npy", "a.npy", "--heatmap", "hm", cwd=tmp_path, env=env)
+    assert p.returncode == 2 and "--heatmap needs Pillow" in p.stderr
