@@ -284,6 +284,7 @@ def test_16_bit_colour_png_is_not_silently_truncated(tmp_path, capsys):
     rng = np.random.default_rng(6)
     a = rng.integers(0, 65536, (20, 24, 3), dtype=np.uint16)
     b = noisy(rng, a, 4000, 0, 65535)
+    b[..., 0] = noisy(rng, a[..., 0], 20000, 0, 65535)  # red much worse: a swap would show
     write_png16_rgb(tmp_path / "a.png", a)
     write_png16_rgb(tmp_path / "b.png", b)
     rc, out, err = run_cli(capsys, "compare", tmp_path / "a.png", tmp_path / "b.png", "-q")
@@ -294,9 +295,15 @@ def test_16_bit_colour_png_is_not_silently_truncated(tmp_path, capsys):
     if cv2 is None:
         assert rc == 2
         assert "16-bit colour PNG" in err and "OpenCV" in err and len(err.splitlines()) == 1
-    else:  # read at full depth, channels in RGB order
+    else:  # read at full depth, channels in RGB order (per channel: the order matters)
         want = fastssim.ssim(a, b, channel_axis=-1)
         assert rc == 0 and float(out) == pytest.approx(want, abs=1e-12)
+        rc, out, _ = run_cli(capsys, "compare", tmp_path / "a.png", tmp_path / "b.png",
+                             "--channels", "each", "--format", "csv")
+        (r,) = _csv(out)
+        assert r["dtype"] == "uint16"
+        per = [fastssim.ssim(a[..., c], b[..., c]) for c in range(3)]
+        np.testing.assert_allclose([float(r[f"channel_{c}"]) for c in range(3)], per, rtol=1e-12)
 
 
 def test_channels_each_and_gray(tmp_path, capsys):
