@@ -496,8 +496,13 @@ def _emit(args, records):
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `fastssim compare ... | head`: the reader left
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return
     if not args.quiet and (args.output is not None or fmt in ("csv", "jsonl")):
         for line in summary_lines(summ, TITLES[args.metric]):
             print(line, file=sys.stderr)

@@ -174,7 +174,7 @@ def _pil_array(im):
 
 
 def _read_pillow(path, ext):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -190,7 +190,10 @@ def _read_pillow(path, ext):
                 bits = _png_ihdr(path)
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to decode it") from None
+    except Exception as exc:  # decoders raise many types for bad files (OSError,
+        # SyntaxError, struct.error, DecompressionBombError...): all are about the file
         raise InputError(f"{path}: cannot read image ({_one_line(exc)})") from None
     if len(frames) > 1:
         if any(f.shape != frames[0].shape or f.dtype != frames[0].dtype for f in frames):

@@ -258,3 +258,16 @@ def test_without_pillow_pictures_need_the_cli_extra(tmp_path):
         "(pip install 'fastssim[cli]'), or save the image as .npy\n")
     p = run_sub("compare", "a.npy", "a.npy", "--heatmap", "hm", cwd=tmp_path, env=env)
     assert p.returncode == 2 and "--heatmap needs Pillow" in p.stderr
+
+
+def test_reader_leaving_early_is_not_an_error(tmp_path):
+    # `fastssim compare r d | head -1`: stdout closed before the table is written
+    import subprocess
+
+    _folders(tmp_path)
+    p = subprocess.Popen([sys.executable, "-m", "fastssim", "compare", "r", "d"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
