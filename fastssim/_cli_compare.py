@@ -171,6 +171,8 @@ def _check_options(args):
         raise UsageError("give either REF DIST or --pairs LIST.csv, not both")
     if args.pairs is None and (args.ref is None or args.dist is None):
         raise UsageError("expected REF and DIST (files or folders), or --pairs LIST.csv")
+    if args.pairs is not None and (args.glob is not None or args.match != "path"):
+        raise UsageError("--glob and --match select files in folders; --pairs lists them itself")
     if metric == "pixelwise":
         for name, val in (("--gaussian/--uniform", args.window), ("--win-size", args.win_size),
                           ("--sigma", args.sigma)):

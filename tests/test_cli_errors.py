@@ -123,6 +123,8 @@ def test_option_errors_are_usage_errors(tmp_path, good, capsys):
     _one_line_error(rc, out, err, "expected REF and DIST")
     rc, out, err = run_cli(capsys, "compare", good, good, "--pairs", "x.csv")
     _one_line_error(rc, out, err, "either REF DIST or --pairs")
+    rc, out, err = run_cli(capsys, "compare", "--pairs", "x.csv", "--glob", "*.png")
+    _one_line_error(rc, out, err, "--pairs lists them itself")
 
 
 @pytest.mark.parametrize("argv, part", [
