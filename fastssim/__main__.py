@@ -1,15 +1,19 @@
 """Command-line interface: ``fastssim demo``, ``fastssim compare``, ``fastssim config``.
 
+``compare`` lives in ``_cli_compare`` (reading in ``_cli_io``, heatmaps in
+``_heatmap``).
+
 Also reachable as ``python -m fastssim``.  Mistakes in the user's input (a
 missing file, an unreadable image, mismatched shapes, a bad option) print one
-line on stderr and exit with status 2, like argparse's own usage errors;
-anything else is a bug and keeps its traceback.
+line on stderr and exit with status 2, like argparse's own usage errors (whose
+usage block is left out: one line too); ``compare`` on folders or lists
+reports each pair it could not score as a row and exits with status 1.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -221,126 +225,6 @@ def _cmd_demo(args):
     return 0
 
 
-# --------------------------------------------------------------------------- compare
-
-_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-
-
-def _read_image(path):
-    """(array, is_picture) from .npy, or from an image file via imageio or Pillow."""
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
-        try:
-            return np.load(path, allow_pickle=False), False
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy file ({exc})") from None
-    if ext not in _IMAGE_EXTS:
-        raise UserError(
-            f"{path}: unknown file type {ext or '(none)'!r}; expected .npy or an image "
-            f"({', '.join(sorted(_IMAGE_EXTS))})"
-        )
-    try:
-        import imageio.v3 as iio
-    except ImportError:
-        iio = None
-    if iio is not None:
-        try:
-            return np.asarray(iio.imread(path)), True
-        except Exception as exc:  # imageio raises many types for bad files
-            raise UserError(f"{path}: cannot read image ({exc})") from None
-    try:
-        from PIL import Image
-    except ImportError:
-        raise UserError(
-            f"{path}: reading {ext} files needs imageio or Pillow "
-            "(pip install pillow), or save the image as .npy"
-        ) from None
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
-            return np.asarray(im), True
-    except Exception as exc:  # PIL raises many types for bad files
-        raise UserError(f"{path}: cannot read image ({exc})") from None
-
-
-def _layout(a, path, picture):
-    """(array, channel_axis, spatial_dims) for a 2-D image, H x W x C, or a 3-D volume."""
-    if a.ndim == 2:
-        return a, None, 2
-    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
-        if picture and a.shape[-1] in (2, 4):
-            print(f"note: {path}: alpha channel ignored", file=sys.stderr)
-            a = a[..., :-1]
-        return a, -1, 2
-    if a.ndim == 3:
-        return a, None, 3
-    raise UserError(
-        f"{path}: expected a 2-D image, an H x W x C image (C <= 4) or a 3-D volume, "
-        f"got shape {a.shape}"
-    )
-
-
-def _cmd_compare(args):
-    import fastssim
-
-    for out in (args.map, args.grad):
-        if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            raise UserError(f"cannot write {out}: no such directory")
-    a, pic1 = _read_image(args.img1)
-    b, pic2 = _read_image(args.img2)
-    a, cax, sdims = _layout(a, args.img1, pic1)
-    b, _, _ = _layout(b, args.img2, pic2)
-    if a.shape != b.shape:
-        raise UserError(f"the images differ in shape: {args.img1} {a.shape}, {args.img2} {b.shape}")
-    if args.data_range is None and (a.dtype.kind == "f" or b.dtype.kind == "f"):
-        raise UserError(
-            "floating-point images need --data-range (the span of their values, e.g. 1.0 or 255)"
-        )
-    kw = dict(data_range=args.data_range, channel_axis=cax, spatial_dims=sdims,
-              workers=args.workers, full=args.map is not None,
-              gradient="y" if args.grad is not None else None)
-    if args.window == "uniform":
-        kw.update(window="uniform", win_size=args.win_size)
-    elif args.win_size is not None:
-        raise UserError("--win-size applies to --uniform; the Gaussian window has 11 taps (sigma 1.5)")
-    res = _checked(fastssim.ssim, a, b, **kw)
-    value = float(res.value if isinstance(res, fastssim.SSIMResult) else res)
-    if args.quiet:
-        print(f"{value:.12f}")
-    else:
-        if args.data_range is not None:
-            dr = f"{args.data_range:g}"
-        else:
-            from ._validation import dtype_range
-
-            lo, hi = dtype_range[a.dtype.type]
-            dr = f"{float(hi) - float(lo):g} (from dtype {a.dtype})"
-        window = (f"uniform {args.win_size or 7}x{args.win_size or 7}" if args.window == "uniform"
-                  else "Gaussian sigma 1.5 (11 taps)")
-        what = ("volume" if sdims == 3 else
-                f"{a.shape[-1]}-channel image, channels averaged" if cax is not None else "image")
-        print(f"{args.img1} vs {args.img2}: {'x'.join(map(str, a.shape))} {a.dtype} {what}; "
-              f"data_range {dr}; {window} window")
-        print(f"SSIM = {value:.12f}")
-    if args.map is not None:
-        _save(args.map, res.map, "SSIM map")
-    if args.grad is not None:
-        _save(args.grad, res.grad_y, f"gradient of SSIM with respect to {args.img2}")
-    return 0
-
-
-def _save(path, arr, what):
-    try:
-        np.save(path, arr)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    print(f"wrote {what} {arr.shape} {arr.dtype} to {path if path.endswith('.npy') else path + '.npy'}",
-          file=sys.stderr)
-
-
 # --------------------------------------------------------------------------- config
 
 
@@ -354,8 +238,17 @@ def _cmd_config(args):
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``fastssim compare: error: ... (see
+    fastssim compare --help)`` on stderr, exit status 2 (argparse's own status),
+    instead of the usage block followed by the error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         description="Fast SSIM values and exact analytic gradients (Cython + OpenMP).",
     )
@@ -377,34 +270,9 @@ def _parser():
                    help="compute type (default float64)")
     d.set_defaults(func=_cmd_demo)
 
-    c = sub.add_parser(
-        "compare",
-        help="SSIM of two images (.npy, or PNG/JPEG/TIFF with imageio or Pillow)",
-        description="SSIM of IMG2 against IMG1.  2-D arrays are grayscale images; H x W x C "
-        "arrays (C <= 4) are colour images whose per-channel SSIMs are averaged (an alpha "
-        "channel of a picture file is ignored); other 3-D arrays are volumes.  Integer "
-        "images default to their dtype's range; float images need --data-range.",
-    )
-    c.add_argument("img1", metavar="IMG1", help="reference image")
-    c.add_argument("img2", metavar="IMG2", help="image to compare (the gradient is with respect to it)")
-    c.add_argument("--data-range", type=_positive_float, default=None, metavar="R",
-                   help="span of the values (default: the integer dtype's range)")
-    win = c.add_mutually_exclusive_group()
-    win.add_argument("--gaussian", dest="window", action="store_const", const="gaussian",
-                     help="Gaussian window, sigma 1.5, 11 taps (default)")
-    win.add_argument("--uniform", dest="window", action="store_const", const="uniform",
-                     help="uniform (box) window of --win-size taps")
-    c.set_defaults(window="gaussian")
-    c.add_argument("--win-size", type=_positive_int(1), default=None, metavar="N",
-                   help="side of the uniform window (odd, default 7)")
-    c.add_argument("--map", metavar="OUT.npy", default=None,
-                   help="save the same-size SSIM map")
-    c.add_argument("--grad", metavar="OUT.npy", default=None,
-                   help="save the exact gradient of the SSIM value with respect to IMG2")
-    c.add_argument("--workers", type=_workers, default=None, metavar="N",
-                   help="threads (default: all cores)")
-    c.add_argument("-q", "--quiet", action="store_true", help="print only the SSIM value")
-    c.set_defaults(func=_cmd_compare)
+    from ._cli_compare import add_parser as _add_compare
+
+    _add_compare(sub, _positive_int, _positive_float, _workers)
 
     g = sub.add_parser("config", help="show version, OpenMP, threads and SIMD path",
                        description="Print fastssim.show_config().")
@@ -413,9 +281,21 @@ def _parser():
 
 
 def main(argv=None):
-    """Run the command line; returns the exit status (0, or 2 for bad input)."""
+    """Run the command line; returns the exit status.
+
+    0: success; 1: ``compare`` could not score some pairs (each is a row with
+    its reason); 2: a usage error or bad input, reported in one line.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from ._cli_compare import UsageError, run
+
+        try:
+            return run(args)
+        except UsageError as exc:
+            print(f"{PROG} compare: error: {exc}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except UserError as exc:
