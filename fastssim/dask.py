@@ -1018,7 +1018,7 @@ def _list_pairs(xs, ys):
 def _load(path):
     """(array, channel_axis, spatial_dims) of an image file, as ``fastssim compare`` reads it;
     the alpha channel of a picture is dropped."""
-    from .__main__ import _read_image
+    from ._cli_io import read_array as _read_image
 
     a, picture = _read_image(path)
     if a.ndim == 2:
