@@ -158,9 +158,9 @@ def broadcast_batch(xshape, yshape, cax, spatial_dims, names=("x", "y")):
 
     def fail(why):
         raise ValueError(
-            f"{names[0]} and {names[1]} must have the same shape, or shapes that differ "
-            f"only in batch axes that broadcast (NumPy's rules: equal, 1 or missing); "
-            f"got {tuple(xshape)} and {tuple(yshape)}: {why}")
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(xshape)} and "
+            f"{tuple(yshape)}: {why} (only batch axes may differ, where they broadcast: "
+            "equal, 1 or missing)")
 
     out = []
     for ax in range(nd):
@@ -170,7 +170,7 @@ def broadcast_batch(xshape, yshape, cax, spatial_dims, names=("x", "y")):
         if ax in core:
             if a != b:
                 what = "channel" if ax == cax else "spatial"
-                fail(f"the {what} axis {ax - nd} differs ({a} and {b}); only batch axes broadcast")
+                fail(f"the {what} axis {ax - nd} differs ({a} and {b})")
             out.append(a)
         elif a is None or b is None or a == b or a == 1 or b == 1:
             out.append(b if a is None or a == 1 else a)
