@@ -206,6 +206,15 @@ class Plan:
             return self.sum_to(self.to_user(gy), 1)
         return self.sum_to(self.to_user(gx), 0), self.sum_to(self.to_user(gy), 1)
 
+    def plane_sel(self):
+        """(xsel, ysel) for the planes :meth:`planes` returns (one entry per
+        (item, channel) plane), or (None, None) without broadcasting."""
+        if self.xsel is None or self.nci == 1:
+            return self.xsel, self.ysel
+        ch = np.arange(self.nci, dtype=np.intp)
+        return tuple(np.ascontiguousarray((s[:, None] * self.nci + ch).ravel())
+                     for s in (self.xsel, self.ysel))
+
     @property
     def sel(self):
         """The engine's broadcasting arguments (xsel, ysel)."""

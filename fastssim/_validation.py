@@ -240,7 +240,7 @@ def check_bool(value, name: str) -> bool:
         return bool(value)
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "b":
         return bool(value)
-    raise TypeError(f"{name}: expected True or False, got {value!r} ({type(value).__name__})")
+    raise TypeError(f"{name}: expected a bool, got {value!r} ({type(value).__name__})")
 
 
 def check_int(value, name: str, *, expect: str = "an int", lo=None, hi=None) -> int:
