@@ -282,7 +282,7 @@ def resolve_workers(workers) -> int:
     from . import _engine
 
     if workers is None:
-        return max(1, min(_engine.omp_max_threads(), max_workers()))
+        return _fit_address_space(max(1, min(_engine.omp_max_threads(), max_workers())))
     if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (numbers.Integral, np.integer)):
         raise TypeError(f"workers: expected an int or None, got {workers!r}")
     workers = int(workers)
@@ -293,10 +293,54 @@ def resolve_workers(workers) -> int:
         workers = max(1, ncpu + 1 + workers)
     if workers > MAX_WORKERS:  # surely a mistake (a byte count, say): say so
         raise ValueError(f"workers: expected at most {MAX_WORKERS} threads, got {workers}")
-    return min(workers, max_workers())
+    return _fit_address_space(min(workers, max_workers()))
 
 
 MAX_WORKERS = 1024
+
+
+def _stack_bytes() -> int:
+    """The stack an OpenMP thread reserves: OMP_STACKSIZE / GOMP_STACKSIZE (a
+    number, kilobytes unless it ends in B, K, M or G), else the default
+    pthread stack, which glibc takes from RLIMIT_STACK (32 MiB assumed when
+    that is unlimited)."""
+    for var in ("GOMP_STACKSIZE", "OMP_STACKSIZE"):
+        v = os.environ.get(var, "").strip().upper()
+        if v:
+            unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1])
+            try:
+                return int(float(v[:-1] if unit else v) * (unit or 1 << 10))
+            except ValueError:
+                break
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return 32 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _fit_address_space(n: int) -> int:
+    """At most as many threads as the address-space limit (RLIMIT_AS) leaves
+    room for: a thread the OpenMP runtime cannot create ends the process
+    ("libgomp: Thread creation failed"), which no caller can catch, whereas
+    fewer threads give the same result, bit for bit.  Each new thread is
+    counted at its stack plus 1 MiB (guard page, TLS, its scratch); threads
+    of the runtime's pool that already exist are counted as new too (their
+    stacks are in the current size as well), so the estimate errs on the
+    side of fewer threads.  No limit (the usual case): ``n`` unchanged."""
+    if n <= 1:
+        return n
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return n
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError, IndexError):
+        return n
+    fit = (soft - used) // (_stack_bytes() + (1 << 20))
+    return max(1, min(n, 1 + fit))
 
 
 # Threads per CPU that an explicit ``workers`` may ask for (see resolve_workers).
