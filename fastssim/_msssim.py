@@ -181,7 +181,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     Parameters
     ----------
     x, y : ndarray, shape (*batch, H, W) (or (*batch, D, H, W) with ``spatial_dims=3``)
-        As for :func:`fastssim.ssim`.
+        As for :func:`fastssim.ssim`: the batch axes broadcast (no copy of the
+        broadcast input), and a gradient comes back in its input's own shape.
     data_range : float
         Required for floating-point input.
     weights : sequence of float

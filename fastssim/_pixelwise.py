@@ -100,7 +100,8 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     Parameters
     ----------
     x, y : ndarray, shape (*batch, H, W) (or (*batch, D, H, W) with ``spatial_dims=3``)
-        As for :func:`fastssim.ssim`.
+        As for :func:`fastssim.ssim`: the batch axes broadcast (no copy of the
+        broadcast input), and a gradient comes back in its input's own shape.
     data_range : float
         Required for floating-point input.
     sigmas : sequence of float

@@ -402,7 +402,12 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     x, y : ndarray, shape (*batch, H, W) or (*batch, D, H, W) with ``spatial_dims=3``
         The two images (batches).  Any real dtype; float16/float32 are computed
         in float32 (means accumulated in float64), everything else in float64.
-        With ``channel_axis``, that axis holds channels, wherever it is.
+        With ``channel_axis``, that axis holds channels, wherever it is (it
+        counts on the broadcast shape).  The batch axes broadcast as NumPy's
+        do (``ssim(ref, stack)`` scores one reference against many), without
+        a copy of the broadcast input; the spatial and channel axes must be
+        equal.  A gradient comes back in its input's own shape, summed over
+        the axes along which that input broadcasts.
     data_range : float
         Span of the values (e.g. 1.0 or 255.0).  Required for floating-point
         input; for integer input it defaults to the dtype's range.
@@ -419,7 +424,11 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         Axis of channels; each item's value is the mean over its channels.
     workers : int or None
         Threads (None: all cores, honouring OMP_NUM_THREADS; -1 all; -2 all but one).
-        The result is bitwise identical for every thread count.
+        The result is bitwise identical for every thread count.  At most 4
+        threads per CPU are used (more cannot be faster), and fewer where an
+        address-space limit (``RLIMIT_AS``) leaves no room for their stacks: the
+        OpenMP runtime ends the process when it cannot create a thread.  Above
+        1024 it is an error.
 
     Returns
     -------

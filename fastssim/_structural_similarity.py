@@ -36,15 +36,16 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     """Mean structural similarity index, a drop-in for scikit-image 0.26's.
 
     Same signature, defaults, return order, dtype rules, errors and warnings
-    as ``skimage.metrics.structural_similarity`` for 2-D and 3-D images (plus
-    ``workers``), with the same values (mean and map) to rounding — but one
+    as ``skimage.metrics.structural_similarity`` (plus ``workers``), with the
+    same values (mean and map) to rounding — for 2-D and 3-D images one
     streaming pass of a multi-threaded engine instead of five full-size
-    filtered images.
+    filtered images; other ranks (1-D signals, 4-D, 5-D...) take a NumPy path
+    with scikit-image's formulas (same values to 1e-12 in float64).
 
     Parameters
     ----------
     im1, im2 : ndarray
-        Images of the same shape, 2-D or 3-D (plus a channel axis if
+        Images of the same shape, of any rank (plus a channel axis if
         ``channel_axis`` is set).  Any real dtype.
     win_size : int or None
         Side of the window (odd).  Default 7, or ``2*int(3.5*sigma + 0.5) + 1``
@@ -80,7 +81,11 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     use_sample_covariance : bool
         Scale (co)variances by NP/(NP-1), NP = win_size**ndim (default True).
     workers : int or None
-        Threads (None: all cores).  The result does not depend on it.
+        Threads (None: all cores; at most 4 per CPU, see :func:`fastssim.ssim`).
+        The result does not depend on it.
+    **kwargs
+        Ignored, as scikit-image 0.26 ignores unknown keyword arguments (the
+        removed ``multichannel=True``, say): no error, no warning.
 
     Notes
     -----
@@ -98,8 +103,15 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     (per channel).
 
     NaN and Inf propagate to every map value whose window touches them.
-    Only 2-D and 3-D images are supported (scikit-image also takes 1-D and
-    N-D); other ranks raise ``ValueError``.
+
+    Arguments are checked by name where scikit-image would fail obscurely or
+    return NaN: the flags must be bools (``gaussian_weights=np.array([1, 0])``
+    is a ``TypeError``), ``K1``, ``K2``, ``sigma`` real numbers, ``data_range``
+    a positive finite number (0, -1, NaN and inf are refused), ``win_size=1``
+    needs ``use_sample_covariance=False`` (NP - 1 = 0), and a Gaussian window
+    of more than ``max(257, 2 * largest side + 1)`` taps is refused from its
+    size before it is built.  scikit-image's own messages come first, followed
+    by the values seen.
 
     References
     ----------

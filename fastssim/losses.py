@@ -10,6 +10,11 @@ batch item (a float for a single pair).  With ``gradient=True`` and/or
 * ``map`` is the per-pixel loss whose mean is the loss (``ms_ssim`` has no
   per-pixel form: its map is None).
 
+The batch axes of prediction and target broadcast (one target against a
+stack of predictions, say); the loss, the map and the value have the
+broadcast shape, ``grad`` the prediction's own shape (summed over the axes
+along which it broadcasts, as autograd does).
+
 Losses (means over the pixels of each item, channels included):
 
 ==================  ===============================================================

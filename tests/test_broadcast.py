@@ -149,11 +149,12 @@ def test_losses_broadcast(name):
     if name in ("pixelwise_ms_ssim", "mix"):
         kw["sigmas"] = (0.5, 1.0, 2.0)
     f = getattr(losses, name)
-    for ps, ts in [((2, 1) + sp, (1, 3) + sp), ((2,) + sp, sp)]:
+    for ps, ts, ck in [((2, 1) + sp, (1, 3) + sp, {}), ((2,) + sp, sp, {}),
+                       ((1, 2) + sp + (3,), (2, 1) + sp + (3,), dict(channel_axis=-1))]:
         p, t = rand(ps, np.float64, 15), rand(ts, np.float64, 16)
         pb, tb = explicit(p, t)
-        r = f(p, t, gradient=True, full=True, **kw)
-        e = f(pb, tb, gradient=True, full=True, **kw)
+        r = f(p, t, gradient=True, full=True, **kw, **ck)
+        e = f(pb, tb, gradient=True, full=True, **kw, **ck)
         np.testing.assert_array_equal(r.value, e.value)
         if e.map is not None:
             np.testing.assert_array_equal(r.map, e.map)
