@@ -74,7 +74,7 @@ def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims
         limit = f" of at most {top}" if top is not None else ""
         checked.append(check_int(v, name, expect=f"a positive int{limit}", lo=1, hi=top))
     scales, taps, spatial_dims = checked
-    if downsample not in CONVENTIONS:
+    if not isinstance(downsample, str) or downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
 
     def fits(n):
@@ -244,9 +244,9 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     """
     g = _grad_code(gradient)
     w = _check_weights(weights)
-    if downsample not in CONVENTIONS:
+    if not isinstance(downsample, str) or downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
-    if negative not in NEGATIVE:
+    if not isinstance(negative, str) or negative not in NEGATIVE:
         raise ValueError(f"negative: expected one of {NEGATIVE}, got {negative!r}")
     fit_scales = check_bool(fit_scales, "fit_scales")
     return_scales = check_bool(return_scales, "return_scales")

@@ -243,6 +243,8 @@ def _win_size(win_size):
 def _window_size(window, sigma, truncate, win_size):
     """The tap count of the window, validating its arguments (before
     _window builds it: a huge window fails here, unbuilt)."""
+    if not isinstance(window, str):  # an array would compare elementwise
+        raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
     if window == "gaussian":
         sigma = check_positive(sigma, "sigma")
         truncate = check_positive(truncate, "truncate")
@@ -288,7 +290,7 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     R = check_data_range(data_range)
     K1 = check_positive(K1, "K1", allow_zero=True)
     K2 = check_positive(K2, "K2", allow_zero=True)
-    if border not in ("reflect", "valid"):
+    if not isinstance(border, str) or border not in ("reflect", "valid"):
         raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
     if cax is not None:
         moved = np.moveaxis(np.empty(shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
@@ -311,6 +313,8 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
         )
     taps = _window(window, sigma, truncate, win_size)
     r = (ntap - 1) // 2
+    if not isinstance(covariance, str):
+        raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
     if covariance == "population":
         cov = 1.0
     elif covariance == "sample":

@@ -364,3 +364,29 @@ def test_memory_limit_does_not_kill_the_process():
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        env=env, timeout=120, cwd=os.path.dirname(__file__))
     assert p.returncode == 0 and p.stdout.strip() == "ok", (p.returncode, p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("bad", [np.array(["gaussian", "uniform"]), np.array([1, 2])],
+                         ids=["str-array", "int-array"])
+def test_string_options_given_arrays(bad):
+    # an array compared with the allowed strings elementwise: "truth value ambiguous"
+    cases = [
+        ("window: expected 'gaussian' or 'uniform'",
+         lambda: fastssim.ssim(X, Y, data_range=1.0, window=bad)),
+        ("border: expected 'reflect' or 'valid'",
+         lambda: fastssim.ssim(X, Y, data_range=1.0, border=bad)),
+        ("covariance: expected 'population' or 'sample'",
+         lambda: fastssim.pixelwise_ms_ssim(X, Y, data_range=1.0, covariance=bad)),
+        ("downsample: expected one of", lambda: fastssim.ms_ssim(BIG, BIG2, data_range=1.0,
+                                                                 downsample=bad)),
+        ("downsample: expected one of", lambda: fastssim.min_size(5, 11, bad)),
+        ("negative: expected one of", lambda: fastssim.ms_ssim(BIG, BIG2, data_range=1.0,
+                                                               negative=bad)),
+        ("gradient: expected None, 'x', 'y' or 'both'",
+         lambda: fastssim.ssim(X, Y, data_range=1.0, gradient=bad)),
+        ("wrt: expected 'x', 'y' or 'both'", lambda: fastssim.ssim_vjp(X, Y, X, data_range=1.0,
+                                                                       wrt=bad)),
+    ]
+    for msg, call in cases:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            call()
