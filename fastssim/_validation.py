@@ -173,7 +173,7 @@ def broadcast_batch(xshape, yshape, cax, spatial_dims, names=("x", "y")):
                 fail(f"the {what} axis {ax - nd} differs ({a} and {b})")
             out.append(a)
         elif a is None or b is None or a == b or a == 1 or b == 1:
-            out.append(b if a is None or a == 1 else a)
+            out.append(max(n for n in (a, b) if n is not None))
         else:
             fail(f"the batch axis {ax - nd} has {a} and {b} items")
     return tuple(out)

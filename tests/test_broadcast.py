@@ -55,6 +55,8 @@ def rand(shape, dtype=np.float64, seed=0):
 SSIM_CASES = [
     ("ref-vs-stack", (24, 26), (3, 24, 26), {}),
     ("stack-vs-ref", (3, 24, 26), (1, 24, 26), {}),
+    ("one-vs-ref", (1, 24, 26), (24, 26), {}),
+    ("extra-axes", (2, 1, 1, 24, 26), (3, 24, 26), {}),
     ("two-ways", (1, 2, 20, 22), (3, 1, 20, 22), {}),
     ("rgb-interleaved", (2, 1, 20, 22, 3), (1, 3, 20, 22, 3), dict(channel_axis=-1)),
     ("rgb-planes", (1, 3, 20, 22), (2, 3, 20, 22), dict(channel_axis=1)),
