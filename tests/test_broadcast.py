@@ -211,3 +211,24 @@ def test_missing_axis_in_the_lower_rank_input_is_named():
     with pytest.raises(ValueError, match=r"x has shape \(20, 20\): expected at least 2 spatial "
                                          r"dimensions plus the channel axis"):
         fastssim.ssim(x, y, data_range=1.0, channel_axis=-1)
+
+
+def test_ms_ssim_broadcast_with_column_strips():
+    """Strips turn off the fused downsampling: the first level is then
+    downsampled on its own, through the item maps too."""
+    from fastssim import _engine
+    x, y = rand((180, 170), np.float64, 21), rand((2, 180, 170), np.float64, 22)
+    xb, yb = explicit(x, y)
+    _engine.set_strip_width(48)
+    try:
+        r = fastssim.ms_ssim(x, y, data_range=1.0, gradient="both")
+        e = fastssim.ms_ssim(xb, yb, data_range=1.0, gradient="both")
+        rs = fastssim.ssim(x, y, data_range=1.0, gradient="x")
+        es = fastssim.ssim(xb, yb, data_range=1.0, gradient="x")
+    finally:
+        _engine.set_strip_width(0)
+    assert np.array_equal(r.value, e.value)
+    close(r.grad_x, sum_to(e.grad_x, x.shape), np.float64)
+    close(r.grad_y, e.grad_y, np.float64)
+    assert np.array_equal(rs.value, es.value)
+    close(rs.grad_x, sum_to(es.grad_x, x.shape), np.float64)
