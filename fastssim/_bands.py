@@ -36,6 +36,8 @@ def gaussian_taps(sigma: float, truncate: float = 3.5) -> tuple:
     scikit-image's ``gaussian_weights=True`` window).
     """
     radius = (gaussian_size(sigma, truncate) - 1) // 2
+    if radius == 0:  # one tap (sigma < 1/7 at truncate 3.5): 1/sigma^2 may not exist
+        return (1.0,)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     phi = np.exp(-0.5 / (sigma * sigma) * x * x)
     phi /= phi.sum()

@@ -117,13 +117,15 @@ class _Layout:
 
     __slots__ = ("dt", "nci", "B", "P", "spatial", "dims", "in_type")
 
-    def __init__(self, x, nci, dtype):
+    def __init__(self, x, nci, dtype, items=None):
+        """``items``: the run's item count when it broadcasts (else x's)."""
         self.dt = np.dtype(dtype) if dtype is not None else x.dtype
         self.nci = nci
+        B = x.shape[0] if items is None else items
         if nci == 1:
-            self.B, self.P, self.spatial = x.shape[0], x.shape[0], x.shape[1:]
+            self.B, self.P, self.spatial = B, B, x.shape[1:]
         else:
-            self.B, self.spatial = x.shape[0], x.shape[1:-1]
+            self.B, self.spatial = B, x.shape[1:-1]
             self.P = self.B * nci
         self.dims = _as4(self.spatial)
         self.in_type = _NATIVE[self.dt][x.dtype]
@@ -168,9 +170,9 @@ def engine_args(x, y, P, geom, *, in_type, form, C1, C2, cov=1.0, map_out=None,
 
 def _spec(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
           want_map=False, grad=0, wmap=None, wscal=0.0, map_out=None, gx_out=None,
-          gy_out=None, nci=1, dtype=None):
+          gy_out=None, nci=1, dtype=None, items=None):
     """The engine's arguments for one single-window run (see :func:`run`)."""
-    lay = _Layout(x, nci, dtype)
+    lay = _Layout(x, nci, dtype, items)
     geom = lay.geometry(taps, map_region, sum_region)
     m, gx, gy = _outputs(lay, geom[3], want_map, grad, map_out, gx_out, gy_out, wmap)
     return lay, engine_args(x, y, lay.P, geom, in_type=lay.in_type, form=form, C1=C1, C2=C2,
@@ -185,7 +187,20 @@ def result(args):
     return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
 
 
-def run(x, y, *, workers=1, **kw):
+def broadcast_shifts(x, y, lay, xsel, ysel):
+    """The per-plane shifts of a broadcast run: those of each input's own
+    planes (fs_plane_shifts), picked per plane of the run."""
+    nci, n = lay.nci, math.prod(lay.dims) * lay.nci
+    use_double = lay.dt == np.float64
+    out = []
+    for a, sel in ((x, xsel), (y, ysel)):
+        planes = (a.size // n) * nci
+        own, _ = _engine.shifts(a, a, planes, lay.dims, nci, lay.in_type, use_double)
+        out.append(own[(sel[:, None] * nci + np.arange(nci)).ravel()])
+    return out
+
+
+def run(x, y, *, workers=1, xsel=None, ysel=None, **kw):
     """Run the engine with one window.
 
     x, y: inputs (see the module docstring); ``dtype`` the compute type
@@ -194,32 +209,42 @@ def run(x, y, *, workers=1, **kw):
     map.  sum_region: per spatial axis, (a, b) in output coordinates, over
     which values are summed (and on which the scalar cotangent ``wscal``
     lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.
+    xsel, ysel: batch broadcasting (intp, one entry per item of the run):
+    item i reads item xsel[i] of x and ysel[i] of y, no copy made; the
+    outputs have the run's items.
     Returns (sums (P,), map, gx, gy).
     """
-    lay, args = _spec(x, y, **kw)
-    _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers))
+    lay, args = _spec(x, y, items=None if xsel is None else xsel.size, **kw)
+    extra = ()
+    if xsel is not None:
+        extra = (*broadcast_shifts(x, y, lay, xsel, ysel), xsel, ysel)
+    _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers), *extra)
     return result(args)
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
-              wmap=None, wscal=0.0, workers=1, map_out=None, nci=1, dtype=None):
+              wmap=None, wscal=0.0, workers=1, map_out=None, nci=1, dtype=None,
+              xsel=None, ysel=None):
     """The product of several windows' forms in one streaming pass.
 
     scales: list of (taps, form, cov); the map and the sums are of the product
     P = prod_j form_j, the gradient that of sum_p w(p) P(p).  Other arguments
     as :func:`run`.  Returns (sums (P,), map, gx, gy).
     """
-    lay = _Layout(x, nci, dtype)
+    lay = _Layout(x, nci, dtype, None if xsel is None else xsel.size)
     specs = []
     for taps, form, cov in scales:
         _, fwd, adj, out_spatial, oshape, sreg = lay.geometry(taps, map_region, sum_region)
         specs.append((fwd, adj, FORM[form], float(cov)))
     m, gx, gy = _outputs(lay, out_spatial, want_map, grad, map_out, None, None, wmap)
     rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
+    extra = ()
+    if xsel is not None:
+        extra = (*broadcast_shifts(x, y, lay, xsel, ysel), xsel, ysel)
     _engine.run_multi(
         x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, specs, oshape,
         float(C1), float(C2), m, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy,
-        int(workers),
+        int(workers), *extra,
     )
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), m, gx, gy

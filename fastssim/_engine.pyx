@@ -16,6 +16,8 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport pow
 from libc.string cimport memcpy
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport intptr_t
+from libc.stdlib cimport malloc, free
 
 import numpy as np
 
@@ -398,7 +400,8 @@ cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int wan
 
 
 cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_threads,
-                        int use_double) except -1:
+                        int use_double, const ptrdiff_t *xsel=NULL, const ptrdiff_t *ysel=NULL,
+                        ptrdiff_t sel_step=0) except -1:
     """Run groups of jobs (one group = one window or a product of windows over the
     same planes) as one pool of units over the threads.
 
@@ -406,6 +409,14 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     parallel launch instead of one per group, and the small groups fill the
     threads that the large ones leave idle.  Units run in group order, so put
     the largest group first.
+
+    Batch broadcasting (xsel, ysel not NULL): item i (plane p = i * nci + c)
+    of the launch reads item xsel[i] of x and ysel[i] of y, sel_step bytes
+    per item, instead of item i of both; every output (map, gradients, sums)
+    keeps the launch's own items.  The engine reads x and y at one offset per
+    plane, so each unit runs on a per-thread copy of its jobs whose x and y
+    addresses are moved by (sel[i] - i) items: a zero-stride batch axis costs
+    no copy of the input.
     """
     cdef int k, j
     cdef long long total = 0
@@ -462,8 +473,16 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     cdef int nunits = ustart[G]
     bufobj = _acquire(sbytes * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
-    cdef int u, v, b, q0, q1, st, c_lo, c_hi, rest
+    cdef int u, v, b, q0, q1, st, c_lo, c_hi, rest, it, jj
     cdef _group *g
+    cdef fs_job *tls = NULL
+    cdef fs_job *jp
+    cdef fs_job *jl
+    if xsel != NULL:
+        tls = <fs_job*>malloc(<size_t>n_threads * 8 * sizeof(fs_job))
+        if tls == NULL:
+            _release(bufobj)
+            raise MemoryError()
     try:
         with nogil:
             for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
@@ -483,13 +502,23 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
                 c_hi = c_lo + g.swidth
                 if c_hi > g.ncols:
                     c_hi = g.ncols
+                jp = &jobs[g.first]
+                if xsel != NULL:
+                    jl = tls + threadid() * 8
+                    memcpy(jl, jp, g.M * sizeof(fs_job))
+                    it = b // jp.nci
+                    for jj in range(g.M):
+                        jl[jj].x = <const void*>(<intptr_t>jl[jj].x + (xsel[it] - it) * sel_step)
+                        jl[jj].y = <const void*>(<intptr_t>jl[jj].y + (ysel[it] - it) * sel_step)
+                    jp = jl
                 if use_double:
-                    fs_rows_multi_d(&jobs[g.first], g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
+                    fs_rows_multi_d(jp, g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
                                     buf + threadid() * sbytes)
                 else:
-                    fs_rows_multi_f(&jobs[g.first], g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
+                    fs_rows_multi_f(jp, g.M, b, q0, q1, c_lo, c_hi, st, g.nstrip,
                                     buf + threadid() * sbytes)
     finally:
+        free(tls)
         _release(bufobj)
         for k in range(G):
             for j in range(groups[k].first, groups[k].first + groups[k].M):
@@ -505,12 +534,33 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
 
 
 cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
-             int n_threads, int use_double):
-    """One group of M windows over P planes."""
+             int n_threads, int use_double, object xsel=None, object ysel=None):
+    """One group of M windows over P planes (xsel, ysel: see _launch_groups)."""
     cdef _group g
     g.M, g.P, g.first = M, P, 0
+    cdef const ptrdiff_t *px = NULL
+    cdef const ptrdiff_t *py = NULL
+    cdef ptrdiff_t step = 0
+    if xsel is not None:
+        step = _sel(jobs, P, xsel, ysel, use_double)
+        px = <const ptrdiff_t*>_ptr(xsel)
+        py = <const ptrdiff_t*>_ptr(ysel)
     if _group_lines(jobs, grad, has_map, region, &g):
-        _launch_groups(jobs, &g, 1, grad, n_threads, use_double)
+        _launch_groups(jobs, &g, 1, grad, n_threads, use_double, px, py, step)
+
+
+cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double) except -1:
+    """Checks the item maps of a broadcast launch (intp, C-contiguous, one
+    entry per item: P / nci of them, each a valid item of its input, as the
+    Python layer guarantees); returns the bytes between items of x and y."""
+    cdef Py_ssize_t n = P // job.nci
+    for a in (xsel, ysel):
+        if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1
+                or a.shape[0] != n or not a.flags.c_contiguous):
+            raise ValueError("engine: xsel/ysel must be C-contiguous intp arrays of one entry per item")
+    cdef ptrdiff_t esz = 8 if (use_double and job.in_type == IN_REAL) else (
+        4 if job.in_type in (IN_REAL, IN_F32) else (2 if job.in_type in (IN_U16, IN_I16) else 1))
+    return job.plane_in * esz
 
 
 def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double):
@@ -540,7 +590,8 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
         tuple fwd, tuple adj, tuple out_shape, int form,
         double C1, double C2, double cov, object map_out, object rowsum,
         tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads, object shift_x=None, object shift_y=None):
+        int n_threads, object shift_x=None, object shift_y=None, object xsel=None,
+        object ysel=None):
     """Run the engine over P planes of x, y with dims (n0, n1, n2).
 
     nci: 1 for contiguous planes, or the number of interleaved channels (the
@@ -552,25 +603,31 @@ def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_dou
     map_out, wmap (in the layout of x, output extents), rowsum (P, o0),
     gx/gy (the layout of x, compute type): C-contiguous arrays or None.
     (MS-SSIM pyramids run through :class:`Pyramid`.)
+    xsel, ysel: None, or batch broadcasting: item i of the run reads item
+    xsel[i] of x and ysel[i] of y (intp arrays of P / nci entries; see
+    _launch_groups); shift_x, shift_y must then be given, per plane of the run.
     """
     cdef fs_job job
     cdef list keep = []
     if shift_x is None:
+        if xsel is not None:
+            raise ValueError("run: a broadcast run needs its shifts")
         shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
     _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
               map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double)
+    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double, xsel, ysel)
 
 
 def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
               list scales, tuple out_shape, double C1, double C2,
               object map_out, object rowsum, tuple region, int grad, object wmap,
               double wscal, object gx, object gy, int n_threads, object shift_x=None,
-              object shift_y=None):
+              object shift_y=None, object xsel=None, object ysel=None):
     """The product of several windows' forms (per-pixel MS-SSIM) in one stream.
 
     scales: list of (fwd, adj, form, cov), at most 8; the map and the line sums
     are of the product, the gradient that of sum_p w(p) * product(p).
+    xsel, ysel: batch broadcasting, as for :func:`run`.
     """
     cdef int M = len(scales)
     if M < 1 or M > 8:
@@ -579,6 +636,8 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
     cdef list keep = []
     cdef int j, rmax = 0
     if shift_x is None:
+        if xsel is not None:
+            raise ValueError("run_multi: a broadcast run needs its shifts")
         shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
     for j in range(M):
         fwd, adj, form, cov = scales[j]
@@ -588,7 +647,7 @@ def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int u
             rmax = jobs[j].f0.r
     for j in range(M):
         jobs[j].ring_r = rmax
-    _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double)
+    _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double, xsel, ysel)
 
 
 cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list keep):
@@ -602,11 +661,14 @@ cdef long long _PYRAMID_SERIAL = 65536
 
 
 cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *rows, int L,
-                     int P, int use_double, size_t tmpn, int n_threads) except -1:
+                     int P, int use_double, size_t tmpn, int n_threads,
+                     const ptrdiff_t *xsel=NULL, const ptrdiff_t *ysel=NULL) except -1:
     """L 2x downsamplings in a row, of x and of y at once: level l + 1 =
     down(level l) with the maps dd[3l .. 3l+2]; px[l], py[l] the planes of
     level l (plane[l] elements each, rows[l] lines).  One launch, one (plane,
-    side) per thread: the small levels of a pyramid."""
+    side) per thread: the small levels of a pyramid.  xsel, ysel (batch
+    broadcasting, not NULL): plane b of the first level is plane xsel[b] of
+    px[0] (ysel[b] of py[0])."""
     cdef size_t esz = 8 if use_double else 4
     if 2 * P < n_threads:
         n_threads = 2 * P
@@ -621,10 +683,10 @@ cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *r
                 b = u // 2
                 for l in range(L):
                     if u % 2 == 0:
-                        s = px[l] + b * plane[l] * esz
+                        s = px[l] + (xsel[b] if l == 0 and xsel != NULL else b) * plane[l] * esz
                         d = px[l + 1] + b * plane[l + 1] * esz
                     else:
-                        s = py[l] + b * plane[l] * esz
+                        s = py[l] + (ysel[b] if l == 0 and ysel != NULL else b) * plane[l] * esz
                         d = py[l + 1] + b * plane[l + 1] * esz
                     if use_double:
                         fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, d,
@@ -752,11 +814,15 @@ cdef class Pyramid:
         self.keep = keep
 
     def run(self, object x, object y, object ws, double C1, double C2, double cov,
-            object gx0, object gy0, object shift_x, object shift_y, int n_threads):
+            object gx0, object gy0, object shift_x, object shift_y, int n_threads,
+            object xsel=None, object ysel=None):
         """Stream x, y (planes (P, *spatial), the compute type) through every
         scale; ws: a workspace of at least ``nbytes`` (64-byte aligned);
         gx0, gy0: the finest level's gradients (or None).  Returns the per-scale
-        sums (P, M) over each scale's sum region."""
+        sums (P, M) over each scale's sum region.  xsel, ysel: batch
+        broadcasting (plane b reads plane xsel[b] of x, ysel[b] of y; see
+        _launch_groups), shift_x, shift_y per plane of the run; the coarser
+        levels are made for all P planes."""
         cdef int M = self.M, P = self.P, j, k, g0, n, done
         cdef fs_job jobs[_MAXS]
         cdef _group grp[_MAXS]
@@ -796,12 +862,24 @@ cdef class Pyramid:
                 jobs[j].dx = px[j + 1]
                 jobs[j].dy = py[j + 1]
         cdef int first = self.first if self.first < M else M
+        cdef const ptrdiff_t *sx = NULL
+        cdef const ptrdiff_t *sy = NULL
+        cdef ptrdiff_t step = 0
+        if xsel is not None:
+            step = _sel(&jobs[0], P, xsel, ysel, self.use_double)
+            sx = <const ptrdiff_t*>_ptr(xsel)
+            sy = <const ptrdiff_t*>_ptr(ysel)
         # the fine scales one launch each, writing the next scale as they stream
         for j in range(first):
-            _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double)
+            if j == 0:
+                _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double,
+                               sx, sy, step)
+            else:
+                _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double)
             if j < M - 1 and jobs[j].dx == NULL:  # not fused (strips, volumes)
                 _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j], &self.rows[j], 1,
-                            P, self.use_double, self.tmpn, n_threads)
+                            P, self.use_double, self.tmpn, n_threads,
+                            sx if j == 0 else NULL, sy if j == 0 else NULL)
         if first < M:
             # the small scales: their pyramid in one pass, then one launch for all
             if first + 1 < M:

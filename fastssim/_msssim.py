@@ -13,6 +13,7 @@ from ._finite import finite_or_promote
 from . import _core, _engine
 from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 from ._ssim import _grad_code, plan
+from ._validation import check_bool, check_int, check_pair
 
 __all__ = ["ms_ssim", "multiscale_structural_similarity", "MSSSIMResult", "WANG_WEIGHTS", "min_size"]
 
@@ -67,14 +68,14 @@ _MAX_SCALES = 16  # the engine's Pyramid; 2**15 px per side already fits 16 scal
 def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:
     """Smallest side (all sides equal) for which every scale's window fits."""
     # (scales up to 64: the answer then has ~70 bits; 10**4 scales ran for minutes)
+    # Python ints: an np.int64 taps doubled below would wrap around and never fit
+    checked = []
     for name, v, top in (("scales", scales, 64), ("taps", taps, None),
                          ("spatial_dims", spatial_dims, 3)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{name}: expected a positive int, got {v!r}")
-        if v < 1 or (top is not None and v > top):
-            limit = f" of at most {top}" if top is not None else ""
-            raise ValueError(f"{name}: expected a positive int{limit}, got {v}")
-    if downsample not in CONVENTIONS:
+        limit = f" of at most {top}" if top is not None else ""
+        checked.append(check_int(v, name, expect=f"a positive int{limit}", lo=1, hi=top))
+    scales, taps, spatial_dims = checked
+    if not isinstance(downsample, str) or downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
 
     def fits(n):
@@ -166,7 +167,8 @@ def _combine(m, w, negative, want_coef):
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
             downsample="symmetric", negative="clamp", fit_scales=False, gradient=None,
-            channel_axis=None, spatial_dims=2, workers=None, return_scales=False):
+            channel_axis=None, spatial_dims=2, workers=None, return_scales=False,
+            _names=("x", "y")):
     """Multi-scale structural similarity of each image pair in a batch, with its exact gradient.
 
     MS-SSIM = prod_j f(m_j)^w_j, with m_j the mean of cs_j (scales j < M) or of
@@ -181,7 +183,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     Parameters
     ----------
     x, y : ndarray, shape (*batch, H, W) (or (*batch, D, H, W) with ``spatial_dims=3``)
-        As for :func:`fastssim.ssim`.
+        As for :func:`fastssim.ssim`: the batch axes broadcast (no copy of the
+        broadcast input), and a gradient comes back in its input's own shape.
     data_range : float
         Required for floating-point input.
     weights : sequence of float
@@ -243,16 +246,16 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     """
     g = _grad_code(gradient)
     w = _check_weights(weights)
-    if downsample not in CONVENTIONS:
+    if not isinstance(downsample, str) or downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
-    if negative not in NEGATIVE:
+    if not isinstance(negative, str) or negative not in NEGATIVE:
         raise ValueError(f"negative: expected one of {NEGATIVE}, got {negative!r}")
-    if not isinstance(fit_scales, (bool, np.bool_)):
-        raise TypeError(f"fit_scales: expected a bool, got {fit_scales!r}")
+    fit_scales = check_bool(fit_scales, "fit_scales")
+    return_scales = check_bool(return_scales, "return_scales")
     p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
              win_size=win_size, K1=K1, K2=K2, covariance=covariance, border="valid",
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers,
-             check_window=False)
+             check_window=False, names=_names)
     taps = len(p.taps)
     M = w.size
     fit = _fitting_scales(p.spatial, downsample, taps, M)
@@ -286,15 +289,22 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     pyr = _pyramid_engine(tuple(p.spatial), P, xs.dtype.char, p.taps, M, downsample, g)
     # every level's moments are of x - s, y - s with the finest level's
     # shifts s (the means of a pyramid's levels agree)
-    sx, sy = _engine.shifts(xs, ys, P, _core._as4(xs.shape[1:]), 1, _engine.IN_REAL,
-                            xs.dtype == np.float64)
+    xsel, ysel = p.plane_sel()
+    if xsel is None:
+        sx, sy = _engine.shifts(xs, ys, P, _core._as4(xs.shape[1:]), 1, _engine.IN_REAL,
+                                xs.dtype == np.float64)
+    else:  # batch broadcasting: each input's own planes (no copy), picked per plane
+        sx, sy = (_engine.shifts(a, a, a.shape[0], _core._as4(a.shape[1:]), 1, _engine.IN_REAL,
+                                 a.dtype == np.float64)[0][sel]
+                  for a, sel in ((xs, xsel), (ys, ysel)))
+    full_shape = (P,) + tuple(p.spatial)
     # the finest level's gradients are the results: fresh arrays
-    gx = np.empty_like(xs) if g & 1 else None
-    gy = np.empty_like(ys) if g & 2 else None
+    gx = np.empty(full_shape, xs.dtype) if g & 1 else None
+    gy = np.empty(full_shape, ys.dtype) if g & 2 else None
     # the coarse levels and their gradients live in pooled memory
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
-        sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers)
+        sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers, xsel, ysel)
         ms = sums / _nvals(tuple(p.spatial), M, downsample, p.r)
         value_p, coef = _combine(ms, w, negative, bool(g))
         values = p.per_item(value_p)
@@ -306,7 +316,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
             for side, arr in ((0, gx), (1, gy)):
                 if arr is not None:
                     pyr.backward(buf, coef, arr, side, p.workers)
-                    out[side] = p.to_user(arr, interleaved=False)
+                    out[side] = p.sum_to(p.to_user(arr, interleaved=False), side)
     scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
     return MSSSIMResult(values, out[0], out[1], scales)
 
@@ -339,22 +349,19 @@ def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=
     >>> float(multiscale_structural_similarity(img, img))
     1.0
     """
-    if not isinstance(gradient, (bool, np.bool_)):
-        raise TypeError(f"gradient: expected a bool, got {gradient!r}")
-    a1 = np.asarray(im1) if not isinstance(im1, np.ndarray) else im1
-    if a1.dtype.kind not in "biuf":
-        raise TypeError(f"im1: expected a real numeric array, got dtype {a1.dtype}")
+    gradient = check_bool(gradient, "gradient")
+    im1, im2 = check_pair(im1, im2, ("im1", "im2"))
     cax = channel_axis
-    nd = a1.ndim - (cax is not None)
+    nd = im1.ndim - (cax is not None)
     if nd not in (2, 3):
         raise ValueError(
             f"multiscale_structural_similarity supports 2-D and 3-D images, got {nd} spatial "
-            f"dimensions (shape {a1.shape}, channel_axis={channel_axis})"
+            f"dimensions (shape {im1.shape}, channel_axis={channel_axis})"
         )
     res = ms_ssim(im1, im2, data_range=data_range, weights=weights, sigma=sigma, K1=K1, K2=K2,
                   downsample=downsample, negative=negative, fit_scales=fit_scales,
                   gradient="y" if gradient else None, channel_axis=channel_axis,
-                  spatial_dims=nd, workers=workers)
+                  spatial_dims=nd, workers=workers, _names=("im1", "im2"))
     if gradient:
         return np.float64(res.value), res.grad_y
     return np.float64(res)

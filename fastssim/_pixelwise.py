@@ -27,6 +27,7 @@ from ._finite import finite_or_promote
 from . import _core
 from ._bands import gaussian_taps
 from ._ssim import _grad_code, plan, wrt_code
+from ._validation import check_bool
 
 __all__ = ["pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp", "PixelwiseResult", "ZHAO_SIGMAS"]
 
@@ -60,12 +61,12 @@ def _check_sigmas(sigmas):
 
 
 def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, channel_axis,
-           spatial_dims, workers):
+           spatial_dims, workers, names=("x", "y")):
     s = _check_sigmas(sigmas)
     p = plan(x, y, data_range=data_range, window="gaussian", sigma=s[-1], truncate=truncate,
              win_size=None, K1=K1, K2=K2, covariance=covariance, border=border,
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers,
-             check_window=False)
+             check_window=False, names=names)
     taps = [gaussian_taps(v, float(truncate)) for v in s]
     ntap = len(taps[-1])
     if min(p.spatial) < ntap:
@@ -101,7 +102,8 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     Parameters
     ----------
     x, y : ndarray, shape (*batch, H, W) (or (*batch, D, H, W) with ``spatial_dims=3``)
-        As for :func:`fastssim.ssim`.
+        As for :func:`fastssim.ssim`: the batch axes broadcast (no copy of the
+        broadcast input), and a gradient comes back in its input's own shape.
     data_range : float
         Required for floating-point input.
     sigmas : sequence of float
@@ -155,6 +157,7 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     1.0
     """
     g = _grad_code(gradient)
+    full = check_bool(full, "full")
     p, s, taps, covs, mreg = _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance,
                                     border, channel_axis, spatial_dims, workers)
     oshape = tuple(b - a for a, b in mreg)
@@ -162,7 +165,7 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     sums, P, gx, gy = _core.run_multi(
         p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, want_map=full,
-        grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers,
+        grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers, **p.sel,
     )
     value = p.per_item(sums / n)
     if not full and not g:
@@ -170,8 +173,8 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     return PixelwiseResult(
         value,
         p.to_user(P) if full else None,
-        p.to_user(gx) if gx is not None else None,
-        p.to_user(gy) if gy is not None else None,
+        p.sum_to(p.to_user(gx), 0) if gx is not None else None,
+        p.sum_to(p.to_user(gy), 1) if gy is not None else None,
     )
 
 
@@ -198,6 +201,6 @@ def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=Z
     _, _, gx, gy = _core.run_multi(
         p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
         sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, grad=g, wmap=w,
-        workers=p.workers,
+        workers=p.workers, **p.sel,
     )
     return p.wrt_result(g, gx, gy)

@@ -15,6 +15,9 @@ from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
     _check_array,
     as_planes,
+    broadcast_batch,
+    check_bool,
+    check_constants,
     check_data_range,
     check_layout,
     check_positive,
@@ -45,6 +48,11 @@ class Plan:
     (C-contiguous, a dtype it converts on the fly, channels last or absent),
     otherwise contiguous planes in the compute dtype.  ``nci`` > 1 means the
     channels are interleaved (the caller's last axis).
+
+    Batch broadcasting: ``batch_shape`` is the broadcast batch shape, and
+    when x and y differ in it, ``xe`` and ``ye`` hold each input's own items
+    and ``xsel``/``ysel`` say which of them every engine item reads (None
+    when the shapes agree).  ``shape`` is the broadcast shape of the inputs.
     """
 
     xe: np.ndarray | None
@@ -63,30 +71,68 @@ class Plan:
     ftype: np.dtype = np.dtype(np.float64)
     nci: int = 1
     user: tuple = ()
+    shape: tuple = ()
+    xsel: np.ndarray | None = None
+    ysel: np.ndarray | None = None
 
     def load(self, x, y, ftype):
         """Choose the engine's inputs: in place if possible, else converted planes."""
         self.ftype = np.dtype(ftype)
         self.user = (x, y)
+        if not self.shape:
+            self.shape = x.shape
         native = (x.dtype == y.dtype and x.dtype.isnative
                   and _core.native_type(x.dtype, self.ftype)
                   and x.flags.c_contiguous and y.flags.c_contiguous)
         cax = self.channel_axis
-        if native and cax is not None and cax == x.ndim - 1 and self.nchan > 1:
-            shape = (math.prod(self.batch_shape),) + tuple(self.spatial) + (self.nchan,)
-            self.xe, self.ye, self.nci = x.reshape(shape), y.reshape(shape), self.nchan
-            return
-        self.nci = 1
-        if native:
-            self.xe = self._planes_view(x)
-            self.ye = self._planes_view(y)
+        if native and cax is not None and cax == len(self.shape) - 1 and self.nchan > 1:
+            self.nci = self.nchan
+            self.xe, self.ye = (a.reshape((-1,) + tuple(self.spatial) + (self.nchan,))
+                                for a in (x, y))
         else:
-            self.xe = self.from_user(x, self.ftype)
-            self.ye = self.from_user(y, self.ftype)
+            self.nci = 1
+            if native:
+                self.xe = self._planes_view(x)
+                self.ye = self._planes_view(y)
+            else:
+                self.xe = self.from_user(x, self.ftype)
+                self.ye = self.from_user(y, self.ftype)
+        if x.shape != y.shape:
+            self.xsel, self.ysel = self._sel(x), self._sel(y)
+
+    def _cax(self, a):
+        """The channel axis in ``a``'s own axes (it counts on the broadcast shape)."""
+        if self.channel_axis is None:
+            return None
+        return self.channel_axis - (len(self.shape) - a.ndim)
+
+    def _sel(self, a):
+        """Which of ``a``'s own engine items each item of the broadcast run
+        reads (a batch item; a (batch item, channel) plane if the channels are
+        planes): the indices of ``a``'s items, broadcast."""
+        nb = len(self.batch_shape)
+        cax = self._cax(a)
+        own = a.shape if cax is None else np.moveaxis(np.empty(a.shape, np.bool_), cax, -1).shape
+        own = own[: a.ndim - len(self.spatial) - (cax is not None)]
+        own = (1,) * (nb - len(own)) + tuple(own)
+        tail = (self.nchan,) if (self.channel_axis is not None and self.nci == 1) else ()
+        idx = np.arange(math.prod(own + tail), dtype=np.intp).reshape(own + tail)
+        return np.ascontiguousarray(np.broadcast_to(idx, tuple(self.batch_shape) + tail).ravel())
+
+    def sum_to(self, g, side):
+        """A full (broadcast-shape) gradient summed over the batch axes that
+        input ``side`` (0: x, 1: y) broadcasts along, in its own shape."""
+        shape = self.user[side].shape
+        if g is None or g.shape == shape:
+            return g
+        lead = g.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+        return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(g.dtype, copy=False)
 
     def _planes_view(self, a):
         if self.channel_axis is not None:
-            a = np.moveaxis(a, self.channel_axis, -(len(self.spatial) + 1))
+            a = np.moveaxis(a, self._cax(a), -(len(self.spatial) + 1))
         a = np.ascontiguousarray(a)  # no copy when the planes are already contiguous
         return a.reshape((-1,) + tuple(self.spatial))
 
@@ -95,7 +141,8 @@ class Plan:
         return math.prod(self.batch_shape) * self.nchan
 
     def planes(self):
-        """(x, y) as contiguous planes (P, *spatial) in the compute dtype."""
+        """(x, y) as contiguous planes in the compute dtype: (P, *spatial),
+        or each input's own planes when it broadcasts (see ``xsel``)."""
         if self.nci == 1 and self.xe.dtype == self.ftype:
             return self.xe, self.ye
         return self.from_user(self.user[0], self.ftype), self.from_user(self.user[1], self.ftype)
@@ -133,7 +180,7 @@ class Plan:
     def from_user(self, arr, ftype):
         """Caller layout -> contiguous planes (P, *s) of dtype ftype (a copy if needed)."""
         if self.channel_axis is not None:
-            arr = np.moveaxis(arr, self.channel_axis, -(len(self.spatial) + 1))
+            arr = np.moveaxis(arr, self._cax(arr), -(len(self.spatial) + 1))
         arr = as_planes(arr, ftype)
         return arr.reshape((-1,) + arr.shape[-len(self.spatial):])
 
@@ -152,12 +199,27 @@ class Plan:
         return self.from_user(c, self.ftype)
 
     def wrt_result(self, g, gx, gy):
-        """The gradient(s) a VJP returns: one array, or the pair for 'both'."""
+        """The gradient(s) a VJP returns: one array, or the pair for 'both',
+        each in its input's own shape."""
         if g == 1:
-            return self.to_user(gx)
+            return self.sum_to(self.to_user(gx), 0)
         if g == 2:
-            return self.to_user(gy)
-        return self.to_user(gx), self.to_user(gy)
+            return self.sum_to(self.to_user(gy), 1)
+        return self.sum_to(self.to_user(gx), 0), self.sum_to(self.to_user(gy), 1)
+
+    def plane_sel(self):
+        """(xsel, ysel) for the planes :meth:`planes` returns (one entry per
+        (item, channel) plane), or (None, None) without broadcasting."""
+        if self.xsel is None or self.nci == 1:
+            return self.xsel, self.ysel
+        ch = np.arange(self.nci, dtype=np.intp)
+        return tuple(np.ascontiguousarray((s[:, None] * self.nci + ch).ravel())
+                     for s in (self.xsel, self.ysel))
+
+    @property
+    def sel(self):
+        """The engine's broadcasting arguments (xsel, ysel)."""
+        return {"xsel": self.xsel, "ysel": self.ysel}
 
     def values(self, sums):
         return self.per_item(sums / self.n_valid)
@@ -182,6 +244,8 @@ def _win_size(win_size):
 def _window_size(window, sigma, truncate, win_size):
     """The tap count of the window, validating its arguments (before
     _window builds it: a huge window fails here, unbuilt)."""
+    if not isinstance(window, str):  # an array would compare elementwise
+        raise ValueError(f"window: expected 'gaussian' or 'uniform', got {window!r}")
     if window == "gaussian":
         sigma = check_positive(sigma, "sigma")
         truncate = check_positive(truncate, "truncate")
@@ -207,9 +271,15 @@ def _window(window, sigma, truncate, win_size):
 
 
 def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
-         covariance, border, channel_axis, spatial_dims, workers, check_window=True):
-    """Validate and normalise the arguments shared by ssim, ssim_vjp and ms_ssim."""
-    x, y, cax = check_layout(x, y, channel_axis, spatial_dims)
+         covariance, border, channel_axis, spatial_dims, workers, check_window=True,
+         names=("x", "y")):
+    """Validate and normalise the arguments shared by ssim, ssim_vjp and ms_ssim.
+
+    x and y may differ in their batch axes, which broadcast (NumPy's rules)."""
+    x, y, cax = check_layout(x, y, channel_axis, spatial_dims, names, broadcast=True)
+    spatial_dims = int(spatial_dims)
+    shape = x.shape if x.shape == y.shape else broadcast_batch(x.shape, y.shape, cax,
+                                                                spatial_dims, names)
     if data_range is None:
         if x.dtype.kind == "f" or y.dtype.kind == "f":
             raise ValueError(
@@ -221,17 +291,17 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     R = check_data_range(data_range)
     K1 = check_positive(K1, "K1", allow_zero=True)
     K2 = check_positive(K2, "K2", allow_zero=True)
-    if border not in ("reflect", "valid"):
+    if not isinstance(border, str) or border not in ("reflect", "valid"):
         raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
     if cax is not None:
-        moved = np.moveaxis(np.empty(x.shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
+        moved = np.moveaxis(np.empty(shape, dtype=np.bool_), cax, -(spatial_dims + 1)).shape
         batch_shape = moved[: -(spatial_dims + 1)]
         nchan = moved[-(spatial_dims + 1)]
         spatial = moved[-spatial_dims:]
     else:
-        batch_shape = x.shape[:-spatial_dims]
+        batch_shape = shape[:-spatial_dims]
         nchan = 1
-        spatial = x.shape[-spatial_dims:]
+        spatial = shape[-spatial_dims:]
     # the tap count before the taps: a huge sigma must fail here, not after
     # building a window of billions of taps (check_window=False: the caller
     # checks the fit with its own message; only absurd windows stop here)
@@ -239,11 +309,13 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
     if ntap > (min(spatial) if check_window else 2 * max(spatial) + 1):
         raise ValueError(
             f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
-            f"(input shape {x.shape}); every spatial side needs at least {ntap} px. "
+            f"(input shape {shape}); every spatial side needs at least {ntap} px. "
             "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims"
         )
     taps = _window(window, sigma, truncate, win_size)
     r = (ntap - 1) // 2
+    if not isinstance(covariance, str):
+        raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
     if covariance == "population":
         cov = 1.0
     elif covariance == "sample":
@@ -255,10 +327,11 @@ def plan(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2,
         raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
     nthreads = resolve_workers(workers)
     ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
+    C1, C2 = check_constants(K1, K2, R)
     p = Plan(
         xe=None, ye=None, batch_shape=tuple(batch_shape), nchan=nchan, channel_axis=cax,
         spatial=tuple(spatial), taps=taps, r=r,
-        C1=(K1 * R) ** 2, C2=(K2 * R) ** 2, cov=cov, border=border, workers=nthreads,
+        C1=C1, C2=C2, cov=cov, border=border, workers=nthreads, shape=tuple(shape),
     )
     p.load(x, y, compute_type(ftype, p.C1, p.C2))
     return p
@@ -279,9 +352,12 @@ def _grad_code(gradient, name="gradient"):
         raise ValueError(f"{name}: expected None, 'x', 'y' or 'both', got {gradient!r}") from None
 
 
-def _deliver(p, planes, out, name):
-    """Planes -> caller layout, into ``out`` when given."""
+def _deliver(p, planes, out, name, side=None):
+    """Planes -> caller layout (a gradient: summed to its input's shape),
+    into ``out`` when given."""
     res = p.to_user(planes)
+    if side is not None:
+        res = p.sum_to(res, side)
     if out is None:
         return res
     _core.check_out(out, res.shape, res.dtype, name)
@@ -303,9 +379,12 @@ def _check_no_overlap(p, outs):
                 raise ValueError(f"{name}: the buffers overlap each other; pass separate arrays")
 
 
-def _direct_out(p, out, shape, name):
-    """A caller's buffer the engine can write into directly, or None."""
+def _direct_out(p, out, shape, name, side=None):
+    """A caller's buffer the engine can write into directly, or None (also
+    for the gradient of an input that broadcasts: it is a sum of the run's)."""
     if out is None or p.channel_axis is not None or p.nci > 1:
+        return None
+    if side is not None and p.user[side].shape != p.shape:
         return None
     return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
@@ -329,7 +408,12 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     x, y : ndarray, shape (*batch, H, W) or (*batch, D, H, W) with ``spatial_dims=3``
         The two images (batches).  Any real dtype; float16/float32 are computed
         in float32 (means accumulated in float64), everything else in float64.
-        With ``channel_axis``, that axis holds channels, wherever it is.
+        With ``channel_axis``, that axis holds channels, wherever it is (it
+        counts on the broadcast shape).  The batch axes broadcast as NumPy's
+        do (``ssim(ref, stack)`` scores one reference against many), without
+        a copy of the broadcast input; the spatial and channel axes must be
+        equal.  A gradient comes back in its input's own shape, summed over
+        the axes along which that input broadcasts.
     data_range : float
         Span of the values (e.g. 1.0 or 255.0).  Required for floating-point
         input; for integer input it defaults to the dtype's range.
@@ -346,7 +430,11 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         Axis of channels; each item's value is the mean over its channels.
     workers : int or None
         Threads (None: all cores, honouring OMP_NUM_THREADS; -1 all; -2 all but one).
-        The result is bitwise identical for every thread count.
+        The result is bitwise identical for every thread count.  At most 4
+        threads per CPU are used (more cannot be faster), and fewer where an
+        address-space limit (``RLIMIT_AS``) leaves no room for their stacks: the
+        OpenMP runtime ends the process when it cannot create a thread.  Above
+        1024 it is an error.
 
     Returns
     -------
@@ -392,6 +480,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     (64, 64)
     """
     g = _grad_code(gradient)
+    full = check_bool(full, "full")
     p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
              win_size=win_size, K1=K1, K2=K2, covariance=covariance, border=border,
              channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers)
@@ -417,8 +506,8 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=full, grad=g,
         wscal=1.0 / (p.n_valid * p.nchan), workers=p.workers,
         map_out=_direct_out(p, map_out, oshape, "map_out"),
-        gx_out=_direct_out(p, gouts[0], p.spatial, "grad_out"),
-        gy_out=_direct_out(p, gouts[1], p.spatial, "grad_out"),
+        gx_out=_direct_out(p, gouts[0], p.spatial, "grad_out", 0),
+        gy_out=_direct_out(p, gouts[1], p.spatial, "grad_out", 1), **p.sel,
     )
     value = p.values(sums)
     if not full and not g:
@@ -426,8 +515,8 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     return SSIMResult(
         value,
         _deliver(p, m, map_out, "map_out") if full else None,
-        _deliver(p, gx, gouts[0], "grad_out") if gx is not None else None,
-        _deliver(p, gy, gouts[1], "grad_out") if gy is not None else None,
+        _deliver(p, gx, gouts[0], "grad_out", 0) if gx is not None else None,
+        _deliver(p, gy, gouts[1], "grad_out", 1) if gy is not None else None,
     )
 
 
@@ -462,6 +551,6 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", si
     _, _, gx, gy = _core.run(
         p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=mreg, sum_region=p.sum_region(mreg),
         form="ssim", C1=p.C1, C2=p.C2, cov=p.cov, want_map=False, grad=g, wmap=w,
-        workers=p.workers,
+        workers=p.workers, **p.sel,
     )
     return p.wrt_result(g, gx, gy)

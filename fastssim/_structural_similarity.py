@@ -12,8 +12,13 @@ from . import _core
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._ssim import Plan
 from ._validation import (
+    _check_array,
+    _is_real,
+    check_bool,
     check_channel_axis,
-    check_pair,
+    check_constants,
+    check_data_range,
+    check_real,
     dtype_range,
     float_type,
     resolve_workers,
@@ -21,24 +26,28 @@ from ._validation import (
 
 __all__ = ["structural_similarity"]
 
+# Gaussian windows of up to this many taps are accepted on any image (see below).
+_MIN_TAPS_LIMIT = 257
+
 
 @finite_or_promote()
 def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range=None,
                           channel_axis=None, gaussian_weights=False, full=False,
                           K1=0.01, K2=0.03, sigma=1.5, use_sample_covariance=True,
-                          workers=None):
+                          workers=None, **kwargs):
     """Mean structural similarity index, a drop-in for scikit-image 0.26's.
 
     Same signature, defaults, return order, dtype rules, errors and warnings
-    as ``skimage.metrics.structural_similarity`` for 2-D and 3-D images (plus
-    ``workers``), with the same values (mean and map) to rounding — but one
+    as ``skimage.metrics.structural_similarity`` (plus ``workers``), with the
+    same values (mean and map) to rounding — for 2-D and 3-D images one
     streaming pass of a multi-threaded engine instead of five full-size
-    filtered images.
+    filtered images; other ranks (1-D signals, 4-D, 5-D...) take a NumPy path
+    with scikit-image's formulas (same values to 1e-12 in float64).
 
     Parameters
     ----------
     im1, im2 : ndarray
-        Images of the same shape, 2-D or 3-D (plus a channel axis if
+        Images of the same shape, of any rank (plus a channel axis if
         ``channel_axis`` is set).  Any real dtype.
     win_size : int or None
         Side of the window (odd).  Default 7, or ``2*int(3.5*sigma + 0.5) + 1``
@@ -74,7 +83,11 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     use_sample_covariance : bool
         Scale (co)variances by NP/(NP-1), NP = win_size**ndim (default True).
     workers : int or None
-        Threads (None: all cores).  The result does not depend on it.
+        Threads (None: all cores; at most 4 per CPU, see :func:`fastssim.ssim`).
+        The result does not depend on it.
+    **kwargs
+        Ignored, as scikit-image 0.26 ignores unknown keyword arguments (the
+        removed ``multichannel=True``, say): no error, no warning.
 
     Notes
     -----
@@ -92,8 +105,15 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     (per channel).
 
     NaN and Inf propagate to every map value whose window touches them.
-    Only 2-D and 3-D images are supported (scikit-image also takes 1-D and
-    N-D); other ranks raise ``ValueError``.
+
+    Arguments are checked by name where scikit-image would fail obscurely or
+    return NaN: the flags must be bools (``gaussian_weights=np.array([1, 0])``
+    is a ``TypeError``), ``K1``, ``K2``, ``sigma`` real numbers, ``data_range``
+    a positive finite number (0, -1, NaN and inf are refused), ``win_size=1``
+    needs ``use_sample_covariance=False`` (NP - 1 = 0), and a Gaussian window
+    of more than ``max(257, 2 * largest side + 1)`` taps is refused from its
+    size before it is built.  scikit-image's own messages come first, followed
+    by the values seen.
 
     References
     ----------
@@ -110,23 +130,38 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     >>> float(structural_similarity(img, img))
     1.0
     """
-    if not isinstance(im1, np.ndarray) or not isinstance(im2, np.ndarray):
-        im1, im2 = check_pair(im1, im2, ("im1", "im2"))
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    gaussian_weights = check_bool(gaussian_weights, "gaussian_weights")
+    use_sample_covariance = check_bool(use_sample_covariance, "use_sample_covariance")
+    # extra keyword arguments (the removed multichannel=..., say) are ignored,
+    # silently, as scikit-image 0.26 does (it pops the ones it knows from **kwargs)
+    im1 = _check_array(im1, "im1")
+    im2 = _check_array(im2, "im2")
     if im1.shape != im2.shape:
-        raise ValueError("Input images must have the same dimensions.")
-    im1, im2 = check_pair(im1, im2, ("im1", "im2"))
+        raise ValueError("Input images must have the same dimensions. im1 and im2 must have "
+                         f"the same shape, got {im1.shape} and {im2.shape}")
     ftype = float_type(im1.dtype)
     cax = check_channel_axis(channel_axis, im1.ndim)
     spatial_shape = im1.shape if cax is None else im1.shape[:cax] + im1.shape[cax + 1:]
     ndim = len(spatial_shape)
     nchan = 1 if cax is None else im1.shape[cax]
+    if ndim == 0:
+        raise ValueError(f"im1: expected an image with at least one axis besides the channel "
+                         f"axis, got shape {im1.shape} with channel_axis={channel_axis}")
 
+    # scikit-image's messages first (its tests match them), then the value seen
+    K1 = check_real(K1, "K1")
+    K2 = check_real(K2, "K2")
     if K1 < 0:
-        raise ValueError("K1 must be positive")
+        raise ValueError(f"K1 must be positive; got K1={K1!r}")
     if K2 < 0:
-        raise ValueError("K2 must be positive")
+        raise ValueError(f"K2 must be positive; got K2={K2!r}")
+    if not _is_real(sigma):
+        raise TypeError(f"sigma: expected a finite number, got {sigma!r} ({type(sigma).__name__})")
+    sigma = float(sigma)
     if sigma < 0:
-        raise ValueError("sigma must be positive")
+        raise ValueError(f"sigma must be positive; got sigma={sigma!r}")
     if gaussian_weights and not sigma > 0:
         raise ValueError("sigma: expected a positive number for gaussian_weights=True, got "
                          f"{sigma!r}")
@@ -138,9 +173,11 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             win_size = gaussian_size(sigma, truncate)
         else:
             win_size = 7
-    if isinstance(win_size, bool) or not isinstance(win_size, (int, np.integer)) or win_size < 1:
+    if isinstance(win_size, (bool, np.bool_)) or not isinstance(win_size, (int, np.integer)) \
+            or win_size < 1:
         raise ValueError(f"win_size: expected a positive odd int, got {win_size!r}")
-    if any(n < win_size for n in spatial_shape):  # Python ints: any win_size
+    win_size = int(win_size)  # a Python int: no overflow in the size arithmetic below
+    if any(n < win_size for n in spatial_shape):
         raise ValueError(
             "win_size exceeds image extent. "
             "Either ensure that your images are "
@@ -149,23 +186,34 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             "less than or equal to the smaller side of your "
             "images. If your images are multichannel "
             "(with color channels), set channel_axis to "
-            "the axis number corresponding to the channels."
+            "the axis number corresponding to the channels. "
+            f"(win_size={win_size}, image shape {im1.shape}, channel_axis={channel_axis})"
         )
     if not (win_size % 2 == 1):
-        raise ValueError("Window size must be odd.")
-    if ndim not in (2, 3):
+        raise ValueError(f"Window size must be odd. Got win_size={win_size}")
+    ntap = gaussian_size(sigma, truncate) if gaussian_weights else win_size
+    # from the sizes, before any tap is built: a window that reflects more than
+    # once at both ends is refused (its band tables grow as side x taps; sigma=1e6
+    # built a 7-million-tap window for minutes), up to a small absolute size
+    max_taps = max(2 * max(spatial_shape) + 1, _MIN_TAPS_LIMIT)
+    if ntap > max_taps:
         raise ValueError(
-            f"fastssim.structural_similarity supports 2-D and 3-D images, got {ndim} "
-            f"spatial dimensions (shape {im1.shape}, channel_axis={channel_axis}); "
-            "use scikit-image for other ranks"
-        )
+            f"sigma: the Gaussian window of sigma={sigma!r} has {ntap} taps (radius "
+            f"int(3.5 * sigma + 0.5)); an image of shape {im1.shape} takes at most "
+            f"{max_taps}: pass a smaller sigma")
+    NP = win_size**ndim
+    if use_sample_covariance and NP < 2:
+        raise ValueError(
+            f"win_size: use_sample_covariance=True divides by NP - 1 = 0 (NP = win_size**ndim "
+            f"= {NP} samples); pass a larger win_size or use_sample_covariance=False")
     if data_range is None:
         if np.issubdtype(im1.dtype, np.floating) or np.issubdtype(im2.dtype, np.floating):
             raise ValueError(
                 "Since image dtype is floating point, you must specify "
                 "the data_range parameter. Please read the documentation "
                 "carefully (including the note). It is recommended that "
-                "you always specify the data_range anyway."
+                "you always specify the data_range anyway. "
+                f"(im1 dtype {im1.dtype}, im2 dtype {im2.dtype})"
             )
         if im1.dtype != im2.dtype:
             warn("Inputs have mismatched dtypes. Setting data_range based on im1.dtype.",
@@ -176,20 +224,23 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             warn("Setting data_range based on im1.dtype. "
                  + f"data_range = {data_range:.0f}. "
                  + "Please specify data_range explicitly to avoid mistakes.", stacklevel=3)
-    data_range = float(data_range)
+    data_range = check_data_range(data_range)
+    C1, C2 = check_constants(K1, K2, data_range)
+    nthreads = resolve_workers(workers)
+    cov = NP / (NP - 1) if use_sample_covariance else 1.0
+    pad = (win_size - 1) // 2
+    if ndim not in (2, 3):  # the engine streams 2-D and 3-D planes; other ranks here
+        return _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size,
+                        pad, cov, C1, C2, ftype, gradient, full)
 
     if gaussian_weights:
         taps = gaussian_taps(float(sigma), truncate)
     else:
         taps = uniform_taps(int(win_size))
-    NP = win_size**ndim
-    cov = NP / (NP - 1) if use_sample_covariance else 1.0
-    pad = (win_size - 1) // 2
     p = Plan(
         xe=None, ye=None, batch_shape=(), nchan=nchan, channel_axis=cax,
         spatial=tuple(spatial_shape), taps=taps, r=(len(taps) - 1) // 2,
-        C1=(K1 * data_range) ** 2, C2=(K2 * data_range) ** 2, cov=cov, border="reflect",
-        workers=resolve_workers(workers),
+        C1=C1, C2=C2, cov=cov, border="reflect", workers=nthreads,
     )
     p.load(im1, im2, compute_type(ftype, p.C1, p.C2))
     crop = tuple((pad, n - pad) for n in spatial_shape)
@@ -211,4 +262,77 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
         out.append(p.to_user(grad).astype(ftype, copy=False))
     if full:
         out.append(p.to_user(S).astype(ftype, copy=False))
+    return tuple(out) if len(out) > 1 else mssim
+
+
+def _filter(a, taps):
+    """scikit-image's filtering (``scipy.ndimage`` 'reflect', which is NumPy's
+    'symmetric' padding) along every axis of ``a``: the correlation with the
+    separable window ``taps`` (symmetric, odd)."""
+    r = (len(taps) - 1) // 2
+    for ax in range(a.ndim):
+        n = a.shape[ax]
+        pad = [(0, 0)] * a.ndim
+        pad[ax] = (r, r)
+        ap = np.pad(a, pad, mode="symmetric")
+        out = np.zeros_like(a)
+        for k, t in enumerate(taps):
+            out += t * np.take(ap, np.arange(k, k + n), axis=ax)
+        a = out
+    return a
+
+
+def _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size, pad, cov,
+             C1, C2, ftype, gradient, full):
+    """SSIM of images of any rank (1-D signals, 4-D, 5-D...): scikit-image's
+    formulas with NumPy filters (in float64), and the exact gradient of the
+    returned mean with respect to im2.
+
+    The gradient of L = sum_p w(p) S(p), w = 1/N on the crop, is
+    G^T(w S_muy) + 2 y G^T(w S_Eyy) + x G^T(w S_Exy) (docs: DESIGN, with x
+    and y swapped), and G^T = G: 'reflect' filtering with a symmetric window
+    is a symmetric operator."""
+    taps = gaussian_taps(sigma, truncate) if gaussian_weights else uniform_taps(win_size)
+    x = np.asarray(im1, dtype=np.float64)
+    y = np.asarray(im2, dtype=np.float64)
+    if cax is not None:
+        x, y = np.moveaxis(x, cax, 0), np.moveaxis(y, cax, 0)
+    else:
+        x, y = x[None], y[None]
+    nchan = x.shape[0]
+    means, grads, maps = [], [], []
+    for c in range(nchan):
+        xc, yc = x[c], y[c]
+        ux, uy = _filter(xc, taps), _filter(yc, taps)
+        uxx, uyy, uxy = _filter(xc * xc, taps), _filter(yc * yc, taps), _filter(xc * yc, taps)
+        vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+        A1, A2 = 2 * ux * uy + C1, 2 * vxy + C2
+        B1, B2 = ux * ux + uy * uy + C1, vx + vy + C2
+        D = B1 * B2
+        S = (A1 * A2) / D
+        crop = tuple(slice(pad, n - pad) for n in S.shape)
+        means.append(S[crop].mean(dtype=np.float64))
+        maps.append(S)
+        if gradient:
+            w = np.zeros_like(S)
+            w[crop] = 1.0 / (S[crop].size * nchan)
+            S_eyy = -cov * S / B2
+            S_exy = 2 * cov * A1 / D
+            S_uy = 2 * ux * A2 / D - 2 * uy * S / B1 + 2 * cov * uy * S / B2 - 2 * cov * ux * A1 / D
+            grads.append(_filter(w * S_uy, taps) + 2 * yc * _filter(w * S_eyy, taps)
+                         + xc * _filter(w * S_exy, taps))
+
+    def back(parts):
+        a = np.stack(parts).astype(ftype, copy=False)
+        return np.moveaxis(a, 0, cax) if cax is not None else a[0]
+
+    if cax is None:
+        mssim = np.float64(means[0])
+    else:
+        mssim = np.asarray(means).astype(ftype).mean()
+    out = [mssim]
+    if gradient:
+        out.append(back(grads))
+    if full:
+        out.append(back(maps))
     return tuple(out) if len(out) > 1 else mssim

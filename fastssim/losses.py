@@ -10,6 +10,11 @@ batch item (a float for a single pair).  With ``gradient=True`` and/or
 * ``map`` is the per-pixel loss whose mean is the loss (``ms_ssim`` has no
   per-pixel form: its map is None).
 
+The batch axes of prediction and target broadcast (one target against a
+stack of predictions, say); the loss, the map and the value have the
+broadcast shape, ``grad`` the prediction's own shape (summed over the axes
+along which it broadcasts, as autograd does).
+
 Losses (means over the pixels of each item, channels included):
 
 ==================  ===============================================================
@@ -39,7 +44,7 @@ from . import _core
 from ._msssim import ms_ssim as _ms_ssim
 from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
 from ._ssim import ssim as _ssim
-from ._validation import check_layout, float_type
+from ._validation import broadcast_batch, check_bool, check_layout, float_type
 
 __all__ = ["LossResult", "l1", "l2", "ssim", "ms_ssim", "pixelwise_ms_ssim", "mix"]
 
@@ -52,18 +57,38 @@ map : ndarray or None, the per-pixel loss (None for ``ms_ssim``)
 """
 
 
+_NAMES = ("prediction", "target")
+
+
 def _check_layout(prediction, target, channel_axis=None, spatial_dims=2):
-    """The pair's errors, naming prediction/target (not the x/y of a function delegated to)."""
-    return check_layout(prediction, target, channel_axis, spatial_dims, ("prediction", "target"))
+    """The pair's errors, naming prediction/target (not the x/y of a function
+    delegated to); their batch axes may broadcast."""
+    return check_layout(prediction, target, channel_axis, spatial_dims, _NAMES, broadcast=True)
 
 
 def _layout(prediction, target, channel_axis, spatial_dims):
+    """(prediction, target) in the compute type, the per-item axes of the
+    broadcast shape, and that shape."""
     p, t, cax = _check_layout(prediction, target, channel_axis, spatial_dims)
-    axes = [a for a in range(p.ndim) if a != cax][-spatial_dims:]
+    spatial_dims = int(spatial_dims)
+    shape = p.shape if p.shape == t.shape else broadcast_batch(p.shape, t.shape, cax,
+                                                               spatial_dims, _NAMES)
+    axes = [a for a in range(len(shape)) if a != cax][-spatial_dims:]
     if cax is not None:
         axes.append(cax)
     ft = float_type(np.result_type(p.dtype, t.dtype)) if p.dtype != t.dtype else float_type(p.dtype)
-    return p.astype(ft, copy=False), t.astype(ft, copy=False), tuple(sorted(axes))
+    return p.astype(ft, copy=False), t.astype(ft, copy=False), tuple(sorted(axes)), shape
+
+
+def _sum_to(g, shape):
+    """A gradient of the broadcast shape summed over the batch axes along
+    which an input of ``shape`` broadcasts (as autograd does)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(g.dtype, copy=False)
 
 
 def _result(value, grad, lmap, gradient, full):
@@ -78,8 +103,7 @@ def _item_mean(m, axes):
 
 
 def _check_flag(v, name):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {v!r}")
+    check_bool(v, name)
 
 
 def l1(prediction, target, *, gradient=False, full=False, channel_axis=None, spatial_dims=2):
@@ -94,11 +118,11 @@ def l1(prediction, target, *, gradient=False, full=False, channel_axis=None, spa
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
-    p, t, axes = _layout(prediction, target, channel_axis, spatial_dims)
+    p, t, axes, shape = _layout(prediction, target, channel_axis, spatial_dims)
     d = p - t
     lmap = np.abs(d)
-    n = math.prod(p.shape[a] for a in axes)
-    grad = np.sign(d) / p.dtype.type(n) if gradient else None
+    n = math.prod(shape[a] for a in axes)
+    grad = _sum_to(np.sign(d) / p.dtype.type(n), p.shape) if gradient else None
     return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
 
 
@@ -114,11 +138,11 @@ def l2(prediction, target, *, gradient=False, full=False, channel_axis=None, spa
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
-    p, t, axes = _layout(prediction, target, channel_axis, spatial_dims)
+    p, t, axes, shape = _layout(prediction, target, channel_axis, spatial_dims)
     d = p - t
     lmap = d * d
-    n = math.prod(p.shape[a] for a in axes)
-    grad = d * p.dtype.type(2.0 / n) if gradient else None
+    n = math.prod(shape[a] for a in axes)
+    grad = _sum_to(d * p.dtype.type(2.0 / n), p.shape) if gradient else None
     return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
 
 
@@ -205,18 +229,24 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
         raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
     _check_layout(prediction, target, channel_axis, spatial_dims)
     p, s, taps, covs, mreg = _setup(prediction, target, sigmas, truncate, data_range, K1, K2,
-                                    covariance, border, channel_axis, spatial_dims, workers)
+                                    covariance, border, channel_axis, spatial_dims, workers,
+                                    _NAMES)
     oshape = tuple(b - a for a, b in mreg)
     sreg = tuple((0, k) for k in oshape)
     n = math.prod(oshape)
     wscal = 1.0 / (n * p.nchan)
     xp, yp = p.planes()  # Mix combines its two terms per plane
+    xsel, ysel = p.plane_sel()
     sums, P, gp, _ = _core.run_multi(
         xp, yp, scales=_scales(taps, covs), map_region=mreg, sum_region=sreg,
         C1=p.C1, C2=p.C2, want_map=full, grad=1 if gradient else 0, wscal=wscal,
-        workers=p.workers,
+        workers=p.workers, xsel=xsel, ysel=ysel,
     )
-    d = xp - yp
+    if xsel is None:
+        d = xp - yp
+    else:  # the difference of broadcast views: d is the only full-size array made
+        d = np.subtract(*(_plane_view(a, p, side) for side, a in enumerate((xp, yp))))
+        d = d.reshape((-1,) + tuple(p.spatial))
     ad = np.abs(d)
     l1sums, fl1, gl1, _ = _core.run(
         ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
@@ -228,7 +258,20 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
     dt = p.ftype.type
     grad = lmap = None
     if gradient:
-        grad = p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1, False)
+        grad = p.sum_to(p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1, False), 0)
     if full:
         lmap = p.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1, False)
     return _result(value, grad, lmap, gradient, full)
+
+
+def _plane_view(planes, p, side):
+    """One input's own planes (its items, channel planes) as a view of the
+    broadcast shape (*batch, [C,] *spatial): no copy."""
+    a = p.user[side]
+    cax = p._cax(a)
+    own = a.shape if cax is None else np.moveaxis(np.empty(a.shape, np.bool_), cax, -1).shape
+    own = own[: a.ndim - len(p.spatial) - (cax is not None)]
+    own = (1,) * (len(p.batch_shape) - len(own)) + tuple(own)
+    tail = (p.nchan,) if p.channel_axis is not None else ()
+    return np.broadcast_to(planes.reshape(own + tail + tuple(p.spatial)),
+                           tuple(p.batch_shape) + tail + tuple(p.spatial))

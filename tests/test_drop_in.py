@@ -51,7 +51,10 @@ def test_errors_match_skimage(args, kw, msg):
         sk_ssim(*args, **kw)
     with pytest.raises(ValueError, match=re.escape(msg)) as e:
         ours(*args, **kw)
-    assert str(e.value) == str(e_sk.value)
+    # scikit-image's whole message first (its own tests match on it), then the
+    # argument's value or the shapes seen (issue 11: messages that name nothing)
+    assert str(e.value).startswith(str(e_sk.value))
+    assert len(str(e.value)) > len(str(e_sk.value))
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int32, np.int8])
@@ -119,16 +122,6 @@ def test_return_structure(full, gradient, n, axis):
     assert isinstance(r, tuple) and len(r) == len(r_sk) == n
     for a, b in zip(r[1:], r_sk[1:]):
         assert a.shape == b.shape and a.dtype == b.dtype
-
-
-def test_fastssim_only_rank_error():
-    """scikit-image takes 1-D and N-D; fastssim says so and points there."""
-    a = np.linspace(0, 1, 7 * 7 * 8 * 9).reshape(7, 7, 8, 9)
-    with pytest.raises(ValueError, match="supports 2-D and 3-D images, got 4 spatial dimensions"):
-        ours(a, a, data_range=1.0)
-    v = np.linspace(0, 1, 20)
-    with pytest.raises(ValueError, match="supports 2-D and 3-D images, got 1 spatial dimensions"):
-        ours(v, v, data_range=1.0)
 
 
 def test_fastssim_only_type_errors():

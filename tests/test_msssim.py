@@ -780,7 +780,7 @@ def test_input_errors():
         fastssim.ms_ssim(_X[0], _Y[0], **SMALL)
     with pytest.raises(TypeError, match=r"gradient: expected a bool, got 'y'"):
         fastssim.multiscale_structural_similarity(_X, _Y, data_range=1.0, gradient="y")
-    with pytest.raises(TypeError, match=r"im1: expected a real numeric array, got dtype complex128"):
+    with pytest.raises(TypeError, match=r"im1: expected a real numeric array .*got dtype complex128"):
         fastssim.multiscale_structural_similarity(_X.astype(complex), _Y, data_range=1.0)
     with pytest.raises(ValueError, match=r"supports 2-D and 3-D images, got 1 spatial dimensions"):
         fastssim.multiscale_structural_similarity(_X[0], _Y[0], data_range=1.0)
