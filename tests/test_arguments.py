@@ -18,7 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import pair
+from helpers import pair
 
 import fastssim
 from fastssim import losses

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import pair
+from helpers import pair
 
 import fastssim
 from fastssim import SSIMResult

@@ -15,7 +15,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from conftest import assert_grad_matches_fd, batch_fd, pair
+from helpers import assert_grad_matches_fd, batch_fd, pair
 
 import fastssim
 from fastssim import losses

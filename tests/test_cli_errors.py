@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli_helpers import run_cli, run_sub
+from helpers import run_cli, run_sub
 
 PREFIX = "fastssim compare: error: "
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastssim
-from cli_helpers import noisy, run_cli, write_png16_rgb
+from helpers import noisy, run_cli, write_png16_rgb
 
 Image = pytest.importorskip("PIL.Image")
 tifffile = pytest.importorskip("tifffile")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastssim
-from cli_helpers import noisy, run_cli
+from helpers import noisy, run_cli
 
 Image = pytest.importorskip("PIL.Image")
 from fastssim import _heatmap  # noqa: E402  (needs nothing but NumPy to import)

@@ -33,7 +33,7 @@ distributed = pytest.importorskip("distributed")
 import fastssim  # noqa: E402
 import fastssim.dask as fdask  # noqa: E402
 
-from conftest import pair  # noqa: E402
+from helpers import pair  # noqa: E402
 
 REL = 1e-12
 

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import pair
+from helpers import pair
 
 import fastssim
 

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import assert_grad_matches_fd, pair
+from helpers import assert_grad_matches_fd, pair
 
 import fastssim
 

@@ -1,4 +1,5 @@
-"""Every ValueError / TypeError the Python layer of ``ssim`` / ``ssim_vjp`` raises, with ``match=``.
+"""Every ValueError / TypeError the Python layer of ``ssim`` / ``ssim_vjp`` raises, with ``match=``,
+and the validation every public entry point shares (the table in entry_points.py).
 
 Reference: the messages in fastssim/_validation.py, _ssim.py and _core.py
 (house rule 3: name the argument, show what was received, say what is
@@ -12,7 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from conftest import pair
+from entry_points import ENTRY_POINTS
+from helpers import pair
 
 import fastssim
 
@@ -386,3 +388,62 @@ def test_huge_box_is_refused_unbuilt():
     with pytest.raises(ValueError, match="10000001-tap window exceeds the image extent"):
         fastssim.ssim(X, Y, data_range=1.0, window="uniform", win_size=10 ** 7 + 1)
     assert uniform_taps.cache_info().currsize == before
+
+
+# ------------------------------------------------- every public entry point
+
+PX, PY = pair((170, 171), seed=305)  # large enough for MS-SSIM's five scales
+
+# (id, what to change, exception, message with {a} / {b} for the images' names); the
+# data_range and workers cases apply where the entry point has those arguments
+SHARED = [
+    ("shape", dict(y=PY[:-1]), ValueError, "{a} and {b} must have the same shape, got (170, 171) and (169, 171)"),
+    ("complex-x", dict(x=PX.astype(np.complex128)), TypeError,
+     "{a}: expected a real numeric array (bool, integer or float), got dtype complex128"),
+    ("complex-y", dict(y=PY.astype(np.complex64)), TypeError,
+     "{b}: expected a real numeric array (bool, integer or float), got dtype complex64"),
+    ("object", dict(x=PX.astype(object)), TypeError, "{a}: expected a real numeric array"),
+    ("empty", dict(x=np.zeros((0, 170, 171)), y=np.zeros((0, 170, 171))), ValueError,
+     "{a}: expected a non-empty array, got shape (0, 170, 171)"),
+    ("torch", dict(x=_fake("torch", "Tensor")), TypeError, "{a}: expected a NumPy array, got torch.Tensor"),
+    ("cupy", dict(y=_fake("cupy._core.core")), TypeError,
+     "{b}: expected a NumPy array, got cupy._core.core.ndarray"),
+    ("1-D", dict(x=PX[0], y=PY[0]), ValueError, "{a} has shape (171,): expected at least 2 spatial dimensions"),
+    ("range-missing", dict(data_range=None), ValueError, None),
+    ("range-zero", dict(data_range=0), ValueError, "data_range: expected a positive finite number, got 0"),
+    ("workers-0", dict(workers=0), ValueError, "workers: 0 is not a thread count"),
+    ("workers-float", dict(workers=2.0), TypeError, "workers: expected an int or None, got 2.0"),
+    ("workers-bool", dict(workers=True), TypeError, "workers: expected an int or None, got True"),
+    ("workers-huge", dict(workers=2 ** 40), ValueError, "workers: expected at most 1024 threads, got 1099511627776"),
+]
+
+
+def _shared_params():
+    out = []
+    for ep in ENTRY_POINTS:
+        for cid, change, exc, msg in SHARED:
+            if cid.startswith("range") and not ep.data_range:
+                continue
+            if cid.startswith("workers") and not ep.workers:
+                continue
+            if cid == "1-D" and not ep.plain_1d_message:
+                continue  # the drop-ins' own messages, tested in test_drop_in.py / test_msssim.py
+            out.append(pytest.param(ep, change, exc, msg, id=f"{ep.name}-{cid}"))
+    return out
+
+
+@pytest.mark.parametrize("ep,change,exc,msg", _shared_params())
+def test_every_entry_point_shares_the_validation(ep, change, exc, msg):
+    """One validation layer: the same message from every public function and loss,
+    with the function's own names for its two images (x/y, im1/im2, prediction/target)."""
+    kw = dict(change)
+    x, y = kw.pop("x", PX), kw.pop("y", PY)
+    if ep.data_range:
+        kw.setdefault("data_range", 1.0)
+    if msg is None:
+        msg = ep.no_range_message
+    extra = {}
+    if ep.cotangent is not None:
+        extra = dict(cotangent=np.zeros((170, 171)))
+    with pytest.raises(exc, match=re.escape(msg.format(a=ep.names[0], b=ep.names[1]))):
+        ep(x, y, **kw, **extra)

@@ -3,7 +3,7 @@
 Reference: central differences (h = 1e-6) of the very value the call
 returns, at *every* pixel of small images — border pixels included, which is
 where a missed reflection fold, crop or covariance factor shows up.  Tolerance
-``FD_REL`` (conftest): 1e-6 of max|grad|; measured errors are ~1e-9.
+``FD_REL`` (helpers): 1e-6 of max|grad|; measured errors are ~1e-9.
 
 Also: scikit-image's own ``grad`` reproduced with :func:`fastssim.ssim_vjp`,
 and fastssim's drop-in gradient checked against differences of
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import border_mask, FD_REL, assert_grad_matches_fd, central_fd, pair
+from helpers import FD_REL, assert_grad_matches_fd, border_mask, central_fd, fd_grad, pair
 
 import fastssim
 
@@ -36,7 +36,7 @@ def test_ssim_gradient_vs_fd(gradient, border, cov, wname):
     kw = dict(data_range=1.0, covariance=cov, border=border, **WINDOWS[wname])
     r = fastssim.ssim(x, y, gradient=gradient, **kw)
     if gradient in ("x", "both"):
-        fd = central_fd(lambda a: fastssim.ssim(a, y, **kw), x)
+        fd = fd_grad(fastssim.ssim, x, y, "x", **kw)
         assert_grad_matches_fd(r.grad_x, fd)
         # border pixels explicitly: they are read by the crop's edge windows
         edge = border_mask(x.shape, 2)
@@ -46,7 +46,7 @@ def test_ssim_gradient_vs_fd(gradient, border, cov, wname):
     else:
         assert r.grad_x is None
     if gradient in ("y", "both"):
-        fd = central_fd(lambda a: fastssim.ssim(x, a, **kw), y)
+        fd = fd_grad(fastssim.ssim, x, y, "y", **kw)
         assert_grad_matches_fd(r.grad_y, fd)
     else:
         assert r.grad_y is None
@@ -68,8 +68,8 @@ def test_ssim_gradient_volume_vs_fd(kw):
     x, y = pair((6, 7, 8), seed=103)
     kw = dict(data_range=1.0, spatial_dims=3, **kw)
     r = fastssim.ssim(x, y, gradient="both", **kw)
-    assert_grad_matches_fd(r.grad_x, central_fd(lambda a: fastssim.ssim(a, y, **kw), x))
-    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: fastssim.ssim(x, a, **kw), y))
+    assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.ssim, x, y, "x", **kw))
+    assert_grad_matches_fd(r.grad_y, fd_grad(fastssim.ssim, x, y, "y", **kw))
 
 
 def test_ssim_gradient_batch_vs_fd():
@@ -77,8 +77,8 @@ def test_ssim_gradient_batch_vs_fd():
     x, y = pair((2, 9, 10), seed=104)
     kw = dict(data_range=1.0, **WINDOWS["box3"])
     r = fastssim.ssim(x, y, gradient="both", **kw)
-    for g, fd in ((r.grad_x, central_fd(lambda a: fastssim.ssim(a, y, **kw), x)),
-                  (r.grad_y, central_fd(lambda a: fastssim.ssim(x, a, **kw), y))):
+    for g, fd in ((r.grad_x, fd_grad(fastssim.ssim, x, y, "x", **kw)),
+                  (r.grad_y, fd_grad(fastssim.ssim, x, y, "y", **kw))):
         assert fd.shape == (2, 9, 10, 2)
         for b in range(2):
             assert_grad_matches_fd(g[b], fd[b, ..., b])

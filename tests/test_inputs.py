@@ -1,4 +1,5 @@
-"""Input handling: never modified, any memory layout, NaN/Inf policy, caller-provided outputs.
+"""Input handling: never modified (every entry point), any memory layout, NaN/Inf policy,
+caller-provided outputs.
 
 References: a copy of each input (unchanged after every call), and the result
 for the C-contiguous, native-endian, writeable version of the same data —
@@ -12,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import pair
+from entry_points import entry_params
+from helpers import pair
 
 import fastssim
 
@@ -30,21 +32,50 @@ def _all_calls(x, y, **kw):
     return out
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
-def test_inputs_never_modified(dtype):
-    x, y = pair((2, 20, 21), dtype=dtype, seed=401)
-    kw = {} if dtype == np.uint8 else dict(data_range=1.0)
-    xc, yc = x.copy(), y.copy()
-    fastssim.ssim(x, y, full=True, gradient="both", **kw)
-    fastssim.ssim(x, y, full=True, gradient="both", border="valid", workers=2, **kw)
-    w = np.random.default_rng(0).random(x.shape)
-    wc = w.copy()
-    fastssim.ssim_vjp(x, y, w, wrt="both", **kw)
-    fastssim.structural_similarity(x[0], y[0], gradient=True, full=True, **kw)
-    fastssim.structural_similarity(x, y, gradient=True, full=True, channel_axis=0, **kw)
-    np.testing.assert_array_equal(x, xc)
-    np.testing.assert_array_equal(y, yc)
-    np.testing.assert_array_equal(w, wc)
+def _views(shape, dtype, seed):
+    """A pair in ``dtype`` as read-only, non-contiguous views (every other item of
+    a twice-as-long first axis), with copies to compare against afterwards."""
+    xb, yb = pair((2 * shape[0],) + tuple(shape[1:]), dtype=dtype, seed=seed)
+    x, y = xb[::2], yb[1::2]
+    assert not x.flags.c_contiguous and not y.flags.c_contiguous
+    x0, y0 = x.copy(), y.copy()
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y, x0, y0
+
+
+def _arrays(result):
+    """Every array in a (nested) result."""
+    if isinstance(result, (tuple, list)):
+        return [a for r in result for a in _arrays(r)]
+    return [result] if isinstance(result, np.ndarray) else []
+
+
+@pytest.mark.parametrize("ep,case,dtype", entry_params("safe", "safe_dtypes"))
+def test_inputs_never_modified(ep, case, dtype):
+    """Every entry point (entry_points.py), every output requested: its inputs, read-only
+    non-contiguous views, and its cotangent keep their values; no result aliases an
+    input; the same array passed as both images is not modified either.  Reference: a
+    copy of each input taken before the calls."""
+    shape, kw = case
+    x, y, x0, y0 = _views(shape, dtype, seed=401)
+    kw = ep.kwargs(dtype, kw)
+    extra = {}
+    if ep.cotangent is not None:
+        w = ep.make_cotangent(x, y, dtype, seed=0, **kw)
+        w0 = w.copy()
+        w.flags.writeable = False
+        extra = dict(cotangent=w)
+    r = ep(x, y, **kw, **extra)
+    ep(x, x, **kw, **extra)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
+    if extra:
+        np.testing.assert_array_equal(w, w0)
+    outs = _arrays(r)
+    assert outs, "the call returned no array"
+    for out in outs:
+        assert not np.shares_memory(out, x) and not np.shares_memory(out, y)
 
 
 def test_self_pair_not_modified():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_grad_matches_fd, central_fd, pair
+from helpers import assert_grad_matches_fd, central_fd, fd_grad, pair
 from pixelwise_reference import crop, planes_apply, ref_mix_map, ref_pixelwise, ref_ssim_map
 
 import fastssim
@@ -262,14 +262,14 @@ def test_ssim_loss_gradient_vs_fd(border):
     p, t = pair((12, 13), seed=20)
     kw = dict(data_range=1.0, sigma=1.0, border=border)
     r = losses.ssim(p, t, gradient=True, **kw)
-    assert_grad_matches_fd(r.grad, central_fd(lambda a: losses.ssim(a, t, **kw), p))
+    assert_grad_matches_fd(r.grad, fd_grad(losses.ssim, p, t, "x", **kw))
 
 
 def test_ms_ssim_loss_gradient_vs_fd():
     p, t = pair((18, 19), seed=21, corr=0.7)
     kw = dict(data_range=1.0, sigma=1.0, weights=(0.4, 0.6))
     r = losses.ms_ssim(p, t, gradient=True, **kw)
-    assert_grad_matches_fd(r.grad, central_fd(lambda a: losses.ms_ssim(a, t, **kw), p))
+    assert_grad_matches_fd(r.grad, fd_grad(losses.ms_ssim, p, t, "x", **kw))
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(border="valid"), dict(covariance="sample")])
@@ -277,7 +277,7 @@ def test_pixelwise_loss_gradient_vs_fd(kw):
     p, t = pair((14, 15), seed=22)
     kw = dict(data_range=1.0, sigmas=SMALL, **kw)
     r = losses.pixelwise_ms_ssim(p, t, gradient=True, **kw)
-    assert_grad_matches_fd(r.grad, central_fd(lambda a: losses.pixelwise_ms_ssim(a, t, **kw), p))
+    assert_grad_matches_fd(r.grad, fd_grad(losses.pixelwise_ms_ssim, p, t, "x", **kw))
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
@@ -287,14 +287,14 @@ def test_mix_gradient_vs_fd(alpha, border):
     kw = dict(data_range=1.0, sigmas=SMALL, alpha=alpha, border=border)
     r = losses.mix(p, t, gradient=True, **kw)
     assert r.grad.shape == p.shape and r.map is None
-    assert_grad_matches_fd(r.grad, central_fd(lambda a: losses.mix(a, t, **kw), p))
+    assert_grad_matches_fd(r.grad, fd_grad(losses.mix, p, t, "x", **kw))
 
 
 def test_mix_gradient_default_sigmas_truncate1():
     p, t = _away_pair((20, 20), seed=24)
     kw = dict(data_range=1.0, truncate=1.0)
     r = losses.mix(p, t, gradient=True, **kw)
-    assert_grad_matches_fd(r.grad, central_fd(lambda a: losses.mix(a, t, **kw), p))
+    assert_grad_matches_fd(r.grad, fd_grad(losses.mix, p, t, "x", **kw))
 
 
 @pytest.mark.parametrize("spatial", [(30, 33), (9, 10, 11)])
@@ -379,7 +379,7 @@ def test_l1_kink(alpha, border):
         assert np.all(r.grad[mask] == 0.0)
     np.testing.assert_allclose(r.grad[mask], alpha * pw.grad[mask], rtol=0,
                                atol=1e-14 * np.abs(pw.grad).max())
-    fd = central_fd(lambda a: losses.mix(a, t, alpha=alpha, **kw), p)
+    fd = fd_grad(losses.mix, p, t, "x", alpha=alpha, **kw)
     assert_grad_matches_fd(r.grad[~mask], fd[~mask])
 
 
@@ -458,21 +458,7 @@ def test_flags_must_be_bool(name, flag, bad):
         _loss(name)(P, T, **{flag: bad}, **NEEDS[name])
 
 
-@pytest.mark.parametrize("name", list(NEEDS))
-def test_shapes_must_match(name):
-    with pytest.raises(ValueError, match=r"prediction and target must have the same shape, "
-                                         r"got \(60, 61\) and \(59, 61\)"):
-        _loss(name)(P, T[:-1], **NEEDS[name])
-    with pytest.raises(ValueError, match=r"prediction has shape \(61,\): expected at least 2 spatial"):
-        _loss(name)(P[0], T[0], **NEEDS[name])
-    with pytest.raises(TypeError, match=r"target: expected a real numeric array"):
-        _loss(name)(P, T.astype(complex), **NEEDS[name])
 
-
-@pytest.mark.parametrize("name", SSIM_BASED)
-def test_data_range_required_for_float(name):
-    with pytest.raises(ValueError, match=r"data_range is required for floating-point input"):
-        _loss(name)(P, T)
 
 
 @pytest.mark.parametrize("bad,exc,msg", [
@@ -512,36 +498,9 @@ def test_window_errors(name, kw, exc, msg):
 
 
 # ------------------------------------------------------- inputs and threads
-
-
-@pytest.mark.parametrize("name", list(NEEDS))
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_inputs_never_modified(name, dtype):
-    shape = (176, 360) if name == "ms_ssim" else (60, 122)
-    p, t = pair(shape, dtype=dtype, seed=41)
-    p, t = p[:, ::2], t[:, 1::2]  # non-contiguous views
-    p0, t0 = p.copy(), t.copy()
-    r = _loss(name)(p, t, gradient=True, full=True, **NEEDS[name])
-    _loss(name)(p, p, gradient=True, **NEEDS[name])
-    assert np.array_equal(p, p0) and np.array_equal(t, t0)
-    for out in (r.grad, r.map):
-        if out is not None:
-            assert not np.shares_memory(out, p) and not np.shares_memory(out, t)
-
-
-@pytest.mark.parametrize("name,kw", [
-    ("mix", dict()), ("mix", dict(alpha=0.3, border="valid", covariance="sample")),
-    ("pixelwise_ms_ssim", dict()), ("ssim", dict()),
-])
-@pytest.mark.parametrize("shape", [(400, 130), (3, 64, 70)])  # 400 rows: two row blocks
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_workers_bitwise(name, kw, shape, dtype):
-    p, t = pair(shape, dtype=dtype, seed=42)
-    f = _loss(name)
-    r1 = f(p, t, data_range=1.0, gradient=True, full=True, workers=1, **kw)
-    r2 = f(p, t, data_range=1.0, gradient=True, full=True, workers=2, **kw)
-    for a, b in zip(r1, r2):
-        assert np.array_equal(a, b)
+# Inputs never modified, workers bitwise and the shared argument errors (shapes,
+# dtypes, data_range) of every loss: the entry-point table (entry_points.py),
+# iterated by test_inputs.py, test_threads.py and test_errors.py.
 
 
 def test_ms_ssim_loss_rejects_return_scales():

@@ -23,7 +23,7 @@ covariance factor or scale moves entries by orders of magnitude more than
 these tolerances (the sample-covariance test carries its own negative
 control: one shared factor is off by > 1e-5).
 
-Gradients: central differences (h = 1e-6, ``conftest.central_fd``) of the
+Gradients: central differences (h = 1e-6, ``helpers.central_fd``) of the
 very value returned, at every pixel of small images; tolerance ``FD_REL`` =
 1e-6 of max|grad| (measured ~1e-9).
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import border_mask, FD_REL, assert_grad_matches_fd, central_fd, pair
+from helpers import FD_REL, assert_grad_matches_fd, border_mask, central_fd, fd_grad, pair
 from pixelwise_reference import crop, planes_apply, ref_pixelwise, ref_ssim_map
 
 import fastssim
@@ -209,7 +209,6 @@ def _pw(**kw):
 def test_gradient_vs_fd(gradient, border, cov):
     x, y = pair((14, 15), seed=101)
     kw = dict(sigmas=SMALL, border=border, covariance=cov)
-    f = _pw(**kw)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient=gradient, **kw)
     assert r.map is None
     edge = border_mask(x.shape, 2)
@@ -217,8 +216,7 @@ def test_gradient_vs_fd(gradient, border, cov):
         if gradient not in (wrt, "both"):
             assert g is None
             continue
-        fd = central_fd((lambda a: f(a, y)) if wrt == "x" else (lambda a: f(x, a)),
-                        x if wrt == "x" else y)
+        fd = fd_grad(fastssim.pixelwise_ms_ssim, x, y, wrt, data_range=1.0, **kw)
         assert_grad_matches_fd(g, fd)
         # the border pixels carry a real gradient (reflection folds / the crop's edge windows)
         scale = np.abs(fd).max()
@@ -233,10 +231,9 @@ def test_gradient_vs_fd_many_windows(sigmas):
     # others (the fused kernel keeps them in registers); lines 18 wide
     x, y = pair((16, 18), seed=107)
     kw = dict(sigmas=sigmas, truncate=2.0)
-    f = _pw(**kw)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="both", **kw)
-    assert_grad_matches_fd(r.grad_x, central_fd(lambda a: f(a, y), x))
-    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: f(x, a), y))
+    assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.pixelwise_ms_ssim, x, y, "x", data_range=1.0, **kw))
+    assert_grad_matches_fd(r.grad_y, fd_grad(fastssim.pixelwise_ms_ssim, x, y, "y", data_range=1.0, **kw))
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
@@ -245,9 +242,8 @@ def test_gradient_default_sigmas_truncate1(border):
     x, y = pair((20, 20), seed=102)
     kw = dict(truncate=1.0, border=border)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="both", **kw)
-    f = _pw(**kw)
-    assert_grad_matches_fd(r.grad_x, central_fd(lambda a: f(a, y), x))
-    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: f(x, a), y))
+    assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.pixelwise_ms_ssim, x, y, "x", data_range=1.0, **kw))
+    assert_grad_matches_fd(r.grad_y, fd_grad(fastssim.pixelwise_ms_ssim, x, y, "y", data_range=1.0, **kw))
 
 
 def test_gradient_batch_channels():
@@ -255,7 +251,7 @@ def test_gradient_batch_channels():
     x, y = pair((2, 12, 13, 2), seed=103)
     kw = dict(sigmas=(0.5, 1.0), channel_axis=-1)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="x", **kw)
-    fd = central_fd(lambda a: _pw(**kw)(a, y), x)  # shape x.shape + (2,)
+    fd = fd_grad(fastssim.pixelwise_ms_ssim, x, y, "x", data_range=1.0, **kw)  # shape x.shape + (2,)
     for b in range(2):
         assert_grad_matches_fd(r.grad_x[b], fd[b, ..., b])
         # and nothing leaks into the other item
@@ -266,7 +262,7 @@ def test_gradient_volume():
     x, y = pair((9, 10, 11), seed=104)
     kw = dict(sigmas=(0.5, 1.0), spatial_dims=3)
     r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, gradient="y", **kw)
-    assert_grad_matches_fd(r.grad_y, central_fd(lambda a: _pw(**kw)(x, a), y))
+    assert_grad_matches_fd(r.grad_y, fd_grad(fastssim.pixelwise_ms_ssim, x, y, "y", data_range=1.0, **kw))
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
@@ -368,7 +364,6 @@ ERRORS = [
     (dict(sigmas=None), TypeError, r"sigmas: expected a sequence of positive numbers, got None"),
     (dict(sigmas="abc"), TypeError, r"sigmas: expected a sequence of positive numbers, got 'abc'"),
     (dict(sigmas=[[1.0, 2.0]]), TypeError, r"sigmas: expected a sequence of positive numbers"),
-    (dict(x=X[:56]), ValueError, r"x and y must have the same shape, got \(56, 61\) and \(60, 61\)"),
     (dict(x=X[:56], y=Y[:56]), ValueError,
      r"sigmas: the widest window \(sigma=8, 57 taps at truncate=3\.5\) exceeds the image: "
      r"spatial shape \(56, 61\); every side needs at least 57 px"),
@@ -376,8 +371,6 @@ ERRORS = [
      r"sigmas: the widest window \(sigma=8, 17 taps at truncate=1\) exceeds the image.*at least 17 px"),
     (dict(x=X[:16], y=Y[:16], sigmas=(1, 2.5), border="valid"), ValueError,
      r"sigma=2\.5, 19 taps .*every side needs at least 19 px\. Pass smaller sigmas or a smaller truncate"),
-    (dict(data_range=None), ValueError, r"data_range is required for floating-point input"),
-    (dict(data_range=0.0), ValueError, r"data_range: expected a positive finite number"),
     (dict(truncate=0.0), ValueError, r"truncate: expected a positive finite number"),
     (dict(border="same"), ValueError, r"border: expected 'reflect' or 'valid', got 'same'"),
     (dict(covariance="unbiased"), ValueError, r"covariance: expected 'population' or 'sample'"),
@@ -387,9 +380,7 @@ ERRORS = [
     (dict(gradient="z"), ValueError, r"gradient: expected None, 'x', 'y' or 'both', got 'z'"),
     (dict(gradient=True), ValueError, r"gradient: expected None, 'x', 'y' or 'both', got True"),
     (dict(spatial_dims=4), ValueError, r"spatial_dims: expected 2 \(images\) or 3"),
-    (dict(workers=0), ValueError, r"workers: 0 is not a thread count"),
-    (dict(x=X.astype(np.complex128)), TypeError, r"x: expected a real numeric array"),
-]
+]  # shapes, complex input, data_range None / 0, workers=0: test_errors.py's entry-point table
 
 
 @pytest.mark.parametrize("kw,exc,msg", ERRORS)
@@ -427,39 +418,9 @@ def test_vjp_errors(kw, exc, msg):
 # ------------------------------------------------------ inputs and threads
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_inputs_never_modified(dtype):
-    x, y = pair((64, 130), dtype=dtype, seed=302)
-    x, y = x[:, ::2], y[:, 1::2]  # non-contiguous views
-    x0, y0 = x.copy(), y.copy()
-    r = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True, gradient="both")
-    w = np.ones(r.map.shape, dtype=dtype)
-    w0 = w.copy()
-    fastssim.pixelwise_ms_ssim_vjp(x, y, w, wrt="both", data_range=1.0)
-    fastssim.pixelwise_ms_ssim(x, x, data_range=1.0, gradient="both")
-    for a, a0 in ((x, x0), (y, y0), (w, w0)):
-        assert np.array_equal(a, a0)
-    for out in (r.map, r.grad_x, r.grad_y):
-        assert not np.shares_memory(out, x) and not np.shares_memory(out, y)
-
-
-@pytest.mark.parametrize("shape,kw", [
-    ((400, 130), dict()),  # two row blocks on 2 threads: the seam is crossed
-    ((3, 70, 64), dict(border="valid")),
-    ((2, 64, 65, 3), dict(channel_axis=-1, covariance="sample")),
-])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_workers_bitwise(shape, kw, dtype):
-    x, y = pair(shape, dtype=dtype, seed=303)
-    r1 = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True, gradient="both", workers=1, **kw)
-    r2 = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True, gradient="both", workers=2, **kw)
-    for a, b in zip(r1, r2):
-        assert np.array_equal(a, b)
-    w = np.random.default_rng(0).standard_normal(r1.map.shape).astype(dtype)
-    v1 = fastssim.pixelwise_ms_ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=1, **kw)
-    v2 = fastssim.pixelwise_ms_ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=2, **kw)
-    for a, b in zip(v1, v2):
-        assert np.array_equal(a, b)
+# inputs never modified, workers bitwise (value and vjp), and the shared argument
+# errors (shapes, complex input, data_range, workers): the entry-point table
+# (entry_points.py), iterated by test_inputs.py, test_threads.py and test_errors.py
 
 
 # -------------------------------------------------------------- invariants

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import pair
+from helpers import pair
 
 import fastssim
 
@@ -272,7 +272,7 @@ def test_one_tap_window():
     variances vanish, so SSIM(p) = (2 x y + C1) / (x^2 + y^2 + C1) (hand-
     derived).  The engine's variances cancel only to ~eps x^2, which C2 = 9e-4
     turns into ~3e-13 on cs: rtol 1e-12.  The engine's narrowest path (K < 3)."""
-    from conftest import assert_grad_matches_fd, central_fd
+    from helpers import assert_grad_matches_fd, central_fd
     x, y = pair((13, 17), seed=91)
     C1 = (0.01 * 1.0) ** 2
     ref = (2 * x * y + C1) / (x * x + y * y + C1)

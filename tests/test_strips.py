@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_grad_matches_fd, central_fd, pair
+from helpers import assert_grad_matches_fd, central_fd, pair
 
 import fastssim
 from fastssim import _engine

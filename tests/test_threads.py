@@ -6,6 +6,9 @@ difference at all means a thread-count-dependent reduction or a race.
 Images are large enough (300x517, batches) that row blocks really split
 between threads.  Also: concurrent calls from a Python thread pool (the
 nogil paths) give the serial results.
+
+The workers test iterates the table of public entry points (entry_points.py):
+each entry lists the shapes and options its thread test runs with.
 """
 
 from __future__ import annotations
@@ -15,67 +18,27 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from conftest import pair
+from entry_points import entry_params
+from helpers import assert_bitwise, pair
 
 import fastssim
 
 
-def _assert_bitwise(a, b):
-    assert type(a) is type(b)
-    if isinstance(a, tuple):
-        assert len(a) == len(b)
-        for u, v in zip(a, b):
-            _assert_bitwise(u, v)
-    elif a is None:
-        assert b is None
-    else:
-        assert np.array_equal(a, b, equal_nan=True), "result depends on the thread count"
-        assert np.asarray(a).dtype == np.asarray(b).dtype
-
-
-CASES = [
-    pytest.param((300, 517), dict(), id="large"),
-    pytest.param((300, 517), dict(window="uniform", win_size=7, covariance="sample"),
-                 id="large-box"),
-    pytest.param((300, 517), dict(border="valid"), id="large-valid"),
-    pytest.param((5, 40, 41), dict(), id="batch"),
-    pytest.param((128, 130), dict(), id="medium"),
-    pytest.param((64, 65, 3), dict(channel_axis=-1), id="channels"),
-    pytest.param((20, 30, 31), dict(spatial_dims=3, window="uniform", win_size=5), id="volume"),
-]
-
-MODES = [dict(), dict(full=True), dict(gradient="y"), dict(full=True, gradient="both")]
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape,kw", CASES)
-def test_ssim_workers_bitwise(shape, kw, dtype):
+@pytest.mark.parametrize("ep,case,dtype", entry_params("threads", "thread_dtypes"))
+def test_workers_bitwise(ep, case, dtype):
+    """Every entry point (entry_points.py), each of its output requests (``modes``):
+    the result with workers=2 (and, for ssim, 3, -1 and None) is the workers=1 result,
+    bit for bit; a vector-Jacobian product gets a seeded random cotangent."""
+    _, shape, kw = case
     x, y = pair(shape, dtype=dtype, seed=501)
-    for mode in MODES:
-        args = dict(data_range=1.0, **kw, **mode)
-        ref = fastssim.ssim(x, y, workers=1, **args)
-        for w in (2, 3, -1, None):
-            _assert_bitwise(fastssim.ssim(x, y, workers=w, **args), ref)
-
-
-@pytest.mark.parametrize("shape", [(300, 517), (128, 130)])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_vjp_workers_bitwise(dtype, shape):
-    x, y = pair(shape, dtype=dtype, seed=502)
-    w = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
-    ref = fastssim.ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=1)
-    _assert_bitwise(fastssim.ssim_vjp(x, y, w, wrt="both", data_range=1.0, workers=2), ref)
-
-
-@pytest.mark.parametrize("shape", [pytest.param((300, 517)), (128, 130)])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
-def test_dropin_workers_bitwise(dtype, shape):
-    x, y = pair(shape, dtype=dtype, seed=503)
-    for kw in (dict(), dict(full=True), dict(gradient=True, full=True, gaussian_weights=True)):
-        if dtype != np.uint8:
-            kw["data_range"] = 1.0
-        ref = fastssim.structural_similarity(x, y, workers=1, **kw)
-        _assert_bitwise(fastssim.structural_similarity(x, y, workers=2, **kw), ref)
+    kw = ep.kwargs(dtype, kw)
+    extra = {}
+    if ep.cotangent is not None:
+        extra = dict(cotangent=ep.make_cotangent(x, y, dtype, **kw))
+    for mode in ep.modes or (None,):
+        ref = ep(x, y, mode=mode, workers=1, **kw, **extra)
+        for w in ep.worker_counts:
+            assert_bitwise(ep(x, y, mode=mode, workers=w, **kw, **extra), ref)
 
 
 def test_concurrent_calls_from_threads():
@@ -89,7 +52,7 @@ def test_concurrent_calls_from_threads():
                           workers=2) for x, y in pairs * 2]
         got = [f.result() for f in futs]
     for i, r in enumerate(got):
-        _assert_bitwise(r, serial[i % len(pairs)])
+        assert_bitwise(r, serial[i % len(pairs)])
 
 
 def test_concurrent_ms_ssim_calls_share_the_cached_pyramid():
@@ -104,7 +67,7 @@ def test_concurrent_ms_ssim_calls_share_the_cached_pyramid():
         futs = [ex.submit(fastssim.ms_ssim, x, y, workers=2, **kw) for x, y in pairs * 2]
         got = [f.result() for f in futs]
     for i, r in enumerate(got):
-        _assert_bitwise(tuple(r), tuple(serial[i % len(pairs)]))
+        assert_bitwise(tuple(r), tuple(serial[i % len(pairs)]))
 
 
 @pytest.mark.parametrize("units", [2, 3, 5])
@@ -132,4 +95,4 @@ def test_blocking_does_not_change_results(name, units):
         got = call()
     finally:
         _engine.set_units_per_thread(0)
-    _assert_bitwise(tuple(got), tuple(ref))
+    assert_bitwise(tuple(got), tuple(ref))
