@@ -10,6 +10,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._finite import finite_or_promote
+from ._conventions import with_convention
 from . import _core, _engine
 from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 from ._ssim import _grad_code, plan
@@ -163,6 +164,7 @@ def _combine(m, w, negative, want_coef):
                               _NEGATIVE_CODE[negative], want_coef)
 
 
+@with_convention("ms_ssim")
 @finite_or_promote(exempt=lambda kw: kw.get("negative") == "none")
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",

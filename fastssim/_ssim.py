@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._finite import compute_type, finite_or_promote
+from ._conventions import with_convention
 from . import _core
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
@@ -389,6 +390,7 @@ def _direct_out(p, out, shape, name, side=None):
     return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
 
+@with_convention("ssim")
 @finite_or_promote()
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
          win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
