@@ -213,6 +213,13 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         pyramid, the downsampling adjoint included) with respect to x, y or both.
     return_scales : bool
         Also return the per-scale means m_j.
+    convention : str or None
+        A peer library's conventions by name (``fastssim.conventions``);
+        explicit keyword arguments override it.  Two options exist for the
+        presets (torchmetrics): ``channel_pooling='before'`` (each scale's mean
+        taken over the channels before the power) and
+        ``last_scale_pad='mirror'`` (the last scale's term from mirror-padded
+        images); see ``fastssim._conventions``.
 
     Returns
     -------

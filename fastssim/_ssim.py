@@ -437,6 +437,14 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         address-space limit (``RLIMIT_AS``) leaves no room for their stacks: the
         OpenMP runtime ends the process when it cannot create a thread.  Above
         1024 it is an error.
+    convention : str or None
+        A peer library's conventions by name (``fastssim.conventions``:
+        'matlab', 'skimage', 'tensorflow', 'pytorch_msssim', 'torchmetrics',
+        'piq', 'kornia', ...); explicit keyword arguments override it.  Two
+        options exist for the presets: ``auto_downsample`` ('matlab', 'piq':
+        the automatic downsampling of large images, gradient through it) and
+        ``pad='mirror'`` (the mean of a same-size map of mirror-padded images);
+        see ``fastssim._conventions``.
 
     Returns
     -------

@@ -153,6 +153,8 @@ def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **k
 
     The loss map is 1 - the SSIM map; note that the loss is 1 - the mean of
     SSIM over the pixels where the window fits, as :func:`fastssim.ssim`.
+    ``convention='piq'`` (etc.) sets a peer's SSIM conventions
+    (``fastssim.conventions``); explicit keyword arguments override it.
     """
     return _one_minus(_ssim, prediction, target, data_range, gradient, full, kwargs)
 
@@ -176,7 +178,9 @@ def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, 
     """1 - MS-SSIM(prediction, target) (:func:`fastssim.ms_ssim`; its keyword arguments apply).
 
     The pyramid MS-SSIM has no per-pixel form: ``full=True`` gives ``map=None``
-    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).
+    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).  ``convention=``
+    sets a peer's MS-SSIM conventions (``fastssim.conventions``); explicit
+    keyword arguments override it.
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
