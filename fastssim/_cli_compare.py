@@ -165,6 +165,12 @@ def add_parser(sub, positive_int, positive_float, workers):
                    help="--map/--grad files: npy (default) or 32-bit float TIFF (needs tifffile)")
     c.add_argument("--workers", type=workers, default=None, metavar="N",
                    help="threads (default: all cores)")
+    # --- Dask scheduler (issue 15)
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="score a folder (or --pairs) run on the Dask cluster at ADDRESS (e.g. "
+                   "tcp://host:8786; needs the dask extra); the workers read and write the "
+                   "files, so they must see the same paths.  Same output as a local run")
+    # --- end Dask scheduler
     c.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar or notes; a single pair prints only its score")
     return c
@@ -554,6 +560,65 @@ def _emit(args, records):
             print(line, file=sys.stderr)
 
 
+# --- Dask scheduler (issue 15)
+
+
+def _cluster_job(args, ref, dist, key, workers):
+    """One pair's record, computed in a Dask worker by the local run's own code
+    (so the output is the same); the image it keeps for the single-pair
+    printout stays in the worker."""
+    try:
+        rec = score_pair(args, ref, dist, key, False, workers)
+    except InputError as exc:
+        rec = exc.record
+    except MemoryError:
+        rec = _failed(ref, dist, "not enough memory for this pair")
+    rec.pop("_info", None)
+    return rec
+
+
+def _connect(address):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask's distributed: pip install 'fastssim[dask]'") from None
+    try:
+        return Client(address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {address}: cannot connect ({exc})") from None
+
+
+def _run_on_cluster(args, pairs, todo, records, progress):
+    """Score the pairs ``todo`` on the cluster at ``args.scheduler``, one task
+    per pair (each reads its two files in the worker), into ``records``."""
+    from distributed import as_completed as done
+
+    client = _connect(args.scheduler)
+    try:
+        # engine threads per task: --workers if given, else 1 (the cluster's
+        # workers already run tasks side by side, as fastssim.dask.score_files)
+        per_task = 1 if args.workers is None else args.workers
+        futures = {}
+        for i in todo:
+            ref, dist, key, _ = pairs[i]
+            fut = client.submit(_cluster_job, args, ref, dist, key, per_task, pure=False,
+                                key=f"fastssim-compare-{i}-{os.getpid()}-{id(records)}")
+            futures[fut] = i
+        for fut in done(list(futures), loop=client.loop):
+            i = futures[fut]
+            try:
+                records[i] = fut.result()
+            except Exception as exc:  # a worker lost, a failure outside the pair's own code
+                ref, dist, _, _ = pairs[i]
+                records[i] = _failed(ref, dist, f"cluster task failed: {type(exc).__name__}: {exc}")
+            progress.update()
+    finally:
+        client.close()
+
+
+# --- end Dask scheduler
+
+
 def _unique_keys(pairs):
     """Output names: a repeated one (two list rows with the same DIST name) gets _2, _3..."""
     seen, out = {}, []
@@ -579,6 +644,9 @@ def run(args):
             pairs = read_pairs_csv(args.pairs)
         else:
             if os.path.isfile(args.ref) and os.path.isfile(args.dist):
+                if args.scheduler is not None:
+                    raise UsageError("--scheduler runs folder comparisons (or --pairs LIST.csv); "
+                                     "score a single pair without it")
                 return _single(args, nthreads)
             pairs = pair_paths(args.ref, args.dist, args.glob, args.match)
     except InputError as exc:
@@ -603,6 +671,13 @@ def run(args):
     for i in range(len(pairs)):
         if records[i] is not None:
             progress.update()
+    if args.scheduler is not None:
+        try:
+            _run_on_cluster(args, pairs, todo, records, progress)
+        finally:
+            progress.close()
+        _emit(args, records)
+        return 0 if all(r["status"] == "ok" for r in records) else 1
 
     def job(i):
         ref, dist, key, _ = pairs[i]
