@@ -277,6 +277,13 @@ def test_errors():
                       border="valid")
     with pytest.raises(ValueError, match="data_range is required"):
         fastssim.ssim(x, y, pad="mirror")
+    a, b = _small((181, 187))
+    with pytest.raises(ValueError, match="x and y must have the same shape with channel_pooling"):
+        fastssim.ms_ssim(a, np.stack([b, b]), data_range=1.0, convention="torchmetrics")
+    with pytest.raises(ValueError, match="fit_scales: not supported with channel_pooling"):
+        fastssim.ms_ssim(a, b, data_range=1.0, convention="torchmetrics", fit_scales=True)
+    with pytest.raises(TypeError, match="options are keyword-only"):
+        fastssim.ssim(x, y, 1.0, pad="mirror")
 
 
 def test_inputs_untouched_and_integer_data_range():

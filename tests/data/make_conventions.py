@@ -204,17 +204,16 @@ def peer_values(x, y):
 
 
 def versions():
+    """The installed versions of the libraries that made the values."""
+    from importlib.metadata import PackageNotFoundError, version
+
     v = {}
-    for mod in ("numpy", "skimage", "torch", "pytorch_msssim", "torchmetrics", "kornia"):
+    for dist in ("numpy", "scikit-image", "torch", "pytorch-msssim", "torchmetrics", "kornia",
+                 "piq"):
         try:
-            v[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
+            v[dist] = version(dist)
+        except PackageNotFoundError:
             pass
-    try:
-        from importlib.metadata import version
-        v["piq"] = version("piq")
-    except Exception:
-        pass
     return v
 
 
@@ -270,7 +269,8 @@ def main():
         entry = values.setdefault(name, {"ssim": {}, "ms_ssim": {}})
         for (kind, peer), v in got.items():
             entry[kind][peer] = float(v)
-    meta = old.get("versions", {})
+    # the installed versions now; TensorFlow's from the file unless it runs again
+    meta = {k: v for k, v in old.get("versions", {}).items() if k == "tensorflow"}
     meta.update(versions())
     if args.tf_python:
         tf = tf_values(args.tf_python, pairs)
