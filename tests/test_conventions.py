@@ -112,20 +112,33 @@ def _t(a):
     return torch.from_numpy(np.ascontiguousarray(a))[None]
 
 
-def _piq():
-    """piq's ssim modules; piq/__init__ imports torchvision, which they do not need."""
-    _torch()
-    if "piq" not in sys.modules:
-        spec = importlib.util.find_spec("piq")
-        if spec is None:
-            pytest.skip("piq is not installed")
-        m = types.ModuleType("piq")
-        m.__path__ = list(spec.submodule_search_locations)
-        sys.modules["piq"] = m
-    import piq.ms_ssim
-    import piq.ssim
+_PIQ = []
 
-    return piq.ssim.ssim, piq.ms_ssim.multi_scale_ssim
+
+def _piq():
+    """piq's ssim functions.  piq/__init__ imports torchvision, which its ssim
+    modules do not need: they are imported under a bare stand-in package, which
+    is then removed from sys.modules again (an ``import piq`` elsewhere must
+    still find the real package, or fail as it would)."""
+    _torch()
+    if _PIQ:
+        return _PIQ
+    spec = importlib.util.find_spec("piq")
+    if spec is None:
+        pytest.skip("piq is not installed")
+    saved = {k: v for k, v in sys.modules.items() if k == "piq" or k.startswith("piq.")}
+    stub = types.ModuleType("piq")
+    stub.__path__ = list(spec.submodule_search_locations)
+    sys.modules["piq"] = stub
+    try:
+        ssim_mod = importlib.import_module("piq.ssim")
+        ms_mod = importlib.import_module("piq.ms_ssim")
+        _PIQ[:] = [ssim_mod.ssim, ms_mod.multi_scale_ssim]
+    finally:
+        for k in [k for k in sys.modules if k == "piq" or k.startswith("piq.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    return _PIQ
 
 
 @pytest.mark.parametrize("name", ["gray", "color"])

@@ -135,17 +135,22 @@ def matlab_msssim(img1, img2, level=5, weight=WANG):
 
 
 def _piq():
-    if "piq" not in sys.modules:
-        spec = importlib.util.find_spec("piq")
-        if spec is None:
-            return None
-        m = types.ModuleType("piq")
-        m.__path__ = list(spec.submodule_search_locations)
-        sys.modules["piq"] = m
-    import piq.ms_ssim
-    import piq.ssim
-
-    return piq.ssim.ssim, piq.ms_ssim.multi_scale_ssim
+    """piq's ssim functions, imported under a bare stand-in package (piq/__init__
+    imports torchvision, which they do not need), which is removed again."""
+    spec = importlib.util.find_spec("piq")
+    if spec is None:
+        return None
+    saved = {k: v for k, v in sys.modules.items() if k == "piq" or k.startswith("piq.")}
+    stub = types.ModuleType("piq")
+    stub.__path__ = list(spec.submodule_search_locations)
+    sys.modules["piq"] = stub
+    try:
+        return (importlib.import_module("piq.ssim").ssim,
+                importlib.import_module("piq.ms_ssim").multi_scale_ssim)
+    finally:
+        for k in [k for k in sys.modules if k == "piq" or k.startswith("piq.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
 
 
 def _t(a):
