@@ -24,7 +24,7 @@ added here by composing the public functions with exact linear operators
     'mirror': both images are mirror-padded (torch's 'reflect': the edge
     sample is not repeated) by the window radius first, so the value is the
     mean of a same-size map over *every* pixel (kornia's ``padding='same'``,
-    torchmetrics >= 1.0).  The map returned with ``full=True`` is that
+    torchmetrics 1.9, the version tested).  The map returned with ``full=True`` is that
     same-size map.
 ``channel_pooling`` (ms_ssim)
     'after' (default): MS-SSIM per channel, then the mean over channels.
@@ -146,7 +146,7 @@ _LIST = [
         "negative": "clamp"}),
     _c("torchmetrics",
        "torchmetrics structural_similarity_index_measure / "
-       "multiscale_structural_similarity_index_measure (>= 1.0)",
+       "multiscale_structural_similarity_index_measure (1.9, the version tested)",
        {**_GAUSS, "pad": "mirror"},
        {**_GAUSS, "weights": _WANG_F32, "downsample": "drop", "negative": "clamp",
         "channel_pooling": "before", "last_scale_pad": "mirror"},
