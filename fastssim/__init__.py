@@ -5,6 +5,7 @@ every function.  Importing fastssim never imports CuPy, PyTorch or Dask.
 """
 
 from ._config import show_config
+from ._conventions import Convention, conventions  # issue 17
 from ._msssim import (
     WANG_WEIGHTS,
     MSSSIMResult,
@@ -35,5 +36,7 @@ __all__ = [
     "ZHAO_SIGMAS",
     "losses",
     "show_config",
+    "conventions",  # issue 17
+    "Convention",  # issue 17
     "__version__",
 ]

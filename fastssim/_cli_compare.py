@@ -109,6 +109,11 @@ def add_parser(sub, positive_int, positive_float, workers):
     c.add_argument("--channels", choices=("rgb", "gray", "each"), default="rgb",
                    help="colour images: rgb = mean of the channel scores (default), gray = score "
                    "the BT.601 luma 0.299 R + 0.587 G + 0.114 B, each = also one score per channel")
+    # --- convention presets (issue 17)
+    c.add_argument("--convention", choices=tuple(_conventions()), default=None, metavar="NAME",
+                   help="a peer library's conventions (fastssim.conventions): "
+                   + ", ".join(_conventions()) + "; the options below override it")
+    # --- end convention presets
     w = c.add_argument_group("window (ssim, ms-ssim)")
     win = w.add_mutually_exclusive_group()
     win.add_argument("--gaussian", dest="window", action="store_const", const="gaussian",
@@ -122,9 +127,9 @@ def add_parser(sub, positive_int, positive_float, workers):
                    help="Gaussian sigma (default 1.5)")
     w.add_argument("--truncate", type=positive_float, default=None, metavar="T",
                    help="Gaussian radius in sigmas (default 3.5; also for pixelwise)")
-    w.add_argument("--K1", type=positive_float, default=0.01, metavar="K1", help="default 0.01")
-    w.add_argument("--K2", type=positive_float, default=0.03, metavar="K2", help="default 0.03")
-    w.add_argument("--covariance", choices=("population", "sample"), default="population",
+    w.add_argument("--K1", type=positive_float, default=None, metavar="K1", help="default 0.01")
+    w.add_argument("--K2", type=positive_float, default=None, metavar="K2", help="default 0.03")
+    w.add_argument("--covariance", choices=("population", "sample"), default=None,
                    help="population (Wang, default) or sample (NP/(NP-1), scikit-image's default)")
     m = c.add_argument_group("ms-ssim")
     m.add_argument("--weights", type=_float_list, default=None, metavar="W1,W2,...",
@@ -160,13 +165,37 @@ def add_parser(sub, positive_int, positive_float, workers):
                    help="--map/--grad files: npy (default) or 32-bit float TIFF (needs tifffile)")
     c.add_argument("--workers", type=workers, default=None, metavar="N",
                    help="threads (default: all cores)")
+    # --- Dask scheduler (issue 15)
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="score a folder (or --pairs) run on the Dask cluster at ADDRESS (e.g. "
+                   "tcp://host:8786; needs the dask extra); the workers read and write the "
+                   "files, so they must see the same paths.  Same output as a local run")
+    # --- end Dask scheduler
     c.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar or notes; a single pair prints only its score")
     return c
 
 
+def _conventions():
+    from ._conventions import conventions
+
+    return conventions
+
+
+def _check_convention(args):
+    """--convention applies to ssim and ms-ssim, for a peer that has the metric."""
+    if args.convention is None:
+        return
+    if args.metric == "pixelwise":
+        raise UsageError("--convention applies to --metric ssim and ms-ssim")
+    conv = _conventions()[args.convention]
+    if args.metric == "ms-ssim" and conv.ms_ssim is None:
+        raise UsageError(f"--convention {args.convention}: {conv.reference} has no MS-SSIM")
+
+
 def _check_options(args):
     metric = args.metric
+    _check_convention(args)
     if args.pairs is not None and (args.ref is not None or args.dist is not None):
         raise UsageError("give either REF DIST or --pairs LIST.csv, not both")
     if args.pairs is None and (args.ref is None or args.dist is None):
@@ -208,7 +237,14 @@ def _check_options(args):
 
 
 def _metric_kwargs(args):
-    kw = dict(K1=args.K1, K2=args.K2, covariance=args.covariance)
+    conv = getattr(args, "convention", None)
+    if conv is None:  # the defaults, written out (they are in the JSON/CSV options record)
+        kw = dict(K1=0.01 if args.K1 is None else args.K1, K2=0.03 if args.K2 is None else args.K2,
+                  covariance=args.covariance or "population")
+    else:  # only what was given: the preset sets the rest
+        kw = {k: v for k, v in (("K1", args.K1), ("K2", args.K2), ("covariance", args.covariance))
+              if v is not None}
+        kw["convention"] = conv
     if args.metric == "pixelwise":
         if args.sigmas is not None:
             kw["sigmas"] = args.sigmas
@@ -225,12 +261,20 @@ def _metric_kwargs(args):
     if args.metric == "ms-ssim":
         if args.weights is not None:
             kw["weights"] = args.weights
-        kw.update(downsample=args.downsample or "symmetric", negative=args.negative or "clamp",
-                  fit_scales=args.fit_scales)
+        if conv is None:
+            kw.update(downsample=args.downsample or "symmetric", negative=args.negative or "clamp",
+                      fit_scales=args.fit_scales)
+        else:
+            kw.update({k: v for k, v in (("downsample", args.downsample),
+                                         ("negative", args.negative)) if v is not None})
+            if args.fit_scales:
+                kw["fit_scales"] = True
     return kw
 
 
 def _describe_window(args):
+    if getattr(args, "convention", None) is not None:
+        return f"convention {args.convention}"
     if args.metric == "pixelwise":
         s = args.sigmas or (0.5, 1, 2, 4, 8)
         return f"Gaussian sigmas {','.join(f'{v:g}' for v in s)}"
@@ -248,6 +292,12 @@ def _data_range(ta, tb, args):
     (``ta``, ``tb``: the dtypes as read, before any conversion to luma)."""
     if args.data_range is not None:
         return args.data_range, f"{args.data_range:g}"
+    conv = getattr(args, "convention", None)
+    if (ta.kind == "f" or tb.kind == "f") and conv is not None:
+        preset = _conventions()[conv].options("ssim" if args.metric == "ssim" else "ms_ssim")
+        if preset.get("data_range") is not None:  # the peer's default, for float images
+            dr = float(preset["data_range"])
+            return dr, f"{dr:g} (convention {conv})"
     if ta.kind == "f" or tb.kind == "f":
         raise InputError(
             "floating-point images need --data-range (the span of their values, e.g. 1.0 or 255)"
@@ -510,6 +560,65 @@ def _emit(args, records):
             print(line, file=sys.stderr)
 
 
+# --- Dask scheduler (issue 15)
+
+
+def _cluster_job(args, ref, dist, key, workers):
+    """One pair's record, computed in a Dask worker by the local run's own code
+    (so the output is the same); the image it keeps for the single-pair
+    printout stays in the worker."""
+    try:
+        rec = score_pair(args, ref, dist, key, False, workers)
+    except InputError as exc:
+        rec = exc.record
+    except MemoryError:
+        rec = _failed(ref, dist, "not enough memory for this pair")
+    rec.pop("_info", None)
+    return rec
+
+
+def _connect(address):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask's distributed: pip install 'fastssim[dask]'") from None
+    try:
+        return Client(address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {address}: cannot connect ({exc})") from None
+
+
+def _run_on_cluster(args, pairs, todo, records, progress):
+    """Score the pairs ``todo`` on the cluster at ``args.scheduler``, one task
+    per pair (each reads its two files in the worker), into ``records``."""
+    from distributed import as_completed as done
+
+    client = _connect(args.scheduler)
+    try:
+        # engine threads per task: --workers if given, else 1 (the cluster's
+        # workers already run tasks side by side, as fastssim.dask.score_files)
+        per_task = 1 if args.workers is None else args.workers
+        futures = {}
+        for i in todo:
+            ref, dist, key, _ = pairs[i]
+            fut = client.submit(_cluster_job, args, ref, dist, key, per_task, pure=False,
+                                key=f"fastssim-compare-{i}-{os.getpid()}-{id(records)}")
+            futures[fut] = i
+        for fut in done(list(futures), loop=client.loop):
+            i = futures[fut]
+            try:
+                records[i] = fut.result()
+            except Exception as exc:  # a worker lost, a failure outside the pair's own code
+                ref, dist, _, _ = pairs[i]
+                records[i] = _failed(ref, dist, f"cluster task failed: {type(exc).__name__}: {exc}")
+            progress.update()
+    finally:
+        client.close()
+
+
+# --- end Dask scheduler
+
+
 def _unique_keys(pairs):
     """Output names: a repeated one (two list rows with the same DIST name) gets _2, _3..."""
     seen, out = {}, []
@@ -535,6 +644,9 @@ def run(args):
             pairs = read_pairs_csv(args.pairs)
         else:
             if os.path.isfile(args.ref) and os.path.isfile(args.dist):
+                if args.scheduler is not None:
+                    raise UsageError("--scheduler runs folder comparisons (or --pairs LIST.csv); "
+                                     "score a single pair without it")
                 return _single(args, nthreads)
             pairs = pair_paths(args.ref, args.dist, args.glob, args.match)
     except InputError as exc:
@@ -559,6 +671,13 @@ def run(args):
     for i in range(len(pairs)):
         if records[i] is not None:
             progress.update()
+    if args.scheduler is not None:
+        try:
+            _run_on_cluster(args, pairs, todo, records, progress)
+        finally:
+            progress.close()
+        _emit(args, records)
+        return 0 if all(r["status"] == "ok" for r in records) else 1
 
     def job(i):
         ref, dist, key, _ = pairs[i]

@@ -10,6 +10,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._finite import finite_or_promote
+from ._conventions import with_convention
 from . import _core, _engine
 from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 from ._ssim import _grad_code, plan
@@ -163,6 +164,7 @@ def _combine(m, w, negative, want_coef):
                               _NEGATIVE_CODE[negative], want_coef)
 
 
+@with_convention("ms_ssim")
 @finite_or_promote(exempt=lambda kw: kw.get("negative") == "none")
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
@@ -211,6 +213,13 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         pyramid, the downsampling adjoint included) with respect to x, y or both.
     return_scales : bool
         Also return the per-scale means m_j.
+    convention : str or None
+        A peer library's conventions by name (``fastssim.conventions``);
+        explicit keyword arguments override it.  Two options exist for the
+        presets (torchmetrics): ``channel_pooling='before'`` (each scale's mean
+        taken over the channels before the power) and
+        ``last_scale_pad='mirror'`` (the last scale's term from mirror-padded
+        images); see ``fastssim._conventions``.
 
     Returns
     -------

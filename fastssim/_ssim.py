@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._finite import compute_type, finite_or_promote
+from ._conventions import with_convention
 from . import _core
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
@@ -389,6 +390,7 @@ def _direct_out(p, out, shape, name, side=None):
     return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
 
+@with_convention("ssim")
 @finite_or_promote()
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
          win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
@@ -435,6 +437,14 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
         address-space limit (``RLIMIT_AS``) leaves no room for their stacks: the
         OpenMP runtime ends the process when it cannot create a thread.  Above
         1024 it is an error.
+    convention : str or None
+        A peer library's conventions by name (``fastssim.conventions``:
+        'matlab', 'skimage', 'tensorflow', 'pytorch_msssim', 'torchmetrics',
+        'piq', 'kornia', ...); explicit keyword arguments override it.  Two
+        options exist for the presets: ``auto_downsample`` ('matlab', 'piq':
+        the automatic downsampling of large images, gradient through it) and
+        ``pad='mirror'`` (the mean of a same-size map of mirror-padded images);
+        see ``fastssim._conventions``.
 
     Returns
     -------

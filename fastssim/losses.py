@@ -41,6 +41,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _core
+from ._conventions import with_convention
 from ._msssim import ms_ssim as _ms_ssim
 from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
 from ._ssim import ssim as _ssim
@@ -146,11 +147,14 @@ def l2(prediction, target, *, gradient=False, full=False, channel_axis=None, spa
     return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
 
 
+@with_convention("loss_ssim")
 def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
     """1 - SSIM(prediction, target) (:func:`fastssim.ssim`; its keyword arguments apply).
 
     The loss map is 1 - the SSIM map; note that the loss is 1 - the mean of
     SSIM over the pixels where the window fits, as :func:`fastssim.ssim`.
+    ``convention='piq'`` (etc.) sets a peer's SSIM conventions
+    (``fastssim.conventions``); explicit keyword arguments override it.
     """
     return _one_minus(_ssim, prediction, target, data_range, gradient, full, kwargs)
 
@@ -169,11 +173,14 @@ def _one_minus(similarity, prediction, target, data_range, gradient, full, kwarg
                       1.0 - r.map if full else None)
 
 
+@with_convention("loss_ms_ssim")
 def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
     """1 - MS-SSIM(prediction, target) (:func:`fastssim.ms_ssim`; its keyword arguments apply).
 
     The pyramid MS-SSIM has no per-pixel form: ``full=True`` gives ``map=None``
-    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).
+    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).  ``convention=``
+    sets a peer's MS-SSIM conventions (``fastssim.conventions``); explicit
+    keyword arguments override it.
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
