@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_helpers import noisy, run_sub
+from helpers import noisy, run_sub
 
 distributed = pytest.importorskip("distributed")
 Image = pytest.importorskip("PIL.Image")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastssim
-from cli_helpers import run_cli
+from helpers import run_cli
 from conventions_pairs import pair
 
 
