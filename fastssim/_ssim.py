@@ -11,6 +11,7 @@ import numpy as np
 
 from ._finite import compute_type, finite_or_promote
 from . import _core
+from ._dispatch import gpu_dispatch
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
     _check_array,
@@ -389,6 +390,7 @@ def _direct_out(p, out, shape, name, side=None):
     return _core.check_out(out, p.batch_shape + shape, p.ftype, name).reshape((-1,) + shape)
 
 
+@gpu_dispatch("ssim")
 @finite_or_promote()
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
          win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
@@ -520,6 +522,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     )
 
 
+@gpu_dispatch("ssim_vjp")
 @finite_or_promote(value_first=False)
 def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", sigma=1.5,
              truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",

@@ -1,0 +1,405 @@
+"""The GPU backend's driver: CuPy arrays in, CuPy arrays out.
+
+Validation reuses the CPU path's helpers on zero-stride NumPy stand-ins of
+the inputs (shape and dtype only: nothing is copied to the host), then the
+kernels of ``_source`` run on the inputs' device, on CuPy's current stream,
+with no host synchronisation: the values come back as CuPy arrays (0-d for
+one pair).  The band tables are the CPU engine's (``fastssim._bands``),
+uploaded once per device and geometry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from .. import _bands
+from .._finite import compute_type
+from .._ssim import _grad_code, _window, _window_size, wrt_code
+from .._validation import (
+    broadcast_batch,
+    check_bool,
+    check_constants,
+    check_data_range,
+    check_layout,
+    check_positive,
+    dtype_range,
+    float_type,
+)
+from . import _source
+
+__all__ = ["ssim", "ssim_vjp", "loss_ssim", "kernels"]
+
+
+def _xp(a):
+    """The array module of ``a``: CuPy for device arrays; NumPy only for the
+    kernel emulation of tests/test_cupy_emulated.py (``KERNELS`` replaced)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _device(a):
+    """Context manager selecting ``a``'s device (nothing for host arrays)."""
+    dev = getattr(a, "device", None)
+    return dev if hasattr(dev, "__enter__") else contextlib.nullcontext()
+
+
+def _device_id(xp):
+    return xp.cuda.Device().id if xp is not np else -1
+
+_NULL = np.uint64(0)  # a NULL pointer argument (8 bytes of zeros)
+_MODULES = {}         # (device id, compute, element, radius, rows) -> {name: RawKernel}
+_TABLES = {}          # (device id, n, taps, start, stop, dtype) -> (fwd, adj) device bands
+
+
+def kernels(compute, element, radius, rows):
+    """The four kernels of one specialisation on the current device (compiled
+    by NVRTC through cupy.RawModule on first use, then cached): name ->
+    callable(grid, block, args, shared_mem=bytes)."""
+    import cupy as cp
+
+    dev = cp.cuda.Device().id
+    key = (dev, compute, element, int(radius), int(rows))
+    got = _MODULES.get(key)
+    if got is None:
+        mod = cp.RawModule(code=_source.SOURCE,
+                           options=("--std=c++14",) + _source.options(compute, element, radius, rows))
+        smem = _source.smem_bytes(compute, radius, rows)
+        got = {}
+        for name in _source.KERNELS:
+            k = mod.get_function(name)
+            if smem[name] > 48 * 1024:
+                k.max_dynamic_shared_size_bytes = smem[name]
+            got[name] = k
+        _MODULES[key] = got
+    return got
+
+
+# The kernel provider: ``kernels`` (CuPy), replaced by the tests' emulation.
+KERNELS = kernels
+
+
+class _DevBand:
+    __slots__ = ("off", "lo", "hi", "tlo", "thi", "taps")
+
+    def __init__(self, band, dt, xp):
+        self.off, self.lo, self.hi = int(band.off), int(band.lo), int(band.hi)
+        g = np.asarray(band.g, dtype=np.float64)
+        full = np.concatenate([g[::-1], g[1:]])
+        self.taps = xp.asarray(full.astype(dt))
+        self.tlo = xp.asarray(np.ascontiguousarray(band.tab_lo, dtype=dt).reshape(-1)) \
+            if band.tab_lo.size else xp.zeros(1, dt)
+        self.thi = xp.asarray(np.ascontiguousarray(band.tab_hi, dtype=dt).reshape(-1)) \
+            if band.tab_hi.size else xp.zeros(1, dt)
+
+
+def _bands_on_device(n, taps, start, stop, dt, xp):
+    key = (_device_id(xp), n, taps, start, stop, dt.char)
+    got = _TABLES.get(key)
+    if got is None:
+        fwd, adj = _bands.band_pair(n, taps, start, stop, dt.char)
+        got = (_DevBand(fwd, dt, xp), _DevBand(adj, dt, xp))
+        _TABLES[key] = got
+    return got
+
+
+def _stand_in(a):
+    """A NumPy array of ``a``'s shape and dtype without memory (validation only)."""
+    return np.broadcast_to(np.zeros((), dtype=a.dtype), a.shape)
+
+
+def _same_device(x, y, names):
+    if getattr(x.device, "id", None) != getattr(y.device, "id", None):
+        raise ValueError(f"{names[0]} is on GPU {x.device.id} and {names[1]} on GPU "
+                         f"{y.device.id}: put both on one device (cupy.asarray under "
+                         "`with cupy.cuda.Device(i)`)")
+
+
+def _params(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, covariance,
+            border, channel_axis, spatial_dims, names=("x", "y")):
+    """The CPU path's validation (fastssim._ssim.plan) on stand-ins: the
+    same errors, word for word, for the same arguments."""
+    xs, ys = _stand_in(x), _stand_in(y)
+    xs, ys, cax = check_layout(xs, ys, channel_axis, spatial_dims, names, broadcast=True)
+    sd = int(spatial_dims)
+    if sd != 2:
+        raise NotImplementedError("fastssim on CuPy arrays: spatial_dims=3 (volumes) is not "
+                                  "implemented on the GPU yet; use NumPy arrays (cupy.asnumpy)")
+    shape = xs.shape if xs.shape == ys.shape else broadcast_batch(xs.shape, ys.shape, cax, sd, names)
+    if data_range is None:
+        if xs.dtype.kind == "f" or ys.dtype.kind == "f":
+            raise ValueError(
+                "data_range is required for floating-point input: pass the span of "
+                "values the images can take (e.g. 1.0 for [0, 1], 255.0 for [0, 255])")
+        lo, hi = dtype_range[xs.dtype.type]
+        data_range = float(hi) - float(lo)
+    R = check_data_range(data_range)
+    K1 = check_positive(K1, "K1", allow_zero=True)
+    K2 = check_positive(K2, "K2", allow_zero=True)
+    if not isinstance(border, str) or border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    if cax is not None:
+        moved = np.moveaxis(np.empty(shape, dtype=np.bool_), cax, -(sd + 1)).shape
+        batch_shape, nchan, spatial = moved[: -(sd + 1)], moved[-(sd + 1)], moved[-sd:]
+    else:
+        batch_shape, nchan, spatial = shape[:-sd], 1, shape[-sd:]
+    ntap = _window_size(window, sigma, truncate, win_size)
+    if ntap > min(spatial):
+        raise ValueError(
+            f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
+            f"(input shape {shape}); every spatial side needs at least {ntap} px. "
+            "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims")
+    taps = _window(window, sigma, truncate, win_size)
+    r = (ntap - 1) // 2
+    if covariance == "population":
+        cov = 1.0
+    elif covariance == "sample" and isinstance(covariance, str):
+        NP = ntap ** sd
+        if NP < 2:
+            raise ValueError("covariance='sample' needs a window of more than one sample")
+        cov = NP / (NP - 1.0)
+    else:
+        raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
+    ftype = float_type(np.result_type(xs.dtype, ys.dtype)) if xs.dtype != ys.dtype \
+        else float_type(xs.dtype)
+    C1, C2 = check_constants(K1, K2, R)
+    ftype = compute_type(ftype, C1, C2)
+    return dict(cax=cax, shape=tuple(shape), batch_shape=tuple(batch_shape), nchan=nchan,
+                spatial=tuple(spatial), taps=taps, r=r, C1=C1, C2=C2, cov=cov, ftype=ftype,
+                border=border)
+
+
+class _Layout:
+    """The engine layout of one call: planes (P, H, W), or interleaved
+    channels (B, H, W, C) read in place (nci = C)."""
+
+    def __init__(self, x, y, q):
+        self.q = q
+        self.xp = cp = _xp(x)
+        self.user_shapes = (x.shape, y.shape)
+        shape, cax, sp = q["shape"], q["cax"], q["spatial"]
+        ft = q["ftype"]
+        if x.shape != shape:
+            x = cp.broadcast_to(x, shape)
+        if y.shape != shape:
+            y = cp.broadcast_to(y, shape)
+        same = x.dtype == y.dtype and x.dtype.isnative
+        el = x.dtype.name if same and x.dtype.name in _source.ELEMENT[ft.name] else ft.name
+        self.element = el
+        self.nci = 1
+        if cax is not None and cax == len(shape) - 1 and q["nchan"] > 1:
+            self.nci = q["nchan"]
+            self.xe, self.ye = (cp.ascontiguousarray(a, dtype=el).reshape((-1,) + sp + (self.nci,))
+                                for a in (x, y))
+        else:
+            if cax is not None:
+                x, y = (cp.moveaxis(a, cax, -(len(sp) + 1)) for a in (x, y))
+            self.xe, self.ye = (cp.ascontiguousarray(a, dtype=el).reshape((-1,) + sp)
+                                for a in (x, y))
+        self.P = math.prod(q["batch_shape"]) * q["nchan"]
+        self.B = self.P // self.nci
+
+    def shape(self, spatial):
+        if self.nci == 1:
+            return (self.P,) + tuple(spatial)
+        return (self.B,) + tuple(spatial) + (self.nci,)
+
+    def to_user(self, a):
+        q, cp = self.q, self.xp
+        if self.nci > 1 or q["cax"] is None:
+            return a.reshape(q["batch_shape"] + a.shape[1:])
+        a = a.reshape(q["batch_shape"] + (q["nchan"],) + a.shape[1:])
+        return cp.moveaxis(a, len(q["batch_shape"]), q["cax"])
+
+    def from_user(self, c, spatial, name):
+        """A map-shaped cotangent (caller layout) in the engine layout."""
+        cp = self.xp
+        expect = self.to_user(cp.empty(self.shape(spatial), dtype=cp.bool_)).shape \
+            if self.nci == 1 else tuple(self.q["batch_shape"]) + tuple(spatial) + (self.nci,)
+        if tuple(c.shape) != tuple(expect):
+            raise ValueError(f"{name}: expected the shape of the SSIM map, {tuple(expect)} "
+                             f"(border={self.q['border']!r}), got {tuple(c.shape)}")
+        ft = self.q["ftype"]
+        if self.nci > 1:
+            return cp.ascontiguousarray(c, dtype=ft).reshape(self.shape(spatial))
+        cax = self.q["cax"]
+        if cax is not None:
+            c = cp.moveaxis(c, cax, -(len(spatial) + 1))
+        return cp.ascontiguousarray(c, dtype=ft).reshape((-1,) + tuple(spatial))
+
+    def sum_to(self, g, side):
+        """A broadcast-shape gradient summed to input ``side``'s own shape."""
+        shape = self.user_shapes[side]
+        if g.shape == shape:
+            return g
+        lead = g.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+        return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(g.dtype, copy=False)
+
+    def values(self, sums, n_valid):
+        q = self.q
+        v = (sums / n_valid).reshape(q["batch_shape"] + (q["nchan"],)).mean(axis=-1)
+        return v
+
+
+_FORM = {"ssim": 0, "cs": 1, "l": 2, "mean": 3}
+
+
+def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wscal=0.0):
+    """One fused run: (sums (P,) float64, map, gx, gy), all on the device."""
+    q, cp = lay.q, lay.xp
+    ft = np.dtype(q["ftype"])
+    real = np.float32 if ft == np.float32 else np.float64
+    (n0, n2), r, taps = q["spatial"], q["r"], tuple(q["taps"])
+    rows = _source.tile_rows(ft.name, r)
+    if rows == 0:
+        raise NotImplementedError(
+            f"fastssim on CuPy arrays: a {2 * r + 1}-tap window is too wide for the GPU "
+            f"kernels' shared-memory tile (at most {2 * _source.max_radius(ft.name) + 1} taps "
+            f"in {ft.name}); use NumPy arrays for it")
+    if lay.P > 65535:
+        raise NotImplementedError("fastssim on CuPy arrays: more than 65535 planes per call")
+    k = KERNELS(ft.name, lay.element, r, rows)
+    f0, a0 = _bands_on_device(n0, taps, *map_region[0], ft, cp)
+    f2, a2 = _bands_on_device(n2, taps, *map_region[1], ft, cp)
+    o0, o2 = (b - a for a, b in map_region)
+    sreg = [(r - a, n - r - a) for (a, _), n in zip(map_region, (n0, n2))]
+    smem = _source.smem_bytes(ft.name, r, rows)
+    i32, i64 = np.int32, np.int64
+    P = lay.P
+    # per-plane shifts (fs_plane_shifts), on the device
+    shifts = []
+    for a in (lay.xe, lay.ye):
+        s = cp.empty(P, dtype=cp.float64)
+        k["fs_shifts"](((P + 127) // 128,), (128,),
+                       (a, i32(lay.nci), i64(a.size // lay.B if lay.nci > 1 else n0 * n2), i64(P),
+                        i32(n0), i32(1), i32(n2), s))
+        shifts.append(s)
+    plane_in = n0 * n2 * lay.nci if lay.nci > 1 else n0 * n2
+    plane_out = o0 * o2 * lay.nci if lay.nci > 1 else o0 * o2
+    mp = cp.empty(lay.shape((o0, o2)), dtype=ft) if want_map else None
+    pm = cp.empty((4, P, o0, o2), dtype=ft) if grad else None
+    grid = ((o2 + _source.FS_TX - 1) // _source.FS_TX, (o0 + rows - 1) // rows, P)
+    part = cp.empty(grid[0] * grid[1] * P, dtype=cp.float64)
+    block = (_source.FS_TX, _source.FS_TY)
+    k["fs_fwd"](grid, block, (
+        lay.xe, lay.ye, shifts[0], shifts[1], i32(n0), i32(n2), i32(o0), i32(o2),
+        i32(lay.nci), i64(plane_in), i64(plane_out),
+        i32(f0.off), i32(f0.lo), i32(f0.hi), f0.tlo, f0.thi,
+        i32(f2.off), i32(f2.lo), i32(f2.hi), f2.tlo, f2.thi,
+        f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(q["cov"]),
+        i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[1][0]), i32(sreg[1][1]),
+        mp if mp is not None else _NULL, wmap if wmap is not None else _NULL, real(wscal),
+        pm if pm is not None else _NULL, part), shared_mem=smem["fs_fwd"])
+    sums = cp.empty(P, dtype=cp.float64)
+    k["fs_reduce"]((P,), block, (part, i64(grid[0] * grid[1]), sums),
+                   shared_mem=smem["fs_reduce"])
+    gx = gy = None
+    if grad:
+        gx = cp.empty(lay.shape((n0, n2)), dtype=ft) if grad & 1 else None
+        gy = cp.empty(lay.shape((n0, n2)), dtype=ft) if grad & 2 else None
+        agrid = ((n2 + _source.FS_TX - 1) // _source.FS_TX, (n0 + rows - 1) // rows, P)
+        k["fs_adj"](agrid, block, (
+            lay.xe, lay.ye, shifts[0], shifts[1], i32(n0), i32(n2), i32(o0), i32(o2),
+            i32(lay.nci), i64(plane_in),
+            i32(a0.off), i32(a0.lo), i32(a0.hi), a0.tlo, a0.thi,
+            i32(a2.off), i32(a2.lo), i32(a2.hi), a2.tlo, a2.thi,
+            a0.taps, i32(_FORM[form]), pm, i32(grad),
+            gx if gx is not None else _NULL, gy if gy is not None else _NULL),
+            shared_mem=smem["fs_adj"])
+    return sums, mp, gx, gy
+
+
+def _map_region(q, full):
+    if q["border"] == "reflect" and full:
+        return tuple((0, n) for n in q["spatial"])
+    return tuple((q["r"], n - q["r"]) for n in q["spatial"])
+
+
+def _no_buffers(kw):
+    for name in ("map_out", "grad_out"):
+        if kw.pop(name, None) is not None:
+            raise NotImplementedError(f"fastssim on CuPy arrays: {name} is not supported on "
+                                      "the GPU yet; use the returned arrays")
+    kw.pop("workers", None)  # threads of the CPU engine: nothing to do on a GPU
+
+
+def ssim(x, y, *, full=False, gradient=None, **kw):
+    """fastssim.ssim on CuPy arrays (see its docstring): the value is a CuPy
+    array of the batch shape (0-d for one pair), maps and gradients CuPy
+    arrays in the input layout."""
+    from .._ssim import SSIMResult
+
+    _no_buffers(kw)
+    _same_device(x, y, ("x", "y"))
+    g = _grad_code(gradient)
+    full = check_bool(full, "full")
+    with _device(x):
+        q = _params(x, y, **_defaults(kw))
+        lay = _Layout(x, y, q)
+        mreg = _map_region(q, full)
+        n_valid = math.prod(n - 2 * q["r"] for n in q["spatial"])
+        sums, m, gx, gy = run(lay, map_region=mreg, want_map=full, grad=g,
+                              wscal=1.0 / (n_valid * q["nchan"]))
+        value = lay.values(sums, n_valid)
+        if not full and not g:
+            return value
+        return SSIMResult(value, lay.to_user(m) if full else None,
+                          lay.sum_to(lay.to_user(gx), 0) if gx is not None else None,
+                          lay.sum_to(lay.to_user(gy), 1) if gy is not None else None)
+
+
+def ssim_vjp(x, y, cotangent, *, wrt="x", **kw):
+    """fastssim.ssim_vjp on CuPy arrays: the gradient(s) as CuPy arrays."""
+    kw.pop("workers", None)
+    _same_device(x, y, ("x", "y"))
+    g = wrt_code(wrt)
+    if _xp(cotangent) is not _xp(x):
+        raise TypeError(f"cotangent: expected a CuPy array like x and y, got "
+                        f"{type(cotangent).__module__}.{type(cotangent).__name__}; fastssim "
+                        "never moves data between host and device silently")
+    with _device(x):
+        q = _params(x, y, **_defaults(kw))
+        lay = _Layout(x, y, q)
+        mreg = _map_region(q, True)
+        oshape = tuple(b - a for a, b in mreg)
+        w = lay.from_user(cotangent, oshape, "cotangent")
+        _, _, gx, gy = run(lay, map_region=mreg, grad=g, wmap=w)
+        if g == 1:
+            return lay.sum_to(lay.to_user(gx), 0)
+        if g == 2:
+            return lay.sum_to(lay.to_user(gy), 1)
+        return lay.sum_to(lay.to_user(gx), 0), lay.sum_to(lay.to_user(gy), 1)
+
+
+def loss_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kw):
+    """fastssim.losses.ssim on CuPy arrays: 1 - SSIM, its gradient by the
+    prediction and the map 1 - SSIM(p)."""
+    from ..losses import LossResult
+
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    r = ssim(prediction, target, data_range=data_range, full=full,
+             gradient="x" if gradient else None, **kw)
+    if not gradient and not full:
+        return 1.0 - r
+    return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
+                      (1.0 - r.map) if full else None)
+
+
+_DEFAULTS = dict(data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,
+                 K1=0.01, K2=0.03, covariance="population", border="reflect",
+                 channel_axis=None, spatial_dims=2)
+
+
+def _defaults(kw):
+    unknown = set(kw) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    return {**_DEFAULTS, **kw}

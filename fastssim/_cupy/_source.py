@@ -1,0 +1,460 @@
+"""CUDA source of the GPU backend and its specialisations (no CuPy import here).
+
+The kernels mirror the CPU engine (``fastssim/_src/engine_impl.h``) term for
+term, so that float64 results agree with it to rounding:
+
+* the moments are of the shifted samples u = x - s_x, v = y - s_y (per-plane
+  shifts computed exactly as ``fs_plane_shifts``), the four moment sources
+  being u, v, (u - v)^2 and u v;
+* the 1-D window operators are the CPU engine's *bands* (``fastssim/_bands.py``):
+  output i reads input i + off - r + k, k = 0..2r, with the symmetric taps in
+  the interior [lo, hi) and one table row per border output (zero-weight taps
+  skipped, as the CPU does), so 'reflect' (scipy 'reflect' = MATLAB
+  'symmetric') and 'valid' maps, and the adjoints, are nothing but tables;
+* the formula is eq. 1 in difference form (FS_L_TERMS / FS_CS_TERMS of the
+  engine: D >= 0 clamps, B == 0 read as 1, the 1 - D/B near 1 pick, the
+  clamp at -1), and the gradient maps are FS_L_PARTIALS / FS_CS_PARTIALS;
+* the gradient is eq. 10 in VJP form:
+  dL/dx = G^T(w F_mux) + 2 (u - v) G^T(w F_dd) + v G^T(w F_xy).
+
+Kernels (one module per specialisation: compute type, input element type,
+radius, tile height):
+
+``fs_fwd``
+    one block = a tile of FS_TX x FS_OTY outputs of one plane.  Both inputs'
+    tile (with the 2r halo) is loaded into shared memory (converted and
+    shifted), the along-row band pass writes the four filtered sources into
+    shared memory, the along-column pass forms the moments, the formula gives
+    the map value, and the block's sum of values over the sum region is
+    reduced in a fixed tree order (double) into one partial per block: no
+    floating-point atomics, so results are bitwise reproducible.  In gradient
+    mode it also writes the four cotangent-weighted partial-derivative maps.
+``fs_adj``
+    the gradient: the adjoint bands applied to the partial maps (the same
+    two-pass structure), combined with the samples by eq. 10.
+``fs_reduce``
+    one block per plane: the per-block partials, summed in a fixed order.
+``fs_shifts``
+    one thread per plane: the per-plane shift, the same sparse-grid mean
+    rounded to a multiple of 2^floor(log2(sd)) as the CPU engine.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SOURCE", "KERNELS", "ELEMENT", "REAL", "options", "tile_rows", "smem_bytes",
+           "specialisations", "FS_TX", "FS_TY", "MAX_SMEM"]
+
+FS_TX = 32          # output columns per block (one warp wide)
+FS_TY = 8           # thread rows per block
+MAX_SMEM = 227 * 1024  # opt-in dynamic shared memory of sm_80 .. sm_90 (sm_80: 163 KiB)
+KERNELS = ("fs_fwd", "fs_adj", "fs_reduce", "fs_shifts")
+
+# compute type -> C type
+REAL = {"float32": "float", "float64": "double"}
+# input element types the kernels read and convert themselves (the CPU
+# engine's FS_IN_* set), per compute type
+ELEMENT = {
+    "float32": {"float32": "float", "uint8": "unsigned char", "uint16": "unsigned short",
+                "int8": "signed char", "int16": "short"},
+    "float64": {"float64": "double", "float32": "float", "uint8": "unsigned char",
+                "uint16": "unsigned short", "int8": "signed char", "int16": "short"},
+}
+
+SOURCE = r"""
+// fastssim GPU kernels (see fastssim/_cupy/_source.py for the contract).
+// Compile-time parameters: FS_REAL, FS_XT, FS_R, FS_TX, FS_TY, FS_OTY.
+typedef FS_REAL REAL;
+typedef FS_XT XT;
+#define FS_W (2 * FS_R + 1)
+#define FS_IH (FS_OTY + 2 * FS_R)
+#define FS_IW (FS_TX + 2 * FS_R)
+#define FS_NT (FS_TX * FS_TY)
+
+enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2, FS_FORM_MEAN = 3 };
+
+// as s_pos / s_nz / s_gem1 / s_pick of engine_impl.h (NaN propagates)
+__device__ __forceinline__ REAL fs_pos(REAL v) { return v < 0 ? (REAL)0 : v; }
+__device__ __forceinline__ REAL fs_nz(REAL v) { return v == 0 ? (REAL)1 : v; }
+__device__ __forceinline__ REAL fs_gem1(REAL v) { return v < -1 ? (REAL)-1 : v; }
+__device__ __forceinline__ REAL fs_pick(REAL q, REAL A, REAL iB)
+{
+    const REAL near1 = (1 - q) + 0 * A, far = A * iB;
+    return q < (REAL)0.5 ? near1 : far;
+}
+
+// eq. 1 in difference form: FS_L_TERMS / FS_CS_TERMS of engine_impl.h
+#define FS_L_TERMS(vx, vy, sx, sy, C1)                                       \
+    const REAL ux = (vx) + (sx), uy = (vy) + (sy);                           \
+    const REAL du = ((vx) - (vy)) + ((sx) - (sy));                           \
+    const REAL A1 = 2 * (ux * uy) + (C1), D1 = du * du;                      \
+    const REAL B1 = fs_nz(A1 + D1)
+#define FS_CS_TERMS(vx, vy, md, mp, C2, cov)                                 \
+    const REAL dv = (vx) - (vy);                                             \
+    const REAL A2 = 2 * ((cov) * ((mp) - (vx) * (vy))) + (C2);               \
+    const REAL D2 = (cov) * fs_pos((md) - dv * dv);                          \
+    const REAL B2 = fs_nz(A2 + D2)
+// eqs. 8-9: FS_L_PARTIALS / FS_CS_PARTIALS of engine_impl.h
+#define FS_L_PARTIALS(wl, iB1, l, fmx, fmy)                                  \
+    do {                                                                     \
+        fmx = 2 * (wl) * (iB1) * (uy - ux * (l));                            \
+        fmy = 2 * (wl) * (iB1) * (ux - uy * (l));                            \
+    } while (0)
+#define FS_CS_PARTIALS(wc, iB2, cs, cov, fmx, fmy, fdd, fxy)                  \
+    do {                                                                     \
+        const REAL cw_ = (wc) * (cov) * (iB2);                               \
+        fmx = 2 * cw_ * (vx * (cs) - vy);                                    \
+        fmy = 2 * cw_ * (vy * (cs) - vx);                                    \
+        fdd = -cw_ * (cs);                                                   \
+        fxy = 2 * cw_ * (1 - (cs));                                          \
+    } while (0)
+
+// The value of the form (form_value of engine_impl.h).
+__device__ __forceinline__ REAL fs_value(int form, REAL vx, REAL vy, REAL md, REAL mp,
+                                         REAL C1, REAL C2, REAL cov, REAL sx, REAL sy)
+{
+    if (form == FS_FORM_SSIM) {
+        FS_L_TERMS(vx, vy, sx, sy, C1);
+        FS_CS_TERMS(vx, vy, md, mp, C2, cov);
+        const REAL iB1 = 1 / B1, iB2 = 1 / B2;
+        return fs_gem1(fs_pick(D1 * iB1, A1, iB1)) * fs_gem1(fs_pick(D2 * iB2, A2, iB2));
+    } else if (form == FS_FORM_CS) {
+        FS_CS_TERMS(vx, vy, md, mp, C2, cov);
+        const REAL iB2 = 1 / B2;
+        return fs_gem1(fs_pick(D2 * iB2, A2, iB2));
+    } else if (form == FS_FORM_L) {
+        FS_L_TERMS(vx, vy, sx, sy, C1);
+        const REAL iB1 = 1 / B1;
+        return fs_gem1(fs_pick(D1 * iB1, A1, iB1));
+    }
+    return vx + sx;
+}
+
+// Value and the w-weighted partials by (mu_x, mu_y, E[(x-y)^2], E[xy])
+// (form_grad of engine_impl.h).
+__device__ __forceinline__ REAL fs_grad(int form, REAL vx, REAL vy, REAL md, REAL mp,
+                                        REAL C1, REAL C2, REAL cov, REAL sx, REAL sy,
+                                        REAL wj, REAL *f)
+{
+    if (form == FS_FORM_SSIM) {
+        FS_L_TERMS(vx, vy, sx, sy, C1);
+        FS_CS_TERMS(vx, vy, md, mp, C2, cov);
+        const REAL iB1 = 1 / B1, iB2 = 1 / B2;
+        const REAL l = fs_pick(D1 * iB1, A1, iB1), cs = fs_pick(D2 * iB2, A2, iB2);
+        REAL ax, ay, bx, by, bd, bp;
+        FS_L_PARTIALS(wj * cs, iB1, l, ax, ay);
+        FS_CS_PARTIALS(wj * l, iB2, cs, cov, bx, by, bd, bp);
+        f[0] = ax + bx; f[1] = ay + by; f[2] = bd; f[3] = bp;
+        return fs_gem1(l) * fs_gem1(cs);
+    } else if (form == FS_FORM_CS) {
+        FS_CS_TERMS(vx, vy, md, mp, C2, cov);
+        const REAL iB2 = 1 / B2, cs = fs_pick(D2 * iB2, A2, iB2);
+        FS_CS_PARTIALS(wj, iB2, cs, cov, f[0], f[1], f[2], f[3]);
+        return fs_gem1(cs);
+    } else if (form == FS_FORM_MEAN) {
+        f[0] = wj; f[1] = 0; f[2] = 0; f[3] = 0;
+        return vx + sx;
+    }
+    FS_L_TERMS(vx, vy, sx, sy, C1);
+    const REAL iB1 = 1 / B1, l = fs_pick(D1 * iB1, A1, iB1);
+    FS_L_PARTIALS(wj, iB1, l, f[0], f[1]);
+    f[2] = 0; f[3] = 0;
+    return fs_gem1(l);
+}
+
+// One 1-D band (fastssim/_bands.py): output i reads input i + off - r + k.
+struct fs_bandp {
+    int n_in, n_out, off, lo, hi;
+    const REAL *tlo, *thi;  // (lo, 2r+1) and (n_out - hi, 2r+1) border rows
+};
+
+// Weight k of output i; interior rows use the taps g (shared memory).
+__device__ __forceinline__ REAL fs_bw(const fs_bandp &b, const REAL *g, int i, int k)
+{
+    if (i >= b.lo && i < b.hi) return g[k];
+    if (i < b.lo) return b.tlo[(long long)i * FS_W + k];
+    return b.thi[(long long)(i - b.hi) * FS_W + k];
+}
+
+// Offset of element (i, j) of plane p: item p / nci, channel p % nci, rows
+// of ncol samples nci elements apart.
+__device__ __forceinline__ long long fs_at(int p, int nci, long long plane, int i, int j, int ncol)
+{
+    return (long long)(p / nci) * plane + p % nci + ((long long)i * ncol + j) * nci;
+}
+
+// Fixed-order block reduction of one double per thread (tree over FS_NT).
+__device__ __forceinline__ double fs_block_sum(double v, double *red)
+{
+    const int t = threadIdx.y * FS_TX + threadIdx.x;
+    red[t] = v;
+    __syncthreads();
+    for (int s = FS_NT / 2; s > 0; s >>= 1) {
+        if (t < s) red[t] = red[t] + red[t + s];
+        __syncthreads();
+    }
+    return red[0];
+}
+
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
+       const double *__restrict__ shx, const double *__restrict__ shy,
+       int n0, int n2, int o0, int o2, int nci, long long plane_in, long long plane_out,
+       int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
+       int off2, int lo2, int hi2, const REAL *tlo2, const REAL *thi2,
+       const REAL *__restrict__ taps, int form, REAL C1, REAL C2, REAL cov,
+       int s0a, int s0b, int s2a, int s2b,
+       REAL *__restrict__ map, const REAL *__restrict__ wmap, REAL wscal,
+       REAL *__restrict__ pm, double *__restrict__ part)
+{
+    extern __shared__ double fs_smem[];
+    double *red = fs_smem;                           // FS_NT
+    REAL *tx_ = (REAL *)(fs_smem + FS_NT);           // FS_IH x FS_IW, shifted x
+    REAL *ty_ = tx_ + FS_IH * FS_IW;                 // shifted y
+    REAL *hs = ty_ + FS_IH * FS_IW;                  // 4 x FS_IH x FS_TX filtered sources
+    REAL *g = hs + 4 * FS_IH * FS_TX;                // FS_W taps
+    const fs_bandp b0 = {n0, o0, off0, lo0, hi0, tlo0, thi0};
+    const fs_bandp b2 = {n2, o2, off2, lo2, hi2, tlo2, thi2};
+    const int p = blockIdx.z, tid = threadIdx.y * FS_TX + threadIdx.x;
+    const int i0 = blockIdx.y * FS_OTY, j0 = blockIdx.x * FS_TX;
+    const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+    for (int k = tid; k < FS_W; k += FS_NT) g[k] = taps[k];
+    // the tile of both inputs with its halo, converted and shifted (zeros
+    // where no input exists: the band weights there are zero too)
+    const int q0 = i0 + off0 - FS_R, c0 = j0 + off2 - FS_R;
+    for (int e = tid; e < FS_IH * FS_IW; e += FS_NT) {
+        const int a = e / FS_IW, b = e % FS_IW, qi = q0 + a, qj = c0 + b;
+        REAL u = 0, v = 0;
+        if (qi >= 0 && qi < n0 && qj >= 0 && qj < n2) {
+            const long long o = fs_at(p, nci, plane_in, qi, qj, n2);
+            u = (REAL)x[o] - sx;
+            v = (REAL)y[o] - sy;
+        }
+        tx_[e] = u;
+        ty_[e] = v;
+    }
+    __syncthreads();
+    // along-row pass: the four sources u, v, (u - v)^2, u v, filtered
+    const int j = j0 + threadIdx.x;
+    for (int a = threadIdx.y; a < FS_IH; a += FS_TY) {
+        REAL m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+        if (j < o2) {
+            const REAL *ru = tx_ + a * FS_IW + threadIdx.x, *rv = ty_ + a * FS_IW + threadIdx.x;
+            const bool inner = j >= b2.lo && j < b2.hi;
+            for (int k = 0; k < FS_W; k++) {
+                const REAL w = inner ? g[k] : fs_bw(b2, g, j, k);
+                if (!inner && w == 0) continue;
+                const REAL u = ru[k], v = rv[k];
+                m0 += u * w;
+                m1 += v * w;
+                m2 += ((u - v) * (u - v)) * w;
+                m3 += (u * v) * w;
+            }
+        }
+        hs[(0 * FS_IH + a) * FS_TX + threadIdx.x] = m0;
+        hs[(1 * FS_IH + a) * FS_TX + threadIdx.x] = m1;
+        hs[(2 * FS_IH + a) * FS_TX + threadIdx.x] = m2;
+        hs[(3 * FS_IH + a) * FS_TX + threadIdx.x] = m3;
+    }
+    __syncthreads();
+    // along-column pass, the formula, the map, the partial maps, the sum
+    double acc = 0;
+    const long long plane_map = (long long)o0 * o2;
+    for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
+        const int i = i0 + oy;
+        if (i >= o0 || j >= o2) continue;
+        REAL mo[4] = {0, 0, 0, 0};
+        const bool inner = i >= b0.lo && i < b0.hi;
+        for (int k = 0; k < FS_W; k++) {
+            const REAL w = inner ? g[k] : fs_bw(b0, g, i, k);
+            if (!inner && w == 0) continue;
+            for (int c = 0; c < 4; c++) mo[c] += hs[(c * FS_IH + oy + k) * FS_TX + threadIdx.x] * w;
+        }
+        const bool insum = i >= s0a && i < s0b && j >= s2a && j < s2b;
+        REAL val;
+        if (pm) {
+            const long long om = fs_at(p, nci, plane_out, i, j, o2);
+            const REAL wj = wmap ? wmap[om] : (insum ? wscal : (REAL)0);
+            REAL f[4];
+            val = fs_grad(form, mo[0], mo[1], mo[2], mo[3], C1, C2, cov, sx, sy, wj, f);
+            const long long o = (long long)p * plane_map + (long long)i * o2 + j;
+            const long long P = gridDim.z;
+            for (int c = 0; c < 4; c++) pm[c * P * plane_map + o] = f[c];
+        } else {
+            val = fs_value(form, mo[0], mo[1], mo[2], mo[3], C1, C2, cov, sx, sy);
+        }
+        if (map) map[fs_at(p, nci, plane_out, i, j, o2)] = val;
+        if (insum) acc += (double)val;
+    }
+    const double s = fs_block_sum(acc, red);
+    if (tid == 0) part[((long long)p * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = s;
+}
+
+// The gradient (eq. 10, VJP form): the adjoint bands a0, a2 (map -> input
+// grid) applied to the partial maps pm, then combined with the samples.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
+       const double *__restrict__ shx, const double *__restrict__ shy,
+       int n0, int n2, int o0, int o2, int nci, long long plane_in,
+       int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
+       int off2, int lo2, int hi2, const REAL *tlo2, const REAL *thi2,
+       const REAL *__restrict__ taps, int form, const REAL *__restrict__ pm, int grad,
+       REAL *__restrict__ gx, REAL *__restrict__ gy)
+{
+    extern __shared__ double fs_smem[];
+    REAL *hs = (REAL *)fs_smem;            // 4 x FS_IH x FS_TX
+    REAL *g = hs + 4 * FS_IH * FS_TX;      // FS_W taps
+    // adjoint bands: outputs are input-grid samples (n0 x n2), inputs map samples
+    const fs_bandp b0 = {o0, n0, off0, lo0, hi0, tlo0, thi0};
+    const fs_bandp b2 = {o2, n2, off2, lo2, hi2, tlo2, thi2};
+    const int p = blockIdx.z, tid = threadIdx.y * FS_TX + threadIdx.x;
+    const int i0 = blockIdx.y * FS_OTY, j0 = blockIdx.x * FS_TX;
+    const long long P = gridDim.z, plane_map = (long long)o0 * o2;
+    const int nsrc = form == FS_FORM_MEAN ? 1 : 4;
+    for (int k = tid; k < FS_W; k += FS_NT) g[k] = taps[k];
+    __syncthreads();
+    const int j = j0 + threadIdx.x, q0 = i0 + off0 - FS_R;
+    for (int a = threadIdx.y; a < FS_IH; a += FS_TY) {
+        const int mi = q0 + a;  // map row
+        REAL m[4] = {0, 0, 0, 0};
+        if (j < n2 && mi >= 0 && mi < o0) {
+            const bool inner = j >= b2.lo && j < b2.hi;
+            const long long row = (long long)p * plane_map + (long long)mi * o2;
+            for (int k = 0; k < FS_W; k++) {
+                const int mj = j + off2 - FS_R + k;
+                if (mj < 0 || mj >= o2) continue;
+                const REAL w = inner ? g[k] : fs_bw(b2, g, j, k);
+                if (!inner && w == 0) continue;
+                for (int c = 0; c < nsrc; c++) m[c] += pm[c * P * plane_map + row + mj] * w;
+            }
+        }
+        for (int c = 0; c < 4; c++) hs[(c * FS_IH + a) * FS_TX + threadIdx.x] = m[c];
+    }
+    __syncthreads();
+    const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+    for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
+        const int i = i0 + oy;
+        if (i >= n0 || j >= n2) continue;
+        REAL A[4] = {0, 0, 0, 0};
+        const bool inner = i >= b0.lo && i < b0.hi;
+        for (int k = 0; k < FS_W; k++) {
+            const REAL w = inner ? g[k] : fs_bw(b0, g, i, k);
+            if (!inner && w == 0) continue;
+            for (int c = 0; c < nsrc; c++) A[c] += hs[(c * FS_IH + oy + k) * FS_TX + threadIdx.x] * w;
+        }
+        const long long o = fs_at(p, nci, plane_in, i, j, n2);
+        if (form == FS_FORM_MEAN) {  // a windowed mean: the adjoint of the mean alone
+            if (grad & 1) gx[o] = A[0];
+            if (grad & 2) gy[o] = 0;
+            continue;
+        }
+        const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
+        // combine() of engine_impl.h: am + 2 (u - v) ass + v axy
+        if (grad & 1) gx[o] = A[0] + 2 * (u - v) * A[2] + v * A[3];
+        if (grad & 2) gy[o] = A[1] + 2 * (v - u) * A[2] + u * A[3];
+    }
+}
+
+// Per-plane sums of the per-block partials, in a fixed order.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_reduce(const double *__restrict__ part, long long nblk, double *__restrict__ out)
+{
+    extern __shared__ double fs_smem[];
+    const int t = threadIdx.y * FS_TX + threadIdx.x;
+    const double *src = part + (long long)blockIdx.x * nblk;
+    double acc = 0;
+    for (long long b = t; b < nblk; b += FS_NT) acc += src[b];
+    const double s = fs_block_sum(acc, fs_smem);
+    if (t == 0) out[blockIdx.x] = s;
+}
+
+// fs_plane_shifts of engine.c, one thread per plane (the same sequential sums).
+extern "C" __global__ void
+fs_shifts(const XT *__restrict__ x, int nci, long long plane_in, long long P,
+          int n0, int n1, int n2, double *__restrict__ out)
+{
+    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= P) return;
+    const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;
+    const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;
+    const long long base = (p / nci) * plane_in + p % nci;
+    double sum = 0, ss = 0;
+    long long cnt = 0;
+    for (int a = 0; a < n0; a += s0)
+        for (int b = 0; b < n1; b += s1)
+            for (int c = 0; c < n2; c += s2) {
+                const double v = (double)x[base + (((long long)a * n1 + b) * n2 + c) * nci];
+                if (isfinite(v)) { sum += v; cnt++; }
+            }
+    const double mean = cnt ? sum / (double)cnt : 0.0;
+    for (int a = 0; a < n0; a += s0)
+        for (int b = 0; b < n1; b += s1)
+            for (int c = 0; c < n2; c += s2) {
+                const double v = (double)x[base + (((long long)a * n1 + b) * n2 + c) * nci];
+                if (isfinite(v)) ss += (v - mean) * (v - mean);
+            }
+    const double sd = cnt ? sqrt(ss / (double)cnt) : 0.0;
+    double shift = mean;
+    if (sd > 0 && isfinite(sd)) {
+        int e;
+        (void)frexp(sd, &e);
+        const double q = ldexp(1.0, e - 1);
+        shift = nearbyint(mean / q) * q;
+    }
+    out[p] = shift;
+}
+"""
+
+
+def options(compute: str, element: str, radius: int, rows: int) -> tuple:
+    """NVRTC options (the -D defines) of one specialisation."""
+    return (f"-DFS_REAL={REAL[compute]}", f"-DFS_XT={ELEMENT[compute][element]}",
+            f"-DFS_R={int(radius)}", f"-DFS_TX={FS_TX}", f"-DFS_TY={FS_TY}",
+            f"-DFS_OTY={int(rows)}")
+
+
+def smem_bytes(compute: str, radius: int, rows: int) -> dict:
+    """Dynamic shared memory of each kernel (bytes) for a specialisation."""
+    sz = 4 if compute == "float32" else 8
+    ih, iw, w = rows + 2 * radius, FS_TX + 2 * radius, 2 * radius + 1
+    return {
+        "fs_fwd": FS_TX * FS_TY * 8 + (2 * ih * iw + 4 * ih * FS_TX + w) * sz,
+        "fs_adj": (4 * ih * FS_TX + w) * sz,
+        "fs_reduce": FS_TX * FS_TY * 8,
+        "fs_shifts": 0,
+    }
+
+
+def tile_rows(compute: str, radius: int, limit: int = MAX_SMEM) -> int:
+    """Output rows per block: the tallest of 32, 16, 8 whose forward tile fits
+    in ``limit`` bytes of shared memory (a taller tile reads its 2r halo rows
+    for more outputs); 0 if none fits (the window is too wide for one tile)."""
+    for rows in (32, 16, 8):
+        if smem_bytes(compute, radius, rows)["fs_fwd"] <= min(limit, 96 * 1024) or (
+                rows == 8 and smem_bytes(compute, radius, rows)["fs_fwd"] <= limit):
+            return rows
+    return 0
+
+
+def max_radius(compute: str, limit: int = MAX_SMEM) -> int:
+    """The widest window radius a tile fits for (shared memory ``limit``)."""
+    r = 0
+    while tile_rows(compute, r + 1, limit):
+        r += 1
+    return r
+
+
+def specialisations():
+    """Representative specialisations the library requests, for compile checks:
+    every (compute type, input element type) pair at the default Gaussian
+    radius (5) and box radius (3), and each compute type over radii 0..16,
+    the Zhao per-pixel radii (sigma 0.5..8 at truncate 3.5: 2, 4, 7, 14, 28)
+    and the widest radius that fits a tile."""
+    out = []
+    for compute in ("float32", "float64"):
+        radii = set(range(0, 17)) | {28, max_radius(compute)}
+        for el in ELEMENT[compute]:
+            for r in (3, 5):
+                out.append((compute, el, r, tile_rows(compute, r)))
+        for r in sorted(radii):
+            out.append((compute, compute, r, tile_rows(compute, r)))
+    return sorted(set(out))

@@ -1,0 +1,206 @@
+"""The GPU kernels executed on the CPU, against the CPU engine (issue 12).
+
+No GPU is needed: tests/cuda_emulator.cpp compiles the kernel source
+(fastssim/_cupy/_source.py) verbatim as C++ with g++, every CUDA thread of a
+block a std::thread and __syncthreads() a std::barrier, and the GPU driver
+(fastssim._cupy._driver) runs with that in place of cupy.RawModule and NumPy
+in place of CuPy.  So the driver's layouts, band tables, offsets and sum
+regions and the kernels' tiling, indexing, formulas and fixed-order
+reductions are all executed.  What this cannot check is the GPU itself
+(FMA contraction, the memory model, launch limits): tests/test_cupy_device.py
+does that on a GPU.
+
+Reference: the CPU backend (the same public function on the same arrays).
+Tolerance: float64 values and maps to 1e-12 (relative to max(1, |value|)),
+gradients to 1e-12 of their largest element; float32 to the CPU float64
+result within 2e-6 (values) and 2e-5 (maps), the float32 accuracy
+tests/test_exactness.py states for the CPU engine.  Skips where g++ with
+C++20 <barrier> is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastssim
+from fastssim._cupy import _driver, _source
+
+from conftest import pair
+
+HERE = Path(__file__).parent
+GXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """Swap the driver's kernel provider for the emulator (built per specialisation)."""
+    if GXX is None:
+        pytest.skip("no C++ compiler (g++) for the kernel emulator")
+    root = tmp_path_factory.mktemp("cuda_emu")
+    (root / "fastssim_kernels.cu").write_text(_source.SOURCE)
+    libs = {}
+
+    def provider(compute, element, radius, rows):
+        key = (compute, element, radius, rows)
+        if key not in libs:
+            opts = [o for o in _source.options(*key)]
+            tag = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+            so = root / f"emu_{tag}.so"
+            cmd = [GXX, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC",
+                   f"-I{root}", *opts, str(HERE / "cuda_emulator.cpp"), "-o", str(so)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                if "barrier" in res.stderr and "No such file" in res.stderr:
+                    pytest.skip("the C++ compiler has no C++20 <barrier>")
+                raise RuntimeError(res.stderr)
+            lib = ctypes.CDLL(str(so))
+            lib.emu_launch.restype = ctypes.c_int
+            libs[key] = lib
+        lib = libs[key]
+        return {name: _kernel(lib, name) for name in _source.KERNELS}
+
+    old = _driver.KERNELS
+    _driver.KERNELS = provider
+    _driver._TABLES.clear()
+    yield
+    _driver.KERNELS = old
+    _driver._TABLES.clear()
+
+
+_CT = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.uint64: ctypes.c_uint64,
+       np.float32: ctypes.c_float, np.float64: ctypes.c_double}
+
+
+def _kernel(lib, name):
+    def launch(grid, block, args, shared_mem=0):
+        assert shared_mem <= _source.MAX_SMEM
+        grid = tuple(grid) + (1,) * (3 - len(grid))
+        block = tuple(block) + (1,) * (3 - len(block))
+        assert grid[1] <= 65535 and grid[2] <= 65535
+        keep = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous
+                keep.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                keep.append(_CT[type(a)](a))
+        ptrs = (ctypes.c_void_p * len(keep))(*[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p)
+                                               for k in keep])
+        rc = lib.emu_launch(name.encode(), *[ctypes.c_uint(v) for v in grid + block], ptrs)
+        assert rc == 0
+    return launch
+
+
+def _close(g, c, what, tol=1e-12):
+    g, c = np.asarray(g), np.asarray(c)
+    assert g.shape == c.shape, (what, g.shape, c.shape)
+    scale = max(1.0, float(np.max(np.abs(c)))) if what != "gradient" else float(np.max(np.abs(c)))
+    err = float(np.max(np.abs(g.astype(np.float64) - c)))
+    assert err <= tol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
+
+
+CASES = [
+    ((37, 53), {}),
+    ((11, 11), {}),
+    ((12, 13), dict(window="uniform", win_size=3)),
+    ((2, 40, 33), {}),
+    ((1, 19, 45, 3), dict(channel_axis=-1)),
+    ((2, 3, 21, 25), dict(channel_axis=1)),
+    ((40, 36), dict(window="uniform", win_size=7, covariance="sample")),
+    ((30, 34), dict(sigma=0.5)),
+    ((45, 40), dict(sigma=3.0)),
+    ((40, 41), dict(border="valid")),
+    ((23, 40), dict(K1=0.0, K2=0.0)),
+    ((9, 35), dict(window="uniform", win_size=9)),
+]
+
+
+@pytest.mark.parametrize("shape,kw", CASES, ids=[f"{s}-{k}" for s, k in CASES])
+@pytest.mark.parametrize("gradient", [None, "both"])
+def test_ssim_float64_matches_cpu(emulated, shape, kw, gradient):
+    x, y = pair(shape, seed=len(shape) * 7 + shape[-1])
+    cpu = fastssim.ssim(x, y, data_range=1.0, full=True, gradient=gradient, **kw)
+    gpu = _driver.ssim(x, y, data_range=1.0, full=True, gradient=gradient, **kw)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.map, cpu.map, "map")
+    assert gpu.map.dtype == cpu.map.dtype
+    for a, b in ((gpu.grad_x, cpu.grad_x), (gpu.grad_y, cpu.grad_y)):
+        assert (a is None) == (b is None)
+        if b is not None:
+            _close(a, b, "gradient")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_integer_inputs(emulated, dtype):
+    x, y = pair((25, 38), dtype=dtype, seed=5)
+    cpu = fastssim.ssim(x, y, gradient="y")
+    gpu = _driver.ssim(x, y, gradient="y")
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.grad_y, cpu.grad_y, "gradient")
+
+
+def test_broadcast_batch(emulated):
+    x, _ = pair((1, 20, 21), seed=8)
+    _, y = pair((3, 20, 21), seed=9)
+    cpu = fastssim.ssim(x, y, data_range=1.0, gradient="both")
+    gpu = _driver.ssim(x, y, data_range=1.0, gradient="both")
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.grad_x, cpu.grad_x, "gradient")
+    _close(gpu.grad_y, cpu.grad_y, "gradient")
+
+
+@pytest.mark.parametrize("shape,kw", [((25, 27), {}), ((2, 17, 19, 3), dict(channel_axis=-1)),
+                                      ((21, 22), dict(border="valid", window="uniform",
+                                                      win_size=5))])
+@pytest.mark.parametrize("wrt", ["x", "y", "both"])
+def test_vjp_matches_cpu(emulated, shape, kw, wrt):
+    x, y = pair(shape, seed=11)
+    m = fastssim.ssim(x, y, data_range=1.0, full=True, **kw).map
+    w = np.random.default_rng(3).standard_normal(m.shape)
+    cpu = fastssim.ssim_vjp(x, y, w, wrt=wrt, data_range=1.0, **kw)
+    gpu = _driver.ssim_vjp(x, y, w, wrt=wrt, data_range=1.0, **kw)
+    for a, b in zip(gpu if wrt == "both" else (gpu,), cpu if wrt == "both" else (cpu,)):
+        _close(a, b, "gradient")
+
+
+@pytest.mark.parametrize("kw", [{}, dict(window="uniform", win_size=5)])
+def test_float32_within_the_stated_tolerance(emulated, kw):
+    x, y = pair((2, 27, 31), seed=13)
+    ref = fastssim.ssim(x, y, data_range=1.0, full=True, **kw)
+    gpu = _driver.ssim(x.astype(np.float32), y.astype(np.float32), data_range=1.0, full=True, **kw)
+    assert gpu.map.dtype == np.float32
+    _close(gpu.value, ref.value, "value", 2e-6)
+    _close(gpu.map, ref.map, "map", 2e-5)
+
+
+def test_loss_ssim(emulated):
+    x, y = pair((2, 23, 24), seed=23)
+    cpu = fastssim.losses.ssim(x, y, data_range=1.0, gradient=True, full=True)
+    gpu = _driver.loss_ssim(x, y, data_range=1.0, gradient=True, full=True)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.grad, cpu.grad, "gradient")
+    _close(gpu.map, cpu.map, "map")
+
+
+def test_nan_propagates_like_the_cpu(emulated):
+    x, y = pair((24, 25), seed=29)
+    x[3, 20] = np.nan
+    cpu = fastssim.ssim(x, y, data_range=1.0, full=True, gradient="x")
+    gpu = _driver.ssim(x, y, data_range=1.0, full=True, gradient="x")
+    np.testing.assert_array_equal(np.isnan(gpu.map), np.isnan(cpu.map))
+    np.testing.assert_array_equal(np.isnan(gpu.grad_x), np.isnan(cpu.grad_x))
+    assert np.isnan(gpu.value) and np.isnan(cpu.value)
+
+
+def test_identical_inputs_give_exactly_one(emulated):
+    x, _ = pair((26, 27), seed=31)
+    r = _driver.ssim(x, x.copy(), data_range=1.0, full=True, gradient="x")
+    assert float(r.value) == 1.0 and np.all(r.map == 1.0) and np.all(r.grad_x == 0.0)
