@@ -120,6 +120,7 @@ CASES = [
     ((40, 41), dict(border="valid")),
     ((23, 40), dict(K1=0.0, K2=0.0)),
     ((9, 35), dict(window="uniform", win_size=9)),
+    ((58, 60), dict(sigma=8.0)),  # r = 28: the 8-row tile (float64)
 ]
 
 

@@ -446,15 +446,16 @@ def max_radius(compute: str, limit: int = MAX_SMEM) -> int:
 def specialisations():
     """Representative specialisations the library requests, for compile checks:
     every (compute type, input element type) pair at the default Gaussian
-    radius (5) and box radius (3), and each compute type over radii 0..16,
-    the Zhao per-pixel radii (sigma 0.5..8 at truncate 3.5: 2, 4, 7, 14, 28)
-    and the widest radius that fits a tile."""
+    radius (5), and each compute type over radii 0..8 (box windows up to 17
+    taps, Gaussians up to sigma 2.3), the Zhao per-pixel radii (sigma
+    0.5..8 at truncate 3.5: 2, 4, 7, 14, 28), the largest 32-row tile and
+    the widest radius that fits a tile at all."""
     out = []
     for compute in ("float32", "float64"):
-        radii = set(range(0, 17)) | {28, max_radius(compute)}
+        r32 = max(r for r in range(64) if tile_rows(compute, r) == 32)
+        radii = set(range(0, 9)) | {14, 28, r32, r32 + 1, max_radius(compute)}
         for el in ELEMENT[compute]:
-            for r in (3, 5):
-                out.append((compute, el, r, tile_rows(compute, r)))
+            out.append((compute, el, 5, tile_rows(compute, 5)))
         for r in sorted(radii):
             out.append((compute, compute, r, tile_rows(compute, r)))
     return sorted(set(out))
