@@ -205,3 +205,38 @@ def test_identical_inputs_give_exactly_one(emulated):
     x, _ = pair((26, 27), seed=31)
     r = _driver.ssim(x, x.copy(), data_range=1.0, full=True, gradient="x")
     assert float(r.value) == 1.0 and np.all(r.map == 1.0) and np.all(r.grad_x == 0.0)
+
+
+
+@pytest.mark.parametrize("shape,dtype,kw", [
+    ((3, 70, 90), np.float64, {}),
+    ((2, 33, 40, 3), np.float32, dict(channel_axis=-1)),
+    ((2, 40, 41), np.uint16, {}),
+])
+def test_plane_shifts_match_the_cpu_engine(emulated, shape, dtype, kw):
+    """The shift kernel against the CPU engine's (fastssim._engine.shifts) on
+    planes given distinct offsets (a wrong plane or channel stride is off by
+    >= 100): equal, or one rounding quantum (<= the plane's spread, 0.3 here)
+    apart where the sampled mean ties (the GPU sums in another order)."""
+    from fastssim import _engine
+
+    x, y = pair(shape, dtype=np.float64, seed=37)
+    nch = shape[-1] if kw else 1
+    off = 100.0 * np.arange(np.prod(shape[:1]) * nch).reshape(
+        (shape[0],) + (1,) * (len(shape) - 1 - bool(kw)) + ((nch,) if kw else ()))
+    if dtype == np.uint16:
+        x, y = ((a * 1000 + off * 50).astype(np.uint16) for a in (x, y))
+    else:
+        x, y = ((a + 1000 + off).astype(dtype) for a in (x, y))
+    full = dict(_driver._DEFAULTS, data_range=1.0 if dtype != np.uint16 else None, **kw)
+    q = _driver._params(x, y, **full)
+    lay = _driver._Layout(x, y, q)
+    got = _driver.plane_shifts(lay)
+    dims = (q["spatial"][0], 1, q["spatial"][1])
+    in_type = 0 if lay.element == np.dtype(q["ftype"]).name else {
+        "uint8": 1, "uint16": 2, "int8": 3, "int16": 4, "float32": 5}[lay.element]
+    spread = 0.3 * (1000 if dtype == np.uint16 else 1)
+    for side, a in enumerate((lay.xe, lay.ye)):
+        ref, _ = _engine.shifts(a, a, lay.P, dims, lay.nci, in_type, q["ftype"] == np.float64)
+        assert got[side].shape == ref.shape == (lay.P,)
+        assert np.all(np.abs(got[side] - ref) <= spread), (got[side], ref)

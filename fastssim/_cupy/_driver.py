@@ -251,6 +251,21 @@ class _Layout:
 _FORM = {"ssim": 0, "cs": 1, "l": 2, "mean": 3}
 
 
+def plane_shifts(lay, k=None):
+    """(2, P) float64 on the device: the per-plane shifts of x and y (the rule
+    of the CPU engine's fs_plane_shifts), in one launch."""
+    q, cp = lay.q, lay.xp
+    (n0, n2), P = q["spatial"], lay.P
+    if k is None:
+        ft = np.dtype(q["ftype"])
+        k = KERNELS(ft.name, lay.element, q["r"], _source.tile_rows(ft.name, q["r"]))
+    sh = cp.empty((2, P), dtype=cp.float64)
+    k["fs_shifts"]((P, 2), (_source.FS_TX, _source.FS_TY),
+                   (lay.xe, lay.ye, np.int32(lay.nci), np.int64(n0 * n2 * lay.nci), np.int32(n0),
+                    np.int32(1), np.int32(n2), sh), shared_mem=_source.FS_TX * _source.FS_TY * 8)
+    return sh
+
+
 def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wscal=0.0):
     """One fused run: (sums (P,) float64, map, gx, gy), all on the device."""
     q, cp = lay.q, lay.xp
@@ -273,15 +288,8 @@ def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wsca
     smem = _source.smem_bytes(ft.name, r, rows)
     i32, i64 = np.int32, np.int64
     P = lay.P
-    # per-plane shifts (fs_plane_shifts), on the device
-    shifts = []
-    for a in (lay.xe, lay.ye):
-        s = cp.empty(P, dtype=cp.float64)
-        k["fs_shifts"](((P + 127) // 128,), (128,),
-                       (a, i32(lay.nci), i64(a.size // lay.B if lay.nci > 1 else n0 * n2), i64(P),
-                        i32(n0), i32(1), i32(n2), s))
-        shifts.append(s)
-    plane_in = n0 * n2 * lay.nci if lay.nci > 1 else n0 * n2
+    plane_in = n0 * n2 * lay.nci
+    shifts = plane_shifts(lay, k)
     plane_out = o0 * o2 * lay.nci if lay.nci > 1 else o0 * o2
     mp = cp.empty(lay.shape((o0, o2)), dtype=ft) if want_map else None
     pm = cp.empty((4, P, o0, o2), dtype=ft) if grad else None

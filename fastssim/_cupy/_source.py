@@ -35,8 +35,8 @@ radius, tile height):
 ``fs_reduce``
     one block per plane: the per-block partials, summed in a fixed order.
 ``fs_shifts``
-    one thread per plane: the per-plane shift, the same sparse-grid mean
-    rounded to a multiple of 2^floor(log2(sd)) as the CPU engine.
+    one block per plane and input: the per-plane shift, the CPU engine's rule
+    (a sparse-grid mean rounded to a multiple of 2^floor(log2(sd))).
 """
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ __device__ __forceinline__ long long fs_at(int p, int nci, long long plane, int 
 __device__ __forceinline__ double fs_block_sum(double v, double *red)
 {
     const int t = threadIdx.y * FS_TX + threadIdx.x;
+    __syncthreads();  // a previous call's readers of red[0] are done
     red[t] = v;
     __syncthreads();
     for (int s = FS_NT / 2; s > 0; s >>= 1) {
@@ -367,32 +368,46 @@ fs_reduce(const double *__restrict__ part, long long nblk, double *__restrict__ 
     if (t == 0) out[blockIdx.x] = s;
 }
 
-// fs_plane_shifts of engine.c, one thread per plane (the same sequential sums).
-extern "C" __global__ void
-fs_shifts(const XT *__restrict__ x, int nci, long long plane_in, long long P,
+// The per-plane shifts of x (blockIdx.y == 0) and y (1) into out[2][P]: the
+// rule of fs_plane_shifts (engine.c), the mean of the finite samples of a
+// sparse grid (every max(1, n/32)-th index per axis) rounded to a multiple of
+// 2^floor(log2(their standard deviation)), one block per plane.  The sums
+// are per-thread in a fixed order, then a fixed tree (deterministic; not the
+// CPU's sequential order, so in a rare tie the rounding can pick the
+// neighbouring multiple: SSIM does not depend on the shift, only its
+// rounding errors do, at the 1e-16 level).
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_shifts(const XT *__restrict__ x, const XT *__restrict__ y, int nci, long long plane_in,
           int n0, int n1, int n2, double *__restrict__ out)
 {
-    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= P) return;
+    extern __shared__ double fs_smem[];
+    const int p = blockIdx.x, t = threadIdx.y * FS_TX + threadIdx.x;
+    const XT *a = blockIdx.y ? y : x;
     const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;
     const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;
-    const long long base = (p / nci) * plane_in + p % nci;
-    double sum = 0, ss = 0;
-    long long cnt = 0;
-    for (int a = 0; a < n0; a += s0)
-        for (int b = 0; b < n1; b += s1)
-            for (int c = 0; c < n2; c += s2) {
-                const double v = (double)x[base + (((long long)a * n1 + b) * n2 + c) * nci];
-                if (isfinite(v)) { sum += v; cnt++; }
-            }
-    const double mean = cnt ? sum / (double)cnt : 0.0;
-    for (int a = 0; a < n0; a += s0)
-        for (int b = 0; b < n1; b += s1)
-            for (int c = 0; c < n2; c += s2) {
-                const double v = (double)x[base + (((long long)a * n1 + b) * n2 + c) * nci];
-                if (isfinite(v)) ss += (v - mean) * (v - mean);
-            }
-    const double sd = cnt ? sqrt(ss / (double)cnt) : 0.0;
+    const int m0 = (n0 + s0 - 1) / s0, m1 = (n1 + s1 - 1) / s1, m2 = (n2 + s2 - 1) / s2;
+    const long long M = (long long)m0 * m1 * m2;
+    const long long base = (long long)(p / nci) * plane_in + p % nci;
+#define FS_SAMPLE(e)                                                                  \
+    (double)a[base + ((((e) / ((long long)m1 * m2)) * s0 * (long long)n1 +            \
+                       (((e) / m2) % m1) * s1) * n2 + ((e) % m2) * s2) * nci]
+    double sum = 0, cnt = 0;
+    for (long long e = t; e < M; e += FS_NT) {
+        const double v = FS_SAMPLE(e);
+        if (isfinite(v)) { sum += v; cnt += 1; }
+    }
+    sum = fs_block_sum(sum, fs_smem);
+    cnt = fs_block_sum(cnt, fs_smem);  // exact: counts < 2^53
+    const double mean = cnt > 0 ? sum / cnt : 0.0;
+    double ss = 0;
+    for (long long e = t; e < M; e += FS_NT) {
+        const double v = FS_SAMPLE(e);
+        if (isfinite(v)) ss += (v - mean) * (v - mean);
+    }
+#undef FS_SAMPLE
+    ss = fs_block_sum(ss, fs_smem);
+    if (t != 0) return;
+    const double sd = cnt > 0 ? sqrt(ss / cnt) : 0.0;
     double shift = mean;
     if (sd > 0 && isfinite(sd)) {
         int e;
@@ -400,7 +415,7 @@ fs_shifts(const XT *__restrict__ x, int nci, long long plane_in, long long P,
         const double q = ldexp(1.0, e - 1);
         shift = nearbyint(mean / q) * q;
     }
-    out[p] = shift;
+    out[(long long)blockIdx.y * gridDim.x + p] = shift;
 }
 """
 
@@ -420,7 +435,7 @@ def smem_bytes(compute: str, radius: int, rows: int) -> dict:
         "fs_fwd": FS_TX * FS_TY * 8 + (2 * ih * iw + 4 * ih * FS_TX + w) * sz,
         "fs_adj": (4 * ih * FS_TX + w) * sz,
         "fs_reduce": FS_TX * FS_TY * 8,
-        "fs_shifts": 0,
+        "fs_shifts": FS_TX * FS_TY * 8,
     }
 
 
