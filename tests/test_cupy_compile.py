@@ -178,8 +178,8 @@ def test_cupy_inputs_go_to_the_gpu_backend(fn, name, names, monkeypatch):
                     (name, "p", "q", (), {"sigma": 1.0})]
 
 
-@pytest.mark.parametrize("name", ["ms_ssim", "pixelwise_ms_ssim", "losses.mix",
-                                  "structural_similarity"])
+@pytest.mark.parametrize("name", ["ms_ssim", "multiscale_structural_similarity",
+                                  "structural_similarity", "losses.ms_ssim"])
 def test_uncovered_functions_say_so(name):
     from fastssim._cupy import implementation
 

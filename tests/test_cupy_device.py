@@ -159,6 +159,34 @@ def test_loss_ssim_matches_cpu():
     _close64(gpu.map, cpu.map, "map")
 
 
+@pytest.mark.parametrize("shape,kw", [((2, 70, 75), {}),
+                                      ((1, 40, 41, 3), dict(sigmas=(0.5, 1.0, 2.0),
+                                                            channel_axis=-1))])
+def test_pixelwise_ms_ssim_matches_cpu(shape, kw):
+    x, y = pair(shape, seed=41)
+    cpu = fastssim.pixelwise_ms_ssim(x, y, data_range=1.0, full=True, gradient="both", **kw)
+    gpu = fastssim.pixelwise_ms_ssim(cp.asarray(x), cp.asarray(y), data_range=1.0, full=True,
+                                     gradient="both", **kw)
+    _close64(gpu.value, cpu.value, "map")
+    _close64(gpu.map, cpu.map, "map")
+    _close64(gpu.grad_x, cpu.grad_x, "gradient")
+    _close64(gpu.grad_y, cpu.grad_y, "gradient")
+    w = np.random.default_rng(1).standard_normal(cpu.map.shape)
+    _close64(fastssim.pixelwise_ms_ssim_vjp(cp.asarray(x), cp.asarray(y), cp.asarray(w),
+                                            data_range=1.0, **kw),
+             fastssim.pixelwise_ms_ssim_vjp(x, y, w, data_range=1.0, **kw), "gradient")
+
+
+def test_mix_loss_matches_cpu():
+    x, y = pair((2, 60, 61), seed=53)
+    cpu = fastssim.losses.mix(x, y, data_range=1.0, gradient=True, full=True)
+    gpu = fastssim.losses.mix(cp.asarray(x), cp.asarray(y), data_range=1.0, gradient=True,
+                              full=True)
+    _close64(gpu.value, cpu.value, "map")
+    _close64(gpu.grad, cpu.grad, "gradient")
+    _close64(gpu.map, cpu.map, "map")
+
+
 def test_mixed_host_device_is_a_type_error():
     x, y = pair((16, 16))
     with pytest.raises(TypeError, match="x is a CuPy array .GPU. and y a numpy.ndarray"):

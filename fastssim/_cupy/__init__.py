@@ -22,6 +22,10 @@ COVERED = {
     "ssim": "ssim",
     "ssim_vjp": "ssim_vjp",
     "losses.ssim": "loss_ssim",
+    "pixelwise_ms_ssim": "pixelwise_ms_ssim",
+    "pixelwise_ms_ssim_vjp": "pixelwise_ms_ssim_vjp",
+    "losses.pixelwise_ms_ssim": "loss_pixelwise_ms_ssim",
+    "losses.mix": "loss_mix",
 }
 
 

@@ -30,7 +30,8 @@ from .._validation import (
 )
 from . import _source
 
-__all__ = ["ssim", "ssim_vjp", "loss_ssim", "kernels"]
+__all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
+           "loss_pixelwise_ms_ssim", "loss_mix", "kernels"]
 
 
 def _xp(a):
@@ -121,7 +122,7 @@ def _same_device(x, y, names):
 
 
 def _params(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, covariance,
-            border, channel_axis, spatial_dims, names=("x", "y")):
+            border, channel_axis, spatial_dims, names=("x", "y"), check_window=True):
     """The CPU path's validation (fastssim._ssim.plan) on stand-ins: the
     same errors, word for word, for the same arguments."""
     xs, ys = _stand_in(x), _stand_in(y)
@@ -149,7 +150,7 @@ def _params(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, cova
     else:
         batch_shape, nchan, spatial = shape[:-sd], 1, shape[-sd:]
     ntap = _window_size(window, sigma, truncate, win_size)
-    if ntap > min(spatial):
+    if ntap > (min(spatial) if check_window else 2 * max(spatial) + 1):
         raise ValueError(
             f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
             f"(input shape {shape}); every spatial side needs at least {ntap} px. "
@@ -216,13 +217,13 @@ class _Layout:
         a = a.reshape(q["batch_shape"] + (q["nchan"],) + a.shape[1:])
         return cp.moveaxis(a, len(q["batch_shape"]), q["cax"])
 
-    def from_user(self, c, spatial, name):
+    def from_user(self, c, spatial, name, what="SSIM"):
         """A map-shaped cotangent (caller layout) in the engine layout."""
         cp = self.xp
         expect = self.to_user(cp.empty(self.shape(spatial), dtype=cp.bool_)).shape \
             if self.nci == 1 else tuple(self.q["batch_shape"]) + tuple(spatial) + (self.nci,)
         if tuple(c.shape) != tuple(expect):
-            raise ValueError(f"{name}: expected the shape of the SSIM map, {tuple(expect)} "
+            raise ValueError(f"{name}: expected the shape of the {what} map, {tuple(expect)} "
                              f"(border={self.q['border']!r}), got {tuple(c.shape)}")
         ft = self.q["ftype"]
         if self.nci > 1:
@@ -266,61 +267,158 @@ def plane_shifts(lay, k=None):
     return sh
 
 
-def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wscal=0.0):
-    """One fused run: (sums (P,) float64, map, gx, gy), all on the device."""
-    q, cp = lay.q, lay.xp
-    ft = np.dtype(q["ftype"])
-    real = np.float32 if ft == np.float32 else np.float64
-    (n0, n2), r, taps = q["spatial"], q["r"], tuple(q["taps"])
-    rows = _source.tile_rows(ft.name, r)
-    if rows == 0:
-        raise NotImplementedError(
-            f"fastssim on CuPy arrays: a {2 * r + 1}-tap window is too wide for the GPU "
-            f"kernels' shared-memory tile (at most {2 * _source.max_radius(ft.name) + 1} taps "
-            f"in {ft.name}); use NumPy arrays for it")
-    if lay.P > 65535:
-        raise NotImplementedError("fastssim on CuPy arrays: more than 65535 planes per call")
-    k = KERNELS(ft.name, lay.element, r, rows)
-    f0, a0 = _bands_on_device(n0, taps, *map_region[0], ft, cp)
-    f2, a2 = _bands_on_device(n2, taps, *map_region[1], ft, cp)
-    o0, o2 = (b - a for a, b in map_region)
-    sreg = [(r - a, n - r - a) for (a, _), n in zip(map_region, (n0, n2))]
-    smem = _source.smem_bytes(ft.name, r, rows)
-    i32, i64 = np.int32, np.int64
-    P = lay.P
-    plane_in = n0 * n2 * lay.nci
-    shifts = plane_shifts(lay, k)
-    plane_out = o0 * o2 * lay.nci if lay.nci > 1 else o0 * o2
-    mp = cp.empty(lay.shape((o0, o2)), dtype=ft) if want_map else None
-    pm = cp.empty((4, P, o0, o2), dtype=ft) if grad else None
-    grid = ((o2 + _source.FS_TX - 1) // _source.FS_TX, (o0 + rows - 1) // rows, P)
-    part = cp.empty(grid[0] * grid[1] * P, dtype=cp.float64)
-    block = (_source.FS_TX, _source.FS_TY)
-    k["fs_fwd"](grid, block, (
-        lay.xe, lay.ye, shifts[0], shifts[1], i32(n0), i32(n2), i32(o0), i32(o2),
-        i32(lay.nci), i64(plane_in), i64(plane_out),
-        i32(f0.off), i32(f0.lo), i32(f0.hi), f0.tlo, f0.thi,
-        i32(f2.off), i32(f2.lo), i32(f2.hi), f2.tlo, f2.thi,
-        f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(q["cov"]),
-        i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[1][0]), i32(sreg[1][1]),
-        mp if mp is not None else _NULL, wmap if wmap is not None else _NULL, real(wscal),
-        pm if pm is not None else _NULL, part), shared_mem=smem["fs_fwd"])
-    sums = cp.empty(P, dtype=cp.float64)
-    k["fs_reduce"]((P,), block, (part, i64(grid[0] * grid[1]), sums),
-                   shared_mem=smem["fs_reduce"])
-    gx = gy = None
-    if grad:
-        gx = cp.empty(lay.shape((n0, n2)), dtype=ft) if grad & 1 else None
-        gy = cp.empty(lay.shape((n0, n2)), dtype=ft) if grad & 2 else None
-        agrid = ((n2 + _source.FS_TX - 1) // _source.FS_TX, (n0 + rows - 1) // rows, P)
-        k["fs_adj"](agrid, block, (
-            lay.xe, lay.ye, shifts[0], shifts[1], i32(n0), i32(n2), i32(o0), i32(o2),
-            i32(lay.nci), i64(plane_in),
+class _Window:
+    """One window's kernels, bands and tile on the current device."""
+
+    def __init__(self, lay, taps, map_region):
+        q, cp = lay.q, lay.xp
+        ft = np.dtype(q["ftype"])
+        (n0, n2) = q["spatial"]
+        taps = tuple(taps)
+        r = (len(taps) - 1) // 2
+        rows = _source.tile_rows(ft.name, r)
+        if rows == 0:
+            raise NotImplementedError(
+                f"fastssim on CuPy arrays: a {2 * r + 1}-tap window is too wide for the GPU "
+                f"kernels' shared-memory tile (at most {2 * _source.max_radius(ft.name) + 1} "
+                f"taps in {ft.name}); use NumPy arrays for it")
+        if lay.P > 65535:
+            raise NotImplementedError("fastssim on CuPy arrays: more than 65535 planes per call")
+        self.r, self.rows = r, rows
+        self.k = KERNELS(ft.name, lay.element, r, rows)
+        self.f0, self.a0 = _bands_on_device(n0, taps, *map_region[0], ft, cp)
+        self.f2, self.a2 = _bands_on_device(n2, taps, *map_region[1], ft, cp)
+        self.smem = _source.smem_bytes(ft.name, r, rows)
+
+
+_BLOCK = (_source.FS_TX, _source.FS_TY)
+
+
+def _grid(rows, n0, n2, P):
+    return ((n2 + _source.FS_TX - 1) // _source.FS_TX, (n0 + rows - 1) // rows, P)
+
+
+def _ptr(a):
+    """The address of an array's data (device or, under emulation, host)."""
+    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
+
+
+class _Run:
+    """The geometry shared by the windows of one call."""
+
+    def __init__(self, lay, map_region, shifts=None):
+        q = lay.q
+        self.lay, self.cp, self.map_region = lay, lay.xp, map_region
+        self.ft = np.dtype(q["ftype"])
+        self.real = np.float32 if self.ft == np.float32 else np.float64
+        self.n0, self.n2 = q["spatial"]
+        self.o0, self.o2 = (b - a for a, b in map_region)
+        self.plane_in = self.n0 * self.n2 * lay.nci
+        self.plane_out = self.o0 * self.o2 * lay.nci
+        self.shifts = shifts
+
+    def window(self, taps):
+        w = _Window(self.lay, taps, self.map_region)
+        if self.shifts is None:
+            self.shifts = plane_shifts(self.lay, w.k)
+        return w
+
+    def fwd(self, w, form, cov, sreg, mp=None, wmap=None, wscal=0.0, pm=None):
+        """fs_fwd: returns the per-block partial sums (float64)."""
+        lay, cp, i32, i64, real = self.lay, self.cp, np.int32, np.int64, self.real
+        q = lay.q
+        grid = _grid(w.rows, self.o0, self.o2, lay.P)
+        part = cp.empty(grid[0] * grid[1] * lay.P, dtype=cp.float64)
+        f0, f2 = w.f0, w.f2
+        w.k["fs_fwd"](grid, _BLOCK, (
+            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(self.n0), i32(self.n2),
+            i32(self.o0), i32(self.o2), i32(lay.nci), i64(self.plane_in), i64(self.plane_out),
+            i32(f0.off), i32(f0.lo), i32(f0.hi), f0.tlo, f0.thi,
+            i32(f2.off), i32(f2.lo), i32(f2.hi), f2.tlo, f2.thi,
+            f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(cov),
+            i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[1][0]), i32(sreg[1][1]),
+            _NULL if mp is None else mp, _NULL if wmap is None else wmap, real(wscal),
+            _NULL if pm is None else pm, part), shared_mem=w.smem["fs_fwd"])
+        return part
+
+    def reduce(self, w, part):
+        sums = self.cp.empty(self.lay.P, dtype=self.cp.float64)
+        w.k["fs_reduce"]((self.lay.P,), _BLOCK, (part, np.int64(part.size // self.lay.P), sums),
+                         shared_mem=w.smem["fs_reduce"])
+        return sums
+
+    def adj(self, w, form, pm, grad, gx, gy, acc=False):
+        lay, i32, i64 = self.lay, np.int32, np.int64
+        a0, a2 = w.a0, w.a2
+        w.k["fs_adj"](_grid(w.rows, self.n0, self.n2, lay.P), _BLOCK, (
+            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(self.n0), i32(self.n2),
+            i32(self.o0), i32(self.o2), i32(lay.nci), i64(self.plane_in),
             i32(a0.off), i32(a0.lo), i32(a0.hi), a0.tlo, a0.thi,
             i32(a2.off), i32(a2.lo), i32(a2.hi), a2.tlo, a2.thi,
             a0.taps, i32(_FORM[form]), pm, i32(grad),
-            gx if gx is not None else _NULL, gy if gy is not None else _NULL),
-            shared_mem=smem["fs_adj"])
+            _NULL if gx is None else gx, _NULL if gy is None else gy, i32(int(acc))),
+            shared_mem=w.smem["fs_adj"])
+
+    def grads(self, grad):
+        cp, lay, shape = self.cp, self.lay, self.lay.shape((self.n0, self.n2))
+        return (cp.empty(shape, dtype=self.ft) if grad & 1 else None,
+                cp.empty(shape, dtype=self.ft) if grad & 2 else None)
+
+
+def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wscal=0.0,
+        taps=None, cov=None, sum_region=None):
+    """One fused window: (sums (P,) float64, map, gx, gy), all on the device;
+    the value sums are over the region where the window fits."""
+    q = lay.q
+    R = _Run(lay, map_region)
+    w = R.window(q["taps"] if taps is None else taps)
+    sreg = sum_region or [(w.r - a, n - w.r - a) for (a, _), n in zip(map_region, q["spatial"])]
+    cp, ft = R.cp, R.ft
+    mp = cp.empty(lay.shape((R.o0, R.o2)), dtype=ft) if want_map else None
+    pm = cp.empty((4, lay.P, R.o0, R.o2), dtype=ft) if grad else None
+    part = R.fwd(w, form, q["cov"] if cov is None else cov, sreg, mp, wmap, wscal, pm)
+    sums = R.reduce(w, part)
+    gx = gy = None
+    if grad:
+        gx, gy = R.grads(grad)
+        R.adj(w, form, pm, grad, gx, gy)
+    return sums, mp, gx, gy
+
+
+def run_multi(lay, *, scales, map_region, want_map=False, grad=0, wmap=None, wscal=0.0):
+    """The per-pixel product P = prod_j form_j of several windows (scales:
+    (taps, form, cov) each), its sums over the whole map, its map, and the
+    gradient of sum_p w(p) P(p): each window's map, the product and every
+    window's cotangent (fs_prod), then each window's gradient pass, added."""
+    R = _Run(lay, map_region)
+    cp, ft, P = R.cp, R.ft, lay.P
+    M = len(scales)
+    if M > 8:
+        raise NotImplementedError("fastssim on CuPy arrays: at most 8 windows (sigmas)")
+    wins = [R.window(t) for t, _, _ in scales]
+    whole = [(0, R.o0), (0, R.o2)]
+    mshape = lay.shape((R.o0, R.o2))
+    F = [cp.empty(mshape, dtype=ft) for _ in range(M)]
+    for w, (_, form, cov), f in zip(wins, scales, F):
+        R.fwd(w, form, cov, whole, mp=f)
+    mp = cp.empty(mshape, dtype=ft) if want_map else None
+    C = [cp.empty(mshape, dtype=ft) for _ in range(M)] if grad else None
+    grid = _grid(wins[0].rows, R.o0, R.o2, P)
+    part = cp.empty(grid[0] * grid[1] * P, dtype=cp.float64)
+    Fp = cp.asarray(np.array([_ptr(f) for f in F], dtype=np.uint64))
+    Cp = cp.asarray(np.array([_ptr(c) for c in C], dtype=np.uint64)) if grad else None
+    wins[0].k["fs_prod"](grid, _BLOCK, (
+        Fp, np.int32(M), np.int32(R.o0), np.int32(R.o2), np.int32(lay.nci), np.int64(R.plane_out),
+        _NULL if wmap is None else wmap, R.real(wscal), _NULL if mp is None else mp,
+        _NULL if Cp is None else Cp, part), shared_mem=wins[0].smem["fs_prod"])
+    sums = R.reduce(wins[0], part)
+    gx = gy = None
+    if grad:
+        gx, gy = R.grads(grad)
+        pm = cp.empty((4, P, R.o0, R.o2), dtype=ft)
+        for j, (w, (_, form, cov)) in enumerate(zip(wins, scales)):
+            R.fwd(w, form, cov, whole, wmap=C[j], pm=pm)
+            R.adj(w, form, pm, grad, gx, gy, acc=j > 0)
     return sums, mp, gx, gy
 
 
@@ -368,10 +466,7 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", **kw):
     kw.pop("workers", None)
     _same_device(x, y, ("x", "y"))
     g = wrt_code(wrt)
-    if _xp(cotangent) is not _xp(x):
-        raise TypeError(f"cotangent: expected a CuPy array like x and y, got "
-                        f"{type(cotangent).__module__}.{type(cotangent).__name__}; fastssim "
-                        "never moves data between host and device silently")
+    _check_cotangent(cotangent, x)
     with _device(x):
         q = _params(x, y, **_defaults(kw))
         lay = _Layout(x, y, q)
@@ -379,11 +474,22 @@ def ssim_vjp(x, y, cotangent, *, wrt="x", **kw):
         oshape = tuple(b - a for a, b in mreg)
         w = lay.from_user(cotangent, oshape, "cotangent")
         _, _, gx, gy = run(lay, map_region=mreg, grad=g, wmap=w)
-        if g == 1:
-            return lay.sum_to(lay.to_user(gx), 0)
-        if g == 2:
-            return lay.sum_to(lay.to_user(gy), 1)
-        return lay.sum_to(lay.to_user(gx), 0), lay.sum_to(lay.to_user(gy), 1)
+        return _wrt_result(lay, g, gx, gy)
+
+
+def _check_cotangent(cotangent, x):
+    if _xp(cotangent) is not _xp(x):
+        raise TypeError(f"cotangent: expected a CuPy array like x and y, got "
+                        f"{type(cotangent).__module__}.{type(cotangent).__name__}; fastssim "
+                        "never moves data between host and device silently")
+
+
+def _wrt_result(lay, g, gx, gy):
+    if g == 1:
+        return lay.sum_to(lay.to_user(gx), 0)
+    if g == 2:
+        return lay.sum_to(lay.to_user(gy), 1)
+    return lay.sum_to(lay.to_user(gx), 0), lay.sum_to(lay.to_user(gy), 1)
 
 
 def loss_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kw):
@@ -399,6 +505,139 @@ def loss_ssim(prediction, target, *, data_range=None, gradient=False, full=False
         return 1.0 - r
     return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
                       (1.0 - r.map) if full else None)
+
+
+def _pixelwise_setup(x, y, kw, names=("x", "y")):
+    """fastssim._pixelwise._setup on the GPU's parameters: (layout, scales,
+    map region)."""
+    from .._bands import gaussian_taps
+    from .._pixelwise import ZHAO_SIGMAS, _check_sigmas, _scales
+
+    kw = dict(kw)
+    sig = _check_sigmas(kw.pop("sigmas", ZHAO_SIGMAS))
+    truncate = kw.pop("truncate", 3.5)
+    for bad in ("window", "sigma", "win_size"):
+        if bad in kw:
+            raise TypeError(f"unexpected keyword argument {bad!r}")
+    q = _params(x, y, **_defaults(dict(kw, window="gaussian", sigma=sig[-1], truncate=truncate)),
+                names=names, check_window=False)
+    taps = [gaussian_taps(v, float(truncate)) for v in sig]
+    ntap = len(taps[-1])
+    if min(q["spatial"]) < ntap:
+        raise ValueError(
+            f"sigmas: the widest window (sigma={sig[-1]:g}, {ntap} taps at truncate={truncate:g}) "
+            f"exceeds the image: spatial shape {q['spatial']}; every side needs at least {ntap} px. "
+            "Pass smaller sigmas or a smaller truncate")
+    sd = len(q["spatial"])
+    if kw.get("covariance", "population") == "sample":
+        if len(taps[0]) < 2:
+            raise ValueError(
+                f"covariance='sample' needs windows of more than one sample: sigma={sig[0]:g} has "
+                f"1 tap at truncate={truncate:g}. Pass a larger truncate or drop that sigma")
+        covs = [(len(t) ** sd) / (len(t) ** sd - 1.0) for t in taps]
+    else:
+        covs = [1.0] * len(taps)
+    lay = _Layout(x, y, q)
+    return lay, _scales(taps, covs), _map_region(q, True)
+
+
+def pixelwise_ms_ssim(x, y, *, full=False, gradient=None, **kw):
+    """fastssim.pixelwise_ms_ssim on CuPy arrays: value (CuPy, batch shape),
+    map and gradients as CuPy arrays."""
+    from .._pixelwise import PixelwiseResult
+
+    kw.pop("workers", None)
+    _same_device(x, y, ("x", "y"))
+    g = _grad_code(gradient)
+    full = check_bool(full, "full")
+    with _device(x):
+        lay, scales, mreg = _pixelwise_setup(x, y, kw)
+        n = math.prod(b - a for a, b in mreg)
+        sums, m, gx, gy = run_multi(lay, scales=scales, map_region=mreg, want_map=full, grad=g,
+                                    wscal=1.0 / (n * lay.q["nchan"]))
+        value = lay.values(sums, n)
+        if not full and not g:
+            return value
+        return PixelwiseResult(value, lay.to_user(m) if full else None,
+                               lay.sum_to(lay.to_user(gx), 0) if gx is not None else None,
+                               lay.sum_to(lay.to_user(gy), 1) if gy is not None else None)
+
+
+def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", **kw):
+    """fastssim.pixelwise_ms_ssim_vjp on CuPy arrays."""
+    kw.pop("workers", None)
+    _same_device(x, y, ("x", "y"))
+    g = wrt_code(wrt)
+    _check_cotangent(cotangent, x)
+    with _device(x):
+        lay, scales, mreg = _pixelwise_setup(x, y, kw)
+        oshape = tuple(b - a for a, b in mreg)
+        w = lay.from_user(cotangent, oshape, "cotangent", "per-pixel MS-SSIM")
+        _, _, gx, gy = run_multi(lay, scales=scales, map_region=mreg, grad=g, wmap=w)
+        return _wrt_result(lay, g, gx, gy)
+
+
+def loss_pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False,
+                           **kw):
+    """fastssim.losses.pixelwise_ms_ssim on CuPy arrays: mean_p (1 - P(p))."""
+    from ..losses import LossResult
+
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    r = pixelwise_ms_ssim(prediction, target, data_range=data_range, full=full,
+                          gradient="x" if gradient else None, **kw)
+    if not gradient and not full:
+        return 1.0 - r
+    return LossResult(1.0 - r.value, -r.grad_x if gradient else None,
+                      (1.0 - r.map) if full else None)
+
+
+def loss_mix(prediction, target, *, alpha=0.84, gradient=False, full=False, **kw):
+    """fastssim.losses.mix on CuPy arrays (eq. 12 of Zhao et al.; the CPU
+    path's arithmetic, term for term)."""
+    import numbers
+
+    from ..losses import LossResult
+
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    if isinstance(alpha, bool) or not isinstance(alpha, (numbers.Real, np.generic)):
+        raise TypeError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    kw.pop("workers", None)
+    names = ("prediction", "target")
+    _same_device(prediction, target, names)
+    with _device(prediction):
+        lay, scales, mreg = _pixelwise_setup(prediction, target, kw, names)
+        cp, q = lay.xp, lay.q
+        ft = np.dtype(q["ftype"])
+        n = math.prod(b - a for a, b in mreg)
+        wscal = 1.0 / (n * q["nchan"])
+        g = 1 if gradient else 0
+        sums, P, gp, _ = run_multi(lay, scales=scales, map_region=mreg, want_map=full, grad=g,
+                                   wscal=wscal)
+        d = lay.xe.astype(ft, copy=False) - lay.ye.astype(ft, copy=False)
+        ad = cp.abs(d)
+        l1 = _Layout.__new__(_Layout)
+        l1.__dict__.update(lay.__dict__)
+        l1.xe = l1.ye = ad
+        l1.element = ft.name
+        l1sums, fl1, gl1, _ = run(l1, map_region=mreg, form="mean", want_map=full, grad=g,
+                                  wscal=wscal, taps=scales[-1][0], cov=1.0,
+                                  sum_region=tuple((0, b - a) for a, b in mreg))
+        per_plane = alpha * (1.0 - sums / n) + (1.0 - alpha) * (l1sums / n)
+        value = per_plane.reshape(q["batch_shape"] + (q["nchan"],)).mean(axis=-1)
+        dt = ft.type
+        grad = lmap = None
+        if gradient:
+            grad = lay.sum_to(lay.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * cp.sign(d) * gl1), 0)
+        if full:
+            lmap = lay.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1)
+        if not gradient and not full:
+            return value
+        return LossResult(value, grad, lmap)
 
 
 _DEFAULTS = dict(data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,

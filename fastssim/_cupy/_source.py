@@ -32,6 +32,9 @@ radius, tile height):
 ``fs_adj``
     the gradient: the adjoint bands applied to the partial maps (the same
     two-pass structure), combined with the samples by eq. 10.
+``fs_prod``
+    the per-pixel MS-SSIM: the product of several windows' maps, its sums,
+    and each window's cotangent (the product of the other factors).
 ``fs_reduce``
     one block per plane: the per-block partials, summed in a fixed order.
 ``fs_shifts``
@@ -47,7 +50,7 @@ __all__ = ["SOURCE", "KERNELS", "ELEMENT", "REAL", "options", "tile_rows", "smem
 FS_TX = 32          # output columns per block (one warp wide)
 FS_TY = 8           # thread rows per block
 MAX_SMEM = 227 * 1024  # opt-in dynamic shared memory of sm_80 .. sm_90 (sm_80: 163 KiB)
-KERNELS = ("fs_fwd", "fs_adj", "fs_reduce", "fs_shifts")
+KERNELS = ("fs_fwd", "fs_adj", "fs_prod", "fs_reduce", "fs_shifts")
 
 # compute type -> C type
 REAL = {"float32": "float", "float64": "double"}
@@ -299,7 +302,7 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
        int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
        int off2, int lo2, int hi2, const REAL *tlo2, const REAL *thi2,
        const REAL *__restrict__ taps, int form, const REAL *__restrict__ pm, int grad,
-       REAL *__restrict__ gx, REAL *__restrict__ gy)
+       REAL *__restrict__ gx, REAL *__restrict__ gy, int acc)
 {
     extern __shared__ double fs_smem[];
     REAL *hs = (REAL *)fs_smem;            // 4 x FS_IH x FS_TX
@@ -343,16 +346,59 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
             for (int c = 0; c < nsrc; c++) A[c] += hs[(c * FS_IH + oy + k) * FS_TX + threadIdx.x] * w;
         }
         const long long o = fs_at(p, nci, plane_in, i, j, n2);
+        REAL vx, vy;
         if (form == FS_FORM_MEAN) {  // a windowed mean: the adjoint of the mean alone
-            if (grad & 1) gx[o] = A[0];
-            if (grad & 2) gy[o] = 0;
-            continue;
+            vx = A[0];
+            vy = 0;
+        } else {
+            const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
+            // combine() of engine_impl.h: am + 2 (u - v) ass + v axy
+            vx = A[0] + 2 * (u - v) * A[2] + v * A[3];
+            vy = A[1] + 2 * (v - u) * A[2] + u * A[3];
         }
-        const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
-        // combine() of engine_impl.h: am + 2 (u - v) ass + v axy
-        if (grad & 1) gx[o] = A[0] + 2 * (u - v) * A[2] + v * A[3];
-        if (grad & 2) gy[o] = A[1] + 2 * (v - u) * A[2] + u * A[3];
+        // acc: add to the gradient of the previous windows (per-pixel MS-SSIM)
+        if (grad & 1) gx[o] = acc ? gx[o] + vx : vx;
+        if (grad & 2) gy[o] = acc ? gy[o] + vy : vy;
     }
+}
+
+// The per-pixel MS-SSIM product of M <= FS_MAXM window maps F[j] (map
+// layout): P = F0 (F1 (... F_{M-1})) (product_rtl's order), its map, its
+// per-block sums (as fs_fwd), and for the gradient each window's cotangent
+// C[j] = w prod_{k != j} F_k, as cot_run of engine_impl.h: the prefix
+// w F0 ... F_{j-1} times the suffix product, never a division by F_j.
+#define FS_MAXM 8
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_prod(const unsigned long long *__restrict__ F, int M, int o0, int o2, int nci,
+        long long plane_out, const REAL *__restrict__ wmap, REAL wscal,
+        REAL *__restrict__ pmap, const unsigned long long *__restrict__ C,
+        double *__restrict__ part)
+{
+    extern __shared__ double fs_smem[];
+    const int p = blockIdx.z, j = blockIdx.x * FS_TX + threadIdx.x;
+    double acc = 0;
+    for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
+        const int i = blockIdx.y * FS_OTY + oy;
+        if (i >= o0 || j >= o2) continue;
+        const long long o = fs_at(p, nci, plane_out, i, j, o2);
+        REAL f[FS_MAXM], suf[FS_MAXM];
+        for (int m = 0; m < M; m++) f[m] = ((const REAL *)F[m])[o];
+        suf[M - 1] = f[M - 1];
+        for (int m = M - 2; m >= 0; m--) suf[m] = f[m] * suf[m + 1];
+        const REAL P = suf[0];
+        if (pmap) pmap[o] = P;
+        acc += (double)P;
+        if (C) {
+            REAL pre = wmap ? wmap[o] : wscal;
+            for (int m = 0; m < M; m++) {
+                ((REAL *)C[m])[o] = m < M - 1 ? pre * suf[m + 1] : pre;
+                pre = pre * f[m];
+            }
+        }
+    }
+    const double s = fs_block_sum(acc, fs_smem);
+    if (threadIdx.x == 0 && threadIdx.y == 0)
+        part[((long long)p * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = s;
 }
 
 // Per-plane sums of the per-block partials, in a fixed order.
@@ -434,6 +480,7 @@ def smem_bytes(compute: str, radius: int, rows: int) -> dict:
     return {
         "fs_fwd": FS_TX * FS_TY * 8 + (2 * ih * iw + 4 * ih * FS_TX + w) * sz,
         "fs_adj": (4 * ih * FS_TX + w) * sz,
+        "fs_prod": FS_TX * FS_TY * 8,
         "fs_reduce": FS_TX * FS_TY * 8,
         "fs_shifts": FS_TX * FS_TY * 8,
     }
