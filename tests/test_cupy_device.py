@@ -187,6 +187,15 @@ def test_mix_loss_matches_cpu():
     _close64(gpu.map, cpu.map, "map")
 
 
+@pytest.mark.parametrize("kind", ["l1", "l2"])
+def test_pointwise_losses_match_cpu(kind):
+    x, y = pair((3, 20, 21), seed=61)
+    cpu = getattr(fastssim.losses, kind)(x, y, gradient=True, full=True)
+    gpu = getattr(fastssim.losses, kind)(cp.asarray(x), cp.asarray(y), gradient=True, full=True)
+    for a, b in zip(gpu, cpu):
+        _close64(a, b, "map")
+
+
 def test_mixed_host_device_is_a_type_error():
     x, y = pair((16, 16))
     with pytest.raises(TypeError, match="x is a CuPy array .GPU. and y a numpy.ndarray"):

@@ -292,3 +292,19 @@ def test_losses_pixelwise_and_mix_match_cpu(emulated, kw):
     _close(gpu.map, cpu.map, "map")
     v = _driver.loss_mix(x, y, data_range=1.0, **kw)
     _close(v, cpu.value, "value")
+
+
+@pytest.mark.parametrize("kind", ["l1", "l2"])
+@pytest.mark.parametrize("shapes,kw", [(((2, 9, 10), (2, 9, 10)), {}),
+                                       (((1, 9, 10, 3), (4, 9, 10, 3)), dict(channel_axis=-1)),
+                                       (((9, 10), (3, 9, 10)), {})])
+def test_pointwise_losses_match_cpu(kind, shapes, kw):
+    """l1/l2 need no kernel: the GPU functions' array code, run by NumPy,
+    against the CPU functions (bitwise: the same operations)."""
+    rng = np.random.default_rng(59)
+    x, y = (rng.random(s) for s in shapes)
+    x[..., 0, 0] = y[..., 0, 0] if x.shape == y.shape else x[..., 0, 0]  # sign(0) = 0
+    cpu = getattr(fastssim.losses, kind)(x, y, gradient=True, full=True, **kw)
+    gpu = getattr(_driver, f"loss_{kind}")(x, y, gradient=True, full=True, **kw)
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_array_equal(a, b)

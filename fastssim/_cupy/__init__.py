@@ -26,6 +26,8 @@ COVERED = {
     "pixelwise_ms_ssim_vjp": "pixelwise_ms_ssim_vjp",
     "losses.pixelwise_ms_ssim": "loss_pixelwise_ms_ssim",
     "losses.mix": "loss_mix",
+    "losses.l1": "loss_l1",
+    "losses.l2": "loss_l2",
 }
 
 

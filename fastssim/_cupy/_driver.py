@@ -31,7 +31,7 @@ from .._validation import (
 from . import _source
 
 __all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
-           "loss_pixelwise_ms_ssim", "loss_mix", "kernels"]
+           "loss_pixelwise_ms_ssim", "loss_mix", "loss_l1", "loss_l2", "kernels"]
 
 
 def _xp(a):
@@ -638,6 +638,59 @@ def loss_mix(prediction, target, *, alpha=0.84, gradient=False, full=False, **kw
         if not gradient and not full:
             return value
         return LossResult(value, grad, lmap)
+
+
+def _pointwise_loss(prediction, target, gradient, full, channel_axis, spatial_dims, kind):
+    """fastssim.losses.l1 / l2 on CuPy arrays: the CPU path's validation on
+    stand-ins, then its arithmetic with CuPy."""
+    from ..losses import LossResult, _check_layout
+
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    names = ("prediction", "target")
+    _same_device(prediction, target, names)
+    ps, ts, cax = _check_layout(_stand_in(prediction), _stand_in(target), channel_axis,
+                                spatial_dims)
+    sd = int(spatial_dims)
+    shape = ps.shape if ps.shape == ts.shape else broadcast_batch(ps.shape, ts.shape, cax, sd,
+                                                                  names)
+    axes = [a for a in range(len(shape)) if a != cax][-sd:]
+    if cax is not None:
+        axes.append(cax)
+    axes = tuple(sorted(axes))
+    ft = float_type(np.result_type(ps.dtype, ts.dtype)) if ps.dtype != ts.dtype \
+        else float_type(ps.dtype)
+    with _device(prediction):
+        cp = _xp(prediction)
+        p, t = prediction.astype(ft, copy=False), target.astype(ft, copy=False)
+        d = p - t
+        lmap = cp.abs(d) if kind == "l1" else d * d
+        n = math.prod(shape[a] for a in axes)
+        grad = None
+        if gradient:
+            g = cp.sign(d) / p.dtype.type(n) if kind == "l1" else d * p.dtype.type(2.0 / n)
+            if g.shape != p.shape:
+                lead = g.ndim - p.ndim
+                red = tuple(range(lead)) + tuple(lead + i for i, m in enumerate(p.shape)
+                                                 if m == 1 and g.shape[lead + i] != 1)
+                g = g.sum(axis=red, dtype=np.float64).reshape(p.shape).astype(g.dtype, copy=False)
+            grad = g
+        value = cp.mean(lmap, axis=axes, dtype=np.float64)
+        if not gradient and not full:
+            return value
+        return LossResult(value, grad if gradient else None, lmap if full else None)
+
+
+def loss_l1(prediction, target, *, gradient=False, full=False, channel_axis=None,
+            spatial_dims=2):
+    """fastssim.losses.l1 on CuPy arrays."""
+    return _pointwise_loss(prediction, target, gradient, full, channel_axis, spatial_dims, "l1")
+
+
+def loss_l2(prediction, target, *, gradient=False, full=False, channel_axis=None,
+            spatial_dims=2):
+    """fastssim.losses.l2 on CuPy arrays."""
+    return _pointwise_loss(prediction, target, gradient, full, channel_axis, spatial_dims, "l2")
 
 
 _DEFAULTS = dict(data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,
