@@ -68,6 +68,9 @@ extern "C" int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned g
     if (n == "fs_fwd") fs_launch(fs_fwd, g, b, args);
     else if (n == "fs_adj") fs_launch(fs_adj, g, b, args);
     else if (n == "fs_prod") fs_launch(fs_prod, g, b, args);
+    else if (n == "fs_down") fs_launch(fs_down, g, b, args);
+    else if (n == "fs_up") fs_launch(fs_up, g, b, args);
+    else if (n == "fs_combine") fs_launch(fs_combine, g, b, args);
     else if (n == "fs_reduce") fs_launch(fs_reduce, g, b, args);
     else if (n == "fs_shifts") fs_launch(fs_shifts, g, b, args);
     else return 1;

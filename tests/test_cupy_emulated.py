@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -308,3 +309,44 @@ def test_pointwise_losses_match_cpu(kind, shapes, kw):
     gpu = getattr(_driver, f"loss_{kind}")(x, y, gradient=True, full=True, **kw)
     for a, b in zip(gpu, cpu):
         np.testing.assert_array_equal(a, b)
+
+
+MSSSIM = [
+    ((37, 41), dict(weights=(0.3, 0.3, 0.4), window="uniform", win_size=5)),
+    ((2, 30, 33), dict(weights=(0.5, 0.5, 1.0), window="uniform", win_size=3,
+                       downsample="zero", negative="simple")),
+    ((1, 31, 29, 3), dict(weights=(0.2, 0.8), sigma=1.0, channel_axis=-1, downsample="drop")),
+    ((2, 35, 34), dict(weights=(0.2, 0.3, 0.5), window="uniform", win_size=5,
+                       downsample="replicate", negative="none", covariance="sample")),
+    ((12, 40), dict(weights=(0.5, 0.5, 0.5), window="uniform", win_size=5, fit_scales=True)),
+    ((161, 165), {}),  # Wang's defaults: 5 scales, 11-tap Gaussian
+]
+
+
+@pytest.mark.parametrize("shape,kw", MSSSIM)
+@pytest.mark.parametrize("gradient", [None, "both"])
+def test_ms_ssim_matches_cpu(emulated, shape, kw, gradient):
+    x, y = pair(shape, seed=67)
+    cpu = fastssim.ms_ssim(x, y, data_range=1.0, gradient=gradient, return_scales=True, **kw)
+    gpu = _driver.ms_ssim(x, y, data_range=1.0, gradient=gradient, return_scales=True, **kw)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.scales, cpu.scales, "value")
+    for a, b in ((gpu.grad_x, cpu.grad_x), (gpu.grad_y, cpu.grad_y)):
+        assert (a is None) == (b is None)
+        if b is not None:
+            _close(a, b, "gradient")
+
+
+def test_ms_ssim_loss_and_errors(emulated):
+    x, y = pair((2, 30, 31), seed=71)
+    kw = dict(weights=(0.5, 0.5), window="uniform", win_size=5)
+    cpu = fastssim.losses.ms_ssim(x, y, data_range=1.0, gradient=True, **kw)
+    gpu = _driver.loss_ms_ssim(x, y, data_range=1.0, gradient=True, **kw)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.grad, cpu.grad, "gradient")
+    assert gpu.map is None
+    for bad in (dict(downsample="bogus"), dict(negative="bogus"), dict(weights=(0.5,) * 6)):
+        with pytest.raises(ValueError) as e:
+            fastssim.ms_ssim(x, y, data_range=1.0, **dict(kw, **bad))
+        with pytest.raises(ValueError, match=re.escape(str(e.value))):
+            _driver.ms_ssim(x, y, data_range=1.0, **dict(kw, **bad))

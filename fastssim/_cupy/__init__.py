@@ -28,6 +28,8 @@ COVERED = {
     "losses.mix": "loss_mix",
     "losses.l1": "loss_l1",
     "losses.l2": "loss_l2",
+    "ms_ssim": "ms_ssim",
+    "losses.ms_ssim": "loss_ms_ssim",
 }
 
 

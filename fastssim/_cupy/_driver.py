@@ -31,7 +31,8 @@ from .._validation import (
 from . import _source
 
 __all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
-           "loss_pixelwise_ms_ssim", "loss_mix", "loss_l1", "loss_l2", "kernels"]
+           "loss_pixelwise_ms_ssim", "loss_mix", "loss_l1", "loss_l2", "ms_ssim", "loss_ms_ssim",
+           "kernels"]
 
 
 def _xp(a):
@@ -179,7 +180,9 @@ class _Layout:
     """The engine layout of one call: planes (P, H, W), or interleaved
     channels (B, H, W, C) read in place (nci = C)."""
 
-    def __init__(self, x, y, q):
+    def __init__(self, x, y, q, planes=False):
+        """``planes``: contiguous planes in the compute type whatever the
+        input (the MS-SSIM pyramid's levels are planes)."""
         self.q = q
         self.xp = cp = _xp(x)
         self.user_shapes = (x.shape, y.shape)
@@ -191,9 +194,11 @@ class _Layout:
             y = cp.broadcast_to(y, shape)
         same = x.dtype == y.dtype and x.dtype.isnative
         el = x.dtype.name if same and x.dtype.name in _source.ELEMENT[ft.name] else ft.name
+        if planes:
+            el = ft.name
         self.element = el
         self.nci = 1
-        if cax is not None and cax == len(shape) - 1 and q["nchan"] > 1:
+        if not planes and cax is not None and cax == len(shape) - 1 and q["nchan"] > 1:
             self.nci = q["nchan"]
             self.xe, self.ye = (cp.ascontiguousarray(a, dtype=el).reshape((-1,) + sp + (self.nci,))
                                 for a in (x, y))
@@ -323,7 +328,7 @@ class _Run:
             self.shifts = plane_shifts(self.lay, w.k)
         return w
 
-    def fwd(self, w, form, cov, sreg, mp=None, wmap=None, wscal=0.0, pm=None):
+    def fwd(self, w, form, cov, sreg, mp=None, wmap=None, wscal=0.0, pm=None, wplane=None):
         """fs_fwd: returns the per-block partial sums (float64)."""
         lay, cp, i32, i64, real = self.lay, self.cp, np.int32, np.int64, self.real
         q = lay.q
@@ -338,7 +343,8 @@ class _Run:
             f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(cov),
             i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[1][0]), i32(sreg[1][1]),
             _NULL if mp is None else mp, _NULL if wmap is None else wmap, real(wscal),
-            _NULL if pm is None else pm, part), shared_mem=w.smem["fs_fwd"])
+            _NULL if wplane is None else wplane, _NULL if pm is None else pm, part),
+            shared_mem=w.smem["fs_fwd"])
         return part
 
     def reduce(self, w, part):
@@ -691,6 +697,169 @@ def loss_l2(prediction, target, *, gradient=False, full=False, channel_axis=None
             spatial_dims=2):
     """fastssim.losses.l2 on CuPy arrays."""
     return _pointwise_loss(prediction, target, gradient, full, channel_axis, spatial_dims, "l2")
+
+
+_NEGATIVE = {"clamp": 0, "simple": 1, "none": 2}
+
+
+def _dev_tables(xp, arrays, dtypes):
+    key = (_device_id(xp),) + tuple(id(a) for a in arrays)
+    got = _TABLES.get(key)
+    if got is None:  # the host tables are lru-cached (stable ids), kept alive here
+        got = (arrays, tuple(xp.asarray(np.ascontiguousarray(a, dtype=d))
+                             for a, d in zip(arrays, dtypes)))
+        _TABLES[key] = got
+    return got[1]
+
+
+def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit_scales=False,
+            gradient=None, return_scales=False, _names=("x", "y"), **kw):
+    """fastssim.ms_ssim on CuPy arrays (2-D): the value (CuPy, batch shape), and
+    with ``gradient`` / ``return_scales`` an MSSSIMResult of CuPy arrays."""
+    from .._msssim import (WANG_WEIGHTS, MSSSIMResult, _check_weights, _fitting_scales, _nvals,
+                           min_size)
+    from .._pyramid import CONVENTIONS, down_maps, pyramid_shapes
+
+    kw.pop("workers", None)
+    if "border" in kw:
+        raise TypeError("ms_ssim() got an unexpected keyword argument 'border'")
+    kw["border"] = "valid"
+    _same_device(x, y, _names)
+    g = _grad_code(gradient)
+    w = _check_weights(WANG_WEIGHTS if weights is None else weights)
+    if not isinstance(downsample, str) or downsample not in CONVENTIONS:
+        raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
+    if not isinstance(negative, str) or negative not in _NEGATIVE:
+        raise ValueError(f"negative: expected one of {tuple(_NEGATIVE)}, got {negative!r}")
+    fit_scales = check_bool(fit_scales, "fit_scales")
+    return_scales = check_bool(return_scales, "return_scales")
+    with _device(x):
+        q = _params(x, y, **_defaults(kw), names=_names, check_window=False)
+        taps, r = len(q["taps"]), q["r"]
+        M = w.size
+        fit = _fitting_scales(q["spatial"], downsample, taps, M)
+        if fit < M:  # fastssim._msssim.ms_ssim's rule and messages
+            got = "x".join(str(n) for n in q["spatial"])
+            if not fit_scales:
+                need = min_size(M, taps, downsample, len(q["spatial"]))
+                raise ValueError(
+                    f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} "
+                    f"px per side (downsample={downsample!r}); got {got}: pass fewer scales "
+                    "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True")
+            if fit == 0:
+                raise ValueError(
+                    f"fit_scales: not even one scale fits: the {taps}-tap window needs at least "
+                    f"{taps} px per side, got {got}: pass a smaller window (sigma / win_size), "
+                    "or check channel_axis and spatial_dims")
+            total = w.sum()
+            w = w[:fit]
+            if not np.any(w > 0):
+                raise ValueError(
+                    f"fit_scales: only the first {fit} of {M} scales fit {got}, and their "
+                    f"weights {tuple(w.tolist())} are all zero: pass weights with a positive "
+                    "weight among them")
+            w = w * (total / w.sum())
+            M = fit
+        lay = _Layout(x, y, q, planes=True)
+        cp, P = lay.xp, lay.P
+        ft = np.dtype(q["ftype"])
+        shapes = pyramid_shapes(tuple(q["spatial"]), downsample, M)
+        nval = _nvals(tuple(q["spatial"]), M, downsample, r)
+        levels = [(lay.xe, lay.ye)]
+        runs = []
+        shifts = None
+        for j, sp in enumerate(shapes):
+            lv = _level(lay, *levels[j], sp)
+            R = _Run(lv, tuple((r, n - r) for n in sp), shifts)
+            win = R.window(q["taps"])
+            shifts = R.shifts  # every level's moments are of x - s with the finest level's s
+            runs.append((lv, R, win))
+            if j + 1 < M:
+                d0, _, d2 = down_maps(sp, downsample)
+                nxt = []
+                for a in levels[j]:
+                    out = cp.empty((P,) + tuple(shapes[j + 1]), dtype=ft)
+                    t0 = _dev_tables(cp, (d0.i0, d0.i1, d0.w0, d0.w1),
+                                     (np.int32, np.int32, np.float64, np.float64))
+                    t2 = _dev_tables(cp, (d2.i0, d2.i1, d2.w0, d2.w1),
+                                     (np.int32, np.int32, np.float64, np.float64))
+                    o0, o2 = shapes[j + 1]
+                    win.k["fs_down"](_grid(win.rows, o0, o2, P), _BLOCK, (
+                        a, out, np.int32(sp[0]), np.int32(sp[1]), np.int32(o0), np.int32(o2),
+                        *t0, *t2))
+                    nxt.append(out)
+                levels.append(tuple(nxt))
+        ms = cp.empty((P, M), dtype=cp.float64)
+        whole = lambda sp: [(0, n - 2 * r) for n in sp]  # noqa: E731
+        for j, (lv, R, win) in enumerate(runs):
+            part = R.fwd(win, "cs" if j < M - 1 else "ssim", q["cov"], whole(shapes[j]))
+            ms[:, j] = R.reduce(win, part) / nval[j]
+        value_p = cp.empty(P, dtype=cp.float64)
+        coef = cp.empty((P, M), dtype=cp.float64) if g else None
+        wd = cp.asarray(np.ascontiguousarray(w, dtype=np.float64))
+        runs[0][2].k["fs_combine"](((P + 127) // 128,), (128,), (
+            ms, wd, np.int32(P), np.int32(M), np.int32(_NEGATIVE[negative]), value_p,
+            _NULL if coef is None else coef))
+        values = value_p.reshape(q["batch_shape"] + (q["nchan"],)).mean(axis=-1)
+        if not g and not return_scales:
+            return values
+        out = [None, None]
+        if g:
+            # Horner through the pyramid: G_j = (coef_j / nval_j) grad cs_j + D^T G_{j+1}
+            G = None
+            for j in range(M - 1, -1, -1):
+                lv, R, win = runs[j]
+                wpl = cp.ascontiguousarray(coef[:, j] / (nval[j] * q["nchan"]))
+                pm = cp.empty((4, P) + tuple(n - 2 * r for n in shapes[j]), dtype=ft)
+                R.fwd(win, "cs" if j < M - 1 else "ssim", q["cov"], whole(shapes[j]), pm=pm,
+                      wplane=wpl)
+                gx, gy = R.grads(g)
+                R.adj(win, "cs" if j < M - 1 else "ssim", pm, g, gx, gy)
+                if G is not None:
+                    d0, _, d2 = down_maps(shapes[j], downsample)
+                    t0 = _dev_tables(cp, (d0.m, d0.u), (np.int32, np.float64))
+                    t2 = _dev_tables(cp, (d2.m, d2.u), (np.int32, np.float64))
+                    n0, n2 = shapes[j]
+                    o0, o2 = shapes[j + 1]
+                    for fine, coarse in zip((gx, gy), G):
+                        if fine is not None:
+                            win.k["fs_up"](_grid(win.rows, n0, n2, P), _BLOCK, (
+                                coarse, fine, np.int32(n0), np.int32(n2), np.int32(o0),
+                                np.int32(o2), *t0, *t2))
+                G = (gx, gy)
+            for side in (0, 1):
+                if G[side] is not None:
+                    out[side] = lay.sum_to(lay.to_user(G[side]), side)
+        scales = ms.reshape(q["batch_shape"] + ((q["nchan"],) if q["cax"] is not None else ())
+                            + (M,))
+        return MSSSIMResult(values, out[0], out[1], scales)
+
+
+def loss_ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kw):
+    """fastssim.losses.ms_ssim on CuPy arrays (no per-pixel map: map is None)."""
+    from ..losses import LossResult
+
+    gradient = check_bool(gradient, "gradient")
+    full = check_bool(full, "full")
+    if "return_scales" in kw:
+        raise TypeError("ms_ssim loss: return_scales is not a loss option; call "
+                        "fastssim.ms_ssim(..., return_scales=True) for the per-scale means")
+    r = ms_ssim(prediction, target, data_range=data_range, gradient="x" if gradient else None,
+                _names=("prediction", "target"), **kw)
+    if not gradient and not full:
+        return 1.0 - r
+    if not gradient:
+        return LossResult(1.0 - r, None, None)
+    return LossResult(1.0 - r.value, -r.grad_x, None)
+
+
+def _level(lay, xe, ye, spatial):
+    """A layout of one pyramid level (planes of these spatial extents)."""
+    lv = _Layout.__new__(_Layout)
+    lv.__dict__.update(lay.__dict__)
+    lv.q = dict(lay.q, spatial=tuple(spatial))
+    lv.xe, lv.ye = xe, ye
+    return lv
 
 
 _DEFAULTS = dict(data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,

@@ -35,6 +35,11 @@ radius, tile height):
 ``fs_prod``
     the per-pixel MS-SSIM: the product of several windows' maps, its sums,
     and each window's cotangent (the product of the other factors).
+``fs_down``, ``fs_up``, ``fs_combine``
+    the MS-SSIM pyramid: one level's 2x downsampling (the tables of
+    fastssim/_pyramid.py), its adjoint added into the finer level's gradient,
+    and the combination of the per-scale means (negative policy, weights)
+    with its derivatives.
 ``fs_reduce``
     one block per plane: the per-block partials, summed in a fixed order.
 ``fs_shifts``
@@ -50,7 +55,8 @@ __all__ = ["SOURCE", "KERNELS", "ELEMENT", "REAL", "options", "tile_rows", "smem
 FS_TX = 32          # output columns per block (one warp wide)
 FS_TY = 8           # thread rows per block
 MAX_SMEM = 227 * 1024  # opt-in dynamic shared memory of sm_80 .. sm_90 (sm_80: 163 KiB)
-KERNELS = ("fs_fwd", "fs_adj", "fs_prod", "fs_reduce", "fs_shifts")
+KERNELS = ("fs_fwd", "fs_adj", "fs_prod", "fs_down", "fs_up", "fs_combine", "fs_reduce",
+           "fs_shifts")
 
 # compute type -> C type
 REAL = {"float32": "float", "float64": "double"}
@@ -208,7 +214,7 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
        const REAL *__restrict__ taps, int form, REAL C1, REAL C2, REAL cov,
        int s0a, int s0b, int s2a, int s2b,
        REAL *__restrict__ map, const REAL *__restrict__ wmap, REAL wscal,
-       REAL *__restrict__ pm, double *__restrict__ part)
+       const double *__restrict__ wplane, REAL *__restrict__ pm, double *__restrict__ part)
 {
     extern __shared__ double fs_smem[];
     double *red = fs_smem;                           // FS_NT
@@ -277,7 +283,10 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
         REAL val;
         if (pm) {
             const long long om = fs_at(p, nci, plane_out, i, j, o2);
-            const REAL wj = wmap ? wmap[om] : (insum ? wscal : (REAL)0);
+            // the cotangent: a map, or on the sum region a scalar (per plane:
+            // an MS-SSIM scale's d value / d mean)
+            const REAL wj = wmap ? wmap[om]
+                                 : (insum ? (wplane ? (REAL)wplane[p] : wscal) : (REAL)0);
             REAL f[4];
             val = fs_grad(form, mo[0], mo[1], mo[2], mo[3], C1, C2, cov, sx, sy, wj, f);
             const long long o = (long long)p * plane_map + (long long)i * o2 + j;
@@ -401,6 +410,91 @@ fs_prod(const unsigned long long *__restrict__ F, int M, int o0, int o2, int nci
         part[((long long)p * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = s;
 }
 
+// MS-SSIM pyramid (fastssim/_pyramid.py tables, per axis: out[o] = w0[o]
+// in[i0[o]] + w1[o] in[i1[o]]): one level's 2x downsampling of planes,
+// o = d2(wa a + wb b) as down_rows of engine_impl.h.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_down(const REAL *__restrict__ in, REAL *__restrict__ out, int n0, int n2, int o0, int o2,
+        const int *__restrict__ ai0, const int *__restrict__ ai1,
+        const double *__restrict__ aw0, const double *__restrict__ aw1,
+        const int *__restrict__ bi0, const int *__restrict__ bi1,
+        const double *__restrict__ bw0, const double *__restrict__ bw1)
+{
+    const int p = blockIdx.z, c = blockIdx.x * FS_TX + threadIdx.x;
+    if (c >= o2) return;
+    const REAL *src = in + (long long)p * n0 * n2;
+    for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
+        const int o = blockIdx.y * FS_OTY + oy;
+        if (o >= o0) continue;
+        const REAL *a = src + (long long)ai0[o] * n2, *b = src + (long long)ai1[o] * n2;
+        const REAL wa = (REAL)aw0[o], wb = (REAL)aw1[o];
+        const int k0 = bi0[c], k1 = bi1[c];
+        out[((long long)p * o0 + o) * o2 + c] =
+            (REAL)bw0[c] * (wa * a[k0] + wb * b[k0]) + (REAL)bw1[c] * (wa * a[k1] + wb * b[k1]);
+    }
+}
+
+// The adjoint of fs_down added into the finer level's gradient (fs_up of
+// engine_impl.h with coef 1): fine[i][j] += u0[i] u2[j] coarse[m0[i]][m2[j]],
+// each fine sample reading at most one coarse one.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_up(const REAL *__restrict__ coarse, REAL *__restrict__ fine, int n0, int n2, int o0, int o2,
+      const int *__restrict__ m0, const double *__restrict__ u0,
+      const int *__restrict__ m2, const double *__restrict__ u2)
+{
+    const int p = blockIdx.z, j = blockIdx.x * FS_TX + threadIdx.x;
+    if (j >= n2) return;
+    for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
+        const int i = blockIdx.y * FS_OTY + oy;
+        if (i >= n0) continue;
+        const REAL u = (REAL)u0[i] * (REAL)u2[j];
+        if (u == 0) continue;
+        const long long f = ((long long)p * n0 + i) * n2 + j;
+        fine[f] = fine[f] + u * coarse[((long long)p * o0 + m0[i]) * o2 + m2[j]];
+    }
+}
+
+// MS-SSIM from its per-scale means m (P, M) (ms_combine of _engine.pyx, one
+// thread per plane): value = prod_j f(m_j)^w_j with the negative policy f
+// (0 clamp, 1 simple, 2 none), coef[p][j] = d value / d m_j from the prefix
+// and suffix products of the other factors.
+extern "C" __global__ void
+fs_combine(const double *__restrict__ m, const double *__restrict__ w, int P, int M, int negative,
+           double *__restrict__ value, double *__restrict__ coef)
+{
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= P) return;
+    double f[64], df[64], pw[64], prod = 1.0;
+    for (int j = 0; j < M; j++) {
+        const double v = m[(long long)p * M + j];
+        if (negative == 0) {
+            f[j] = v <= 0 ? 0.0 : v;
+            df[j] = v > 0 ? 1.0 : 0.0;
+        } else if (negative == 1) {
+            f[j] = (v + 1.0) / 2.0;
+            df[j] = 0.5;
+        } else {
+            f[j] = v;
+            df[j] = 1.0;
+        }
+        pw[j] = pow(f[j], w[j]);
+        prod = prod * pw[j];
+    }
+    value[p] = prod;
+    if (!coef) return;
+    double pre = 1.0;
+    for (int j = 0; j < M; j++) {
+        coef[(long long)p * M + j] = pre;
+        pre = pre * pw[j];
+    }
+    double suf = 1.0;
+    for (int j = M - 1; j >= 0; j--) {
+        double *c = coef + (long long)p * M + j;
+        *c = (w[j] == 0 || df[j] == 0) ? 0.0 : w[j] * pow(f[j], w[j] - 1.0) * df[j] * *c * suf;
+        suf = suf * pw[j];
+    }
+}
+
 // Per-plane sums of the per-block partials, in a fixed order.
 extern "C" __global__ void __launch_bounds__(FS_NT)
 fs_reduce(const double *__restrict__ part, long long nblk, double *__restrict__ out)
@@ -481,6 +575,9 @@ def smem_bytes(compute: str, radius: int, rows: int) -> dict:
         "fs_fwd": FS_TX * FS_TY * 8 + (2 * ih * iw + 4 * ih * FS_TX + w) * sz,
         "fs_adj": (4 * ih * FS_TX + w) * sz,
         "fs_prod": FS_TX * FS_TY * 8,
+        "fs_down": 0,
+        "fs_up": 0,
+        "fs_combine": 0,
         "fs_reduce": FS_TX * FS_TY * 8,
         "fs_shifts": FS_TX * FS_TY * 8,
     }
