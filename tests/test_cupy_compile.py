@@ -178,7 +178,7 @@ def test_cupy_inputs_go_to_the_gpu_backend(fn, name, names, monkeypatch):
                     (name, "p", "q", (), {"sigma": 1.0})]
 
 
-@pytest.mark.parametrize("name", ["multiscale_structural_similarity", "structural_similarity"])
+@pytest.mark.parametrize("name", ["structural_similarity"])
 def test_uncovered_functions_say_so(name):
     from fastssim._cupy import implementation
 

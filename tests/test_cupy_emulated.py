@@ -350,3 +350,14 @@ def test_ms_ssim_loss_and_errors(emulated):
             fastssim.ms_ssim(x, y, data_range=1.0, **dict(kw, **bad))
         with pytest.raises(ValueError, match=re.escape(str(e.value))):
             _driver.ms_ssim(x, y, data_range=1.0, **dict(kw, **bad))
+
+
+def test_multiscale_structural_similarity_matches_cpu(emulated):
+    x, y = pair((30, 33, 3), dtype=np.uint8, seed=73)
+    kw = dict(channel_axis=-1, weights=(0.5, 0.5), sigma=1.0, gradient=True)
+    v_cpu, g_cpu = fastssim.multiscale_structural_similarity(x, y, **kw)
+    v_gpu, g_gpu = _driver.multiscale_structural_similarity(x, y, **kw)
+    _close(v_gpu, v_cpu, "value")
+    _close(g_gpu, g_cpu, "gradient")
+    with pytest.raises(ValueError, match="supports 2-D and 3-D images, got 1 spatial"):
+        _driver.multiscale_structural_similarity(x[0], y[0], channel_axis=-1)

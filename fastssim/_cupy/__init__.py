@@ -30,6 +30,7 @@ COVERED = {
     "losses.l2": "loss_l2",
     "ms_ssim": "ms_ssim",
     "losses.ms_ssim": "loss_ms_ssim",
+    "multiscale_structural_similarity": "multiscale_structural_similarity",
 }
 
 

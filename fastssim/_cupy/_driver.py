@@ -32,7 +32,7 @@ from . import _source
 
 __all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
            "loss_pixelwise_ms_ssim", "loss_mix", "loss_l1", "loss_l2", "ms_ssim", "loss_ms_ssim",
-           "kernels"]
+           "multiscale_structural_similarity", "kernels"]
 
 
 def _xp(a):
@@ -851,6 +851,31 @@ def loss_ms_ssim(prediction, target, *, data_range=None, gradient=False, full=Fa
     if not gradient:
         return LossResult(1.0 - r, None, None)
     return LossResult(1.0 - r.value, -r.grad_x, None)
+
+
+def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=None,
+                                     gradient=False, weights=None, sigma=1.5, K1=0.01, K2=0.03,
+                                     downsample="symmetric", negative="clamp", fit_scales=False,
+                                     workers=None):
+    """fastssim.multiscale_structural_similarity on CuPy arrays: mssim as a
+    0-d CuPy array (no host synchronisation), with ``gradient`` the pair
+    (mssim, d mssim / d im2)."""
+    from .._validation import check_pair
+
+    gradient = check_bool(gradient, "gradient")
+    check_pair(_stand_in(im1), _stand_in(im2), ("im1", "im2"))
+    nd = im1.ndim - (channel_axis is not None)
+    if nd not in (2, 3):
+        raise ValueError(
+            f"multiscale_structural_similarity supports 2-D and 3-D images, got {nd} spatial "
+            f"dimensions (shape {im1.shape}, channel_axis={channel_axis})")
+    res = ms_ssim(im1, im2, data_range=data_range, weights=weights, sigma=sigma, K1=K1, K2=K2,
+                  downsample=downsample, negative=negative, fit_scales=fit_scales,
+                  gradient="y" if gradient else None, channel_axis=channel_axis,
+                  spatial_dims=nd, _names=("im1", "im2"))
+    if gradient:
+        return res.value, res.grad_y
+    return res
 
 
 def _level(lay, xe, ye, spatial):
