@@ -181,6 +181,14 @@ def step_numbers():
               "f32_value_vs_cpu32": rel(g32.value, cpu32.value, 1.0),
               "f32_map_vs_cpu64": rel(g32.map, cpu64.map, 1.0),
               "f32_grad_vs_cpu64": rel(g32.grad_x, cpu64.grad_x)})
+    for name, fn in (("ms_ssim", fastssim.ms_ssim), ("pixelwise_ms_ssim", fastssim.pixelwise_ms_ssim)):
+        try:
+            c = fn(x64, y64, gradient="x", **kw)
+            gres = fn(gx, gy, gradient="x", **kw)
+            e[f"f64_{name}_value"] = rel(gres.value, c.value, 1.0)
+            e[f"f64_{name}_grad"] = rel(gres.grad_x, c.grad_x)
+        except Exception as exc:  # noqa: BLE001
+            say(f"{name} accuracy: failed ({type(exc).__name__}: {exc})")
     DATA["accuracy"] = e
     say("| quantity | max error (values, maps: absolute; gradients: / max abs gradient) |")
     say("| --- | --- |")
@@ -219,6 +227,13 @@ def step_numbers():
     add("fastssim GPU ssim value + grad x",
         _timeit(lambda: fastssim.ssim(X, Y, gradient="x", **kw), cp),
         mem_of(lambda: fastssim.ssim(X, Y, gradient="x", **kw)))
+    for name, fn in (("ms_ssim", fastssim.ms_ssim), ("pixelwise_ms_ssim", fastssim.pixelwise_ms_ssim)):
+        try:
+            add(f"fastssim GPU {name} value + grad x",
+                _timeit(lambda: fn(X, Y, gradient="x", **kw), cp, reps=10),
+                mem_of(lambda: fn(X, Y, gradient="x", **kw)))
+        except Exception as exc:  # noqa: BLE001
+            say(f"{name} timing: failed ({type(exc).__name__}: {exc})")
     try:
         import cupyx.scipy.ndimage as ndi
 
@@ -247,6 +262,11 @@ def step_numbers():
                 pm.ssim(a, ty, data_range=1.0, size_average=True).backward()
                 return a.grad
             add("pytorch_msssim ssim forward + backward", _torch_timeit(pm_fb, torch))
+            def pm_ms():
+                a = tx.clone().requires_grad_(True)
+                pm.ms_ssim(a, ty, data_range=1.0, size_average=True).backward()
+                return a.grad
+            add("pytorch_msssim ms_ssim forward + backward", _torch_timeit(pm_ms, torch, reps=10))
             add("pytorch_msssim ssim forward", _torch_timeit(
                 lambda: pm.ssim(tx, ty, data_range=1.0, size_average=True), torch))
         except ImportError:
@@ -301,6 +321,10 @@ def step_numbers():
     if pmfb and ours:
         say(f"\nvalue + gradient, pytorch_msssim / fastssim: **{pmfb / ours:.1f}x** "
             "(target >= 20x; targets: value <= 0.25 ms, value + gradient <= 0.5 ms)")
+    for name, target in (("ms_ssim", "1.0"), ("pixelwise_ms_ssim", "5")):
+        v = t.get(f"fastssim GPU {name} value + grad x")
+        if v:
+            say(f"{name} value + gradient: {v:.3f} ms (target <= {target} ms)")
     pmb_ms = t.get("pytorch_msssim 16x3x256^2 forward + backward")
     if pmb_ms:
         say(f"batch 16x3x256^2, pytorch_msssim / fastssim: "

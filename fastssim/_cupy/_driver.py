@@ -303,11 +303,6 @@ def _grid(rows, n0, n2, P):
     return ((n2 + _source.FS_TX - 1) // _source.FS_TX, (n0 + rows - 1) // rows, P)
 
 
-def _ptr(a):
-    """The address of an array's data (device or, under emulation, host)."""
-    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
-
-
 class _Run:
     """The geometry shared by the windows of one call."""
 
@@ -404,19 +399,18 @@ def run_multi(lay, *, scales, map_region, want_map=False, grad=0, wmap=None, wsc
     wins = [R.window(t) for t, _, _ in scales]
     whole = [(0, R.o0), (0, R.o2)]
     mshape = lay.shape((R.o0, R.o2))
-    F = [cp.empty(mshape, dtype=ft) for _ in range(M)]
+    F = cp.empty((M,) + mshape, dtype=ft)
     for w, (_, form, cov), f in zip(wins, scales, F):
         R.fwd(w, form, cov, whole, mp=f)
     mp = cp.empty(mshape, dtype=ft) if want_map else None
-    C = [cp.empty(mshape, dtype=ft) for _ in range(M)] if grad else None
+    C = cp.empty((M,) + mshape, dtype=ft) if grad else None
     grid = _grid(wins[0].rows, R.o0, R.o2, P)
     part = cp.empty(grid[0] * grid[1] * P, dtype=cp.float64)
-    Fp = cp.asarray(np.array([_ptr(f) for f in F], dtype=np.uint64))
-    Cp = cp.asarray(np.array([_ptr(c) for c in C], dtype=np.uint64)) if grad else None
     wins[0].k["fs_prod"](grid, _BLOCK, (
-        Fp, np.int32(M), np.int32(R.o0), np.int32(R.o2), np.int32(lay.nci), np.int64(R.plane_out),
-        _NULL if wmap is None else wmap, R.real(wscal), _NULL if mp is None else mp,
-        _NULL if Cp is None else Cp, part), shared_mem=wins[0].smem["fs_prod"])
+        F, np.int64(F[0].size), np.int32(M), np.int32(R.o0), np.int32(R.o2), np.int32(lay.nci),
+        np.int64(R.plane_out), _NULL if wmap is None else wmap, R.real(wscal),
+        _NULL if mp is None else mp, _NULL if C is None else C, part),
+        shared_mem=wins[0].smem["fs_prod"])
     sums = R.reduce(wins[0], part)
     gx = gy = None
     if grad:
@@ -796,7 +790,10 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
             ms[:, j] = R.reduce(win, part) / nval[j]
         value_p = cp.empty(P, dtype=cp.float64)
         coef = cp.empty((P, M), dtype=cp.float64) if g else None
-        wd = cp.asarray(np.ascontiguousarray(w, dtype=np.float64))
+        wkey = (_device_id(cp), "weights", tuple(w.tolist()))
+        wd = _TABLES.get(wkey)
+        if wd is None:  # uploaded once per device and weights: no copy per call
+            wd = _TABLES[wkey] = cp.asarray(np.ascontiguousarray(w, dtype=np.float64))
         runs[0][2].k["fs_combine"](((P + 127) // 128,), (128,), (
             ms, wd, np.int32(P), np.int32(M), np.int32(_NEGATIVE[negative]), value_p,
             _NULL if coef is None else coef))

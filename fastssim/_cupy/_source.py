@@ -372,16 +372,15 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
 }
 
 // The per-pixel MS-SSIM product of M <= FS_MAXM window maps F[j] (map
-// layout): P = F0 (F1 (... F_{M-1})) (product_rtl's order), its map, its
+// layout, fstride elements apart; the cotangents C likewise): P = F0 (F1 (... F_{M-1})) (product_rtl's order), its map, its
 // per-block sums (as fs_fwd), and for the gradient each window's cotangent
 // C[j] = w prod_{k != j} F_k, as cot_run of engine_impl.h: the prefix
 // w F0 ... F_{j-1} times the suffix product, never a division by F_j.
 #define FS_MAXM 8
 extern "C" __global__ void __launch_bounds__(FS_NT)
-fs_prod(const unsigned long long *__restrict__ F, int M, int o0, int o2, int nci,
+fs_prod(const REAL *__restrict__ F, long long fstride, int M, int o0, int o2, int nci,
         long long plane_out, const REAL *__restrict__ wmap, REAL wscal,
-        REAL *__restrict__ pmap, const unsigned long long *__restrict__ C,
-        double *__restrict__ part)
+        REAL *__restrict__ pmap, REAL *__restrict__ C, double *__restrict__ part)
 {
     extern __shared__ double fs_smem[];
     const int p = blockIdx.z, j = blockIdx.x * FS_TX + threadIdx.x;
@@ -391,7 +390,7 @@ fs_prod(const unsigned long long *__restrict__ F, int M, int o0, int o2, int nci
         if (i >= o0 || j >= o2) continue;
         const long long o = fs_at(p, nci, plane_out, i, j, o2);
         REAL f[FS_MAXM], suf[FS_MAXM];
-        for (int m = 0; m < M; m++) f[m] = ((const REAL *)F[m])[o];
+        for (int m = 0; m < M; m++) f[m] = F[m * fstride + o];
         suf[M - 1] = f[M - 1];
         for (int m = M - 2; m >= 0; m--) suf[m] = f[m] * suf[m + 1];
         const REAL P = suf[0];
@@ -400,7 +399,7 @@ fs_prod(const unsigned long long *__restrict__ F, int M, int o0, int o2, int nci
         if (C) {
             REAL pre = wmap ? wmap[o] : wscal;
             for (int m = 0; m < M; m++) {
-                ((REAL *)C[m])[o] = m < M - 1 ? pre * suf[m + 1] : pre;
+                C[m * fstride + o] = m < M - 1 ? pre * suf[m + 1] : pre;
                 pre = pre * f[m];
             }
         }
