@@ -67,6 +67,8 @@ extern "C" int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned g
     const std::string n(name);
     if (n == "fs_fwd") fs_launch(fs_fwd, g, b, args);
     else if (n == "fs_adj") fs_launch(fs_adj, g, b, args);
+    else if (n == "fs_fwd0") fs_launch(fs_fwd0, g, b, args);
+    else if (n == "fs_adj0") fs_launch(fs_adj0, g, b, args);
     else if (n == "fs_prod") fs_launch(fs_prod, g, b, args);
     else if (n == "fs_down") fs_launch(fs_down, g, b, args);
     else if (n == "fs_up") fs_launch(fs_up, g, b, args);

@@ -361,3 +361,40 @@ def test_multiscale_structural_similarity_matches_cpu(emulated):
     _close(g_gpu, g_cpu, "gradient")
     with pytest.raises(ValueError, match="supports 2-D and 3-D images, got 1 spatial"):
         _driver.multiscale_structural_similarity(x[0], y[0], channel_axis=-1)
+
+
+VOLUMES = [
+    ((13, 14, 15), {}),
+    ((2, 9, 12, 11), dict(window="uniform", win_size=3, border="valid")),
+    ((1, 8, 9, 10, 3), dict(window="uniform", win_size=5, channel_axis=-1,
+                            covariance="sample")),
+    ((2, 2, 7, 8, 9), dict(window="uniform", win_size=3, channel_axis=1)),
+]
+
+
+@pytest.mark.parametrize("shape,kw", VOLUMES)
+@pytest.mark.parametrize("gradient", [None, "both"])
+def test_volumes_match_cpu(emulated, shape, kw, gradient):
+    x, y = pair(shape, seed=79)
+    cpu = fastssim.ssim(x, y, data_range=1.0, full=True, gradient=gradient, spatial_dims=3, **kw)
+    gpu = _driver.ssim(x, y, data_range=1.0, full=True, gradient=gradient, spatial_dims=3, **kw)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.map, cpu.map, "map")
+    for a, b in ((gpu.grad_x, cpu.grad_x), (gpu.grad_y, cpu.grad_y)):
+        assert (a is None) == (b is None)
+        if b is not None:
+            _close(a, b, "gradient")
+
+
+def test_volume_vjp_and_pixelwise_match_cpu(emulated):
+    x, y = pair((2, 10, 11, 12), seed=83)
+    kw = dict(data_range=1.0, spatial_dims=3)
+    w = np.random.default_rng(7).standard_normal(x.shape)
+    _close(_driver.ssim_vjp(x, y, w, wrt="y", window="uniform", win_size=3, **kw),
+           fastssim.ssim_vjp(x, y, w, wrt="y", window="uniform", win_size=3, **kw), "gradient")
+    pw = dict(kw, sigmas=(0.5, 1.0))
+    cpu = fastssim.pixelwise_ms_ssim(x, y, full=True, gradient="x", **pw)
+    gpu = _driver.pixelwise_ms_ssim(x, y, full=True, gradient="x", **pw)
+    _close(gpu.value, cpu.value, "value")
+    _close(gpu.map, cpu.map, "map")
+    _close(gpu.grad_x, cpu.grad_x, "gradient")

@@ -129,9 +129,6 @@ def _params(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, cova
     xs, ys = _stand_in(x), _stand_in(y)
     xs, ys, cax = check_layout(xs, ys, channel_axis, spatial_dims, names, broadcast=True)
     sd = int(spatial_dims)
-    if sd != 2:
-        raise NotImplementedError("fastssim on CuPy arrays: spatial_dims=3 (volumes) is not "
-                                  "implemented on the GPU yet; use NumPy arrays (cupy.asnumpy)")
     shape = xs.shape if xs.shape == ys.shape else broadcast_batch(xs.shape, ys.shape, cax, sd, names)
     if data_range is None:
         if xs.dtype.kind == "f" or ys.dtype.kind == "f":
@@ -261,14 +258,16 @@ def plane_shifts(lay, k=None):
     """(2, P) float64 on the device: the per-plane shifts of x and y (the rule
     of the CPU engine's fs_plane_shifts), in one launch."""
     q, cp = lay.q, lay.xp
-    (n0, n2), P = q["spatial"], lay.P
+    sp, P = tuple(q["spatial"]), lay.P
+    n0, n1, n2 = sp if len(sp) == 3 else (sp[0], 1, sp[1])
     if k is None:
         ft = np.dtype(q["ftype"])
         k = KERNELS(ft.name, lay.element, q["r"], _source.tile_rows(ft.name, q["r"]))
     sh = cp.empty((2, P), dtype=cp.float64)
     k["fs_shifts"]((P, 2), (_source.FS_TX, _source.FS_TY),
-                   (lay.xe, lay.ye, np.int32(lay.nci), np.int64(n0 * n2 * lay.nci), np.int32(n0),
-                    np.int32(1), np.int32(n2), sh), shared_mem=_source.FS_TX * _source.FS_TY * 8)
+                   (lay.xe, lay.ye, np.int32(lay.nci), np.int64(n0 * n1 * n2 * lay.nci),
+                    np.int32(n0), np.int32(n1), np.int32(n2), sh),
+                   shared_mem=_source.FS_TX * _source.FS_TY * 8)
     return sh
 
 
@@ -278,7 +277,7 @@ class _Window:
     def __init__(self, lay, taps, map_region):
         q, cp = lay.q, lay.xp
         ft = np.dtype(q["ftype"])
-        (n0, n2) = q["spatial"]
+        sp = tuple(q["spatial"])
         taps = tuple(taps)
         r = (len(taps) - 1) // 2
         rows = _source.tile_rows(ft.name, r)
@@ -287,12 +286,17 @@ class _Window:
                 f"fastssim on CuPy arrays: a {2 * r + 1}-tap window is too wide for the GPU "
                 f"kernels' shared-memory tile (at most {2 * _source.max_radius(ft.name) + 1} "
                 f"taps in {ft.name}); use NumPy arrays for it")
-        if lay.P > 65535:
-            raise NotImplementedError("fastssim on CuPy arrays: more than 65535 planes per call")
+        slices = lay.P * (max(sp[0], map_region[0][1] - map_region[0][0]) if len(sp) == 3 else 1)
+        if slices > 65535:
+            raise NotImplementedError("fastssim on CuPy arrays: more than 65535 planes (volumes: "
+                                      "planes x slices) per call")
         self.r, self.rows = r, rows
         self.k = KERNELS(ft.name, lay.element, r, rows)
-        self.f0, self.a0 = _bands_on_device(n0, taps, *map_region[0], ft, cp)
-        self.f2, self.a2 = _bands_on_device(n2, taps, *map_region[1], ft, cp)
+        pairs = [_bands_on_device(n, taps, a, b, ft, cp) for n, (a, b) in zip(sp, map_region)]
+        self.fw = [f for f, _ in pairs]   # forward bands, one per spatial axis
+        self.aw = [a for _, a in pairs]   # adjoint bands
+        self.f0, self.f2 = self.fw[-2], self.fw[-1]  # the in-plane (2-D) pass
+        self.a0, self.a2 = self.aw[-2], self.aw[-1]
         self.smem = _source.smem_bytes(ft.name, r, rows)
 
 
@@ -304,17 +308,21 @@ def _grid(rows, n0, n2, P):
 
 
 class _Run:
-    """The geometry shared by the windows of one call."""
+    """The geometry shared by the windows of one call (2-D, or volumes: an
+    in-slice pass over axes 1, 2, then axis 0)."""
 
     def __init__(self, lay, map_region, shifts=None):
         q = lay.q
         self.lay, self.cp, self.map_region = lay, lay.xp, map_region
         self.ft = np.dtype(q["ftype"])
         self.real = np.float32 if self.ft == np.float32 else np.float64
-        self.n0, self.n2 = q["spatial"]
-        self.o0, self.o2 = (b - a for a, b in map_region)
-        self.plane_in = self.n0 * self.n2 * lay.nci
-        self.plane_out = self.o0 * self.o2 * lay.nci
+        self.sp = tuple(q["spatial"])
+        self.osp = tuple(b - a for a, b in map_region)
+        self.vol = len(self.sp) == 3
+        self.n0, self.n2 = self.sp[0], math.prod(self.sp[1:])   # 2-D view for pointwise kernels
+        self.o0, self.o2 = self.osp[0], math.prod(self.osp[1:])
+        self.plane_in = math.prod(self.sp) * lay.nci
+        self.plane_out = math.prod(self.osp) * lay.nci
         self.shifts = shifts
 
     def window(self, taps):
@@ -323,23 +331,51 @@ class _Run:
             self.shifts = plane_shifts(self.lay, w.k)
         return w
 
-    def fwd(self, w, form, cov, sreg, mp=None, wmap=None, wscal=0.0, pm=None, wplane=None):
-        """fs_fwd: returns the per-block partial sums (float64)."""
-        lay, cp, i32, i64, real = self.lay, self.cp, np.int32, np.int64, self.real
+    def _fwd2(self, w, P, n, o, plane_in, plane_out, nci, f0, f2, form, cov, sreg, mp, wmap,
+              wscal, wplane, pm, part, ns, hout):
+        lay, i32, i64, real = self.lay, np.int32, np.int64, self.real
         q = lay.q
-        grid = _grid(w.rows, self.o0, self.o2, lay.P)
-        part = cp.empty(grid[0] * grid[1] * lay.P, dtype=cp.float64)
-        f0, f2 = w.f0, w.f2
+        grid = _grid(w.rows, o[0], o[1], P)
         w.k["fs_fwd"](grid, _BLOCK, (
-            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(self.n0), i32(self.n2),
-            i32(self.o0), i32(self.o2), i32(lay.nci), i64(self.plane_in), i64(self.plane_out),
+            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(n[0]), i32(n[1]),
+            i32(o[0]), i32(o[1]), i32(nci), i64(plane_in), i64(plane_out),
             i32(f0.off), i32(f0.lo), i32(f0.hi), f0.tlo, f0.thi,
             i32(f2.off), i32(f2.lo), i32(f2.hi), f2.tlo, f2.thi,
             f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(cov),
+            i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[-1][0]), i32(sreg[-1][1]),
+            _NULL if mp is None else mp, _NULL if wmap is None else wmap, real(wscal),
+            _NULL if wplane is None else wplane, _NULL if pm is None else pm,
+            _NULL if part is None else part, i32(ns), _NULL if hout is None else hout),
+            shared_mem=w.smem["fs_fwd"])
+
+    def fwd(self, w, form, cov, sreg, mp=None, wmap=None, wscal=0.0, pm=None, wplane=None):
+        """The value pass (fs_fwd; volumes fs_fwd then fs_fwd0): returns the
+        per-block partial sums (float64)."""
+        lay, cp, P = self.lay, self.cp, self.lay.P
+        if not self.vol:
+            grid = _grid(w.rows, self.o0, self.o2, P)
+            part = cp.empty(grid[0] * grid[1] * P, dtype=cp.float64)
+            self._fwd2(w, P, self.sp, self.osp, self.plane_in, self.plane_out, lay.nci,
+                       w.f0, w.f2, form, cov, sreg, mp, wmap, wscal, wplane, pm, part, 1, None)
+            return part
+        (n0, n1, n2), (o0, o1, o2) = self.sp, self.osp
+        H = cp.empty((4, P * n0, o1, o2), dtype=self.ft)
+        self._fwd2(w, P * n0, (n1, n2), (o1, o2), n1 * n2 * lay.nci, o1 * o2 * lay.nci, lay.nci,
+                   w.fw[1], w.fw[2], form, cov, sreg[1:], None, None, 0.0, None, None, None,
+                   n0, H)
+        L = o1 * o2
+        nb = (L + _source.FS_TX * _source.FS_TY - 1) // (_source.FS_TX * _source.FS_TY)
+        part = cp.empty(nb * o0 * P, dtype=cp.float64)
+        f0, q, real, i32, i64 = w.fw[0], lay.q, self.real, np.int32, np.int64
+        w.k["fs_fwd0"]((nb, o0, P), _BLOCK, (
+            H, self.shifts[0], self.shifts[1], i32(n0), i32(o0), i64(L), i32(o2), i32(lay.nci),
+            i64(self.plane_out), i32(f0.off), i32(f0.lo), i32(f0.hi), f0.tlo, f0.thi,
+            f0.taps, i32(_FORM[form]), real(q["C1"]), real(q["C2"]), real(cov),
             i32(sreg[0][0]), i32(sreg[0][1]), i32(sreg[1][0]), i32(sreg[1][1]),
+            i32(sreg[2][0]), i32(sreg[2][1]),
             _NULL if mp is None else mp, _NULL if wmap is None else wmap, real(wscal),
             _NULL if wplane is None else wplane, _NULL if pm is None else pm, part),
-            shared_mem=w.smem["fs_fwd"])
+            shared_mem=w.smem["fs_fwd0"])
         return part
 
     def reduce(self, w, part):
@@ -348,20 +384,41 @@ class _Run:
                          shared_mem=w.smem["fs_reduce"])
         return sums
 
-    def adj(self, w, form, pm, grad, gx, gy, acc=False):
+    def _adj2(self, w, P, n, o, nci, plane_in, a0, a2, form, pm, grad, gx, gy, acc, ns, tout):
         lay, i32, i64 = self.lay, np.int32, np.int64
-        a0, a2 = w.a0, w.a2
-        w.k["fs_adj"](_grid(w.rows, self.n0, self.n2, lay.P), _BLOCK, (
-            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(self.n0), i32(self.n2),
-            i32(self.o0), i32(self.o2), i32(lay.nci), i64(self.plane_in),
+        w.k["fs_adj"](_grid(w.rows, n[0], n[1], P), _BLOCK, (
+            lay.xe, lay.ye, self.shifts[0], self.shifts[1], i32(n[0]), i32(n[1]),
+            i32(o[0]), i32(o[1]), i32(nci), i64(plane_in),
             i32(a0.off), i32(a0.lo), i32(a0.hi), a0.tlo, a0.thi,
             i32(a2.off), i32(a2.lo), i32(a2.hi), a2.tlo, a2.thi,
             a0.taps, i32(_FORM[form]), pm, i32(grad),
-            _NULL if gx is None else gx, _NULL if gy is None else gy, i32(int(acc))),
+            _NULL if gx is None else gx, _NULL if gy is None else gy, i32(int(acc)),
+            i32(ns), _NULL if tout is None else tout),
             shared_mem=w.smem["fs_adj"])
 
+    def adj(self, w, form, pm, grad, gx, gy, acc=False):
+        """The gradient pass (fs_adj; volumes fs_adj then fs_adj0); ``acc``
+        adds to gx / gy instead of writing them."""
+        lay, P = self.lay, self.lay.P
+        if not self.vol:
+            self._adj2(w, P, self.sp, self.osp, lay.nci, self.plane_in, w.a0, w.a2, form, pm,
+                       grad, gx, gy, acc, 1, None)
+            return
+        (n0, n1, n2), (o0, o1, o2) = self.sp, self.osp
+        T = self.cp.empty((4, P * o0, n1, n2), dtype=self.ft)
+        self._adj2(w, P * o0, (n1, n2), (o1, o2), 1, 0, w.aw[1], w.aw[2], form, pm, grad,
+                   None, None, False, o0, T)
+        L = n1 * n2
+        nb = (L + _source.FS_TX * _source.FS_TY - 1) // (_source.FS_TX * _source.FS_TY)
+        a0, i32, i64 = w.aw[0], np.int32, np.int64
+        w.k["fs_adj0"]((nb, n0, P), _BLOCK, (
+            lay.xe, lay.ye, self.shifts[0], self.shifts[1], T, i32(n0), i32(o0), i64(L),
+            i32(lay.nci), i64(self.plane_in), i32(a0.off), i32(a0.lo), i32(a0.hi), a0.tlo,
+            a0.thi, a0.taps, i32(_FORM[form]), i32(grad), _NULL if gx is None else gx,
+            _NULL if gy is None else gy, i32(int(acc))), shared_mem=w.smem["fs_adj0"])
+
     def grads(self, grad):
-        cp, lay, shape = self.cp, self.lay, self.lay.shape((self.n0, self.n2))
+        cp, lay, shape = self.cp, self.lay, self.lay.shape(self.sp)
         return (cp.empty(shape, dtype=self.ft) if grad & 1 else None,
                 cp.empty(shape, dtype=self.ft) if grad & 2 else None)
 
@@ -375,7 +432,7 @@ def run(lay, *, map_region, form="ssim", want_map=False, grad=0, wmap=None, wsca
     w = R.window(q["taps"] if taps is None else taps)
     sreg = sum_region or [(w.r - a, n - w.r - a) for (a, _), n in zip(map_region, q["spatial"])]
     cp, ft = R.cp, R.ft
-    mp = cp.empty(lay.shape((R.o0, R.o2)), dtype=ft) if want_map else None
+    mp = cp.empty(lay.shape(R.osp), dtype=ft) if want_map else None
     pm = cp.empty((4, lay.P, R.o0, R.o2), dtype=ft) if grad else None
     part = R.fwd(w, form, q["cov"] if cov is None else cov, sreg, mp, wmap, wscal, pm)
     sums = R.reduce(w, part)
@@ -397,8 +454,8 @@ def run_multi(lay, *, scales, map_region, want_map=False, grad=0, wmap=None, wsc
     if M > 8:
         raise NotImplementedError("fastssim on CuPy arrays: at most 8 windows (sigmas)")
     wins = [R.window(t) for t, _, _ in scales]
-    whole = [(0, R.o0), (0, R.o2)]
-    mshape = lay.shape((R.o0, R.o2))
+    whole = [(0, o) for o in R.osp]
+    mshape = lay.shape(R.osp)
     F = cp.empty((M,) + mshape, dtype=ft)
     for w, (_, form, cov), f in zip(wins, scales, F):
         R.fwd(w, form, cov, whole, mp=f)
@@ -729,6 +786,9 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
     return_scales = check_bool(return_scales, "return_scales")
     with _device(x):
         q = _params(x, y, **_defaults(kw), names=_names, check_window=False)
+        if len(q["spatial"]) != 2:
+            raise NotImplementedError("fastssim.ms_ssim on CuPy arrays: volumes (spatial_dims=3) "
+                                      "are not implemented on the GPU yet; use NumPy arrays")
         taps, r = len(q["taps"]), q["r"]
         M = w.size
         fit = _fitting_scales(q["spatial"], downsample, taps, M)

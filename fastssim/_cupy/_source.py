@@ -55,7 +55,7 @@ __all__ = ["SOURCE", "KERNELS", "ELEMENT", "REAL", "options", "tile_rows", "smem
 FS_TX = 32          # output columns per block (one warp wide)
 FS_TY = 8           # thread rows per block
 MAX_SMEM = 227 * 1024  # opt-in dynamic shared memory of sm_80 .. sm_90 (sm_80: 163 KiB)
-KERNELS = ("fs_fwd", "fs_adj", "fs_prod", "fs_down", "fs_up", "fs_combine", "fs_reduce",
+KERNELS = ("fs_fwd", "fs_adj", "fs_fwd0", "fs_adj0", "fs_prod", "fs_down", "fs_up", "fs_combine", "fs_reduce",
            "fs_shifts")
 
 # compute type -> C type
@@ -214,8 +214,14 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
        const REAL *__restrict__ taps, int form, REAL C1, REAL C2, REAL cov,
        int s0a, int s0b, int s2a, int s2b,
        REAL *__restrict__ map, const REAL *__restrict__ wmap, REAL wscal,
-       const double *__restrict__ wplane, REAL *__restrict__ pm, double *__restrict__ part)
+       const double *__restrict__ wplane, REAL *__restrict__ pm, double *__restrict__ part,
+       int ns, REAL *__restrict__ hout)
 {
+    // Volumes (ns > 1): blockIdx.z is a slice-plane (item, slice, channel,
+    // as the input's layout orders them: slice (z / nci) % ns of plane pl);
+    // with hout the kernel stops at the moments of the slice (axes 1, 2),
+    // written plane-major to hout[4][P ns][o0][o2], and fs_fwd0 does axis 0
+    // and the formula.
     extern __shared__ double fs_smem[];
     double *red = fs_smem;                           // FS_NT
     REAL *tx_ = (REAL *)(fs_smem + FS_NT);           // FS_IH x FS_IW, shifted x
@@ -225,8 +231,9 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
     const fs_bandp b0 = {n0, o0, off0, lo0, hi0, tlo0, thi0};
     const fs_bandp b2 = {n2, o2, off2, lo2, hi2, tlo2, thi2};
     const int p = blockIdx.z, tid = threadIdx.y * FS_TX + threadIdx.x;
+    const int pl = ((p / nci) / ns) * nci + p % nci;  // the plane (for its shifts)
     const int i0 = blockIdx.y * FS_OTY, j0 = blockIdx.x * FS_TX;
-    const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+    const REAL sx = (REAL)shx[pl], sy = (REAL)shy[pl];
     for (int k = tid; k < FS_W; k += FS_NT) g[k] = taps[k];
     // the tile of both inputs with its halo, converted and shifted (zeros
     // where no input exists: the band weights there are zero too)
@@ -279,6 +286,12 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
             if (!inner && w == 0) continue;
             for (int c = 0; c < 4; c++) mo[c] += hs[(c * FS_IH + oy + k) * FS_TX + threadIdx.x] * w;
         }
+        if (hout) {  // plane-major: slice (p / nci) % ns of plane pl
+            const long long h = (long long)pl * ns + (p / nci) % ns;
+            const long long o = h * plane_map + (long long)i * o2 + j;
+            for (int c = 0; c < 4; c++) hout[c * (long long)gridDim.z * plane_map + o] = mo[c];
+            continue;
+        }
         const bool insum = i >= s0a && i < s0b && j >= s2a && j < s2b;
         REAL val;
         if (pm) {
@@ -299,7 +312,109 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
         if (insum) acc += (double)val;
     }
     const double s = fs_block_sum(acc, red);
-    if (tid == 0) part[((long long)p * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = s;
+    if (tid == 0 && part) part[((long long)p * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = s;
+}
+
+// Volumes, second pass: axis 0 (band b0 over the slices' moments H
+// [4][P n0][L], L = o1 o2 per slice), the formula, the map, the partial maps
+// and per-block sums, as the end of fs_fwd.  Block: FS_NT outputs of one
+// output slice i0 of plane p.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_fwd0(const REAL *__restrict__ H, const double *__restrict__ shx, const double *__restrict__ shy,
+        int n0, int o0, long long L, int o2, int nci, long long plane_out,
+        int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
+        const REAL *__restrict__ taps, int form, REAL C1, REAL C2, REAL cov,
+        int s0a, int s0b, int s1a, int s1b, int s2a, int s2b,
+        REAL *__restrict__ map, const REAL *__restrict__ wmap, REAL wscal,
+        const double *__restrict__ wplane, REAL *__restrict__ pm, double *__restrict__ part)
+{
+    extern __shared__ double fs_smem[];
+    double *red = fs_smem;
+    REAL *g = (REAL *)(fs_smem + FS_NT);
+    const fs_bandp b0 = {n0, o0, off0, lo0, hi0, tlo0, thi0};
+    const int p = blockIdx.z, i = blockIdx.y, tid = threadIdx.y * FS_TX + threadIdx.x;
+    const long long e = (long long)blockIdx.x * FS_NT + tid;
+    const long long PP = (long long)gridDim.z * n0;
+    for (int k = tid; k < FS_W; k += FS_NT) g[k] = taps[k];
+    __syncthreads();
+    double acc = 0;
+    if (e < L) {
+        REAL mo[4] = {0, 0, 0, 0};
+        const bool inner = i >= b0.lo && i < b0.hi;
+        for (int k = 0; k < FS_W; k++) {
+            const int q = i + off0 - FS_R + k;
+            if (q < 0 || q >= n0) continue;
+            const REAL w = inner ? g[k] : fs_bw(b0, g, i, k);
+            if (!inner && w == 0) continue;
+            const long long h = ((long long)p * n0 + q) * L + e;
+            for (int c = 0; c < 4; c++) mo[c] += H[c * PP * L + h] * w;
+        }
+        const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+        const int i1 = (int)(e / o2), i2 = (int)(e % o2);
+        const bool insum = i >= s0a && i < s0b && i1 >= s1a && i1 < s1b && i2 >= s2a && i2 < s2b;
+        const long long om = (long long)(p / nci) * plane_out + p % nci + ((long long)i * L + e) * nci;
+        REAL val;
+        if (pm) {
+            const REAL wj = wmap ? wmap[om]
+                                 : (insum ? (wplane ? (REAL)wplane[p] : wscal) : (REAL)0);
+            REAL f[4];
+            val = fs_grad(form, mo[0], mo[1], mo[2], mo[3], C1, C2, cov, sx, sy, wj, f);
+            const long long o = ((long long)p * o0 + i) * L + e;
+            for (int c = 0; c < 4; c++) pm[c * (long long)gridDim.z * o0 * L + o] = f[c];
+        } else {
+            val = fs_value(form, mo[0], mo[1], mo[2], mo[3], C1, C2, cov, sx, sy);
+        }
+        if (map) map[om] = val;
+        if (insum) acc = (double)val;
+    }
+    const double s = fs_block_sum(acc, red);
+    if (tid == 0) part[((long long)p * gridDim.y + i) * gridDim.x + blockIdx.x] = s;
+}
+
+// Volumes, the gradient's last pass: axis 0's adjoint band over T
+// ([4][P o0][L], the partial maps after the adjoints of axes 1 and 2, L = n1
+// n2), combined with the samples (eq. 10) as fs_adj.
+extern "C" __global__ void __launch_bounds__(FS_NT)
+fs_adj0(const XT *__restrict__ x, const XT *__restrict__ y,
+        const double *__restrict__ shx, const double *__restrict__ shy,
+        const REAL *__restrict__ T, int n0, int o0, long long L, int nci, long long plane_in,
+        int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
+        const REAL *__restrict__ taps, int form, int grad,
+        REAL *__restrict__ gx, REAL *__restrict__ gy, int acc)
+{
+    extern __shared__ double fs_smem[];
+    REAL *g = (REAL *)fs_smem;
+    const fs_bandp b0 = {o0, n0, off0, lo0, hi0, tlo0, thi0};
+    const int p = blockIdx.z, i = blockIdx.y, tid = threadIdx.y * FS_TX + threadIdx.x;
+    const long long e = (long long)blockIdx.x * FS_NT + tid;
+    const long long PO = (long long)gridDim.z * o0;
+    const int nsrc = form == FS_FORM_MEAN ? 1 : 4;
+    for (int k = tid; k < FS_W; k += FS_NT) g[k] = taps[k];
+    __syncthreads();
+    if (e >= L) return;
+    REAL A[4] = {0, 0, 0, 0};
+    const bool inner = i >= b0.lo && i < b0.hi;
+    for (int k = 0; k < FS_W; k++) {
+        const int q = i + off0 - FS_R + k;
+        if (q < 0 || q >= o0) continue;
+        const REAL w = inner ? g[k] : fs_bw(b0, g, i, k);
+        if (!inner && w == 0) continue;
+        const long long t = ((long long)p * o0 + q) * L + e;
+        for (int c = 0; c < nsrc; c++) A[c] += T[c * PO * L + t] * w;
+    }
+    const long long o = (long long)(p / nci) * plane_in + p % nci + ((long long)i * L + e) * nci;
+    REAL vx, vy;
+    if (form == FS_FORM_MEAN) {
+        vx = A[0];
+        vy = 0;
+    } else {
+        const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+        const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
+        vx = A[0] + 2 * (u - v) * A[2] + v * A[3];
+        vy = A[1] + 2 * (v - u) * A[2] + u * A[3];
+    }
+    if (grad & 1) gx[o] = acc ? gx[o] + vx : vx;
+    if (grad & 2) gy[o] = acc ? gy[o] + vy : vy;
 }
 
 // The gradient (eq. 10, VJP form): the adjoint bands a0, a2 (map -> input
@@ -311,8 +426,12 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
        int off0, int lo0, int hi0, const REAL *tlo0, const REAL *thi0,
        int off2, int lo2, int hi2, const REAL *tlo2, const REAL *thi2,
        const REAL *__restrict__ taps, int form, const REAL *__restrict__ pm, int grad,
-       REAL *__restrict__ gx, REAL *__restrict__ gy, int acc)
+       REAL *__restrict__ gx, REAL *__restrict__ gy, int acc, int ns, REAL *__restrict__ tout)
 {
+    // Volumes: called with nci = 1 on the plane-major map slices of pm
+    // ([4][P ns][o0][o2]); with tout the adjoints of axes 1, 2 are written to
+    // tout[4][P ns][n0][n2] (x and y unread) and fs_adj0 does axis 0 and the
+    // combination.
     extern __shared__ double fs_smem[];
     REAL *hs = (REAL *)fs_smem;            // 4 x FS_IH x FS_TX
     REAL *g = hs + 4 * FS_IH * FS_TX;      // FS_W taps
@@ -343,7 +462,8 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
         for (int c = 0; c < 4; c++) hs[(c * FS_IH + a) * FS_TX + threadIdx.x] = m[c];
     }
     __syncthreads();
-    const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
+    const int pl = ((p / nci) / ns) * nci + p % nci;  // the plane (for its shifts)
+    const REAL sx = (REAL)shx[pl], sy = (REAL)shy[pl];
     for (int oy = threadIdx.y; oy < FS_OTY; oy += FS_TY) {
         const int i = i0 + oy;
         if (i >= n0 || j >= n2) continue;
@@ -353,6 +473,11 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
             const REAL w = inner ? g[k] : fs_bw(b0, g, i, k);
             if (!inner && w == 0) continue;
             for (int c = 0; c < nsrc; c++) A[c] += hs[(c * FS_IH + oy + k) * FS_TX + threadIdx.x] * w;
+        }
+        if (tout) {
+            const long long t = ((long long)p * n0 + i) * n2 + j;
+            for (int c = 0; c < 4; c++) tout[c * P * n0 * n2 + t] = A[c];
+            continue;
         }
         const long long o = fs_at(p, nci, plane_in, i, j, n2);
         REAL vx, vy;
@@ -573,6 +698,8 @@ def smem_bytes(compute: str, radius: int, rows: int) -> dict:
     return {
         "fs_fwd": FS_TX * FS_TY * 8 + (2 * ih * iw + 4 * ih * FS_TX + w) * sz,
         "fs_adj": (4 * ih * FS_TX + w) * sz,
+        "fs_fwd0": FS_TX * FS_TY * 8 + w * sz,
+        "fs_adj0": w * sz,
         "fs_prod": FS_TX * FS_TY * 8,
         "fs_down": 0,
         "fs_up": 0,
