@@ -47,10 +47,24 @@ def _check_ptx(ptx, spec):
     # the formula's reciprocals are IEEE round-to-nearest in the compute type
     # (no fast-math approximations, which would break the 1e-12 agreement)
     assert re.search(rf"(div|rcp)\.rn\.{real}", ptx), spec
-    # fast-math (-use_fast_math) would turn these into div.approx / div.full /
-    # sqrt.approx (rcp.approx.ftz.f64 alone is the seed of the IEEE double
-    # division's refinement, and allowed)
-    assert not re.search(r"\b(div\.(approx|full)|sqrt\.approx)\.", ptx), spec
+    # no approximate or flush-to-zero arithmetic (what --use_fast_math makes
+    # of float32: rcp.approx.ftz.f32, fma.rn.ftz.f32); rcp.approx.ftz.f64
+    # alone is allowed: libdevice seeds the IEEE double division with it
+    assert not _fast_math(ptx), (spec, _fast_math(ptx))
+
+
+def _fast_math(ptx):
+    ops = set(re.findall(r"\b[a-z0-9]+(?:\.[a-z0-9]+)*\.f(?:32|64)\b", ptx))
+    return sorted(o for o in ops if (".approx" in o or ".ftz" in o or ".full" in o)
+                  and o != "rcp.approx.ftz.f64")
+
+
+@needs_nvrtc
+def test_fast_math_would_be_caught():
+    """The PTX check above fails on a --use_fast_math build (so it can fail)."""
+    ptx = _nvrtc.compile_ptx(_source.SOURCE, ("--std=c++14", "--use_fast_math")
+                             + _source.options("float32", "float32", 5, 32), "compute_90")
+    assert "rcp.approx.ftz.f32" in _fast_math(ptx)
 
 
 @needs_nvrtc
