@@ -211,6 +211,30 @@ def test_ms_ssim_matches_cpu(shape, kw):
     _close64(gpu.grad_y, cpu.grad_y, "gradient")
 
 
+@pytest.mark.parametrize("shape,kw", [((2, 20, 23, 25), {}),
+                                      ((1, 12, 14, 16, 3), dict(window="uniform", win_size=5,
+                                                                channel_axis=-1))])
+def test_volumes_match_cpu(shape, kw):
+    x, y = pair(shape, seed=79)
+    cpu = fastssim.ssim(x, y, data_range=1.0, full=True, gradient="both", spatial_dims=3, **kw)
+    gpu = fastssim.ssim(cp.asarray(x), cp.asarray(y), data_range=1.0, full=True,
+                        gradient="both", spatial_dims=3, **kw)
+    _close64(gpu.value, cpu.value, "map")
+    _close64(gpu.map, cpu.map, "map")
+    _close64(gpu.grad_x, cpu.grad_x, "gradient")
+    _close64(gpu.grad_y, cpu.grad_y, "gradient")
+
+
+@pytest.mark.parametrize("loss", ["ssim", "ms_ssim", "pixelwise_ms_ssim"])
+def test_similarity_losses_match_cpu(loss):
+    x, y = pair((2, 176, 180), seed=89)
+    cpu = getattr(fastssim.losses, loss)(x, y, data_range=1.0, gradient=True)
+    gpu = getattr(fastssim.losses, loss)(cp.asarray(x), cp.asarray(y), data_range=1.0,
+                                         gradient=True)
+    _close64(gpu.value, cpu.value, "map")
+    _close64(gpu.grad, cpu.grad, "gradient")
+
+
 def test_mixed_host_device_is_a_type_error():
     x, y = pair((16, 16))
     with pytest.raises(TypeError, match="x is a CuPy array .GPU. and y a numpy.ndarray"):
