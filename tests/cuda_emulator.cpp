@@ -1,7 +1,7 @@
 // Runs the GPU backend's CUDA kernels (fastssim/_cupy/_source.py) on the CPU,
 // for tests/test_cupy_emulated.py: every CUDA thread of a block is a std::thread,
-// __syncthreads() a std::barrier, shared memory one static buffer (blocks run
-// one after another).  The kernel source is included verbatim (the build
+// __syncthreads() a std::barrier, shared memory one static buffer (the blocks
+// of a launch run one after another).  The kernel source is included verbatim (the build
 // writes it to fastssim_kernels.cu next to this file's object), so its
 // indexing, tables, formulas and reductions are executed, not re-implemented.
 // Not the GPU's arithmetic (no FMA contraction here): a check of the logic.
@@ -17,8 +17,8 @@
 #include <vector>
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
-static thread_local dim3 threadIdx;
-static dim3 blockIdx, blockDim, gridDim;
+static thread_local dim3 threadIdx, blockIdx;
+static dim3 blockDim, gridDim;
 static std::barrier<> *fs_bar = nullptr;
 double fs_smem[1 << 16];  // 512 KiB: more than any kernel's dynamic shared memory
 
@@ -41,23 +41,28 @@ static void fs_call(void (*k)(A...), void **args, std::index_sequence<I...>)
 template <typename... A>
 static void fs_launch(void (*k)(A...), dim3 g, dim3 b, void **args)
 {
+    // One std::thread per CUDA thread of a block, created once per launch;
+    // each runs the blocks in order, and a barrier ends every block (the
+    // shared buffer is reused by the next).  A thread that returns early skips
+    // no __syncthreads() the others still reach (as CUDA requires).
     gridDim = g;
     blockDim = b;
     const unsigned nt = b.x * b.y * b.z;
-    for (unsigned z = 0; z < g.z; z++)
-        for (unsigned y = 0; y < g.y; y++)
-            for (unsigned x = 0; x < g.x; x++) {
-                blockIdx = {x, y, z};
-                std::barrier<> bar(nt);
-                fs_bar = &bar;
-                std::vector<std::thread> th;
-                for (unsigned t = 0; t < nt; t++)
-                    th.emplace_back([&, t] {
-                        threadIdx = {t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
+    std::barrier<> bar(nt);
+    fs_bar = &bar;
+    std::vector<std::thread> th;
+    for (unsigned t = 0; t < nt; t++)
+        th.emplace_back([&, t] {
+            threadIdx = {t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
+            for (unsigned z = 0; z < g.z; z++)
+                for (unsigned y = 0; y < g.y; y++)
+                    for (unsigned x = 0; x < g.x; x++) {
+                        blockIdx = {x, y, z};
                         fs_call(k, args, std::index_sequence_for<A...>{});
-                    });
-                for (auto &t : th) t.join();
-            }
+                        bar.arrive_and_wait();
+                    }
+        });
+    for (auto &t : th) t.join();
 }
 
 extern "C" int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz,

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,15 @@ def emulated(tmp_path_factory):
     """Swap the driver's kernel provider for the emulator (built per specialisation)."""
     if GXX is None:
         pytest.skip("no C++ compiler (g++) for the kernel emulator")
-    root = tmp_path_factory.mktemp("cuda_emu")
+    # Builds are cached on disk by the hash of everything that goes into them
+    # (kernel source, emulator, options, compiler): CI runs the suite several
+    # times (SIMD paths, serial build) and compiles each specialisation once.
+    emu_src = (HERE / "cuda_emulator.cpp").read_text()
+    digest = hashlib.sha1((_source.SOURCE + emu_src + GXX).encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"fastssim-cuda-emu-{os.getuid()}" / digest
+    root.mkdir(parents=True, exist_ok=True)
     (root / "fastssim_kernels.cu").write_text(_source.SOURCE)
+    (root / "cuda_emulator.cpp").write_text(emu_src)
     libs = {}
 
     def provider(compute, element, radius, rows):
@@ -55,13 +63,16 @@ def emulated(tmp_path_factory):
             opts = [o for o in _source.options(*key)]
             tag = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
             so = root / f"emu_{tag}.so"
-            cmd = [GXX, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC",
-                   f"-I{root}", *opts, str(HERE / "cuda_emulator.cpp"), "-o", str(so)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                if "barrier" in res.stderr and "No such file" in res.stderr:
-                    pytest.skip("the C++ compiler has no C++20 <barrier>")
-                raise RuntimeError(res.stderr)
+            if not so.exists():
+                tmp = root / f"emu_{tag}.{os.getpid()}.tmp.so"
+                cmd = [GXX, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC",
+                       f"-I{root}", *opts, str(root / "cuda_emulator.cpp"), "-o", str(tmp)]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    if "barrier" in res.stderr and "No such file" in res.stderr:
+                        pytest.skip("the C++ compiler has no C++20 <barrier>")
+                    raise RuntimeError(res.stderr)
+                os.replace(tmp, so)  # atomic: a concurrent run never loads half a file
             lib = ctypes.CDLL(str(so))
             lib.emu_launch.restype = ctypes.c_int
             libs[key] = lib
