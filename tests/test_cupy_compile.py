@@ -18,9 +18,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,20 +71,35 @@ def test_fast_math_would_be_caught():
     assert "rcp.approx.ftz.f32" in _fast_math(ptx)
 
 
+def _ptx(spec, arch):
+    """NVRTC's PTX of one specialisation, cached on disk by the hash of the
+    source, options, architecture and NVRTC version (CI runs the suite
+    several times on the same source: each specialisation compiles once)."""
+    opts = ("--std=c++14",) + _source.options(*spec)
+    key = hashlib.sha1(repr((_source.SOURCE, opts, arch, _nvrtc.version())).encode()).hexdigest()
+    cache = Path(tempfile.gettempdir()) / f"fastssim-nvrtc-{os.getuid()}" / f"{key}.ptx"
+    if cache.exists():
+        return cache.read_text()
+    ptx = _nvrtc.compile_ptx(_source.SOURCE, opts, arch)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(ptx)
+    os.replace(tmp, cache)
+    return ptx
+
+
 @needs_nvrtc
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(map(str, s)))
 def test_kernels_compile_sm90(spec):
     compute, element, radius, rows = spec
     assert rows > 0
-    ptx = _nvrtc.compile_ptx(_source.SOURCE, ("--std=c++14",) + _source.options(*spec), "compute_90")
-    _check_ptx(ptx, spec)
+    _check_ptx(_ptx(spec, "compute_90"), spec)
 
 
 @needs_nvrtc
 @pytest.mark.parametrize("spec", SPECS_80, ids=lambda s: "-".join(map(str, s)))
 def test_kernels_compile_sm80(spec):
-    ptx = _nvrtc.compile_ptx(_source.SOURCE, ("--std=c++14",) + _source.options(*spec), "compute_80")
-    _check_ptx(ptx, spec)
+    _check_ptx(_ptx(spec, "compute_80"), spec)
 
 
 @needs_nvrtc
