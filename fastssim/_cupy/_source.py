@@ -497,7 +497,8 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
 }
 
 // The per-pixel MS-SSIM product of M <= FS_MAXM window maps F[j] (map
-// layout, fstride elements apart; the cotangents C likewise): P = F0 (F1 (... F_{M-1})) (product_rtl's order), its map, its
+// layout, fstride elements apart; the cotangents C likewise):
+// P = F0 (F1 (... F_{M-1})) (product_rtl's order), its map, its
 // per-block sums (as fs_fwd), and for the gradient each window's cotangent
 // C[j] = w prod_{k != j} F_k, as cot_run of engine_impl.h: the prefix
 // w F0 ... F_{j-1} times the suffix product, never a division by F_j.
