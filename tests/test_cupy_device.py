@@ -85,6 +85,15 @@ def test_ssim_integer_inputs_read_in_kernel(dtype):
     _close64(gpu.grad_y, cpu.grad_y, "gradient")
 
 
+def test_float16_inputs_read_in_kernel():
+    x, y = pair((2, 40, 41), dtype=np.float16, seed=97)
+    ref = fastssim.ssim(x.astype(np.float64), y.astype(np.float64), data_range=1.0, full=True)
+    gpu = fastssim.ssim(cp.asarray(x), cp.asarray(y), data_range=1.0, full=True)
+    assert gpu.map.dtype == cp.float32
+    assert np.max(np.abs(cp.asnumpy(gpu.value) - ref.value)) <= 2e-6
+    assert np.max(np.abs(cp.asnumpy(gpu.map) - ref.map)) <= 2e-5
+
+
 def test_ssim_broadcast_batch():
     x, _ = pair((1, 30, 31), seed=8)
     _, y = pair((4, 30, 31), seed=9)

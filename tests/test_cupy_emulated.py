@@ -409,3 +409,22 @@ def test_volume_vjp_and_pixelwise_match_cpu(emulated):
     _close(gpu.value, cpu.value, "value")
     _close(gpu.map, cpu.map, "map")
     _close(gpu.grad_x, cpu.grad_x, "gradient")
+
+
+@pytest.mark.parametrize("kw", [{}, dict(channel_axis=-1)])
+def test_float16_inputs_read_in_kernel(emulated, kw):
+    """float16 read as its bits and converted in the kernel: the CPU converts
+    to float32 planes first, the same values, so float32 agreement to the
+    float32 accuracy (reference: the CPU's float64 result of the same values)."""
+    shape = (2, 30, 31, 3) if kw else (2, 30, 31)
+    x, y = pair(shape, dtype=np.float16, seed=97)
+    x[0, 3, 4] = np.float16(6e-6)  # a subnormal half
+    ref = fastssim.ssim(x.astype(np.float64), y.astype(np.float64), data_range=1.0, full=True,
+                        gradient="x", **kw)
+    gpu = _driver.ssim(x, y, data_range=1.0, full=True, gradient="x", **kw)
+    assert gpu.map.dtype == np.float32
+    _close(gpu.value, ref.value, "value", 2e-6)
+    _close(gpu.map, ref.map, "map", 2e-5)
+    _close(gpu.grad_x, ref.grad_x, "gradient", 1e-4)
+    cpu32 = fastssim.ssim(x, y, data_range=1.0, full=True, **kw)
+    _close(gpu.value, cpu32.value, "value", 2e-6)

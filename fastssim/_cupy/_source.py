@@ -61,12 +61,14 @@ KERNELS = ("fs_fwd", "fs_adj", "fs_fwd0", "fs_adj0", "fs_prod", "fs_down", "fs_u
 # compute type -> C type
 REAL = {"float32": "float", "float64": "double"}
 # input element types the kernels read and convert themselves (the CPU
-# engine's FS_IN_* set), per compute type
+# engine's FS_IN_* set, and float16, which the CPU converts to float32
+# planes first), per compute type
 ELEMENT = {
     "float32": {"float32": "float", "uint8": "unsigned char", "uint16": "unsigned short",
-                "int8": "signed char", "int16": "short"},
+                "int8": "signed char", "int16": "short", "float16": "unsigned short"},
     "float64": {"float64": "double", "float32": "float", "uint8": "unsigned char",
-                "uint16": "unsigned short", "int8": "signed char", "int16": "short"},
+                "uint16": "unsigned short", "int8": "signed char", "int16": "short",
+                "float16": "unsigned short"},
 }
 
 SOURCE = r"""
@@ -80,6 +82,29 @@ typedef FS_XT XT;
 #define FS_NT (FS_TX * FS_TY)
 
 enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2, FS_FORM_MEAN = 3 };
+
+// float16 inputs (FS_HALF) are read as their 16 bits and converted exactly in
+// the kernel (NVRTC has no cuda_fp16.h without the toolkit's headers).
+#ifdef FS_HALF
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ float fs_h2f(unsigned short h)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+#else  /* the CPU emulator of the tests (GCC's _Float16) */
+inline float fs_h2f(unsigned short h)
+{
+    _Float16 v;
+    __builtin_memcpy(&v, &h, 2);
+    return (float)v;
+}
+#endif
+#define FS_CVT(v) fs_h2f(v)
+#else
+#define FS_CVT(v) (v)
+#endif
 
 // as s_pos / s_nz / s_gem1 / s_pick of engine_impl.h (NaN propagates)
 __device__ __forceinline__ REAL fs_pos(REAL v) { return v < 0 ? (REAL)0 : v; }
@@ -243,8 +268,8 @@ fs_fwd(const XT *__restrict__ x, const XT *__restrict__ y,
         REAL u = 0, v = 0;
         if (qi >= 0 && qi < n0 && qj >= 0 && qj < n2) {
             const long long o = fs_at(p, nci, plane_in, qi, qj, n2);
-            u = (REAL)x[o] - sx;
-            v = (REAL)y[o] - sy;
+            u = (REAL)FS_CVT(x[o]) - sx;
+            v = (REAL)FS_CVT(y[o]) - sy;
         }
         tx_[e] = u;
         ty_[e] = v;
@@ -409,7 +434,7 @@ fs_adj0(const XT *__restrict__ x, const XT *__restrict__ y,
         vy = 0;
     } else {
         const REAL sx = (REAL)shx[p], sy = (REAL)shy[p];
-        const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
+        const REAL u = (REAL)FS_CVT(x[o]) - sx, v = (REAL)FS_CVT(y[o]) - sy;
         vx = A[0] + 2 * (u - v) * A[2] + v * A[3];
         vy = A[1] + 2 * (v - u) * A[2] + u * A[3];
     }
@@ -485,7 +510,7 @@ fs_adj(const XT *__restrict__ x, const XT *__restrict__ y,
             vx = A[0];
             vy = 0;
         } else {
-            const REAL u = (REAL)x[o] - sx, v = (REAL)y[o] - sy;
+            const REAL u = (REAL)FS_CVT(x[o]) - sx, v = (REAL)FS_CVT(y[o]) - sy;
             // combine() of engine_impl.h: am + 2 (u - v) ass + v axy
             vx = A[0] + 2 * (u - v) * A[2] + v * A[3];
             vy = A[1] + 2 * (v - u) * A[2] + u * A[3];
@@ -654,8 +679,8 @@ fs_shifts(const XT *__restrict__ x, const XT *__restrict__ y, int nci, long long
     const long long M = (long long)m0 * m1 * m2;
     const long long base = (long long)(p / nci) * plane_in + p % nci;
 #define FS_SAMPLE(e)                                                                  \
-    (double)a[base + ((((e) / ((long long)m1 * m2)) * s0 * (long long)n1 +            \
-                       (((e) / m2) % m1) * s1) * n2 + ((e) % m2) * s2) * nci]
+    (double)FS_CVT(a[base + ((((e) / ((long long)m1 * m2)) * s0 * (long long)n1 +            \
+                       (((e) / m2) % m1) * s1) * n2 + ((e) % m2) * s2) * nci])
     double sum = 0, cnt = 0;
     for (long long e = t; e < M; e += FS_NT) {
         const double v = FS_SAMPLE(e);
@@ -689,7 +714,7 @@ def options(compute: str, element: str, radius: int, rows: int) -> tuple:
     """NVRTC options (the -D defines) of one specialisation."""
     return (f"-DFS_REAL={REAL[compute]}", f"-DFS_XT={ELEMENT[compute][element]}",
             f"-DFS_R={int(radius)}", f"-DFS_TX={FS_TX}", f"-DFS_TY={FS_TY}",
-            f"-DFS_OTY={int(rows)}")
+            f"-DFS_OTY={int(rows)}") + (("-DFS_HALF=1",) if element == "float16" else ())
 
 
 def smem_bytes(compute: str, radius: int, rows: int) -> dict:
