@@ -21,7 +21,16 @@ def config() -> dict:
         "threads": _engine.omp_max_threads(),
         "cpu_count": os.cpu_count(),
         "simd": _engine.simd_path(),
+        # the GPU backend (issue 12): CuPy version, device, NVRTC (CuPy is
+        # imported here only if installed; never by `import fastssim`)
+        "gpu": _gpu_info(),
     }
+
+
+def _gpu_info() -> dict:
+    from ._cupy import info
+
+    return info()
 
 
 def show_config(file=None) -> None:
@@ -32,5 +41,17 @@ def show_config(file=None) -> None:
         f"  OpenMP:    {'enabled' if c['openmp'] else 'DISABLED (serial build)'}",
         f"  threads:   {c['threads']} (default for workers=None; {c['cpu_count']} CPUs)",
         f"  SIMD path: {c['simd']}",
+        _gpu_line(c["gpu"]),
     ]
     print("\n".join(lines), file=file or sys.stdout)
+
+
+def _gpu_line(g: dict) -> str:
+    """The GPU backend's line of show_config."""
+    if g["cupy"] is None:
+        state = "unavailable (CuPy not installed: pip install \"fastssim[cupy]\")"
+    else:
+        state = f"CuPy {g['cupy']}, device {g['device']}"
+    nvrtc = g["nvrtc"] or "not found"
+    return (f"  GPU:       {state}; NVRTC {nvrtc} "
+            "(kernels compile-checked; results not yet validated on a GPU)")

@@ -15,6 +15,7 @@ from . import _core, _engine
 from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 from ._ssim import _grad_code, plan
 from ._validation import check_bool, check_int, check_pair
+from ._dispatch import gpu_dispatch
 
 __all__ = ["ms_ssim", "multiscale_structural_similarity", "MSSSIMResult", "WANG_WEIGHTS", "min_size"]
 
@@ -165,6 +166,7 @@ def _combine(m, w, negative, want_coef):
 
 
 @with_convention("ms_ssim")
+@gpu_dispatch("ms_ssim")
 @finite_or_promote(exempt=lambda kw: kw.get("negative") == "none")
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
@@ -330,6 +332,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     return MSSSIMResult(values, out[0], out[1], scales)
 
 
+@gpu_dispatch("multiscale_structural_similarity")
 @finite_or_promote()
 def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=None,
                                      gradient=False, weights=WANG_WEIGHTS, sigma=1.5,

@@ -28,6 +28,7 @@ from . import _core
 from ._bands import gaussian_taps
 from ._ssim import _grad_code, plan, wrt_code
 from ._validation import check_bool
+from ._dispatch import gpu_dispatch
 
 __all__ = ["pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp", "PixelwiseResult", "ZHAO_SIGMAS"]
 
@@ -89,6 +90,7 @@ def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, chann
     return p, s, taps, covs, p.map_region(True)
 
 
+@gpu_dispatch("pixelwise_ms_ssim")
 @finite_or_promote()
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
                       K2=0.03, covariance="population", border="reflect", full=False,
@@ -183,6 +185,7 @@ def _scales(taps, covs):
     return [(taps[j], "cs" if j < M - 1 else "ssim", covs[j]) for j in range(M)]
 
 
+@gpu_dispatch("pixelwise_ms_ssim_vjp")
 @finite_or_promote(value_first=False)
 def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=ZHAO_SIGMAS,
                           truncate=3.5, K1=0.01, K2=0.03, covariance="population",

@@ -12,6 +12,7 @@ import numpy as np
 from ._finite import compute_type, finite_or_promote
 from ._conventions import with_convention
 from . import _core
+from ._dispatch import gpu_dispatch
 from ._bands import gaussian_size, gaussian_taps, uniform_taps
 from ._validation import (
     _check_array,
@@ -391,6 +392,7 @@ def _direct_out(p, out, shape, name, side=None):
 
 
 @with_convention("ssim")
+@gpu_dispatch("ssim")
 @finite_or_promote()
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
          win_size=None, K1=0.01, K2=0.03, covariance="population", border="reflect",
@@ -530,6 +532,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
     )
 
 
+@gpu_dispatch("ssim_vjp")
 @finite_or_promote(value_first=False)
 def ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, window="gaussian", sigma=1.5,
              truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",

@@ -23,6 +23,7 @@ from ._validation import (
     float_type,
     resolve_workers,
 )
+from ._dispatch import gpu_dispatch
 
 __all__ = ["structural_similarity"]
 
@@ -30,6 +31,7 @@ __all__ = ["structural_similarity"]
 _MIN_TAPS_LIMIT = 257
 
 
+@gpu_dispatch("structural_similarity")
 @finite_or_promote()
 def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range=None,
                           channel_axis=None, gaussian_weights=False, full=False,
@@ -217,13 +219,13 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             )
         if im1.dtype != im2.dtype:
             warn("Inputs have mismatched dtypes. Setting data_range based on im1.dtype.",
-                 stacklevel=3)
+                 stacklevel=4)  # caller > gpu_dispatch > finite_or_promote > here
         dmin, dmax = dtype_range[im1.dtype.type]
         data_range = dmax - dmin
         if np.issubdtype(im1.dtype, np.integer) and (im1.dtype != np.uint8):
             warn("Setting data_range based on im1.dtype. "
                  + f"data_range = {data_range:.0f}. "
-                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=3)
+                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=4)
     data_range = check_data_range(data_range)
     C1, C2 = check_constants(K1, K2, data_range)
     nthreads = resolve_workers(workers)

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import _core
 from ._conventions import with_convention
+from ._dispatch import gpu_dispatch
 from ._msssim import ms_ssim as _ms_ssim
 from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
 from ._ssim import ssim as _ssim
@@ -107,6 +108,7 @@ def _check_flag(v, name):
     check_bool(v, name)
 
 
+@gpu_dispatch("losses.l1")
 def l1(prediction, target, *, gradient=False, full=False, channel_axis=None, spatial_dims=2):
     """Mean absolute error per item; gradient sign(p - t) / N (0 where p == t).
 
@@ -127,6 +129,7 @@ def l1(prediction, target, *, gradient=False, full=False, channel_axis=None, spa
     return _result(_item_mean(lmap, axes), grad, lmap, gradient, full)
 
 
+@gpu_dispatch("losses.l2")
 def l2(prediction, target, *, gradient=False, full=False, channel_axis=None, spatial_dims=2):
     """Mean squared error per item; gradient 2 (p - t) / N.
 
@@ -148,6 +151,7 @@ def l2(prediction, target, *, gradient=False, full=False, channel_axis=None, spa
 
 
 @with_convention("loss_ssim")
+@gpu_dispatch("losses.ssim")
 def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
     """1 - SSIM(prediction, target) (:func:`fastssim.ssim`; its keyword arguments apply).
 
@@ -174,6 +178,7 @@ def _one_minus(similarity, prediction, target, data_range, gradient, full, kwarg
 
 
 @with_convention("loss_ms_ssim")
+@gpu_dispatch("losses.ms_ssim")
 def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, **kwargs):
     """1 - MS-SSIM(prediction, target) (:func:`fastssim.ms_ssim`; its keyword arguments apply).
 
@@ -197,6 +202,7 @@ def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, 
     return LossResult(1.0 - r.value, -r.grad_x, None)
 
 
+@gpu_dispatch("losses.pixelwise_ms_ssim")
 def pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False,
                       **kwargs):
     """mean_p (1 - P(p)), P the per-pixel MS-SSIM (:func:`fastssim.pixelwise_ms_ssim`)."""
@@ -205,6 +211,7 @@ def pixelwise_ms_ssim(prediction, target, *, data_range=None, gradient=False, fu
     return _one_minus(_pw, prediction, target, data_range, gradient, full, kwargs)
 
 
+@gpu_dispatch("losses.mix")
 def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
         truncate=3.5, K1=0.01, K2=0.03, covariance="population", border="reflect",
         gradient=False, full=False, channel_axis=None, spatial_dims=2, workers=None):
