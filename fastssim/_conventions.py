@@ -319,16 +319,22 @@ def with_convention(kind):
 
     def deco(fn):
         @functools.wraps(fn)
-        def wrapper(x, y, *args, convention=None, **kwargs):
+        def wrapper(*args, convention=None, **kwargs):
+            # the images pass through as given (positional or by their names,
+            # x/y or prediction/target), so the wrapped function's own
+            # argument errors and dispatch see exactly the caller's call
             if convention is not None:
                 kwargs = {**get(convention).options(base), **kwargs}
             if not extras:
-                return fn(x, y, *args, **kwargs)
+                return fn(*args, **kwargs)
             ex = {k: _check_extra(k, kwargs.pop(k, d)) for k, d in extras.items()}
             if all(ex[k] == d for k, d in extras.items()):
-                return fn(x, y, *args, **kwargs)
-            if args:
-                raise TypeError(f"{fn.__name__}: options are keyword-only")
+                return fn(*args, **kwargs)
+            if len(args) != 2:
+                raise TypeError(f"{fn.__name__}: pass the two images positionally with "
+                                f"{', '.join(k for k in extras if ex[k] != extras[k])}; "
+                                "options are keyword-only")
+            x, y = args
             if base == "ssim":
                 return _ssim_composed(fn, x, y, kwargs, **ex)
             return _ms_ssim_composed(fn, x, y, kwargs, **ex)
