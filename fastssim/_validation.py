@@ -17,6 +17,7 @@ __all__ = [
     "check_pair",
     "check_layout",
     "as_planes",
+    "check_out",
     "resolve_workers",
     "check_data_range",
     "check_positive",
@@ -279,10 +280,10 @@ def resolve_workers(workers) -> int:
     thread (a memory limit, ``RLIMIT_AS``) it ends the process ("libgomp:
     Thread creation failed"), which no caller can catch.  The result does not
     depend on the thread count."""
-    from . import _engine
+    from . import _core
 
     if workers is None:
-        return _fit_address_space(max(1, min(_engine.omp_max_threads(), max_workers())))
+        return _fit_address_space(max(1, min(_core.omp_max_threads(), max_workers())))
     if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (numbers.Integral, np.integer)):
         raise TypeError(f"workers: expected an int or None, got {workers!r}")
     workers = int(workers)
@@ -350,6 +351,20 @@ WORKERS_PER_CPU = 4
 def max_workers() -> int:
     """The most threads a call runs with: ``WORKERS_PER_CPU`` times the CPU count."""
     return WORKERS_PER_CPU * (os.cpu_count() or 1)
+
+
+def check_out(arr, shape, dtype, name):
+    """Validate a caller-provided output buffer."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy array, got {type(arr).__name__}")
+    if arr.shape != tuple(shape) or arr.dtype != dtype:
+        raise ValueError(
+            f"{name}: expected an array of shape {tuple(shape)} and dtype {dtype}, "
+            f"got shape {arr.shape} and dtype {arr.dtype}"
+        )
+    if not arr.flags.c_contiguous or not arr.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable C-contiguous array")
+    return arr
 
 
 def as_planes(a: np.ndarray, ftype: np.dtype) -> np.ndarray:
