@@ -163,12 +163,15 @@ class Plan(NamedTuple):
     @property
     def n_sum(self):
         """Pixels in the sum region of a plane (the divisor of a mean)."""
-        return math.prod(b - a for a, b in self.sum_region)
+        n = 1
+        for a, b in self.sum_region:
+            n *= b - a
+        return n
 
     @property
     def map_spatial(self):
         """Spatial extents of the map (and of a cotangent map)."""
-        return tuple(b - a for a, b in self.map_region)
+        return tuple([b - a for a, b in self.map_region])
 
     @property
     def map_shape(self):
@@ -311,8 +314,8 @@ def _common(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, cova
 def _map_region(spatial, r, border, want_full):
     """The same-size map ('reflect' and a map asked for) or where the window fits."""
     if border == "reflect" and want_full:
-        return tuple((0, n) for n in spatial)
-    return tuple((r, n - r) for n in spatial)
+        return tuple([(0, n) for n in spatial])
+    return tuple([(r, n - r) for n in spatial])
 
 
 # ---------------------------------------------------------------------------
@@ -332,8 +335,10 @@ def ssim(x, y, *, full, grad, vjp=False, data_range, window, sigma, truncate, wi
     lay = c.layout
     r = (len(c.taps) - 1) // 2
     mreg = _map_region(lay.spatial, r, border, full or vjp)
-    sreg = tuple((r - a, n - r - a) for (a, _), n in zip(mreg, lay.spatial))
-    n_valid = math.prod(n - 2 * r for n in lay.spatial)
+    sreg = tuple([(r - a, n - r - a) for (a, _), n in zip(mreg, lay.spatial)])
+    n_valid = 1
+    for n in lay.spatial:
+        n_valid *= n - 2 * r
     return Plan(lay, "window", (Scale(c.taps, "ssim", c.cov),), c.C1, c.C2, mreg, sreg,
                 bool(full) and not vjp, grad, 0.0 if vjp else 1.0 / (n_valid * lay.nchan),
                 bool(vjp), True, c.workers), x, y
@@ -542,10 +547,12 @@ def skimage(im1, im2, *, cax, nchan, spatial, win_size, gaussian_weights, sigma,
     cov = NP / (NP - 1) if use_sample_covariance else 1.0
     pad = (win_size - 1) // 2
     taps = gaussian_taps(float(sigma), truncate) if gaussian_weights else uniform_taps(win_size)
-    crop = tuple((pad, n - pad) for n in spatial)
-    mreg = tuple((0, n) for n in spatial) if full else crop
-    sreg = tuple((a - m0, b - m0) for (a, b), (m0, _) in zip(crop, mreg))
-    n_crop = math.prod(b - a for a, b in crop)
+    crop = tuple([(pad, n - pad) for n in spatial])
+    mreg = tuple([(0, n) for n in spatial]) if full else crop
+    sreg = tuple([(a - m0, b - m0) for (a, b), (m0, _) in zip(crop, mreg)])
+    n_crop = 1
+    for a, b in crop:
+        n_crop *= b - a
     lay = Layout(im1.shape, im1.shape, im2.shape, im1.dtype, im2.dtype, (), nchan, cax,
                  tuple(spatial), compute_type(ftype, C1, C2))
     return Plan(lay, "window", (Scale(taps, "ssim", cov),), C1, C2, mreg, sreg, bool(full),

@@ -158,38 +158,43 @@ class _Operands:
         return out
 
 
-_NO_OUT = (None, None, None)
-
-
 def execute(plan, x, y, cotangent=None, out=None):
     """Run ``plan`` (see ``fastssim._backends`` for the contract)."""
-    if plan.kind == "pyramid":
+    kind = plan.kind
+    if kind == "pyramid":
         return _pyramid(plan, x, y)
     lay = plan.layout
     ops = _Operands(lay, x, y)
-    mreg = plan.map_region
-    oshape = plan.map_spatial
-    w = ops.cotangent(cotangent, oshape) if plan.cotangent else None
-    map_out, gx_out, gy_out = _NO_OUT if out is None else out
-    common = dict(nci=ops.nci, dtype=lay.dtype, map_region=mreg, sum_region=plan.sum_region,
-                  C1=plan.C1, C2=plan.C2, want_map=plan.want_map, grad=plan.grad, wmap=w,
-                  wscal=plan.wscal, workers=plan.workers,
-                  map_out=ops.direct(map_out, oshape), xsel=ops.xsel, ysel=ops.ysel)
-    if plan.kind == "window":
+    w = ops.cotangent(cotangent, plan.map_spatial) if plan.cotangent else None
+    map_out = gx_out = gy_out = None
+    if out is not None:  # the caller's buffers: written directly where the layout allows
+        map_out, gx_out, gy_out = out
+        dmap = ops.direct(map_out, plan.map_spatial)
+        dgx = ops.direct(gx_out, lay.spatial, 0)
+        dgy = ops.direct(gy_out, lay.spatial, 1)
+    else:
+        dmap = dgx = dgy = None
+    if kind == "window":
         s = plan.scales[0]
         sums, m, gx, gy = _core.run(
-            ops.xe, ops.ye, taps=s.taps, form=s.form, cov=s.cov,
-            gx_out=ops.direct(gx_out, lay.spatial, 0), gy_out=ops.direct(gy_out, lay.spatial, 1),
-            **common)
-    elif plan.kind == "product":
+            ops.xe, ops.ye, nci=ops.nci, dtype=lay.dtype, taps=s.taps, map_region=plan.map_region,
+            sum_region=plan.sum_region, form=s.form, C1=plan.C1, C2=plan.C2, cov=s.cov,
+            want_map=plan.want_map, grad=plan.grad, wmap=w, wscal=plan.wscal,
+            workers=plan.workers, map_out=dmap, gx_out=dgx, gy_out=dgy, xsel=ops.xsel,
+            ysel=ops.ysel)
+    elif kind == "product":
         sums, m, gx, gy = _core.run_multi(
-            ops.xe, ops.ye, scales=[(s.taps, s.form, s.cov) for s in plan.scales], **common)
+            ops.xe, ops.ye, scales=[(s.taps, s.form, s.cov) for s in plan.scales],
+            nci=ops.nci, dtype=lay.dtype, map_region=plan.map_region,
+            sum_region=plan.sum_region, C1=plan.C1, C2=plan.C2, want_map=plan.want_map,
+            grad=plan.grad, wmap=w, wscal=plan.wscal, workers=plan.workers, map_out=dmap,
+            xsel=ops.xsel, ysel=ops.ysel)
     else:
-        raise NotImplementedError(f"cpu backend: no plan kind {plan.kind!r}")
+        raise NotImplementedError(f"cpu backend: no plan kind {kind!r}")
     red = plan.reduce_grad
     return Result(
         sums,
-        ops.deliver(m, map_out) if plan.want_map else None,
+        ops.deliver(m, map_out) if m is not None else None,
         ops.deliver(gx, gx_out, 0, red) if gx is not None else None,
         ops.deliver(gy, gy_out, 1, red) if gy is not None else None,
     )
