@@ -25,7 +25,6 @@ import numpy as np
 
 from . import _engine
 from ._bands import band_pair
-from ._validation import check_out  # noqa: F401  (moved there; re-exported)
 
 FORM = {"ssim": _engine.FORM_SSIM, "cs": _engine.FORM_CS, "l": _engine.FORM_L,
         "mean": _engine.FORM_MEAN}

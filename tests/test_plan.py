@@ -185,10 +185,14 @@ def test_public_modules_reach_the_engine_only_through_the_backend(module):
 
 
 def test_backend_for_numpy_is_cpu_and_unknown_arrays_are_refused():
-    assert _backends.for_arrays(np.zeros(3)) is _backends.cpu
+    assert _backends.for_arrays(np.zeros(3), np.zeros(3)) is _backends.cpu
+    assert _backends.for_arrays(np.ma.zeros(3)) is _backends.cpu  # ndarray subclasses too
 
     class Foreign:
         pass
 
     with pytest.raises(TypeError, match="no backend for arrays of type"):
         _backends.for_arrays(Foreign())
+    Foreign.__module__ = "cupy._core.core"  # a device array next to a host one
+    with pytest.raises(TypeError, match="x and y live on different backends"):
+        _backends.for_arrays(np.zeros(3), Foreign())

@@ -82,6 +82,9 @@ Requirements
 * **NaN/Inf propagate** to every map value whose window touches one; a
   backend raises no error for them (``finite_or_promote`` retries float32
   in float64 when finite inputs gave a non-finite result).
+* Results need not match the CPU backend's bit for bit (FMA contraction and
+  reduction order differ between devices), only to the tolerances the test
+  suite states per dtype; they must be the same from run to run.
 * Errors about the *arguments* are the front end's (the Plan builders); a
   backend raises only for resources (MemoryError) or for what it cannot
   run (``NotImplementedError`` naming the Plan's ``kind`` or dimension).
@@ -91,6 +94,8 @@ from __future__ import annotations
 
 import importlib
 from typing import Any, NamedTuple, Optional
+
+import numpy as np
 
 __all__ = ["Result", "execute", "get", "for_arrays"]
 
@@ -118,19 +123,31 @@ def get(name):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def for_arrays(x, y=None):
-    """The backend of the arrays' type (NumPy arrays: :mod:`cpu`)."""
-    mod = type(x).__module__.partition(".")[0]
+def _name(a):
+    if isinstance(a, np.ndarray):  # subclasses too (memmap, masked, third-party)
+        return "cpu"
+    mod = type(a).__module__.partition(".")[0]
     name = _BY_ARRAY_MODULE.get(mod)
     if name is None:
-        raise TypeError(f"fastssim: no backend for arrays of type {type(x).__module__}."
-                        f"{type(x).__name__}")
+        raise TypeError(f"fastssim: no backend for arrays of type {type(a).__module__}."
+                        f"{type(a).__name__}")
+    return name
+
+
+def for_arrays(x, y=None):
+    """The backend of the arrays' type (NumPy arrays: :mod:`cpu`); arrays of
+    two backends (host and device) are a TypeError: nothing moves silently."""
+    name = _name(x)
+    if y is not None and _name(y) != name:
+        raise TypeError(f"fastssim: x and y live on different backends ({type(x).__module__}."
+                        f"{type(x).__name__} and {type(y).__module__}.{type(y).__name__}); "
+                        "convert one explicitly")
     return get(name)
 
 
 def execute(plan, x, y, cotangent=None, out=None):
     """Run ``plan`` on ``x``, ``y`` with the backend of their type (see the
     module docstring); returns a :class:`Result`."""
-    if type(x).__module__ == "numpy":
+    if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
         return cpu.execute(plan, x, y, cotangent, out)
     return for_arrays(x, y).execute(plan, x, y, cotangent, out)
