@@ -239,20 +239,15 @@ def _window(window, sigma, truncate, win_size):
     return uniform_taps(_win_size(win_size))
 
 
-class _Common(NamedTuple):
-    layout: Layout
-    taps: tuple
-    cov: float
-    C1: float
-    C2: float
-    border: str
-    workers: int
+# NamedTuples of a call are made with tuple.__new__: the generated __new__ is a
+# Python frame, and per-call overhead is what a user of small images pays
+_new = tuple.__new__
 
 
-def _common(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, covariance,
+def _common(x, y, data_range, window, sigma, truncate, win_size, K1, K2, covariance,
             border, channel_axis, spatial_dims, workers, check_window=True, names=("x", "y")):
     """Validate and normalise the arguments shared by ssim, ssim_vjp, ms_ssim and
-    the per-pixel MS-SSIM; returns (x, y as arrays, _Common).
+    the per-pixel MS-SSIM; returns (x, y as arrays, layout, taps, cov, C1, C2, workers).
 
     x and y may differ in their batch axes, which broadcast (NumPy's rules)."""
     x, y, cax = check_layout(x, y, channel_axis, spatial_dims, names, broadcast=True)
@@ -306,9 +301,9 @@ def _common(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, cova
     nthreads = resolve_workers(workers)
     ftype = float_type(np.result_type(x.dtype, y.dtype)) if x.dtype != y.dtype else float_type(x.dtype)
     C1, C2 = check_constants(K1, K2, R)
-    lay = Layout(tuple(shape), x.shape, y.shape, x.dtype, y.dtype, tuple(batch_shape), nchan,
-                 cax, tuple(spatial), compute_type(ftype, C1, C2))
-    return x, y, _Common(lay, taps, cov, C1, C2, border, nthreads)
+    lay = _new(Layout, (tuple(shape), x.shape, y.shape, x.dtype, y.dtype, tuple(batch_shape),
+                        nchan, cax, tuple(spatial), compute_type(ftype, C1, C2)))
+    return x, y, lay, taps, cov, C1, C2, nthreads
 
 
 def _map_region(spatial, r, border, want_full):
@@ -328,20 +323,19 @@ def ssim(x, y, *, full, grad, vjp=False, data_range, window, sigma, truncate, wi
     over the pixels where the window fits, the gradient that of the value) or
     of :func:`fastssim.ssim_vjp` (``vjp=True``: the map of ``border``, the
     gradient of ``sum_p w(p) SSIM(p)`` for a cotangent map given with the call)."""
-    x, y, c = _common(x, y, data_range=data_range, window=window, sigma=sigma,
-                      truncate=truncate, win_size=win_size, K1=K1, K2=K2,
-                      covariance=covariance, border=border, channel_axis=channel_axis,
-                      spatial_dims=spatial_dims, workers=workers, names=names)
-    lay = c.layout
-    r = (len(c.taps) - 1) // 2
+    x, y, lay, taps, cov, C1, C2, nthreads = _common(
+        x, y, data_range, window, sigma, truncate, win_size, K1, K2, covariance, border,
+        channel_axis, spatial_dims, workers, True, names)
+    r = (len(taps) - 1) // 2
     mreg = _map_region(lay.spatial, r, border, full or vjp)
     sreg = tuple([(r - a, n - r - a) for (a, _), n in zip(mreg, lay.spatial)])
     n_valid = 1
     for n in lay.spatial:
         n_valid *= n - 2 * r
-    return Plan(lay, "window", (Scale(c.taps, "ssim", c.cov),), c.C1, c.C2, mreg, sreg,
-                bool(full) and not vjp, grad, 0.0 if vjp else 1.0 / (n_valid * lay.nchan),
-                bool(vjp), True, c.workers), x, y
+    return _new(Plan, (lay, "window", (_new(Scale, (taps, "ssim", cov)),), C1, C2, mreg, sreg,
+                       bool(full) and not vjp, grad,
+                       0.0 if vjp else 1.0 / (n_valid * lay.nchan), bool(vjp), True, nthreads,
+                       None)), x, y
 
 
 def check_sigmas(sigmas):
@@ -371,11 +365,9 @@ def pixelwise(x, y, *, full, grad, vjp=False, reduce_grad=True, sigmas, truncate
     resolution; the value is the mean of the map (all of it), the gradient
     that of the value, or (``vjp``) of ``sum_p w(p) P(p)``."""
     s = check_sigmas(sigmas)
-    x, y, c = _common(x, y, data_range=data_range, window="gaussian", sigma=s[-1],
-                      truncate=truncate, win_size=None, K1=K1, K2=K2, covariance=covariance,
-                      border=border, channel_axis=channel_axis, spatial_dims=spatial_dims,
-                      workers=workers, check_window=False, names=names)
-    lay = c.layout
+    x, y, lay, _, _, C1, C2, nthreads = _common(
+        x, y, data_range, "gaussian", s[-1], truncate, None, K1, K2, covariance, border,
+        channel_axis, spatial_dims, workers, False, names)
     taps = [gaussian_taps(v, float(truncate)) for v in s]
     ntap = len(taps[-1])
     if min(lay.spatial) < ntap:
@@ -401,9 +393,9 @@ def pixelwise(x, y, *, full, grad, vjp=False, reduce_grad=True, sigmas, truncate
     mreg = _map_region(lay.spatial, (ntap - 1) // 2, border, True)
     oshape = tuple(b - a for a, b in mreg)
     n = math.prod(oshape)
-    return Plan(lay, "product", scales, c.C1, c.C2, mreg, tuple((0, k) for k in oshape),
-                bool(full) and not vjp, grad, 0.0 if vjp else 1.0 / (n * lay.nchan), bool(vjp),
-                bool(reduce_grad), c.workers), x, y
+    return _new(Plan, (lay, "product", scales, C1, C2, mreg, tuple([(0, k) for k in oshape]),
+                       bool(full) and not vjp, grad, 0.0 if vjp else 1.0 / (n * lay.nchan),
+                       bool(vjp), bool(reduce_grad), nthreads, None)), x, y
 
 
 def windowed_mean(plan, taps):
@@ -514,21 +506,18 @@ def ms_ssim(x, y, *, weights, downsample, negative, fit_scales, grad, data_range
     array), ``downsample`` and ``negative`` checked, ``fit_scales`` a bool.
     Level j < M gives the mean of cs_j, level M that of l*cs over the pixels
     where the window fits; each level's sum region is that valid region."""
-    x, y, c = _common(x, y, data_range=data_range, window=window, sigma=sigma,
-                      truncate=truncate, win_size=win_size, K1=K1, K2=K2,
-                      covariance=covariance, border="valid", channel_axis=channel_axis,
-                      spatial_dims=spatial_dims, workers=workers, check_window=False,
-                      names=names)
-    lay = c.layout
-    taps = len(c.taps)
+    x, y, lay, wtaps, cov, C1, C2, nthreads = _common(
+        x, y, data_range, window, sigma, truncate, win_size, K1, K2, covariance, "valid",
+        channel_axis, spatial_dims, workers, False, names)
+    taps = len(wtaps)
     w, M = fit_weights(weights, lay.spatial, downsample, taps, fit_scales)
     r = (taps - 1) // 2
     shapes, nvals = _levels(lay.spatial, downsample, M, r)
-    scales = (Scale(c.taps, "cs", c.cov),) * (M - 1) + (Scale(c.taps, "ssim", c.cov),)
+    scales = (Scale(wtaps, "cs", cov),) * (M - 1) + (Scale(wtaps, "ssim", cov),)
     mreg = tuple((r, n - r) for n in lay.spatial)
     pyr = Pyramid(downsample, shapes, nvals, tuple(w.tolist()), negative)
-    return Plan(lay, "pyramid", scales, c.C1, c.C2, mreg, tuple((0, b - a) for a, b in mreg),
-                False, grad, 0.0, False, True, c.workers, pyr), x, y
+    return Plan(lay, "pyramid", scales, C1, C2, mreg, tuple((0, b - a) for a, b in mreg),
+                False, grad, 0.0, False, True, nthreads, pyr), x, y
 
 
 def skimage(im1, im2, *, cax, nchan, spatial, win_size, gaussian_weights, sigma, truncate,
@@ -553,10 +542,11 @@ def skimage(im1, im2, *, cax, nchan, spatial, win_size, gaussian_weights, sigma,
     n_crop = 1
     for a, b in crop:
         n_crop *= b - a
-    lay = Layout(im1.shape, im1.shape, im2.shape, im1.dtype, im2.dtype, (), nchan, cax,
-                 tuple(spatial), compute_type(ftype, C1, C2))
-    return Plan(lay, "window", (Scale(taps, "ssim", cov),), C1, C2, mreg, sreg, bool(full),
-                2 if gradient else 0, 1.0 / (n_crop * nchan), False, True, nthreads)
+    lay = _new(Layout, (im1.shape, im1.shape, im2.shape, im1.dtype, im2.dtype, (), nchan, cax,
+                        tuple(spatial), compute_type(ftype, C1, C2)))
+    return _new(Plan, (lay, "window", (_new(Scale, (taps, "ssim", cov)),), C1, C2, mreg, sreg,
+                       bool(full), 2 if gradient else 0, 1.0 / (n_crop * nchan), False, True,
+                       nthreads, None))
 
 
 # ---------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from . import Result
 
 __all__ = ["execute"]
 
+_new = tuple.__new__
+
 
 class _Operands:
     """The engine's view of one call's inputs (see the module docstring)."""
@@ -165,39 +167,42 @@ def execute(plan, x, y, cotangent=None, out=None):
         return _pyramid(plan, x, y)
     lay = plan.layout
     ops = _Operands(lay, x, y)
-    w = ops.cotangent(cotangent, plan.map_spatial) if plan.cotangent else None
+    # only the arguments a call needs: each keyword passed costs time on small images
+    extra = {}
+    if plan.cotangent:
+        extra["wmap"] = ops.cotangent(cotangent, plan.map_spatial)
+    if ops.xsel is not None:
+        extra["xsel"], extra["ysel"] = ops.xsel, ops.ysel
     map_out = gx_out = gy_out = None
     if out is not None:  # the caller's buffers: written directly where the layout allows
         map_out, gx_out, gy_out = out
-        dmap = ops.direct(map_out, plan.map_spatial)
-        dgx = ops.direct(gx_out, lay.spatial, 0)
-        dgy = ops.direct(gy_out, lay.spatial, 1)
-    else:
-        dmap = dgx = dgy = None
+        extra["map_out"] = ops.direct(map_out, plan.map_spatial)
     if kind == "window":
         s = plan.scales[0]
+        if out is not None:
+            extra["gx_out"] = ops.direct(gx_out, lay.spatial, 0)
+            extra["gy_out"] = ops.direct(gy_out, lay.spatial, 1)
         sums, m, gx, gy = _core.run(
             ops.xe, ops.ye, nci=ops.nci, dtype=lay.dtype, taps=s.taps, map_region=plan.map_region,
             sum_region=plan.sum_region, form=s.form, C1=plan.C1, C2=plan.C2, cov=s.cov,
-            want_map=plan.want_map, grad=plan.grad, wmap=w, wscal=plan.wscal,
-            workers=plan.workers, map_out=dmap, gx_out=dgx, gy_out=dgy, xsel=ops.xsel,
-            ysel=ops.ysel)
+            want_map=plan.want_map, grad=plan.grad, wscal=plan.wscal, workers=plan.workers,
+            **extra)
     elif kind == "product":
         sums, m, gx, gy = _core.run_multi(
             ops.xe, ops.ye, scales=[(s.taps, s.form, s.cov) for s in plan.scales],
             nci=ops.nci, dtype=lay.dtype, map_region=plan.map_region,
             sum_region=plan.sum_region, C1=plan.C1, C2=plan.C2, want_map=plan.want_map,
-            grad=plan.grad, wmap=w, wscal=plan.wscal, workers=plan.workers, map_out=dmap,
-            xsel=ops.xsel, ysel=ops.ysel)
+            grad=plan.grad, wscal=plan.wscal, workers=plan.workers, **extra)
     else:
         raise NotImplementedError(f"cpu backend: no plan kind {kind!r}")
     red = plan.reduce_grad
-    return Result(
+    return _new(Result, (  # tuple.__new__: no Python frame for the NamedTuple (per-call cost)
         sums,
         ops.deliver(m, map_out) if m is not None else None,
         ops.deliver(gx, gx_out, 0, red) if gx is not None else None,
         ops.deliver(gy, gy_out, 1, red) if gy is not None else None,
-    )
+        None,
+    ))
 
 
 @functools.lru_cache(maxsize=64)
