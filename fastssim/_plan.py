@@ -513,11 +513,11 @@ def ms_ssim(x, y, *, weights, downsample, negative, fit_scales, grad, data_range
     w, M = fit_weights(weights, lay.spatial, downsample, taps, fit_scales)
     r = (taps - 1) // 2
     shapes, nvals = _levels(lay.spatial, downsample, M, r)
-    scales = (Scale(wtaps, "cs", cov),) * (M - 1) + (Scale(wtaps, "ssim", cov),)
-    mreg = tuple((r, n - r) for n in lay.spatial)
-    pyr = Pyramid(downsample, shapes, nvals, tuple(w.tolist()), negative)
-    return Plan(lay, "pyramid", scales, C1, C2, mreg, tuple((0, b - a) for a, b in mreg),
-                False, grad, 0.0, False, True, nthreads, pyr), x, y
+    scales = (_new(Scale, (wtaps, "cs", cov)),) * (M - 1) + (_new(Scale, (wtaps, "ssim", cov)),)
+    mreg = tuple([(r, n - r) for n in lay.spatial])
+    pyr = _new(Pyramid, (downsample, shapes, nvals, tuple(w.tolist()), negative))
+    return _new(Plan, (lay, "pyramid", scales, C1, C2, mreg, tuple([(0, b - a) for a, b in mreg]),
+                       False, grad, 0.0, False, True, nthreads, pyr)), x, y
 
 
 def skimage(im1, im2, *, cax, nchan, spatial, win_size, gaussian_weights, sigma, truncate,
