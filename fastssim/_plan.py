@@ -403,10 +403,11 @@ def windowed_mean(plan, taps):
     broadcast shape in its compute dtype (read as both inputs), over
     ``plan``'s regions, with its gradient ``G^T w`` where ``plan`` asks for
     the gradient w.r.t. x (the Mix loss's filtered l1 term)."""
-    lay = plan.layout
-    lay = lay._replace(xshape=lay.shape, yshape=lay.shape, xdtype=lay.dtype, ydtype=lay.dtype)
-    return plan._replace(layout=lay, kind="window", scales=(Scale(tuple(taps), "mean", 1.0),),
-                         C1=0.0, C2=0.0, grad=plan.grad & 1, pyramid=None)
+    (shape, _, _, _, _, batch_shape, nchan, cax, spatial, dtype) = plan.layout
+    lay = _new(Layout, (shape, shape, shape, dtype, dtype, batch_shape, nchan, cax, spatial, dtype))
+    return _new(Plan, (lay, "window", (_new(Scale, (tuple(taps), "mean", 1.0)),), 0.0, 0.0,
+                       plan.map_region, plan.sum_region, plan.want_map, plan.grad & 1,
+                       plan.wscal, plan.cotangent, plan.reduce_grad, plan.workers, None))
 
 
 # Scales the engine's pyramid holds at most; 2**15 px per side already fits 16 scales.

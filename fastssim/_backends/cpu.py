@@ -48,10 +48,10 @@ class _Operands:
             self.nci = 1
             if native:
                 self.xe = self._planes_view(x)
-                self.ye = self._planes_view(y)
+                self.ye = self.xe if y is x else self._planes_view(y)
             else:
                 self.xe = self.from_user(x, ftype)
-                self.ye = self.from_user(y, ftype)
+                self.ye = self.xe if y is x else self.from_user(y, ftype)
         if x.shape != y.shape:
             self.xsel, self.ysel = self._sel(x), self._sel(y)
         else:
