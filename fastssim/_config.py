@@ -11,19 +11,20 @@ __all__ = ["show_config", "config"]
 
 def config() -> dict:
     """The facts :func:`show_config` prints, as a dict."""
-    from . import __version__, _engine
+    from . import __version__, _core
 
+    openmp, threads, simd = _core.engine_info()
     return {
         "version": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "openmp": _engine.openmp_enabled(),
-        "threads": _engine.omp_max_threads(),
+        "openmp": openmp,
+        "threads": threads,
         "cpu_count": os.cpu_count(),
-        "simd": _engine.simd_path(),
         # the GPU backend (issue 12): CuPy version, device, NVRTC (CuPy is
         # imported here only if installed; never by `import fastssim`)
         "gpu": _gpu_info(),
+        "simd": simd,
     }
 
 

@@ -38,20 +38,6 @@ def _as4(shape):
     return tuple(shape)
 
 
-def check_out(arr, shape, dtype, name):
-    """Validate a caller-provided output buffer."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name}: expected a NumPy array, got {type(arr).__name__}")
-    if arr.shape != tuple(shape) or arr.dtype != dtype:
-        raise ValueError(
-            f"{name}: expected an array of shape {tuple(shape)} and dtype {dtype}, "
-            f"got shape {arr.shape} and dtype {arr.dtype}"
-        )
-    if not arr.flags.c_contiguous or not arr.flags.writeable:
-        raise ValueError(f"{name}: expected a writeable C-contiguous array")
-    return arr
-
-
 class Workspace:
     """Pooled memory for one call's internal temporaries, never for its results.
 
@@ -248,3 +234,88 @@ def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, g
     )
     a0, b0 = sreg[0]
     return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
+
+
+# ---------------------------------------------------------------------------
+# MS-SSIM's pyramid and the per-plane helpers of the CPU backend (issue 9):
+# everything that reaches the Cython engine goes through this module.
+
+from ._pyramid import down_maps, pyramid_shapes  # noqa: E402
+
+# Scales of at most this many samples (all planes) share one parallel launch,
+# their pyramid made in one pass beforehand; larger ones stream one by one,
+# each writing the next scale as it goes.
+_GROUP_SAMPLES = 1 << 18
+
+
+def _group_start(shapes, P):
+    """First scale of the shared launch (never the first two: they are large
+    and write their successor while streaming)."""
+    for j in range(2, len(shapes)):
+        if P * math.prod(shapes[j]) <= _GROUP_SAMPLES:
+            return j
+    return len(shapes)
+
+
+@functools.lru_cache(maxsize=64)
+def pyramid(spatial, P, dtchar, taps, M, downsample, grad):
+    """The engine's :class:`Pyramid` of one MS-SSIM geometry, cached: each
+    scale's bands over its valid region, form (cs, and l*cs at the last
+    scale) and cotangent scale (1 / its valid-pixel count), the downsampling
+    maps, and the first scale of the shared launch.
+
+    ``pyr.run(xs, ys, buf, C1, C2, cov, gx, gy, sx, sy, workers, xsel, ysel)``
+    returns each plane's per-scale sums (P, M) over the valid regions and
+    keeps what the backward pass needs in ``buf`` (``pyr.nbytes`` bytes);
+    ``pyr.backward(buf, coef, g, side, workers)`` writes into ``g`` the
+    gradient of sum_{p,j} coef[p, j] * sum_j(p) w.r.t. x (side 0) or y (1)."""
+    r = (len(taps) - 1) // 2
+    shapes = pyramid_shapes(spatial, downsample, M)
+    geoms = [_geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
+                       tuple((0, n - 2 * r) for n in s)) for s in shapes]
+    nval = [float(math.prod(n - 2 * r for n in s)) for s in shapes]
+    forms = [FORM["cs"]] * (M - 1) + [FORM["ssim"]]
+    return _engine.Pyramid(geoms, [down_maps(s, downsample) for s in shapes[:-1]], P,
+                           dtchar == "d", _group_start(shapes, P), grad, forms,
+                           [1.0 / v for v in nval])
+
+
+def plane_shifts(xs, ys, P, xsel=None, ysel=None):
+    """The per-plane shifts (fs_plane_shifts) of contiguous planes (P, *spatial)
+    in the compute type; with ``xsel``/``ysel`` (batch broadcasting) each
+    input's own planes' shifts, picked per plane of the run (no copy of the
+    planes made)."""
+    if xsel is None:
+        return _engine.shifts(xs, ys, P, _as4(xs.shape[1:]), 1, _engine.IN_REAL,
+                              xs.dtype == np.float64)
+    return tuple(_engine.shifts(a, a, a.shape[0], _as4(a.shape[1:]), 1, _engine.IN_REAL,
+                                a.dtype == np.float64)[0][sel]
+                 for a, sel in ((xs, xsel), (ys, ysel)))
+
+
+_NEGATIVE_CODE = {"clamp": _engine.NEG_CLAMP, "simple": _engine.NEG_SIMPLE,
+                  "none": _engine.NEG_NONE}
+
+
+def ms_combine(m, w, negative, want_coef):
+    """Value prod_j f(m_j)^w_j per plane and, if asked, d value / d m_j.
+
+    f is the negative-value policy: max(m, 0) ('clamp', slope 0 at m <= 0),
+    (m + 1) / 2 ('simple') or m ('none').  The derivative uses the product of
+    the *other* factors (prefix and suffix products), never value / f(m_j), so
+    it stays finite as an m_j -> 0.
+    """
+    return _engine.ms_combine(np.ascontiguousarray(m, dtype=np.float64),
+                              np.ascontiguousarray(w, dtype=np.float64),
+                              _NEGATIVE_CODE[negative], want_coef)
+
+
+def engine_info():
+    """The build and runtime facts of the engine: (openmp_enabled,
+    omp_max_threads, simd_path)."""
+    return _engine.openmp_enabled(), _engine.omp_max_threads(), _engine.simd_path()
+
+
+def omp_max_threads():
+    """The OpenMP runtime's default thread count (OMP_NUM_THREADS honoured)."""
+    return _engine.omp_max_threads()

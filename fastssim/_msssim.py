@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
 
 from ._finite import finite_or_promote
-from ._conventions import with_convention
-from . import _core, _engine
-from ._pyramid import CONVENTIONS, down_maps, pyramid_shapes
-from ._ssim import _grad_code, plan
+from . import _backends, _plan
+from ._backends.cpu import ms_combine as _combine  # noqa: F401  (re-export: tests/test_msssim.py)
+from ._pyramid import CONVENTIONS, pyramid_shapes
 from ._validation import check_bool, check_int, check_pair
+from ._conventions import with_convention
 from ._dispatch import gpu_dispatch
 
 __all__ = ["ms_ssim", "multiscale_structural_similarity", "MSSSIMResult", "WANG_WEIGHTS", "min_size"]
@@ -30,41 +27,6 @@ grad_x, grad_y : ndarray or None, gradient of ``value`` w.r.t. x / y
 scales : ndarray (*batch[, C], M), the per-scale means m_j before the
     negative-value policy (mean cs for j < M, mean l*cs for j = M)
 """
-
-
-def _check_weights(weights):
-    if type(weights) is tuple:  # the usual case: validated once
-        try:
-            return _checked_weights(weights)
-        except TypeError:  # unhashable items
-            pass
-    return _validate_weights(weights)
-
-
-@functools.lru_cache(maxsize=64)
-def _checked_weights(weights):
-    w = _validate_weights(weights)
-    w.flags.writeable = False
-    return w
-
-
-def _validate_weights(weights):
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"weights: expected a sequence of non-negative numbers, got {weights!r}") from None
-    if w.ndim != 1 or w.size == 0:
-        raise ValueError(f"weights: expected a non-empty 1-D sequence (one weight per scale), got shape {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"weights: expected finite non-negative numbers, got {tuple(w.tolist())}")
-    if not np.any(w > 0):
-        raise ValueError("weights: at least one weight must be positive")
-    if w.size > _MAX_SCALES:
-        raise ValueError(f"weights: at most {_MAX_SCALES} scales, got {w.size}")
-    return w
-
-
-_MAX_SCALES = 16  # the engine's Pyramid; 2**15 px per side already fits 16 scales
 
 
 def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims: int = 2) -> int:
@@ -94,75 +56,6 @@ def min_size(scales: int, taps: int, downsample: str = "symmetric", spatial_dims
         else:
             lo = mid
     return hi
-
-
-@functools.lru_cache(maxsize=64)
-def _fitting_scales(spatial, downsample, taps, scales):
-    """How many of the first scales the window fits."""
-    fit = 0
-    for s in pyramid_shapes(spatial, downsample, scales):
-        if min(s) < taps:
-            break
-        fit += 1
-    return fit
-
-
-# Scales of at most this many samples (all planes) share one parallel launch,
-# their pyramid made in one pass beforehand; larger ones stream one by one,
-# each writing the next scale as it goes.
-_GROUP_SAMPLES = 1 << 18
-
-
-def _group_start(shapes, P):
-    """First scale of the shared launch (never the first two: they are large
-    and write their successor while streaming)."""
-    for j in range(2, len(shapes)):
-        if P * math.prod(shapes[j]) <= _GROUP_SAMPLES:
-            return j
-    return len(shapes)
-
-
-@functools.lru_cache(maxsize=64)
-def _nvals(spatial, M, downsample, r):
-    """Valid-pixel count of each scale (float64, read-only)."""
-    nval = np.array([math.prod(n - 2 * r for n in s)
-                     for s in pyramid_shapes(spatial, downsample, M)], dtype=np.float64)
-    nval.flags.writeable = False
-    return nval
-
-
-@functools.lru_cache(maxsize=64)
-def _pyramid_engine(spatial, P, dtchar, taps, M, downsample, grad):
-    """The engine's :class:`Pyramid` of one MS-SSIM geometry, cached: each
-    scale's bands over its valid region, form (cs, and l*cs at the last
-    scale) and cotangent scale (1 / its valid-pixel count), the downsampling
-    maps, and the first scale of the shared launch."""
-    r = (len(taps) - 1) // 2
-    shapes = pyramid_shapes(spatial, downsample, M)
-    geoms = [_core._geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
-                             tuple((0, n - 2 * r) for n in s)) for s in shapes]
-    nval = _nvals(spatial, M, downsample, r)
-    forms = [_core.FORM["cs"]] * (M - 1) + [_core.FORM["ssim"]]
-    return _engine.Pyramid(geoms, [down_maps(s, downsample) for s in shapes[:-1]], P,
-                           dtchar == "d", _group_start(shapes, P), grad, forms,
-                           [1.0 / v for v in nval])
-
-
-_NEGATIVE_CODE = {"clamp": _engine.NEG_CLAMP, "simple": _engine.NEG_SIMPLE,
-                  "none": _engine.NEG_NONE}
-
-
-def _combine(m, w, negative, want_coef):
-    """Value prod_j f(m_j)^w_j per plane and, if asked, d value / d m_j.
-
-    f is the negative-value policy: max(m, 0) ('clamp', slope 0 at m <= 0),
-    (m + 1) / 2 ('simple') or m ('none').  The derivative uses the product of
-    the *other* factors (prefix and suffix products), never value / f(m_j), so
-    it stays finite as an m_j -> 0.
-    """
-    return _engine.ms_combine(np.ascontiguousarray(m, dtype=np.float64),
-                              np.ascontiguousarray(w, dtype=np.float64),
-                              _NEGATIVE_CODE[negative], want_coef)
 
 
 @with_convention("ms_ssim")
@@ -215,13 +108,6 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         pyramid, the downsampling adjoint included) with respect to x, y or both.
     return_scales : bool
         Also return the per-scale means m_j.
-    convention : str or None
-        A peer library's conventions by name (``fastssim.conventions``);
-        explicit keyword arguments override it.  Two options exist for the
-        presets (torchmetrics): ``channel_pooling='before'`` (each scale's mean
-        taken over the channels before the power) and
-        ``last_scale_pad='mirror'`` (the last scale's term from mirror-padded
-        images); see ``fastssim._conventions``.
 
     Returns
     -------
@@ -255,81 +141,27 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     >>> float(fastssim.ms_ssim(x, x, data_range=1.0))
     1.0
     """
-    g = _grad_code(gradient)
-    w = _check_weights(weights)
+    g = _plan.grad_code(gradient)
+    w = _plan.check_weights(weights)
     if not isinstance(downsample, str) or downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
     if not isinstance(negative, str) or negative not in NEGATIVE:
         raise ValueError(f"negative: expected one of {NEGATIVE}, got {negative!r}")
     fit_scales = check_bool(fit_scales, "fit_scales")
     return_scales = check_bool(return_scales, "return_scales")
-    p = plan(x, y, data_range=data_range, window=window, sigma=sigma, truncate=truncate,
-             win_size=win_size, K1=K1, K2=K2, covariance=covariance, border="valid",
-             channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers,
-             check_window=False, names=_names)
-    taps = len(p.taps)
-    M = w.size
-    fit = _fitting_scales(p.spatial, downsample, taps, M)
-    if fit < M:
-        got = "x".join(str(n) for n in p.spatial)
-        if not fit_scales:
-            need = min_size(M, taps, downsample, len(p.spatial))
-            raise ValueError(
-                f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} px "
-                f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
-                "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
-            )
-        if fit == 0:
-            raise ValueError(
-                f"fit_scales: not even one scale fits: the {taps}-tap window needs at least "
-                f"{taps} px per side, got {got}: pass a smaller window (sigma / win_size), "
-                "or check channel_axis and spatial_dims"
-            )
-        total = w.sum()
-        w = w[:fit]
-        if not np.any(w > 0):
-            raise ValueError(
-                f"fit_scales: only the first {fit} of {M} scales fit {got}, and their weights "
-                f"{tuple(w.tolist())} are all zero: pass weights with a positive weight among them"
-            )
-        w = w * (total / w.sum())
-        M = fit
-
-    P = p.P
-    xs, ys = p.planes()
-    pyr = _pyramid_engine(tuple(p.spatial), P, xs.dtype.char, p.taps, M, downsample, g)
-    # every level's moments are of x - s, y - s with the finest level's
-    # shifts s (the means of a pyramid's levels agree)
-    xsel, ysel = p.plane_sel()
-    if xsel is None:
-        sx, sy = _engine.shifts(xs, ys, P, _core._as4(xs.shape[1:]), 1, _engine.IN_REAL,
-                                xs.dtype == np.float64)
-    else:  # batch broadcasting: each input's own planes (no copy), picked per plane
-        sx, sy = (_engine.shifts(a, a, a.shape[0], _core._as4(a.shape[1:]), 1, _engine.IN_REAL,
-                                 a.dtype == np.float64)[0][sel]
-                  for a, sel in ((xs, xsel), (ys, ysel)))
-    full_shape = (P,) + tuple(p.spatial)
-    # the finest level's gradients are the results: fresh arrays
-    gx = np.empty(full_shape, xs.dtype) if g & 1 else None
-    gy = np.empty(full_shape, ys.dtype) if g & 2 else None
-    # the coarse levels and their gradients live in pooled memory
-    with _core.Workspace(pyr.nbytes) as ws:
-        buf = ws.empty((pyr.nbytes,), np.uint8)
-        sums = pyr.run(xs, ys, buf, p.C1, p.C2, p.cov, gx, gy, sx, sy, p.workers, xsel, ysel)
-        ms = sums / _nvals(tuple(p.spatial), M, downsample, p.r)
-        value_p, coef = _combine(ms, w, negative, bool(g))
-        values = p.per_item(value_p)
-        if not g and not return_scales:
-            return values
-        out = [None, None]
-        if g:
-            coef = np.ascontiguousarray(coef / p.nchan, dtype=np.float64)
-            for side, arr in ((0, gx), (1, gy)):
-                if arr is not None:
-                    pyr.backward(buf, coef, arr, side, p.workers)
-                    out[side] = p.sum_to(p.to_user(arr, interleaved=False), side)
-    scales = ms.reshape(p.batch_shape + ((p.nchan,) if p.channel_axis is not None else ()) + (M,))
-    return MSSSIMResult(values, out[0], out[1], scales)
+    p, x, y = _plan.ms_ssim(x, y, weights=w, downsample=downsample, negative=negative,
+                            fit_scales=fit_scales, grad=g, data_range=data_range, window=window,
+                            sigma=sigma, truncate=truncate, win_size=win_size, K1=K1, K2=K2,
+                            covariance=covariance, channel_axis=channel_axis,
+                            spatial_dims=spatial_dims, workers=workers, names=_names)
+    res = _backends.execute(p, x, y)
+    values = _plan.per_item(p, res.sums)
+    if not g and not return_scales:
+        return values
+    lay = p.layout
+    scales = res.scales.reshape(lay.batch_shape + ((lay.nchan,) if lay.channel_axis is not None
+                                                   else ()) + (len(p.scales),))
+    return MSSSIMResult(values, res.grad_x, res.grad_y, scales)
 
 
 @gpu_dispatch("multiscale_structural_similarity")

@@ -6,7 +6,7 @@ width sigma_j (no pyramid); l_M uses the widest window.  Since
 l_M cs_M = SSIM_M, P = SSIM_M * prod_{j<M} cs_j: one SSIM map and M-1 cs
 maps of the same filter engine.
 
-All scales run in one streaming pass of the engine (``_core.run_multi``):
+All scales run in one streaming pass of the engine (a 'product' Plan):
 for each output line it computes every scale's moments, the factors and
 their product, and, for the gradient of sum_p w(p) P(p), each scale's
 partials weighted by the cotangent w * prod_{k != j} (factor k) — the product
@@ -17,16 +17,10 @@ scale's adjoint window, summed.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections import namedtuple
 
-import numpy as np
-
 from ._finite import finite_or_promote
-from . import _core
-from ._bands import gaussian_taps
-from ._ssim import _grad_code, plan, wrt_code
+from . import _backends, _plan
 from ._validation import check_bool
 from ._dispatch import gpu_dispatch
 
@@ -41,53 +35,6 @@ value : float or ndarray of the batch shape (float64), the mean of the map
 map : ndarray or None, the per-pixel MS-SSIM map P(p)
 grad_x, grad_y : ndarray or None, gradient of ``value`` w.r.t. x / y
 """
-
-
-def _check_sigmas(sigmas):
-    if isinstance(sigmas, (str, bytes)):
-        raise TypeError(f"sigmas: expected a sequence of positive numbers, got {sigmas!r}")
-    if isinstance(sigmas, (numbers.Real, np.generic)) and not isinstance(sigmas, bool):
-        sigmas = (sigmas,)
-    try:
-        s = tuple(float(v) for v in sigmas)
-    except (TypeError, ValueError):
-        raise TypeError(f"sigmas: expected a sequence of positive numbers, got {sigmas!r}") from None
-    if not s:
-        raise ValueError("sigmas: expected at least one Gaussian width, got an empty sequence")
-    if not all(np.isfinite(v) and v > 0 for v in s):
-        raise ValueError(f"sigmas: expected positive finite widths, got {s}")
-    if any(b <= a for a, b in zip(s, s[1:])):
-        raise ValueError(f"sigmas: expected strictly increasing widths (the last is used for l), got {s}")
-    return s
-
-
-def _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance, border, channel_axis,
-           spatial_dims, workers, names=("x", "y")):
-    s = _check_sigmas(sigmas)
-    p = plan(x, y, data_range=data_range, window="gaussian", sigma=s[-1], truncate=truncate,
-             win_size=None, K1=K1, K2=K2, covariance=covariance, border=border,
-             channel_axis=channel_axis, spatial_dims=spatial_dims, workers=workers,
-             check_window=False, names=names)
-    taps = [gaussian_taps(v, float(truncate)) for v in s]
-    ntap = len(taps[-1])
-    if min(p.spatial) < ntap:
-        raise ValueError(
-            f"sigmas: the widest window (sigma={s[-1]:g}, {ntap} taps at truncate={truncate:g}) "
-            f"exceeds the image: spatial shape {p.spatial}; every side needs at least {ntap} px. "
-            "Pass smaller sigmas or a smaller truncate"
-        )
-    if covariance == "sample":
-        if len(taps[0]) < 2:
-            raise ValueError(
-                f"covariance='sample' needs windows of more than one sample: sigma={s[0]:g} has "
-                f"1 tap at truncate={truncate:g}. Pass a larger truncate or drop that sigma"
-            )
-        # sample covariance per scale: NP of each window
-        covs = [(len(t) ** len(p.spatial)) / (len(t) ** len(p.spatial) - 1.0) for t in taps]
-    else:
-        covs = [1.0] * len(taps)
-    # the map: same size ('reflect') or where the widest window fits ('valid')
-    return p, s, taps, covs, p.map_region(True)
 
 
 @gpu_dispatch("pixelwise_ms_ssim")
@@ -158,31 +105,17 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
     >>> float(fastssim.pixelwise_ms_ssim(x, x, data_range=1.0))
     1.0
     """
-    g = _grad_code(gradient)
+    g = _plan.grad_code(gradient)
     full = check_bool(full, "full")
-    p, s, taps, covs, mreg = _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance,
-                                    border, channel_axis, spatial_dims, workers)
-    oshape = tuple(b - a for a, b in mreg)
-    n = math.prod(oshape)
-    sums, P, gx, gy = _core.run_multi(
-        p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
-        sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, want_map=full,
-        grad=g, wscal=1.0 / (n * p.nchan), workers=p.workers, **p.sel,
-    )
-    value = p.per_item(sums / n)
+    p, x, y = _plan.pixelwise(x, y, full=full, grad=g, sigmas=sigmas, truncate=truncate,
+                              data_range=data_range, K1=K1, K2=K2, covariance=covariance,
+                              border=border, channel_axis=channel_axis,
+                              spatial_dims=spatial_dims, workers=workers)
+    res = _backends.execute(p, x, y)
+    value = _plan.values(p, res.sums)
     if not full and not g:
         return value
-    return PixelwiseResult(
-        value,
-        p.to_user(P) if full else None,
-        p.sum_to(p.to_user(gx), 0) if gx is not None else None,
-        p.sum_to(p.to_user(gy), 1) if gy is not None else None,
-    )
-
-
-def _scales(taps, covs):
-    M = len(taps)
-    return [(taps[j], "cs" if j < M - 1 else "ssim", covs[j]) for j in range(M)]
+    return PixelwiseResult(value, res.map, res.grad_x, res.grad_y)
 
 
 @gpu_dispatch("pixelwise_ms_ssim_vjp")
@@ -196,14 +129,11 @@ def pixelwise_ms_ssim_vjp(x, y, cotangent, *, wrt="x", data_range=None, sigmas=Z
     returns.  Returns the gradient w.r.t. x (``wrt='x'``), y, or the pair
     (``'both'``).  Other arguments as :func:`pixelwise_ms_ssim`.
     """
-    g = wrt_code(wrt)
-    p, s, taps, covs, mreg = _setup(x, y, sigmas, truncate, data_range, K1, K2, covariance,
-                                    border, channel_axis, spatial_dims, workers)
-    oshape = tuple(b - a for a, b in mreg)
-    w = p.cotangent(cotangent, oshape, "per-pixel MS-SSIM", border)
-    _, _, gx, gy = _core.run_multi(
-        p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=_scales(taps, covs), map_region=mreg,
-        sum_region=tuple((0, k) for k in oshape), C1=p.C1, C2=p.C2, grad=g, wmap=w,
-        workers=p.workers, **p.sel,
-    )
-    return p.wrt_result(g, gx, gy)
+    g = _plan.wrt_code(wrt)
+    p, x, y = _plan.pixelwise(x, y, full=True, grad=g, vjp=True, sigmas=sigmas,
+                              truncate=truncate, data_range=data_range, K1=K1, K2=K2,
+                              covariance=covariance, border=border, channel_axis=channel_axis,
+                              spatial_dims=spatial_dims, workers=workers)
+    w = _plan.check_cotangent(p, cotangent, "per-pixel MS-SSIM", border)
+    res = _backends.execute(p, x, y, cotangent=w)
+    return res.grad_x if g == 1 else res.grad_y if g == 2 else (res.grad_x, res.grad_y)

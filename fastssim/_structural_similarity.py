@@ -7,23 +7,19 @@ from warnings import warn
 
 import numpy as np
 
-from ._finite import compute_type, finite_or_promote
-from . import _core
-from ._bands import gaussian_size, gaussian_taps, uniform_taps
-from ._ssim import Plan
+from ._finite import finite_or_promote
+from . import _backends, _plan
+from ._bands import gaussian_size
 from ._validation import (
+from ._dispatch import gpu_dispatch
     _check_array,
     _is_real,
     check_bool,
     check_channel_axis,
-    check_constants,
-    check_data_range,
     check_real,
     dtype_range,
     float_type,
-    resolve_workers,
 )
-from ._dispatch import gpu_dispatch
 
 __all__ = ["structural_similarity"]
 
@@ -226,44 +222,25 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             warn("Setting data_range based on im1.dtype. "
                  + f"data_range = {data_range:.0f}. "
                  + "Please specify data_range explicitly to avoid mistakes.", stacklevel=4)
-    data_range = check_data_range(data_range)
-    C1, C2 = check_constants(K1, K2, data_range)
-    nthreads = resolve_workers(workers)
-    cov = NP / (NP - 1) if use_sample_covariance else 1.0
-    pad = (win_size - 1) // 2
-    if ndim not in (2, 3):  # the engine streams 2-D and 3-D planes; other ranks here
-        return _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size,
-                        pad, cov, C1, C2, ftype, gradient, full)
-
-    if gaussian_weights:
-        taps = gaussian_taps(float(sigma), truncate)
-    else:
-        taps = uniform_taps(int(win_size))
-    p = Plan(
-        xe=None, ye=None, batch_shape=(), nchan=nchan, channel_axis=cax,
-        spatial=tuple(spatial_shape), taps=taps, r=(len(taps) - 1) // 2,
-        C1=C1, C2=C2, cov=cov, border="reflect", workers=nthreads,
-    )
-    p.load(im1, im2, compute_type(ftype, p.C1, p.C2))
-    crop = tuple((pad, n - pad) for n in spatial_shape)
-    mreg = tuple((0, n) for n in spatial_shape) if full else crop
-    sreg = tuple((a - m0, b - m0) for (a, b), (m0, _) in zip(crop, mreg))
-    n_crop = math.prod(b - a for a, b in crop)
-    sums, S, _, grad = _core.run(
-        p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=taps, map_region=mreg, sum_region=sreg, form="ssim",
-        C1=p.C1, C2=p.C2, cov=cov, want_map=full, grad=2 if gradient else 0,
-        wscal=1.0 / (n_crop * nchan), workers=p.workers,
-    )
-    per_chan = sums / n_crop
+    p = _plan.skimage(im1, im2, cax=cax, nchan=nchan, spatial=spatial_shape, win_size=win_size,
+                      gaussian_weights=gaussian_weights, sigma=sigma, truncate=truncate,
+                      use_sample_covariance=use_sample_covariance, data_range=data_range,
+                      K1=K1, K2=K2, ftype=ftype, full=full, gradient=gradient, workers=workers)
+    if ndim in (2, 3):  # the engine streams 2-D and 3-D planes
+        res = _backends.execute(p, im1, im2)
+        S, grad = res.map, res.grad_y
+        per_chan = res.sums / p.n_sum
+    else:  # other ranks: scikit-image's formulas in NumPy
+        per_chan, S, grad = _general(im1, im2, p, gradient)
     if cax is None:
         mssim = np.float64(per_chan[0])
     else:
         mssim = per_chan.astype(ftype).mean()
     out = [mssim]
     if gradient:
-        out.append(p.to_user(grad).astype(ftype, copy=False))
+        out.append(grad.astype(ftype, copy=False))
     if full:
-        out.append(p.to_user(S).astype(ftype, copy=False))
+        out.append(S.astype(ftype, copy=False))
     return tuple(out) if len(out) > 1 else mssim
 
 
@@ -284,17 +261,20 @@ def _filter(a, taps):
     return a
 
 
-def _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size, pad, cov,
-             C1, C2, ftype, gradient, full):
+def _general(im1, im2, plan, gradient):
     """SSIM of images of any rank (1-D signals, 4-D, 5-D...): scikit-image's
-    formulas with NumPy filters (in float64), and the exact gradient of the
-    returned mean with respect to im2.
+    formulas with NumPy filters (in float64), the map over the whole image;
+    returns (the mean over the crop per channel (float64, (nchan,)), the map,
+    the exact gradient of the returned mean with respect to im2 or None), the
+    map and the gradient in the caller's layout, float64.
 
     The gradient of L = sum_p w(p) S(p), w = 1/N on the crop, is
     G^T(w S_muy) + 2 y G^T(w S_Eyy) + x G^T(w S_Exy) (docs: DESIGN, with x
     and y swapped), and G^T = G: 'reflect' filtering with a symmetric window
     is a symmetric operator."""
-    taps = gaussian_taps(sigma, truncate) if gaussian_weights else uniform_taps(win_size)
+    cax = plan.layout.channel_axis
+    s = plan.scales[0]
+    taps, cov, C1, C2 = s.taps, s.cov, plan.C1, plan.C2
     x = np.asarray(im1, dtype=np.float64)
     y = np.asarray(im2, dtype=np.float64)
     if cax is not None:
@@ -302,6 +282,8 @@ def _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size, p
     else:
         x, y = x[None], y[None]
     nchan = x.shape[0]
+    # the crop, in image coordinates: the sum region is in map coordinates
+    crop = tuple(slice(m0 + a, m0 + b) for (m0, _), (a, b) in zip(plan.map_region, plan.sum_region))
     means, grads, maps = [], [], []
     for c in range(nchan):
         xc, yc = x[c], y[c]
@@ -312,7 +294,6 @@ def _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size, p
         B1, B2 = ux * ux + uy * uy + C1, vx + vy + C2
         D = B1 * B2
         S = (A1 * A2) / D
-        crop = tuple(slice(pad, n - pad) for n in S.shape)
         means.append(S[crop].mean(dtype=np.float64))
         maps.append(S)
         if gradient:
@@ -325,16 +306,7 @@ def _general(im1, im2, cax, ntap, sigma, truncate, gaussian_weights, win_size, p
                          + xc * _filter(w * S_exy, taps))
 
     def back(parts):
-        a = np.stack(parts).astype(ftype, copy=False)
+        a = np.stack(parts)
         return np.moveaxis(a, 0, cax) if cax is not None else a[0]
 
-    if cax is None:
-        mssim = np.float64(means[0])
-    else:
-        mssim = np.asarray(means).astype(ftype).mean()
-    out = [mssim]
-    if gradient:
-        out.append(back(grads))
-    if full:
-        out.append(back(maps))
-    return tuple(out) if len(out) > 1 else mssim
+    return np.asarray(means), back(maps), back(grads) if gradient else None

@@ -71,12 +71,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
         "fastssim.dask needs Dask: pip install 'fastssim[dask]' (dask[array] and distributed)"
     ) from exc
 
-from . import _core
+from . import _backends, _plan
+from ._backends.cpu import ms_combine as _combine
 from ._bands import gaussian_size
-from ._msssim import NEGATIVE, WANG_WEIGHTS, MSSSIMResult, _check_weights, _combine, _fitting_scales, min_size
-from ._pixelwise import ZHAO_SIGMAS, PixelwiseResult, _check_sigmas, _scales, _setup
+from ._msssim import NEGATIVE, WANG_WEIGHTS, MSSSIMResult
+from ._pixelwise import ZHAO_SIGMAS, PixelwiseResult
+from ._plan import check_sigmas as _check_sigmas, grad_code as _grad_code
 from ._pyramid import CONVENTIONS, down_axis, pyramid_shapes
-from ._ssim import SSIMResult, _grad_code, _window_size, plan
+from ._ssim import SSIMResult
 from ._validation import check_channel_axis, check_positive, dtype_range, float_type
 
 __all__ = ["ssim", "ms_ssim", "pixelwise_ms_ssim", "score_files", "DEFAULT_TASK_WORKERS"]
@@ -319,22 +321,20 @@ class _SSIMMetric:
     """SSIM (or its cs / l*cs form, one MS-SSIM scale) with one window."""
 
     def __init__(self, opts, form="ssim"):
-        self.opts = opts  # plan() keyword arguments except the arrays
+        self.opts = opts  # _plan.ssim keyword arguments except the arrays
         self.form = form
-        self.ntap = _window_size(opts["window"], opts["sigma"], opts["truncate"], opts["win_size"])
+        self.ntap = _plan.window_size(opts["window"], opts["sigma"], opts["truncate"],
+                                      opts["win_size"])
         self.r = (self.ntap - 1) // 2
 
     def sum_range(self, n):
         return self.r, n - self.r  # the value: the mean where the window fits
 
     def plan(self, xb, yb, L, workers):
-        return plan(xb, yb, channel_axis=L.cax, spatial_dims=L.sd, workers=workers,
-                    border="valid", **self.opts)
-
-    def run(self, p, map_region, sum_region, want_map=False, grad=0, wscal=0.0):
-        return _core.run(p.xe, p.ye, nci=p.nci, dtype=p.ftype, taps=p.taps, map_region=map_region,
-                         sum_region=sum_region, form=self.form, C1=p.C1, C2=p.C2, cov=p.cov,
-                         want_map=want_map, grad=grad, wscal=wscal, workers=p.workers)
+        """The Plan of a block pair (its regions set per task by :func:`_run`)."""
+        p = _plan.ssim(xb, yb, full=False, grad=0, channel_axis=L.cax, spatial_dims=L.sd,
+                       workers=workers, border="valid", **self.opts)[0]
+        return p._replace(scales=(p.scales[0]._replace(form=self.form),), reduce_grad=False)
 
 
 class _PixelwiseMetric:
@@ -352,16 +352,17 @@ class _PixelwiseMetric:
         return (0, n) if self.border == "reflect" else (self.r, n - self.r)
 
     def plan(self, xb, yb, L, workers):
-        p, _, taps, covs, _ = _setup(xb, yb, self.opts["sigmas"], self.opts["truncate"],
-                                     self.opts["data_range"], self.opts["K1"], self.opts["K2"],
-                                     self.opts["covariance"], "reflect", L.cax, L.sd, workers)
-        p.scales = _scales(taps, covs)
-        return p
+        return _plan.pixelwise(xb, yb, full=False, grad=0, reduce_grad=False, border="reflect",
+                               channel_axis=L.cax, spatial_dims=L.sd, workers=workers,
+                               **self.opts)[0]
 
-    def run(self, p, map_region, sum_region, want_map=False, grad=0, wscal=0.0):
-        return _core.run_multi(p.xe, p.ye, nci=p.nci, dtype=p.ftype, scales=p.scales,
-                               map_region=map_region, sum_region=sum_region, C1=p.C1, C2=p.C2,
-                               want_map=want_map, grad=grad, wscal=wscal, workers=p.workers)
+
+def _run(metric, xb, yb, L, workers, map_region, sum_region, want_map=False, grad=0,
+         wscal=0.0):
+    """The metric on one block pair over the given regions (a Result, caller layout)."""
+    p = metric.plan(xb, yb, L, workers)._replace(
+        map_region=map_region, sum_region=sum_region, want_map=want_map, grad=grad, wscal=wscal)
+    return _backends.execute(p, xb, yb)
 
 
 # ---------------------------------------------------------------------------
@@ -373,9 +374,8 @@ def _map_task(xb, yb, *, block_id, geom, metric, L, workers):
     mreg = []
     for a, ln, h, n in geom.block(block_id, xb):
         mreg.append((a - h, a - h + ln))
-    p = metric.plan(xb, yb, L, workers)
-    m = metric.run(p, tuple(mreg), tuple((0, b - a) for a, b in mreg), want_map=True)[1]
-    return p.to_user(m)
+    return _run(metric, xb, yb, L, workers, tuple(mreg), tuple((0, b - a) for a, b in mreg),
+                want_map=True).map
 
 
 def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
@@ -394,17 +394,15 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
     if mreg is None:  # no map pixel of the value depends on this block
         z = np.zeros(xb[sel].shape, dtype=L.ftype)
         return (z, z.copy()) if g == 3 else z
-    p = metric.plan(xb, yb, L, workers)
-    _, _, gx, gy = metric.run(p, tuple(mreg), tuple((0, b - a) for a, b in mreg), grad=g,
-                              wscal=wscal)
-    outs = [p.to_user(a)[sel] for a in (gx, gy) if a is not None]
+    res = _run(metric, xb, yb, L, workers, tuple(mreg), tuple((0, b - a) for a, b in mreg),
+               grad=g, wscal=wscal)
+    outs = [a[sel] for a in (res.grad_x, res.grad_y) if a is not None]
     return tuple(outs) if g == 3 else outs[0]
 
 
 def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
     """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place)."""
-    p = metric.plan(xb, yb, L, workers)
-    sums = metric.run(p, mreg, tuple((0, b - a) for a, b in mreg))[0]
+    sums = _run(metric, xb, yb, L, workers, mreg, tuple((0, b - a) for a, b in mreg)).sums
     return sums.reshape(out_shape)
 
 
@@ -849,7 +847,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         :class:`fastssim.MSSSIMResult` of dask arrays.
     """
     g = _grad_code(gradient)
-    w = _check_weights(weights)
+    w = _plan.check_weights(weights)
     if downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
     if negative not in NEGATIVE:
@@ -864,32 +862,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     metric = _SSIMMetric(opts, "cs")
     taps = metric.ntap
     metric.plan(*_dummy(L, L.xdtype, L.ydtype, taps), L, workers)
-    M = w.size
-    fit = _fitting_scales(tuple(L.spatial), downsample, taps, M)
-    if fit < M:  # the in-memory rules and messages
-        got = "x".join(str(n) for n in L.spatial)
-        if not fit_scales:
-            need = min_size(M, taps, downsample, L.sd)
-            raise ValueError(
-                f"MS-SSIM with {M} scales and a window of {taps} taps needs at least {need} px "
-                f"per side (downsample={downsample!r}); got {got}: pass fewer scales "
-                "(shorter weights), a smaller window (sigma / win_size) or fit_scales=True"
-            )
-        if fit == 0:
-            raise ValueError(
-                f"fit_scales: not even one scale fits: the {taps}-tap window needs at least "
-                f"{taps} px per side, got {got}: pass a smaller window (sigma / win_size), "
-                "or check channel_axis and spatial_dims"
-            )
-        total = w.sum()
-        w = w[:fit]
-        if not np.any(w > 0):
-            raise ValueError(
-                f"fit_scales: only the first {fit} of {M} scales fit {got}, and their weights "
-                f"{tuple(w.tolist())} are all zero: pass weights with a positive weight among them"
-            )
-        w = w * (total / w.sum())
-        M = fit
+    w, M = _plan.fit_weights(w, tuple(L.spatial), downsample, taps, fit_scales)  # the in-memory rules
     kw = dict(weights=tuple(w.tolist()), downsample=downsample, workers=workers, **opts)
 
     spatial_chunked = any(len(x.chunks[ax]) > 1 for ax in L.sax)

@@ -40,13 +40,13 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _core
-from ._conventions import with_convention
-from ._dispatch import gpu_dispatch
+from . import _backends, _plan
 from ._msssim import ms_ssim as _ms_ssim
-from ._pixelwise import ZHAO_SIGMAS, _scales, _setup
+from ._pixelwise import ZHAO_SIGMAS
 from ._ssim import ssim as _ssim
 from ._validation import broadcast_batch, check_bool, check_layout, float_type
+from ._conventions import with_convention
+from ._dispatch import gpu_dispatch
 
 __all__ = ["LossResult", "l1", "l2", "ssim", "ms_ssim", "pixelwise_ms_ssim", "mix"]
 
@@ -157,8 +157,6 @@ def ssim(prediction, target, *, data_range=None, gradient=False, full=False, **k
 
     The loss map is 1 - the SSIM map; note that the loss is 1 - the mean of
     SSIM over the pixels where the window fits, as :func:`fastssim.ssim`.
-    ``convention='piq'`` (etc.) sets a peer's SSIM conventions
-    (``fastssim.conventions``); explicit keyword arguments override it.
     """
     return _one_minus(_ssim, prediction, target, data_range, gradient, full, kwargs)
 
@@ -183,9 +181,7 @@ def ms_ssim(prediction, target, *, data_range=None, gradient=False, full=False, 
     """1 - MS-SSIM(prediction, target) (:func:`fastssim.ms_ssim`; its keyword arguments apply).
 
     The pyramid MS-SSIM has no per-pixel form: ``full=True`` gives ``map=None``
-    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).  ``convention=``
-    sets a peer's MS-SSIM conventions (``fastssim.conventions``); explicit
-    keyword arguments override it.
+    (use :func:`pixelwise_ms_ssim` for a per-pixel loss).
     """
     _check_flag(gradient, "gradient")
     _check_flag(full, "full")
@@ -242,50 +238,26 @@ def mix(prediction, target, *, alpha=0.84, data_range=None, sigmas=ZHAO_SIGMAS,
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
     _check_layout(prediction, target, channel_axis, spatial_dims)
-    p, s, taps, covs, mreg = _setup(prediction, target, sigmas, truncate, data_range, K1, K2,
-                                    covariance, border, channel_axis, spatial_dims, workers,
-                                    _NAMES)
-    oshape = tuple(b - a for a, b in mreg)
-    sreg = tuple((0, k) for k in oshape)
-    n = math.prod(oshape)
-    wscal = 1.0 / (n * p.nchan)
-    xp, yp = p.planes()  # Mix combines its two terms per plane
-    xsel, ysel = p.plane_sel()
-    sums, P, gp, _ = _core.run_multi(
-        xp, yp, scales=_scales(taps, covs), map_region=mreg, sum_region=sreg,
-        C1=p.C1, C2=p.C2, want_map=full, grad=1 if gradient else 0, wscal=wscal,
-        workers=p.workers, xsel=xsel, ysel=ysel,
-    )
-    if xsel is None:
-        d = xp - yp
-    else:  # the difference of broadcast views: d is the only full-size array made
-        d = np.subtract(*(_plane_view(a, p, side) for side, a in enumerate((xp, yp))))
-        d = d.reshape((-1,) + tuple(p.spatial))
+    # the per-pixel MS-SSIM and the filtered l1 error combine per pixel: both
+    # runs keep their gradients in the broadcast shape (summed at the end)
+    p, x, y = _plan.pixelwise(prediction, target, full=full, grad=1 if gradient else 0,
+                              reduce_grad=False, sigmas=sigmas, truncate=truncate,
+                              data_range=data_range, K1=K1, K2=K2, covariance=covariance,
+                              border=border, channel_axis=channel_axis,
+                              spatial_dims=spatial_dims, workers=workers, names=_NAMES)
+    ms = _backends.execute(p, x, y)
+    dt = p.layout.dtype.type
+    # the difference of broadcast arrays in the compute type: d is the only full-size array made
+    d = np.subtract(x.astype(dt, copy=False), y.astype(dt, copy=False))
     ad = np.abs(d)
-    l1sums, fl1, gl1, _ = _core.run(
-        ad, ad, taps=taps[-1], map_region=mreg, sum_region=sreg, form="mean",
-        C1=0.0, C2=0.0, want_map=full, grad=1 if gradient else 0, wscal=wscal,
-        workers=p.workers,
-    )
-    per_plane = alpha * (1.0 - sums / n) + (1.0 - alpha) * (l1sums / n)
-    value = p.per_item(per_plane)
-    dt = p.ftype.type
+    l1 = _backends.execute(_plan.windowed_mean(p, p.scales[-1].taps), ad, ad)
+    n = p.n_sum
+    per_plane = alpha * (1.0 - ms.sums / n) + (1.0 - alpha) * (l1.sums / n)
+    value = _plan.per_item(p, per_plane)
     grad = lmap = None
     if gradient:
-        grad = p.sum_to(p.to_user(dt(-alpha) * gp + dt(1.0 - alpha) * np.sign(d) * gl1, False), 0)
+        g = dt(-alpha) * ms.grad_x + dt(1.0 - alpha) * np.sign(d) * l1.grad_x
+        grad = _sum_to(g, x.shape)
     if full:
-        lmap = p.to_user(dt(alpha) * (dt(1) - P) + dt(1.0 - alpha) * fl1, False)
+        lmap = dt(alpha) * (dt(1) - ms.map) + dt(1.0 - alpha) * l1.map
     return _result(value, grad, lmap, gradient, full)
-
-
-def _plane_view(planes, p, side):
-    """One input's own planes (its items, channel planes) as a view of the
-    broadcast shape (*batch, [C,] *spatial): no copy."""
-    a = p.user[side]
-    cax = p._cax(a)
-    own = a.shape if cax is None else np.moveaxis(np.empty(a.shape, np.bool_), cax, -1).shape
-    own = own[: a.ndim - len(p.spatial) - (cax is not None)]
-    own = (1,) * (len(p.batch_shape) - len(own)) + tuple(own)
-    tail = (p.nchan,) if p.channel_axis is not None else ()
-    return np.broadcast_to(planes.reshape(own + tail + tuple(p.spatial)),
-                           tuple(p.batch_shape) + tail + tuple(p.spatial))
