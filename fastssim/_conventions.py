@@ -469,7 +469,7 @@ def _ms_ssim_composed(fn, x, y, kw, channel_pooling, last_scale_pad):
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape with {what} (got {x.shape} and "
                          f"{y.shape}); broadcast them first")
-    from ._ssim import _grad_code
+    from ._plan import grad_code as _grad_code
 
     g = _grad_code(kw.get("gradient"))
     return_scales = bool(kw.get("return_scales", False))

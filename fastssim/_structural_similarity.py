@@ -10,8 +10,8 @@ import numpy as np
 from ._finite import finite_or_promote
 from . import _backends, _plan
 from ._bands import gaussian_size
-from ._validation import (
 from ._dispatch import gpu_dispatch
+from ._validation import (
     _check_array,
     _is_real,
     check_bool,

@@ -262,7 +262,7 @@ ARGS = [
 def test_driver_parameters_match_the_cpu_plan(kw):
     pytest.importorskip("cupy")
     from fastssim._cupy import _driver
-    from fastssim._ssim import plan
+    from fastssim import _plan
 
     kw = dict(kw)
     shape, dt = kw.pop("shape"), kw.pop("dtype", np.float64)
@@ -270,10 +270,12 @@ def test_driver_parameters_match_the_cpu_plan(kw):
     full = dict(_driver._DEFAULTS, data_range=None if dt == np.uint8 else 1.0)
     full.update(kw)
     q = _driver._params(x, y, **full)
-    p = plan(x, y, workers=1, **full)
-    assert (q["taps"], q["r"], q["C1"], q["C2"], q["cov"], q["spatial"], q["batch_shape"],
-            q["nchan"], q["ftype"]) == (p.taps, p.r, p.C1, p.C2, p.cov, p.spatial,
-                                        p.batch_shape, p.nchan, p.ftype)
+    p = _plan.ssim(x, y, full=True, grad=0, workers=1, **full)[0]
+    (s,) = p.scales
+    assert (tuple(q["taps"]), q["r"], q["C1"], q["C2"], q["cov"], q["spatial"],
+            q["batch_shape"], q["nchan"], q["ftype"]) == (
+        tuple(s.taps), (len(s.taps) - 1) // 2, p.C1, p.C2, s.cov, p.layout.spatial,
+        p.layout.batch_shape, p.layout.nchan, p.layout.dtype)
 
 
 BAD = [

@@ -17,7 +17,9 @@ import numpy as np
 
 from .. import _bands
 from .._finite import compute_type
-from .._ssim import _grad_code, _window, _window_size, wrt_code
+from .._plan import _window, wrt_code
+from .._plan import grad_code as _grad_code
+from .._plan import window_size as _window_size
 from .._validation import (
     broadcast_batch,
     check_bool,
@@ -564,11 +566,26 @@ def loss_ssim(prediction, target, *, data_range=None, gradient=False, full=False
                       (1.0 - r.map) if full else None)
 
 
+def _scales(taps, covs):
+    """(taps, form, cov) per window of the per-pixel MS-SSIM product: cs for
+    all but the widest, l*cs (ssim) for the widest."""
+    M = len(taps)
+    return [(taps[j], "cs" if j < M - 1 else "ssim", covs[j]) for j in range(M)]
+
+
+def _nvals(spatial, M, downsample, r):
+    """Valid-pixel count of each pyramid level (float64)."""
+    from .._plan import _levels
+
+    return np.array(_levels(tuple(spatial), downsample, M, r)[1], dtype=np.float64)
+
+
 def _pixelwise_setup(x, y, kw, names=("x", "y")):
     """fastssim._pixelwise._setup on the GPU's parameters: (layout, scales,
     map region)."""
     from .._bands import gaussian_taps
-    from .._pixelwise import ZHAO_SIGMAS, _check_sigmas, _scales
+    from .._pixelwise import ZHAO_SIGMAS
+    from .._plan import check_sigmas as _check_sigmas
 
     kw = dict(kw)
     sig = _check_sigmas(kw.pop("sigmas", ZHAO_SIGMAS))
@@ -767,8 +784,9 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
             gradient=None, return_scales=False, _names=("x", "y"), **kw):
     """fastssim.ms_ssim on CuPy arrays (2-D): the value (CuPy, batch shape), and
     with ``gradient`` / ``return_scales`` an MSSSIMResult of CuPy arrays."""
-    from .._msssim import (WANG_WEIGHTS, MSSSIMResult, _check_weights, _fitting_scales, _nvals,
-                           min_size)
+    from .._msssim import WANG_WEIGHTS, MSSSIMResult, min_size
+    from .._plan import check_weights as _check_weights
+    from .._plan import fitting_scales as _fitting_scales
     from .._pyramid import CONVENTIONS, down_maps, pyramid_shapes
 
     kw.pop("workers", None)
