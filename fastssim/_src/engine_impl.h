@@ -79,7 +79,6 @@ static void FN(vlin)(ptrdiff_t n, const REAL *const *rows, int r, int sym,
  * in the block, so results do not depend on where blocks start. */
 #define FS_B 16  /* most output lines per row block */
 #define FS_PAD 64  /* readable zeros around the lines band_range reads (>= NV) */
-#define FS_MAXW 8  /* windows of band_range_multi */
 #define FS_MAXR 64 /* widest radius it shares */
 
 #define FS_VLIN_WIDE(NB)                                                          \
@@ -1376,14 +1375,12 @@ static void FN(block_moments)(const fs_job *jobs, int M, ptrdiff_t xoff, int p0,
  * (no division by F_j), then each scale's adjoint, summed before the final
  * combination with x and y. */
 
-#define FS_MAXS 8
-
 static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0,
                               int q1, int c_lo, int c_hi, int strip, int nstrip,
                               void *scratch)
 {
     const fs_job *J = &jobs[0];
-    FN(fs_scr) s[FS_MAXS];
+    FN(fs_scr) s[FS_MAXW];
     char *base = (char *)(((size_t)scratch + 63) & ~(size_t)63);
     size_t off = 0;
     for (int j = 0; j < M; j++) {
@@ -1392,7 +1389,7 @@ static void FN(fs_rows_multi)(const fs_job *jobs, int M, ptrdiff_t plane, int q0
     }
     const ptrdiff_t L = (ptrdiff_t)J->n1 * J->n2;
     const ptrdiff_t Lo = (ptrdiff_t)J->o1 * J->o2;
-    REAL *fac[FS_MAXS], *suf[FS_MAXS], *cot, *ctmp, *prow, *wrow, *dum, *agsum[4];
+    REAL *fac[FS_MAXW], *suf[FS_MAXW], *cot, *ctmp, *prow, *wrow, *dum, *agsum[4];
     for (int j = 0; j < M; j++) {
         fac[j] = (REAL *)(base + off);
         off += ((size_t)Lo * sizeof(REAL) + 63) & ~(size_t)63;
@@ -1804,5 +1801,4 @@ static size_t FN(fs_multi_bytes)(const fs_job *jobs, int M)
 #undef NV
 #undef FS_B
 #undef FS_PAD
-#undef FS_MAXW
 #undef FS_MAXR
