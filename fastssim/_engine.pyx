@@ -236,7 +236,7 @@ cdef void _fill_window(fs_job *job, tuple dims, int nci, Window w, tuple out_sha
 
 cdef void _fill_call(fs_job *job, EngineCall c):
     """The data of a call (inputs, shifts, constants, outputs, cotangent) into
-    a job whose geometry _fill_window wrote (c.keep holds what it points to)."""
+    a job whose geometry _fill_window wrote (c holds the arrays it points to)."""
     job.in_type = c.in_type
     job.x = _ptr(c.x)
     job.y = _ptr(c.y)
@@ -250,6 +250,12 @@ cdef void _fill_call(fs_job *job, EngineCall c):
     job.wscal = c.wscal
     job.gx = _ptr(c.gx)
     job.gy = _ptr(c.gy)
+
+
+cdef inline int _check_array(object a, str name, bint optional) except -1:
+    if not (cnp.PyArray_Check(a) or (optional and a is None)):
+        raise TypeError(f"EngineCall: {name} must be a NumPy array, got {type(a).__name__}")
+    return 0
 
 
 cdef class Window:
@@ -306,6 +312,7 @@ cdef class EngineCall:
         self.shift_x, self.shift_y, self.xsel, self.ysel = shift_x, shift_y, xsel, ysel
 
     cdef int _check(self) except -1:
+        # C-level checks (cnp.PyArray_*): a call's own overhead stays small
         cdef Py_ssize_t M = len(self.windows)
         if M < 1 or M > FS_MAXW:
             raise ValueError(f"EngineCall: 1 to {FS_MAXW} windows, got {M}")
@@ -322,9 +329,20 @@ cdef class EngineCall:
             raise ValueError(f"EngineCall: P ({self.P}) must be a multiple of nci ({self.nci})")
         if (self.grad & FS_GRAD_X and self.gx is None) or (self.grad & FS_GRAD_Y and self.gy is None):
             raise ValueError("EngineCall: grad asks for a gradient array that is None")
-        if (not isinstance(self.rowsum, np.ndarray) or self.rowsum.dtype != np.float64
-                or self.rowsum.shape != (self.P, self.out_shape[0])
-                or not self.rowsum.flags.c_contiguous):
+        _check_array(self.x, "x", False)
+        _check_array(self.y, "y", False)
+        _check_array(self.map_out, "map_out", True)
+        _check_array(self.wmap, "wmap", True)
+        _check_array(self.gx, "gx", True)
+        _check_array(self.gy, "gy", True)
+        _check_array(self.shift_x, "shift_x", True)
+        _check_array(self.shift_y, "shift_y", True)
+        cdef cnp.ndarray rs
+        if isinstance(self.rowsum, np.ndarray):
+            rs = self.rowsum
+        if (rs is None or cnp.PyArray_TYPE(rs) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(rs) != 2
+                or cnp.PyArray_DIM(rs, 0) != self.P or cnp.PyArray_DIM(rs, 1) != self.out_shape[0]
+                or not cnp.PyArray_IS_C_CONTIGUOUS(rs)):
             raise ValueError(f"EngineCall: rowsum must be a C-contiguous float64 array of "
                              f"shape {(self.P, self.out_shape[0])}")
         if self.xsel is not None and self.shift_x is None:

@@ -96,6 +96,8 @@ def test_too_many_windows_is_refused():
     ("rowsum", np.zeros((1, 3)), "rowsum must be a C-contiguous float64 array of shape"),
     ("xsel", np.zeros(1, dtype=np.intp), "a broadcast run needs its shifts"),
     ("windows", ["not a window"], "windows must be Window objects, got str"),
+    ("x", [1.0, 2.0], "x must be a NumPy array, got list"),
+    ("gx", 3, "gx must be a NumPy array, got int"),
 ])
 def test_bad_fields_are_refused_by_name(field, value, match):
     x, y = pair((1, 24, 24))

@@ -338,7 +338,8 @@ static void FN(unit_init)(const fs_job *jobs, int M, ptrdiff_t plane, int c_lo, 
 /* Map line p of the unit (row: its columns from m0 on): the owned columns
  * into the map, and the line's sums over the region (per strip, or per
  * value-pass chunk). */
-static void FN(unit_emit)(const FN(fs_unit) *u, int p, const REAL *row)
+static inline __attribute__((always_inline)) void
+FN(unit_emit)(const FN(fs_unit) *u, int p, const REAL *row)
 {
     const fs_job *J = &u->jobs[0];
     if (u->map) {
@@ -382,8 +383,8 @@ static void FN(cot_line)(const FN(fs_unit) *u, FN(fs_scr) *s, int b, const REAL 
 
 /* The value of block line b (moments in s[j].m[b]) into out: the product
  * F_0 (F_1 (... F_{M-1})) in product_rtl's order (fac: scratch lines). */
-static void FN(value_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b,
-                           REAL *out)
+static inline __attribute__((always_inline)) void
+FN(value_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, REAL *out)
 {
     if (u->fused) {
         FN(cot_line)(u, s, b, NULL, NULL, out);
@@ -414,8 +415,9 @@ static void FN(value_pass)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, i
 /* Gradient pass, map line p (block line b, cotangent w or NULL): the value
  * into out and each window's cotangent-weighted partials into its F ring
  * (maps: the nm partials the adjoint reads). */
-static void FN(grad_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int p,
-                          const REAL *w, const int *maps, int nm, REAL *out)
+static inline __attribute__((always_inline)) void
+FN(grad_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int p,
+              const REAL *w, const int *maps, int nm, REAL *out)
 {
     const fs_job *J = &u->jobs[0];
     const int M = u->M;
@@ -500,11 +502,13 @@ static void FN(grad_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, in
 
 /* The adjoint along the streamed axis (eqs. 5-7) of every window, for the
  * input lines q0b .. q0b+nbq-1: the F rings' lines into s[j].av. */
-static void FN(adjoint_block)(const FN(fs_unit) *u, FN(fs_scr) *s, int q0b, int nbq,
-                              const int *maps, int nm)
+static inline __attribute__((always_inline)) void
+FN(adjoint_block)(const FN(fs_unit) *u, FN(fs_scr) *s, int q0b, int nbq,
+                  const int *maps, int nm)
 {
-    const int B = u->B;
-    for (int j = 0; j < u->M; j++) {
+    const int B = u->B, M = u->M, o0 = u->jobs[0].o0;
+    const ptrdiff_t Lw = u->Lw;
+    for (int j = 0; j < M; j++) {
         const fs_band *aj = &u->jobs[j].a0;
         const int r = aj->r, nrf = s[j].nrf;
         const REAL *wts[FS_B];
@@ -514,30 +518,31 @@ static void FN(adjoint_block)(const FN(fs_unit) *u, FN(fs_scr) *s, int q0b, int 
             const int i = maps[ii];
             for (int l = 0; l < 2 * r + B; l++) {
                 int p = q0b + aj->off - r + l;
-                s[j].pr[l] = (l < 2 * r + nbq && p >= 0 && p < u->jobs[0].o0)
+                s[j].pr[l] = (l < 2 * r + nbq && p >= 0 && p < o0)
                                  ? s[j].fring[i] + (ptrdiff_t)(p % nrf) * s[j].Ls : s[j].zeros;
             }
             REAL *outs[FS_B];
             for (int b = 0; b < B; b++) outs[b] = s[j].av[b][i];
-            FN(vlin_multi)(u->Lw, s[j].pr, r, B, wts, outs);
+            FN(vlin_multi)(Lw, s[j].pr, r, B, wts, outs);
         }
     }
 }
 
 /* Gradient line q (block line b of the adjoint): the within-line adjoints
  * of every window, summed, then combined with the x and y lines (eq. 10). */
-static void FN(gradient_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int q,
-                              const int *maps, int nm, int mean, REAL *gx, REAL *gy)
+static inline __attribute__((always_inline)) void
+FN(gradient_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int q,
+                  const int *maps, int nm, int mean, REAL *gx, REAL *gy)
 {
     const fs_job *J = &u->jobs[0];
-    const int nci = u->nci;
+    const int nci = u->nci, M = u->M, two_d = u->two_d, m0 = u->m0, m1 = u->m1;
     const ptrdiff_t Lg = u->Lg, g0 = u->g0;
     for (int ii = 0; ii < nm; ii++) {
         const int i = maps[ii];
-        for (int j = 0; j < u->M; j++) {
+        for (int j = 0; j < M; j++) {
             REAL *dst = j ? s[j].ag[i] : t->agsum[i];
-            if (u->two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
-                FN(band_range)(&u->jobs[j].a2, s[j].av[b][i] - u->m0, u->m0, u->m1, dst - g0,
+            if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
+                FN(band_range)(&u->jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
                                u->c_lo, u->c_hi, FS_PAD, 0, 0);
             else
                 FN(inner)(&u->jobs[j].a1, &u->jobs[j].a2, J->o1, J->o2, J->n1,
