@@ -8,6 +8,7 @@
   AVX2 clones chosen at load time (see fastssim/_src/engine.c).
   FASTSSIM_NATIVE=1 opts in to -march=native for a machine-specific build.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -100,7 +101,9 @@ ext = Extension(
     "fastssim._engine",
     sources=["fastssim/_engine.pyx", "fastssim/_src/engine.c"],
     include_dirs=[np.get_include(), "fastssim/_src"],
-    depends=["fastssim/_src/engine.h", "fastssim/_src/engine_impl.h"],
+    # every C header under fastssim/_src (engine.h, engine_isa.h, engine_impl.h
+    # and the engine_<concept>.h parts it includes)
+    depends=sorted(glob.glob("fastssim/_src/*.h")),
     extra_compile_args=opt + omp_c,
     extra_link_args=omp_l,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],

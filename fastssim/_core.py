@@ -142,35 +142,45 @@ def _outputs(lay, out_spatial, want_map, grad, map_out, gx_out, gy_out, wmap):
             gy_out if grad & _engine.GRAD_Y else None)
 
 
-def engine_args(x, y, P, geom, *, in_type, form, C1, C2, cov=1.0, map_out=None,
+def engine_call(x, y, P, geom, *, in_type, use_double, windows, C1, C2, map_out=None,
                 rowsum=None, grad=0, wmap=None, wscal=0.0, gx=None, gy=None, nci=1):
-    """The argument tuple of one single-window engine run (``_engine.run``
-    without its compute type and trailing arguments), ``geom`` from
-    :func:`_geometry`; ``rowsum`` (P, o0) zeros by default."""
-    dims, fwd, adj, _, oshape, sreg = geom
+    """The :class:`_engine.EngineCall` of one run, filled by name: ``geom``
+    from :func:`_geometry` (the output extents and the sum region of every
+    window), ``windows`` a list of :class:`_engine.Window`; ``rowsum`` (P, o0)
+    zeros by default."""
+    dims, _, _, _, oshape, sreg = geom
     if rowsum is None:
         rowsum = np.zeros((P, oshape[0]), dtype=np.float64)
-    return (x, y, P, dims, nci, in_type, fwd, adj, oshape, FORM[form], float(C1), float(C2),
-            float(cov), map_out, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy)
+    return _engine.EngineCall(
+        x=x, y=y, P=P, dims=dims, nci=nci, in_type=in_type, use_double=use_double,
+        windows=windows, out_shape=oshape, region=sreg, C1=float(C1), C2=float(C2),
+        map_out=map_out, rowsum=rowsum, grad=int(grad), wmap=wmap, wscal=float(wscal),
+        gx=gx, gy=gy)
+
+
+def _window(geom, form, cov):
+    """The engine's :class:`_engine.Window` of a geometry's bands."""
+    return _engine.Window(fwd=geom[1], adj=geom[2], form=FORM[form], cov=float(cov))
 
 
 def _spec(x, y, *, taps, map_region, sum_region, form="ssim", C1, C2, cov=1.0,
           want_map=False, grad=0, wmap=None, wscal=0.0, map_out=None, gx_out=None,
           gy_out=None, nci=1, dtype=None, items=None):
-    """The engine's arguments for one single-window run (see :func:`run`)."""
+    """The layout and the engine call of one single-window run (see :func:`run`)."""
     lay = _Layout(x, nci, dtype, items)
     geom = lay.geometry(taps, map_region, sum_region)
     m, gx, gy = _outputs(lay, geom[3], want_map, grad, map_out, gx_out, gy_out, wmap)
-    return lay, engine_args(x, y, lay.P, geom, in_type=lay.in_type, form=form, C1=C1, C2=C2,
-                            cov=cov, map_out=m, grad=grad, wmap=wmap, wscal=wscal, gx=gx, gy=gy,
-                            nci=nci)
+    return lay, engine_call(x, y, lay.P, geom, in_type=lay.in_type,
+                            use_double=lay.dt == np.float64, windows=[_window(geom, form, cov)],
+                            C1=C1, C2=C2, map_out=m, grad=grad, wmap=wmap, wscal=wscal, gx=gx,
+                            gy=gy, nci=nci)
 
 
-def result(args):
-    """(sums (P,), map, gx, gy) of a finished run's argument tuple."""
-    rowsum, sreg = args[14], args[15]
-    a0, b0 = sreg[0]
-    return rowsum[:, a0:b0].sum(axis=1), args[13], args[19], args[20]
+def result(call):
+    """(sums (P,), map, gx, gy) of a finished :class:`_engine.EngineCall`: the
+    line sums reduced over the sum region's lines, in a fixed order."""
+    a0, b0 = call.region[0]
+    return call.rowsum[:, a0:b0].sum(axis=1), call.map_out, call.gx, call.gy
 
 
 def broadcast_shifts(x, y, lay, xsel, ysel):
@@ -184,6 +194,15 @@ def broadcast_shifts(x, y, lay, xsel, ysel):
         own, _ = _engine.shifts(a, a, planes, lay.dims, nci, lay.in_type, use_double)
         out.append(own[(sel[:, None] * nci + np.arange(nci)).ravel()])
     return out
+
+
+def _execute(call, x, y, lay, workers, xsel, ysel):
+    """Run ``call`` (batch broadcasting: xsel, ysel not None) and read back its outputs."""
+    if xsel is not None:
+        call.shift_x, call.shift_y = broadcast_shifts(x, y, lay, xsel, ysel)
+        call.xsel, call.ysel = xsel, ysel
+    call.run(int(workers))
+    return result(call)
 
 
 def run(x, y, *, workers=1, xsel=None, ysel=None, **kw):
@@ -200,12 +219,8 @@ def run(x, y, *, workers=1, xsel=None, ysel=None, **kw):
     outputs have the run's items.
     Returns (sums (P,), map, gx, gy).
     """
-    lay, args = _spec(x, y, items=None if xsel is None else xsel.size, **kw)
-    extra = ()
-    if xsel is not None:
-        extra = (*broadcast_shifts(x, y, lay, xsel, ysel), xsel, ysel)
-    _engine.run(*args[:6], lay.dt == np.float64, *args[6:], int(workers), *extra)
-    return result(args)
+    lay, call = _spec(x, y, items=None if xsel is None else xsel.size, **kw)
+    return _execute(call, x, y, lay, workers, xsel, ysel)
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
@@ -218,22 +233,15 @@ def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, g
     as :func:`run`.  Returns (sums (P,), map, gx, gy).
     """
     lay = _Layout(x, nci, dtype, None if xsel is None else xsel.size)
-    specs = []
+    windows = []
     for taps, form, cov in scales:
-        _, fwd, adj, out_spatial, oshape, sreg = lay.geometry(taps, map_region, sum_region)
-        specs.append((fwd, adj, FORM[form], float(cov)))
-    m, gx, gy = _outputs(lay, out_spatial, want_map, grad, map_out, None, None, wmap)
-    rowsum = np.zeros((lay.P, oshape[0]), dtype=np.float64)
-    extra = ()
-    if xsel is not None:
-        extra = (*broadcast_shifts(x, y, lay, xsel, ysel), xsel, ysel)
-    _engine.run_multi(
-        x, y, lay.P, lay.dims, nci, lay.in_type, lay.dt == np.float64, specs, oshape,
-        float(C1), float(C2), m, rowsum, sreg, int(grad), wmap, float(wscal), gx, gy,
-        int(workers), *extra,
-    )
-    a0, b0 = sreg[0]
-    return rowsum[:, a0:b0].sum(axis=1), m, gx, gy
+        geom = lay.geometry(taps, map_region, sum_region)
+        windows.append(_window(geom, form, cov))
+    m, gx, gy = _outputs(lay, geom[3], want_map, grad, map_out, None, None, wmap)
+    call = engine_call(x, y, lay.P, geom, in_type=lay.in_type, use_double=lay.dt == np.float64,
+                       windows=windows, C1=C1, C2=C2, map_out=m, grad=grad, wmap=wmap,
+                       wscal=wscal, gx=gx, gy=gy, nci=nci)
+    return _execute(call, x, y, lay, workers, xsel, ysel)
 
 
 # ---------------------------------------------------------------------------

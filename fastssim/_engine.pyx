@@ -14,7 +14,7 @@ reduced later, in a fixed order, by the caller).
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport pow
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport intptr_t
 from libc.stdlib cimport malloc, free
@@ -97,18 +97,31 @@ cdef extern from "engine.h" nogil:
     int fs_omp_max_threads()
     const char *fs_simd_path()
 
-FORM_SSIM = 0
-FORM_CS = 1
-FORM_L = 2
-FORM_MEAN = 3
-IN_REAL = 0
-IN_U8 = 1
-IN_U16 = 2
-IN_I8 = 3
-IN_I16 = 4
-IN_F32 = 5
-GRAD_X = 1
-GRAD_Y = 2
+    # enums and limits: written once, in engine.h
+    enum: FS_FORM_SSIM, FS_FORM_CS, FS_FORM_L, FS_FORM_MEAN
+    enum: FS_GRAD_X, FS_GRAD_Y
+    enum: FS_IN_REAL, FS_IN_U8, FS_IN_U16, FS_IN_I8, FS_IN_I16, FS_IN_F32
+    enum: FS_NEG_CLAMP, FS_NEG_SIMPLE, FS_NEG_NONE
+    enum: FS_MAXW, FS_MAX_SCALES, FS_MAX_GROUPS
+
+FORM_SSIM = FS_FORM_SSIM
+FORM_CS = FS_FORM_CS
+FORM_L = FS_FORM_L
+FORM_MEAN = FS_FORM_MEAN
+IN_REAL = FS_IN_REAL
+IN_U8 = FS_IN_U8
+IN_U16 = FS_IN_U16
+IN_I8 = FS_IN_I8
+IN_I16 = FS_IN_I16
+IN_F32 = FS_IN_F32
+GRAD_X = FS_GRAD_X
+GRAD_Y = FS_GRAD_Y
+NEG_CLAMP = FS_NEG_CLAMP
+NEG_SIMPLE = FS_NEG_SIMPLE
+NEG_NONE = FS_NEG_NONE
+MAX_WINDOWS = FS_MAXW        # windows of one EngineCall (the per-pixel MS-SSIM's scales)
+MAX_SCALES = FS_MAX_SCALES   # scales of a Pyramid
+MAX_GROUPS = FS_MAX_GROUPS   # groups of jobs in one launch
 
 
 def openmp_enabled():
@@ -198,49 +211,165 @@ cdef void _fill_down(fs_down *d, object m, list keep):
     d.u = <const double*>_ptr(m.u)
 
 
-cdef void _fill_job(fs_job *job, object x, object y, tuple dims, int nci, int in_type,
-                    tuple fwd, tuple adj, tuple out_shape,
-                    int form, double C1, double C2, double cov, object map_out,
-                    object rowsum, tuple region, int grad, object wmap, double wscal,
-                    object gx, object gy, object shift_x, object shift_y, list keep):
+cdef void _fill_window(fs_job *job, tuple dims, int nci, Window w, tuple out_shape,
+                       tuple region, list keep):
+    """The geometry of one window's job (extents, bands, form, sum region);
+    every other field zero (no inputs, outputs, downsampling or gradient)."""
+    memset(job, 0, sizeof(fs_job))
     job.n0, job.n1, job.n2 = dims
     job.o0, job.o1, job.o2 = out_shape
     job.nci = nci
-    job.in_type = in_type
     job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2 * nci
     job.plane_out = <ptrdiff_t>job.o0 * job.o1 * job.o2 * nci
-    job.x = _ptr(x)
-    job.y = _ptr(y)
-    job.shift_x = <const double*>_ptr(shift_x)
-    job.shift_y = <const double*>_ptr(shift_y)
-    _fill_band(&job.f0, fwd[0], keep)
-    _fill_band(&job.f1, fwd[1], keep)
-    _fill_band(&job.f2, fwd[2], keep)
-    _fill_band(&job.a0, adj[0], keep)
-    _fill_band(&job.a1, adj[1], keep)
-    _fill_band(&job.a2, adj[2], keep)
-    job.form = form
-    job.C1, job.C2, job.cov = C1, C2, cov
-    job.map = _ptr(map_out)
-    job.rowsum = <double*>_ptr(rowsum)
+    _fill_band(&job.f0, w.fwd[0], keep)
+    _fill_band(&job.f1, w.fwd[1], keep)
+    _fill_band(&job.f2, w.fwd[2], keep)
+    _fill_band(&job.a0, w.adj[0], keep)
+    _fill_band(&job.a1, w.adj[1], keep)
+    _fill_band(&job.a2, w.adj[2], keep)
+    job.form = w.form
+    job.cov = w.cov
     job.s0[0], job.s0[1] = region[0]
     job.s1[0], job.s1[1] = region[1]
     job.s2[0], job.s2[1] = region[2]
-    job.grad = grad
-    job.wmap = _ptr(wmap)
-    job.wscal = wscal
-    job.gx = _ptr(gx)
-    job.gy = _ptr(gy)
-    job.ring_r = 0
-    job.sum_chunk = 0
-    job.dx = NULL
-    job.dy = NULL
-    job.dd0 = NULL
-    job.dd2 = NULL
-    job.dlast = NULL
-    job.dplane = 0
-    job.line_lo = 0
-    job.line_hi = 0
+
+
+cdef void _fill_call(fs_job *job, EngineCall c):
+    """The data of a call (inputs, shifts, constants, outputs, cotangent) into
+    a job whose geometry _fill_window wrote (c holds the arrays it points to)."""
+    job.in_type = c.in_type
+    job.x = _ptr(c.x)
+    job.y = _ptr(c.y)
+    job.shift_x = <const double*>_ptr(c.shift_x)
+    job.shift_y = <const double*>_ptr(c.shift_y)
+    job.C1, job.C2 = c.C1, c.C2
+    job.map = _ptr(c.map_out)
+    job.rowsum = <double*>_ptr(c.rowsum)
+    job.grad = c.grad
+    job.wmap = _ptr(c.wmap)
+    job.wscal = c.wscal
+    job.gx = _ptr(c.gx)
+    job.gy = _ptr(c.gy)
+
+
+cdef inline int _check_array(object a, str name, bint optional) except -1:
+    if not (cnp.PyArray_Check(a) or (optional and a is None)):
+        raise TypeError(f"EngineCall: {name} must be a NumPy array, got {type(a).__name__}")
+    return 0
+
+
+cdef class Window:
+    """One window of an :class:`EngineCall`: its forward and adjoint bands
+    (axes 0, 1, 2; fastssim._bands), its form (FORM_*) and covariance factor."""
+    cdef readonly tuple fwd, adj
+    cdef readonly int form
+    cdef readonly double cov
+
+    def __init__(self, *, tuple fwd, tuple adj, int form, double cov=1.0):
+        if len(fwd) != 3 or len(adj) != 3:
+            raise ValueError("Window: fwd and adj are three bands each (axes 0, 1, 2)")
+        if form not in (FS_FORM_SSIM, FS_FORM_CS, FS_FORM_L, FS_FORM_MEAN):
+            raise ValueError(f"Window: form must be one of FORM_*, got {form}")
+        self.fwd, self.adj, self.form, self.cov = fwd, adj, form, cov
+
+
+cdef class EngineCall:
+    """One run of the engine over P planes, filled by name (fastssim._core
+    builds it; :meth:`run` executes it; the outputs are read back by name).
+
+    x, y: the inputs (planes (P, *spatial), or nci interleaved channels,
+    C-contiguous; element type ``in_type`` (IN_*), the compute type float64
+    if ``use_double`` else float32), dims (n0, n1, n2) their spatial extents
+    (2-D: n1 = 1).  windows: 1 to MAX_WINDOWS :class:`Window`; the map and the
+    line sums are of the product of their forms, the gradient that of
+    sum_p w(p) * product(p).  out_shape (o0, o1, o2): the map's extents;
+    region ((a0, b0), (a1, b1), (a2, b2)), in output coordinates, of the line
+    sums and of the scalar cotangent ``wscal`` (when ``wmap`` is None).
+    map_out, wmap (x's layout, output extents), rowsum ((P, o0) float64, the
+    per-line sums), gx, gy (x's layout, compute type): arrays or None.
+    grad: 0 or GRAD_X | GRAD_Y.  shift_x, shift_y: per-plane shifts (float64
+    (P,)), computed by :meth:`run` when None.  xsel, ysel: None, or batch
+    broadcasting: item i reads item xsel[i] of x and ysel[i] of y (intp
+    arrays of P / nci entries; shift_x and shift_y must then be given).
+    """
+    cdef public object x, y, map_out, rowsum, wmap, gx, gy, shift_x, shift_y, xsel, ysel
+    cdef public Py_ssize_t P
+    cdef public tuple dims, out_shape, region
+    cdef public list windows
+    cdef public int nci, in_type, grad
+    cdef public bint use_double
+    cdef public double C1, C2, wscal
+
+    def __init__(self, *, x, y, Py_ssize_t P, tuple dims, int in_type, bint use_double,
+                 list windows, tuple out_shape, tuple region, double C1, double C2,
+                 rowsum, int nci=1, map_out=None, int grad=0, wmap=None, double wscal=0.0,
+                 gx=None, gy=None, shift_x=None, shift_y=None, xsel=None, ysel=None):
+        self.x, self.y, self.P, self.dims, self.nci = x, y, P, dims, nci
+        self.in_type, self.use_double = in_type, use_double
+        self.windows, self.out_shape, self.region = windows, out_shape, region
+        self.C1, self.C2, self.rowsum, self.map_out = C1, C2, rowsum, map_out
+        self.grad, self.wmap, self.wscal, self.gx, self.gy = grad, wmap, wscal, gx, gy
+        self.shift_x, self.shift_y, self.xsel, self.ysel = shift_x, shift_y, xsel, ysel
+
+    cdef int _check(self) except -1:
+        # C-level checks (cnp.PyArray_*): a call's own overhead stays small
+        cdef Py_ssize_t M = len(self.windows)
+        if M < 1 or M > FS_MAXW:
+            raise ValueError(f"EngineCall: 1 to {FS_MAXW} windows, got {M}")
+        for w in self.windows:
+            if not isinstance(w, Window):
+                raise TypeError(f"EngineCall: windows must be Window objects, got {type(w).__name__}")
+        if len(self.dims) != 3 or len(self.out_shape) != 3 or len(self.region) != 3:
+            raise ValueError("EngineCall: dims, out_shape and region need three axes")
+        if self.in_type < FS_IN_REAL or self.in_type > FS_IN_F32:
+            raise ValueError(f"EngineCall: in_type must be one of IN_*, got {self.in_type}")
+        if self.grad & ~(FS_GRAD_X | FS_GRAD_Y):
+            raise ValueError(f"EngineCall: grad must be 0 or GRAD_X | GRAD_Y, got {self.grad}")
+        if self.nci < 1 or self.P < 0 or self.P % self.nci:
+            raise ValueError(f"EngineCall: P ({self.P}) must be a multiple of nci ({self.nci})")
+        if (self.grad & FS_GRAD_X and self.gx is None) or (self.grad & FS_GRAD_Y and self.gy is None):
+            raise ValueError("EngineCall: grad asks for a gradient array that is None")
+        _check_array(self.x, "x", False)
+        _check_array(self.y, "y", False)
+        _check_array(self.map_out, "map_out", True)
+        _check_array(self.wmap, "wmap", True)
+        _check_array(self.gx, "gx", True)
+        _check_array(self.gy, "gy", True)
+        _check_array(self.shift_x, "shift_x", True)
+        _check_array(self.shift_y, "shift_y", True)
+        cdef cnp.ndarray rs
+        if isinstance(self.rowsum, np.ndarray):
+            rs = self.rowsum
+        if (rs is None or cnp.PyArray_TYPE(rs) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(rs) != 2
+                or cnp.PyArray_DIM(rs, 0) != self.P or cnp.PyArray_DIM(rs, 1) != self.out_shape[0]
+                or not cnp.PyArray_IS_C_CONTIGUOUS(rs)):
+            raise ValueError(f"EngineCall: rowsum must be a C-contiguous float64 array of "
+                             f"shape {(self.P, self.out_shape[0])}")
+        if self.xsel is not None and self.shift_x is None:
+            raise ValueError("EngineCall: a broadcast run needs its shifts")
+        return 0
+
+    def run(self, int n_threads):
+        """Run the call on n_threads threads; fills map_out, rowsum, gx, gy."""
+        self._check()
+        cdef int M = len(self.windows), j, rmax = 0
+        cdef fs_job jobs[FS_MAXW]
+        cdef list keep = []
+        if self.shift_x is None:
+            self.shift_x, self.shift_y = _shifts(self.x, self.y, self.P, self.dims, self.nci,
+                                                 self.in_type, self.use_double)
+        for j in range(M):
+            _fill_window(&jobs[j], self.dims, self.nci, self.windows[j], self.out_shape,
+                         self.region, keep)
+            _fill_call(&jobs[j], self)
+            if jobs[j].f0.r > rmax:
+                rmax = jobs[j].f0.r
+        # the h-rings of every window are sized for lines made as far ahead as
+        # the widest window needs (for one window, its own radius either way)
+        for j in range(M):
+            jobs[j].ring_r = rmax
+        _launch(jobs, M, self.P, self.grad, self.map_out is not None, self.region, n_threads,
+                self.use_double, self.xsel, self.ysel)
 
 
 # Column strips of 2-D images: the rings of filtered lines of one unit should
@@ -399,9 +528,43 @@ cdef void _group_units(fs_job *jobs, _group *g, int grad, int n_threads, int wan
     g.nunits = g.P * g.nblk * g.nstrip
 
 
-cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_threads,
-                        int use_double, const ptrdiff_t *xsel=NULL, const ptrdiff_t *ysel=NULL,
-                        ptrdiff_t sel_step=0) except -1:
+cdef int _check_groups(const _group *groups, int G, int njobs) except -1:
+    """The bounds _launch_groups relies on: 1 to FS_MAX_GROUPS groups, each
+    of 1 to FS_MAXW windows lying in jobs[0 .. njobs), and no negative counts."""
+    cdef int k
+    if G < 1 or G > FS_MAX_GROUPS:
+        raise ValueError(f"engine launch: 1 to {FS_MAX_GROUPS} groups of jobs, got {G}")
+    for k in range(G):
+        if groups[k].M < 1 or groups[k].M > FS_MAXW:
+            raise ValueError(f"engine launch: group {k} has {groups[k].M} windows, "
+                             f"expected 1 to {FS_MAXW}")
+        if groups[k].first < 0 or groups[k].first + groups[k].M > njobs:
+            raise ValueError(f"engine launch: group {k} spans jobs [{groups[k].first}, "
+                             f"{groups[k].first + groups[k].M}), outside the {njobs} given")
+        if groups[k].P < 0 or groups[k].start < 0 or groups[k].stop < groups[k].start:
+            raise ValueError(f"engine launch: group {k} has a negative plane or line count")
+    return 0
+
+
+def check_groups(list groups, int njobs):
+    """The launch bounds of :func:`_launch_groups` for ``groups``, a list of
+    (first, M, P, start, stop), over ``njobs`` jobs: raises ValueError where a
+    launch would overrun (for tests; the launches check themselves)."""
+    cdef int G = len(groups), k
+    cdef _group *g = <_group*>malloc(max(G, 1) * sizeof(_group))
+    if g == NULL:
+        raise MemoryError()
+    try:
+        for k in range(G):
+            g[k].first, g[k].M, g[k].P, g[k].start, g[k].stop = groups[k]
+        _check_groups(g, G, njobs)
+    finally:
+        free(g)
+
+
+cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad,
+                        int n_threads, int use_double, const ptrdiff_t *xsel=NULL,
+                        const ptrdiff_t *ysel=NULL, ptrdiff_t sel_step=0) except -1:
     """Run groups of jobs (one group = one window or a product of windows over the
     same planes) as one pool of units over the threads.
 
@@ -418,6 +581,7 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     addresses are moved by (sel[i] - i) items: a zero-stride batch axis costs
     no copy of the input.
     """
+    _check_groups(groups, G, njobs)
     cdef int k, j
     cdef long long total = 0
     cdef size_t esz = 8 if use_double else 4
@@ -446,10 +610,10 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     sbytes = (sbytes + 127) & ~(<size_t>63)
     # per-strip line sums, reduced over the strips in order afterwards
     cdef list parts = [None] * G
-    cdef double *saved[8]
-    cdef int ustart[9]
+    cdef double *saved[FS_MAX_GROUPS]
+    cdef int ustart[FS_MAX_GROUPS + 1]
     ustart[0] = 0
-    cdef int nparts[8]
+    cdef int nparts[FS_MAX_GROUPS]
     cdef fs_job *J0
     for k in range(G):
         ustart[k + 1] = ustart[k] + groups[k].nunits
@@ -479,7 +643,7 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
     cdef fs_job *jp
     cdef fs_job *jl
     if xsel != NULL:
-        tls = <fs_job*>malloc(<size_t>n_threads * 8 * sizeof(fs_job))
+        tls = <fs_job*>malloc(<size_t>n_threads * FS_MAXW * sizeof(fs_job))
         if tls == NULL:
             _release(bufobj)
             raise MemoryError()
@@ -504,7 +668,7 @@ cdef int _launch_groups(fs_job *jobs, _group *groups, int G, int grad, int n_thr
                     c_hi = g.ncols
                 jp = &jobs[g.first]
                 if xsel != NULL:
-                    jl = tls + threadid() * 8
+                    jl = tls + threadid() * FS_MAXW
                     memcpy(jl, jp, g.M * sizeof(fs_job))
                     it = b // jp.nci
                     for jj in range(g.M):
@@ -546,7 +710,7 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         px = <const ptrdiff_t*>_ptr(xsel)
         py = <const ptrdiff_t*>_ptr(ysel)
     if _group_lines(jobs, grad, has_map, region, &g):
-        _launch_groups(jobs, &g, 1, grad, n_threads, use_double, px, py, step)
+        _launch_groups(jobs, M, &g, 1, grad, n_threads, use_double, px, py, step)
 
 
 cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double) except -1:
@@ -558,8 +722,9 @@ cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double
         if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1
                 or a.shape[0] != n or not a.flags.c_contiguous):
             raise ValueError("engine: xsel/ysel must be C-contiguous intp arrays of one entry per item")
-    cdef ptrdiff_t esz = 8 if (use_double and job.in_type == IN_REAL) else (
-        4 if job.in_type in (IN_REAL, IN_F32) else (2 if job.in_type in (IN_U16, IN_I16) else 1))
+    cdef ptrdiff_t esz = 8 if (use_double and job.in_type == FS_IN_REAL) else (
+        4 if job.in_type in (FS_IN_REAL, FS_IN_F32) else (
+            2 if job.in_type in (FS_IN_U16, FS_IN_I16) else 1))
     return job.plane_in * esz
 
 
@@ -584,70 +749,6 @@ cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
         fs_plane_shifts(px, in_type, use_double, nci, item, P, n0, n1, n2, psx)
         fs_plane_shifts(py, in_type, use_double, nci, item, P, n0, n1, n2, psy)
     return sx, sy
-
-
-def run(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
-        tuple fwd, tuple adj, tuple out_shape, int form,
-        double C1, double C2, double cov, object map_out, object rowsum,
-        tuple region, int grad, object wmap, double wscal, object gx, object gy,
-        int n_threads, object shift_x=None, object shift_y=None, object xsel=None,
-        object ysel=None):
-    """Run the engine over P planes of x, y with dims (n0, n1, n2).
-
-    nci: 1 for contiguous planes, or the number of interleaved channels (the
-    arrays' last axis).  in_type: element type of x, y (IN_*), the compute
-    type being float64 if use_double else float32.
-    fwd, adj: the three forward and adjoint bands (axis 0, 1, 2).
-    out_shape: (o0, o1, o2).  region: ((a0, b0), (a1, b1), (a2, b2)), in
-    output coordinates, of the line sums and of the scalar cotangent.
-    map_out, wmap (in the layout of x, output extents), rowsum (P, o0),
-    gx/gy (the layout of x, compute type): C-contiguous arrays or None.
-    (MS-SSIM pyramids run through :class:`Pyramid`.)
-    xsel, ysel: None, or batch broadcasting: item i of the run reads item
-    xsel[i] of x and ysel[i] of y (intp arrays of P / nci entries; see
-    _launch_groups); shift_x, shift_y must then be given, per plane of the run.
-    """
-    cdef fs_job job
-    cdef list keep = []
-    if shift_x is None:
-        if xsel is not None:
-            raise ValueError("run: a broadcast run needs its shifts")
-        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
-    _fill_job(&job, x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
-              map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-    _launch(&job, 1, P, grad, map_out is not None, region, n_threads, use_double, xsel, ysel)
-
-
-def run_multi(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
-              list scales, tuple out_shape, double C1, double C2,
-              object map_out, object rowsum, tuple region, int grad, object wmap,
-              double wscal, object gx, object gy, int n_threads, object shift_x=None,
-              object shift_y=None, object xsel=None, object ysel=None):
-    """The product of several windows' forms (per-pixel MS-SSIM) in one stream.
-
-    scales: list of (fwd, adj, form, cov), at most 8; the map and the line sums
-    are of the product, the gradient that of sum_p w(p) * product(p).
-    xsel, ysel: batch broadcasting, as for :func:`run`.
-    """
-    cdef int M = len(scales)
-    if M < 1 or M > 8:
-        raise ValueError(f"run_multi: 1 to 8 scales, got {M}")
-    cdef fs_job jobs[8]
-    cdef list keep = []
-    cdef int j, rmax = 0
-    if shift_x is None:
-        if xsel is not None:
-            raise ValueError("run_multi: a broadcast run needs its shifts")
-        shift_x, shift_y = _shifts(x, y, P, dims, nci, in_type, use_double)
-    for j in range(M):
-        fwd, adj, form, cov = scales[j]
-        _fill_job(&jobs[j], x, y, dims, nci, in_type, fwd, adj, out_shape, form, C1, C2, cov,
-                  map_out, rowsum, region, grad, wmap, wscal, gx, gy, shift_x, shift_y, keep)
-        if jobs[j].f0.r > rmax:
-            rmax = jobs[j].f0.r
-    for j in range(M):
-        jobs[j].ring_r = rmax
-    _launch(jobs, M, P, grad, map_out is not None, region, n_threads, use_double, xsel, ysel)
 
 
 cdef void _fill_maps(fs_down *d0, fs_down *d1, fs_down *d2, tuple maps, list keep):
@@ -743,10 +844,6 @@ cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, i
     return 0
 
 
-cdef enum:
-    _MAXS = 16  # scales of a Pyramid
-
-
 cdef class Pyramid:
     """The engine side of one MS-SSIM geometry: per scale a job template
     (bands, form, cotangent scale), the downsampling maps from each scale to
@@ -760,13 +857,13 @@ cdef class Pyramid:
     go (fused downsampling, 2-D planes); from scale ``first`` on, the rest of
     the pyramid is made in one pass and the scales share one launch.
     """
-    cdef fs_job tmpl[_MAXS]
-    cdef fs_down dd[3 * _MAXS]
-    cdef _group grp[_MAXS]
+    cdef fs_job tmpl[FS_MAX_SCALES]
+    cdef fs_down dd[3 * FS_MAX_SCALES]
+    cdef _group grp[FS_MAX_SCALES]
     cdef int M, first, P, use_double, grad, fused
-    cdef ptrdiff_t plane[_MAXS]
-    cdef int rows[_MAXS]
-    cdef ptrdiff_t off[4][_MAXS]  # workspace byte offsets: x, y, gx, gy of levels >= 1
+    cdef ptrdiff_t plane[FS_MAX_SCALES]
+    cdef int rows[FS_MAX_SCALES]
+    cdef ptrdiff_t off[4][FS_MAX_SCALES]  # workspace byte offsets: x, y, gx, gy of levels >= 1
     cdef size_t tmpn
     cdef readonly Py_ssize_t nbytes
     cdef object keep
@@ -774,8 +871,8 @@ cdef class Pyramid:
     def __init__(self, list geoms, list downs, int P, int use_double, int first, int grad,
                  list forms, list wscals):
         cdef int M = len(geoms), j, k
-        if M < 1 or M > _MAXS or len(downs) != M - 1:
-            raise ValueError(f"Pyramid: 1 to {_MAXS} scales and M - 1 downsamplings")
+        if M < 1 or M > FS_MAX_SCALES or len(downs) != M - 1:
+            raise ValueError(f"Pyramid: 1 to {FS_MAX_SCALES} scales and M - 1 downsamplings")
         self.M, self.first, self.P, self.use_double, self.grad = M, first, P, use_double, grad
         cdef list keep = []
         cdef size_t esz = 8 if use_double else 4
@@ -783,9 +880,10 @@ cdef class Pyramid:
         self.fused = 1
         for j in range(M):
             dims, fwd, adj, _, oshape, sreg = geoms[j]
-            _fill_job(&self.tmpl[j], None, None, dims, 1, IN_REAL, fwd, adj, oshape, forms[j],
-                      0.0, 0.0, 1.0, None, None, sreg, grad, None, wscals[j], None, None,
-                      None, None, keep)
+            _fill_window(&self.tmpl[j], dims, 1, Window(fwd=fwd, adj=adj, form=forms[j]),
+                         oshape, sreg, keep)
+            self.tmpl[j].grad = grad
+            self.tmpl[j].wscal = wscals[j]
             self.plane[j] = <ptrdiff_t>dims[0] * dims[1] * dims[2]
             self.rows[j] = dims[0]
             if dims[1] != 1:
@@ -824,20 +922,20 @@ cdef class Pyramid:
         _launch_groups), shift_x, shift_y per plane of the run; the coarser
         levels are made for all P planes."""
         cdef int M = self.M, P = self.P, j, k, g0, n, done
-        cdef fs_job jobs[_MAXS]
-        cdef _group grp[_MAXS]
+        cdef fs_job jobs[FS_MAX_SCALES]
+        cdef _group grp[FS_MAX_SCALES]
         memcpy(jobs, self.tmpl, M * sizeof(fs_job))
         memcpy(grp, self.grp, M * sizeof(_group))
         cdef char *base = <char*>_ptr(ws)
-        cdef char *px[_MAXS]
-        cdef char *py[_MAXS]
+        cdef char *px[FS_MAX_SCALES]
+        cdef char *py[FS_MAX_SCALES]
         px[0] = <char*>_ptr(x)
         py[0] = <char*>_ptr(y)
         for j in range(1, M):
             px[j] = base + self.off[0][j]
             py[j] = base + self.off[1][j]
         # the line sums of scale j: (P, o0_j) from rs + roff[j]
-        cdef ptrdiff_t roff[_MAXS + 1]
+        cdef ptrdiff_t roff[FS_MAX_SCALES + 1]
         roff[0] = 0
         for j in range(M):
             roff[j + 1] = roff[j] + <ptrdiff_t>P * jobs[j].o0
@@ -854,9 +952,9 @@ cdef class Pyramid:
             jobs[j].rowsum = rs + roff[j]
             jobs[j].gx = NULL
             jobs[j].gy = NULL
-            if self.grad & 1:
+            if self.grad & FS_GRAD_X:
                 jobs[j].gx = _ptr(gx0) if j == 0 else <void*>(base + self.off[2][j])
-            if self.grad & 2:
+            if self.grad & FS_GRAD_Y:
                 jobs[j].gy = _ptr(gy0) if j == 0 else <void*>(base + self.off[3][j])
             if j < M - 1 and self.fused:
                 jobs[j].dx = px[j + 1]
@@ -872,10 +970,10 @@ cdef class Pyramid:
         # the fine scales one launch each, writing the next scale as they stream
         for j in range(first):
             if j == 0:
-                _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double,
+                _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double,
                                sx, sy, step)
             else:
-                _launch_groups(jobs, &grp[j], 1, self.grad, n_threads, self.use_double)
+                _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double)
             if j < M - 1 and jobs[j].dx == NULL:  # not fused (strips, volumes)
                 _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j], &self.rows[j], 1,
                             P, self.use_double, self.tmpn, n_threads,
@@ -891,8 +989,8 @@ cdef class Pyramid:
                 jobs[j].dy = NULL
             j = first
             while j < M:
-                n = M - j if M - j < 8 else 8
-                _launch_groups(jobs, &grp[j], n, self.grad, n_threads, self.use_double)
+                n = M - j if M - j < FS_MAX_GROUPS else FS_MAX_GROUPS
+                _launch_groups(jobs, M, &grp[j], n, self.grad, n_threads, self.use_double)
                 j += n
         # per-plane sums of each scale's line sums, in a fixed order
         sums = np.zeros((P, M), dtype=np.float64)
@@ -917,17 +1015,12 @@ cdef class Pyramid:
         cdef int M = self.M, j
         cdef const double[:, ::1] cf = coef
         cdef char *base = <char*>_ptr(ws)
-        cdef char *lv[_MAXS]
+        cdef char *lv[FS_MAX_SCALES]
         lv[0] = <char*>_ptr(g0)
         for j in range(1, M):
             lv[j] = base + self.off[2 + side][j]
         _up_chain(self.dd, lv, self.plane, self.rows, M, self.P, &cf[0, 0], self.use_double,
                   n_threads)
-
-
-NEG_CLAMP = 0
-NEG_SIMPLE = 1
-NEG_NONE = 2
 
 
 def ms_combine(const double[:, ::1] m, const double[::1] w, int negative, bint want_coef):
@@ -940,25 +1033,25 @@ def ms_combine(const double[:, ::1] m, const double[::1] w, int negative, bint w
     would each miss in them.
     """
     cdef Py_ssize_t P = m.shape[0], M = m.shape[1], p, j
-    if w.shape[0] != M or M > 64:
-        raise ValueError("ms_combine: one weight per scale, at most 64 scales")
+    if w.shape[0] != M or M > FS_MAX_SCALES:
+        raise ValueError(f"ms_combine: one weight per scale, at most {FS_MAX_SCALES} scales")
     value = np.empty(P, dtype=np.float64)
     cdef double[::1] v = value
     coef = np.empty((P, M), dtype=np.float64) if want_coef else None
     cdef double[:, ::1] c
     if want_coef:
         c = coef
-    cdef double f[64]
-    cdef double df[64]
-    cdef double pw[64]
+    cdef double f[FS_MAX_SCALES]
+    cdef double df[FS_MAX_SCALES]
+    cdef double pw[FS_MAX_SCALES]
     cdef double pre, suf, prod
     for p in range(P):
         prod = 1.0
         for j in range(M):
-            if negative == 0:
+            if negative == FS_NEG_CLAMP:
                 f[j] = 0.0 if m[p, j] <= 0 else m[p, j]  # NaN stays NaN
                 df[j] = 1.0 if m[p, j] > 0 else 0.0
-            elif negative == 1:
+            elif negative == FS_NEG_SIMPLE:
                 f[j] = (m[p, j] + 1.0) / 2.0
                 df[j] = 0.5
             else:

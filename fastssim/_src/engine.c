@@ -1,6 +1,7 @@
-/* fastssim filter engine: instantiates engine_impl.h for float and double
- * (and, on x86-64 with GCC, for three instruction sets), plus build and
- * run-time introspection for fastssim.show_config(). */
+/* fastssim filter engine: instantiates the engine body (engine_impl.h, via
+ * engine_isa.h) for float and double (and, on x86-64 with GCC, for three
+ * instruction sets) with one dispatching entry point each, the per-plane
+ * shifts, and build and run-time introspection for fastssim.show_config(). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,63 +26,21 @@
 #endif
 
 
+/* The engine body for float and double, once per ISA level (engine_isa.h). */
 #if FS_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4")
-#define FS_VBYTES 64
-#define REAL float
-#define IREAL int
-#define FN(name) name##_f_v4
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
-#define REAL double
-#define IREAL long long
-#define FN(name) name##_d_v4
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
-#undef FS_VBYTES
+#define FS_ISA 4
+#include "engine_isa.h"
 #pragma GCC pop_options
-
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v3")
-#define FS_VBYTES 32
-#define REAL float
-#define IREAL int
-#define FN(name) name##_f_v3
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
-#define REAL double
-#define IREAL long long
-#define FN(name) name##_d_v3
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
-#undef FS_VBYTES
+#define FS_ISA 3
+#include "engine_isa.h"
 #pragma GCC pop_options
 #endif
-
-#define FS_VBYTES 16
-#define REAL float
-#define IREAL int
-#define FN(name) name##_f_v1
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
-#define REAL double
-#define IREAL long long
-#define FN(name) name##_d_v1
-#include "engine_impl.h"
-#undef REAL
-#undef IREAL
-#undef FN
+#define FS_ISA 1
+#include "engine_isa.h"
 
 
 static int fs_level = -1; /* 1 baseline, 3 AVX2+FMA, 4 AVX-512 */
@@ -114,71 +73,38 @@ static inline int fs_get_level(void)
 size_t fs_multi_bytes_f(const fs_job *jobs, int M) { return fs_multi_bytes_f_v1(jobs, M); }
 size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(jobs, M); }
 
-void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
-                     int c_lo, int c_hi, int strip, int nstrip, void *scratch)
-{
+/* An entry point that runs the widest kernel the CPU (and FASTSSIM_SIMD)
+ * allows: name_v4, name_v3, else name_v1.  params: the parameter list,
+ * args: the same names as an argument list. */
 #if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_rows_multi_f_v4(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
-    if (level == 3) { fs_rows_multi_f_v3(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
+#define FS_DISPATCHED(name, params, args)                                \
+    void name params                                                     \
+    {                                                                    \
+        const int level = fs_get_level();                                \
+        if (level == 4) name##_v4 args;                                  \
+        else if (level == 3) name##_v3 args;                             \
+        else name##_v1 args;                                             \
+    }
+#else
+#define FS_DISPATCHED(name, params, args) \
+    void name params { name##_v1 args; }
 #endif
-    fs_rows_multi_f_v1(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch);
-}
 
-void fs_rows_multi_d(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
-                     int c_lo, int c_hi, int strip, int nstrip, void *scratch)
-{
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_rows_multi_d_v4(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
-    if (level == 3) { fs_rows_multi_d_v3(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch); return; }
-#endif
-    fs_rows_multi_d_v1(jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch);
-}
-
-void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-               const void *in, void *out, int l0, int l1, void *tmp)
-{
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_down_f_v4(d0, d1, d2, in, out, l0, l1, tmp); return; }
-    if (level == 3) { fs_down_f_v3(d0, d1, d2, in, out, l0, l1, tmp); return; }
-#endif
-    fs_down_f_v1(d0, d1, d2, in, out, l0, l1, tmp);
-}
-
-void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-               const void *in, void *out, int l0, int l1, void *tmp)
-{
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_down_d_v4(d0, d1, d2, in, out, l0, l1, tmp); return; }
-    if (level == 3) { fs_down_d_v3(d0, d1, d2, in, out, l0, l1, tmp); return; }
-#endif
-    fs_down_d_v1(d0, d1, d2, in, out, l0, l1, tmp);
-}
-
-void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-             const void *coarse, void *fine, double coef, int l0, int l1)
-{
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_up_f_v4(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
-    if (level == 3) { fs_up_f_v3(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
-#endif
-    fs_up_f_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
-}
-
-void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-             const void *coarse, void *fine, double coef, int l0, int l1)
-{
-#if FS_DISPATCH
-    int level = fs_get_level();
-    if (level == 4) { fs_up_d_v4(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
-    if (level == 3) { fs_up_d_v3(d0, d1, d2, coarse, fine, coef, l0, l1); return; }
-#endif
-    fs_up_d_v1(d0, d1, d2, coarse, fine, coef, l0, l1);
-}
+#define FS_ROWS_PARAMS (const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1, \
+                        int c_lo, int c_hi, int strip, int nstrip, void *scratch)
+#define FS_ROWS_ARGS (jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch)
+#define FS_DOWN_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
+                        const void *in, void *out, int l0, int l1, void *tmp)
+#define FS_DOWN_ARGS (d0, d1, d2, in, out, l0, l1, tmp)
+#define FS_UP_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
+                      const void *coarse, void *fine, double coef, int l0, int l1)
+#define FS_UP_ARGS (d0, d1, d2, coarse, fine, coef, l0, l1)
+FS_DISPATCHED(fs_rows_multi_f, FS_ROWS_PARAMS, FS_ROWS_ARGS)
+FS_DISPATCHED(fs_rows_multi_d, FS_ROWS_PARAMS, FS_ROWS_ARGS)
+FS_DISPATCHED(fs_down_f, FS_DOWN_PARAMS, FS_DOWN_ARGS)
+FS_DISPATCHED(fs_down_d, FS_DOWN_PARAMS, FS_DOWN_ARGS)
+FS_DISPATCHED(fs_up_f, FS_UP_PARAMS, FS_UP_ARGS)
+FS_DISPATCHED(fs_up_d, FS_UP_PARAMS, FS_UP_ARGS)
 
 static double fs_sample(const void *x, int type, int is_double, ptrdiff_t i)
 {

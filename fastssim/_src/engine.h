@@ -34,12 +34,23 @@
 
 #include <stddef.h>
 
+/* ---- enums and limits: the one place they are written (the Cython glue
+ * reads them through `cdef extern`, the Python layer from fastssim._engine) ---- */
+
 /* SSIM = l*cs, cs alone, l alone, or the windowed mean of x (a plain
  * Gaussian/box filter, for the Mix loss's filtered l1 term). */
 enum { FS_FORM_SSIM = 0, FS_FORM_CS = 1, FS_FORM_L = 2, FS_FORM_MEAN = 3 };
 enum { FS_GRAD_X = 1, FS_GRAD_Y = 2 };
 /* Element type of x and y: the compute type, or one read and converted in place. */
 enum { FS_IN_REAL = 0, FS_IN_U8 = 1, FS_IN_U16 = 2, FS_IN_I8 = 3, FS_IN_I16 = 4, FS_IN_F32 = 5 };
+/* MS-SSIM's policy for negative per-scale means (ms_combine in _engine.pyx):
+ * clamp at 0, map m -> (m + 1) / 2, or none. */
+enum { FS_NEG_CLAMP = 0, FS_NEG_SIMPLE = 1, FS_NEG_NONE = 2 };
+enum {
+    FS_MAXW = 8,         /* windows of one multi-window job (fs_rows_multi's M) */
+    FS_MAX_SCALES = 16,  /* scales of an MS-SSIM pyramid (Pyramid in _engine.pyx) */
+    FS_MAX_GROUPS = 8    /* groups of jobs in one parallel launch (_launch_groups) */
+};
 
 typedef struct {
     int n_in, n_out, r, off, lo, hi;
@@ -134,7 +145,7 @@ void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
 void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, double coef, int l0, int l1);
 
-/* Multi-scale product P = prod_j F_j of jobs[0..M-1] (M <= 8), which share
+/* Multi-scale product P = prod_j F_j of jobs[0..M-1] (M <= FS_MAXW), which share
  * the planes, the output grid, the outputs and the cotangent of jobs[0] and
  * differ in their bands, form and covariance factor; the map and the line
  * sums are of P, the gradient that of sum_p w(p) P(p).  Set ring_r of every

@@ -1,0 +1,118 @@
+/* engine_pyramid.h: the MS-SSIM pyramid.  2x mean downsampling (engine.h,
+ * fs_down) and its adjoint; down_rows also serves the downsampling fused into
+ * the stream.
+ * Part of the engine body (engine_impl.h): included once per floating type
+ * and instruction set, with REAL, IREAL, FN(name) and FS_VBYTES defined. */
+
+/* One output row of a 2x downsampling from its two input rows a, b (row
+ * weights wa, wb; the column operator d): o = d(wa a + wb b), in one sweep,
+ * without a temporary row (the fused downsampling of the engine and fs_down
+ * share it: one arithmetic). */
+static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REAL wb,
+                          const REAL *restrict b, REAL *restrict o)
+{
+#define FS_T(i) (wa * a[i] + wb * b[i])
+    for (int j = 0; j < d->lo; j++)
+        o[j] = (REAL)d->w0[j] * FS_T(d->i0[j]) + (REAL)d->w1[j] * FS_T(d->i1[j]);
+    const REAL *restrict as = a + d->shift, *restrict bs = b + d->shift;
+    int j = d->lo;
+    if (d->hi - j >= NV) {  /* pairs of lanes: deinterleave two vectors */
+        FN(ivec) ev, od;
+        for (int e = 0; e < NV; e++) {
+            ev[e] = 2 * e;
+            od[e] = 2 * e + 1;
+        }
+        for (; j + NV <= d->hi; j += NV) {
+            FN(vec) v0 = wa * FN(ld)(as + 2 * j) + wb * FN(ld)(bs + 2 * j);
+            FN(vec) v1 = wa * FN(ld)(as + 2 * j + NV) + wb * FN(ld)(bs + 2 * j + NV);
+            FN(st)(o + j, (__builtin_shuffle(v0, v1, ev) + __builtin_shuffle(v0, v1, od)) * (REAL)0.5);
+        }
+    }
+    for (; j < d->hi; j++) {
+        const int i = 2 * j + d->shift;
+        o[j] = (REAL)0.5 * (FS_T(i) + FS_T(i + 1));
+    }
+    for (int j = d->hi; j < d->n_out; j++)
+        o[j] = (REAL)d->w0[j] * FS_T(d->i0[j]) + (REAL)d->w1[j] * FS_T(d->i1[j]);
+#undef FS_T
+}
+
+static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                        const void *in_, void *out_, int l0, int l1, void *tmp_)
+{
+    const REAL *in = (const REAL *)in_;
+    REAL *out = (REAL *)out_;
+    REAL *tp = (REAL *)tmp_;
+    const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
+    const ptrdiff_t L = (ptrdiff_t)n1 * n2;
+    for (int o = l0; o < l1; o++) {
+        const REAL *a = in + (ptrdiff_t)d0->i0[o] * L;
+        const REAL *b = in + (ptrdiff_t)d0->i1[o] * L;
+        const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+        if (n1 == 1) {  /* images: straight from the two rows */
+            FN(down_rows)(d2, wa, a, wb, b, out + (ptrdiff_t)o * o2);
+            continue;
+        }
+        REAL *restrict t = tp;  /* volumes: the slice pair first, then its rows */
+        for (ptrdiff_t j = 0; j < L; j++) t[j] = wa * a[j] + wb * b[j];
+        for (int r = 0; r < o1; r++)
+            FN(down_rows)(d2, (REAL)d1->w0[r], tp + (ptrdiff_t)d1->i0[r] * n2, (REAL)d1->w1[r],
+                          tp + (ptrdiff_t)d1->i1[r] * n2, out + ((ptrdiff_t)o * o1 + r) * o2);
+    }
+}
+
+static void FN(up_axis2)(const fs_down *d, const REAL *restrict c, REAL *restrict f,
+                         REAL coef, REAL scale)
+{
+    for (int i = 0; i < d->alo; i++)
+        f[i] = coef * f[i] + scale * (REAL)d->u[i] * c[d->m[i]];
+    /* regular part: both fine samples 2j+s, 2j+s+1 get c[j] / 2 */
+    const int s = d->ashift;
+    const int j0 = (d->alo - s) / 2, j1 = (d->ahi - s) / 2;
+    REAL *restrict fs = f + s;
+    const REAL h = scale * (REAL)0.5;
+    int j = j0;
+    if (j1 - j >= NV) {  /* duplicate each lane into a pair: two vectors out */
+        FN(ivec) lo, hi;
+        for (int e = 0; e < NV; e++) {
+            lo[e] = e / 2;
+            hi[e] = NV / 2 + e / 2;
+        }
+        for (; j + NV <= j1; j += NV) {
+            FN(vec) v = FN(ld)(c + j) * h;
+            FN(vec) f0 = FN(ld)(fs + 2 * j), f1 = FN(ld)(fs + 2 * j + NV);
+            FN(st)(fs + 2 * j, f0 * coef + __builtin_shuffle(v, lo));
+            FN(st)(fs + 2 * j + NV, f1 * coef + __builtin_shuffle(v, hi));
+        }
+    }
+    for (; j < j1; j++) {
+        REAL v = h * c[j];
+        fs[2 * j] = coef * fs[2 * j] + v;
+        fs[2 * j + 1] = coef * fs[2 * j + 1] + v;
+    }
+    for (int i = d->ahi; i < d->n_in; i++)
+        f[i] = coef * f[i] + scale * (REAL)d->u[i] * c[d->m[i]];
+}
+
+static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                      const void *coarse_, void *fine_, double coef_, int l0, int l1)
+{
+    const REAL *coarse = (const REAL *)coarse_;
+    REAL *fine = (REAL *)fine_;
+    const REAL coef = (REAL)coef_;
+    const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
+    for (int i = l0; i < l1; i++) {
+        const REAL u0 = (REAL)d0->u[i];
+        const REAL *src = coarse + (ptrdiff_t)d0->m[i] * o1 * o2;
+        for (int r = 0; r < n1; r++) {
+            REAL *f = fine + ((ptrdiff_t)i * n1 + r) * n2;
+            const REAL u = u0 * (n1 > 1 ? (REAL)d1->u[r] : (REAL)1);
+            const REAL *c = src + (ptrdiff_t)(n1 > 1 ? d1->m[r] : 0) * o2;
+            if (u == 0) {
+                for (int j = 0; j < n2; j++) f[j] = coef * f[j];
+            } else {
+                FN(up_axis2)(d2, c, f, coef, u);
+            }
+        }
+    }
+}
