@@ -66,3 +66,14 @@ def test_license_file_matches_the_declared_license():
     assert "the fastssim developers" in text
     assert "Neither the name of the copyright holder nor the names of its" in text  # clause 3
     assert "LICENSE" in cfg["project"]["license-files"]
+
+
+def test_every_subpackage_is_packaged():
+    """Every folder of the source tree's fastssim/ with an __init__.py is listed in
+    pyproject's [tool.setuptools] packages (an unlisted one is missing from the
+    wheel, and `import fastssim` fails after `pip install .`)."""
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "fastssim").rglob("__init__.py")}
+    assert found == listed, f"in the tree but not packaged: {sorted(found - listed)}; " \
+                            f"packaged but not in the tree: {sorted(listed - found)}"
