@@ -1,4 +1,4 @@
-"""Dispatch to the filter engine: the one entry every public function uses.
+"""The CPU backend's way into the filter engine: the only Python module that imports `_engine`.
 
 ``run`` (one window) and ``run_multi`` (a product of windows) take validated,
 C-contiguous inputs in one of two layouts:

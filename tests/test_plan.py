@@ -196,3 +196,16 @@ def test_backend_for_numpy_is_cpu_and_unknown_arrays_are_refused():
     Foreign.__module__ = "cupy._core.core"  # a device array next to a host one
     with pytest.raises(TypeError, match="x and y live on different backends"):
         _backends.for_arrays(np.zeros(3), Foreign())
+
+
+def test_cpu_backend_refuses_an_unknown_plan_kind():
+    """A malformed Plan (not one a builder makes) is a ValueError naming the field."""
+    from fastssim import _backends, _plan
+
+    x = np.zeros((16, 16))
+    p, xv, yv = _plan.ssim(x, x, full=False, grad=0, data_range=1.0, window="gaussian",
+                           sigma=1.5, truncate=3.5, win_size=None, K1=0.01, K2=0.03,
+                           covariance="population", border="reflect", channel_axis=None,
+                           spatial_dims=2, workers=1)
+    with pytest.raises(ValueError, match=r"plan\.kind: expected 'window', 'product' or 'pyramid'"):
+        _backends.cpu.execute(p._replace(kind="bogus"), xv, yv)

@@ -194,7 +194,7 @@ def execute(plan, x, y, cotangent=None, out=None):
             sum_region=plan.sum_region, C1=plan.C1, C2=plan.C2, want_map=plan.want_map,
             grad=plan.grad, wscal=plan.wscal, workers=plan.workers, **extra)
     else:
-        raise NotImplementedError(f"cpu backend: no plan kind {kind!r}")
+        raise ValueError(f"plan.kind: expected 'window', 'product' or 'pyramid', got {kind!r}")
     red = plan.reduce_grad
     return _new(Result, (  # tuple.__new__: no Python frame for the NamedTuple (per-call cost)
         sums,
