@@ -228,3 +228,20 @@ def noisy(rng, a, amount, lo=0, hi=255):
     """``a`` plus uniform integer noise of +-amount, clipped, same dtype."""
     b = a.astype(np.int64) + rng.integers(-amount, amount + 1, a.shape)
     return np.clip(b, lo, hi).astype(a.dtype)
+
+
+def write_problem_pairs(rng, ref, dist):
+    """Into the folders ``ref`` and ``dist`` (pathlib.Path, Pillow required): a
+    16-bit pair ``g16.png`` and three pairs a folder comparison must report
+    without stopping: ``size.png`` (shapes differ), ``corrupt.png`` (the
+    distorted file is not a PNG) and ``lonely.png`` (no partner in ``dist``)."""
+    from PIL import Image
+
+    g = rng.integers(0, 65536, (50, 45), dtype=np.uint16)
+    Image.fromarray(g).save(ref / "g16.png")
+    Image.fromarray(noisy(rng, g, 3000, 0, 65535)).save(dist / "g16.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "size.png")
+    Image.fromarray(rng.integers(0, 256, (32, 30), dtype=np.uint8)).save(dist / "size.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "corrupt.png")
+    (dist / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a PNG")
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "lonely.png")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastssim
-from helpers import noisy, run_cli, write_png16_rgb
+from helpers import noisy, run_cli, write_png16_rgb, write_problem_pairs
 
 Image = pytest.importorskip("PIL.Image")
 tifffile = pytest.importorskip("tifffile")
@@ -52,14 +52,7 @@ def folders(tmp_path):
     b = noisy(rng, a, 30)
     b[..., 3] = rng.integers(0, 256, (40, 40))  # a different alpha must not matter
     Image.fromarray(b, "RGBA").save(dist / "rgba.png")
-    g = rng.integers(0, 65536, (50, 45), dtype=np.uint16)
-    Image.fromarray(g).save(ref / "g16.png")
-    Image.fromarray(noisy(rng, g, 3000, 0, 65535)).save(dist / "g16.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "size.png")
-    Image.fromarray(rng.integers(0, 256, (32, 30), dtype=np.uint8)).save(dist / "size.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "corrupt.png")
-    (dist / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a PNG")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "lonely.png")
+    write_problem_pairs(rng, ref, dist)
     (ref / "notes.txt").write_text("not an image: skipped without --glob")
     return tmp_path
 

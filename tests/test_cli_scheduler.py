@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import noisy, run_sub
+from helpers import noisy, run_sub, write_problem_pairs
 
 distributed = pytest.importorskip("distributed")
 Image = pytest.importorskip("PIL.Image")
@@ -43,14 +43,7 @@ def folders(tmp_path):
         a = rng.integers(0, 256, shape, dtype=np.uint8)
         Image.fromarray(a).save(ref / name)
         Image.fromarray(noisy(rng, a, amount)).save(dist / name)
-    g = rng.integers(0, 65536, (50, 45), dtype=np.uint16)
-    Image.fromarray(g).save(ref / "g16.png")
-    Image.fromarray(noisy(rng, g, 3000, 0, 65535)).save(dist / "g16.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "size.png")
-    Image.fromarray(rng.integers(0, 256, (32, 30), dtype=np.uint8)).save(dist / "size.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "corrupt.png")
-    (dist / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(ref / "alone.png")
+    write_problem_pairs(rng, ref, dist)
     return ref, dist
 
 

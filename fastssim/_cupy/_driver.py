@@ -16,20 +16,9 @@ import math
 import numpy as np
 
 from .. import _bands
-from .._finite import compute_type
-from .._plan import _window, wrt_code
+from .._plan import _common, wrt_code
 from .._plan import grad_code as _grad_code
-from .._plan import window_size as _window_size
-from .._validation import (
-    broadcast_batch,
-    check_bool,
-    check_constants,
-    check_data_range,
-    check_layout,
-    check_positive,
-    dtype_range,
-    float_type,
-)
+from .._validation import broadcast_batch, check_bool, float_type
 from . import _source
 
 __all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
@@ -126,53 +115,14 @@ def _same_device(x, y, names):
 
 def _params(x, y, *, data_range, window, sigma, truncate, win_size, K1, K2, covariance,
             border, channel_axis, spatial_dims, names=("x", "y"), check_window=True):
-    """The CPU path's validation (fastssim._ssim.plan) on stand-ins: the
-    same errors, word for word, for the same arguments."""
-    xs, ys = _stand_in(x), _stand_in(y)
-    xs, ys, cax = check_layout(xs, ys, channel_axis, spatial_dims, names, broadcast=True)
-    sd = int(spatial_dims)
-    shape = xs.shape if xs.shape == ys.shape else broadcast_batch(xs.shape, ys.shape, cax, sd, names)
-    if data_range is None:
-        if xs.dtype.kind == "f" or ys.dtype.kind == "f":
-            raise ValueError(
-                "data_range is required for floating-point input: pass the span of "
-                "values the images can take (e.g. 1.0 for [0, 1], 255.0 for [0, 255])")
-        lo, hi = dtype_range[xs.dtype.type]
-        data_range = float(hi) - float(lo)
-    R = check_data_range(data_range)
-    K1 = check_positive(K1, "K1", allow_zero=True)
-    K2 = check_positive(K2, "K2", allow_zero=True)
-    if not isinstance(border, str) or border not in ("reflect", "valid"):
-        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
-    if cax is not None:
-        moved = np.moveaxis(np.empty(shape, dtype=np.bool_), cax, -(sd + 1)).shape
-        batch_shape, nchan, spatial = moved[: -(sd + 1)], moved[-(sd + 1)], moved[-sd:]
-    else:
-        batch_shape, nchan, spatial = shape[:-sd], 1, shape[-sd:]
-    ntap = _window_size(window, sigma, truncate, win_size)
-    if ntap > (min(spatial) if check_window else 2 * max(spatial) + 1):
-        raise ValueError(
-            f"the {ntap}-tap window exceeds the image extent: spatial shape {tuple(spatial)} "
-            f"(input shape {shape}); every spatial side needs at least {ntap} px. "
-            "Pass a smaller window (sigma / win_size), or check channel_axis and spatial_dims")
-    taps = _window(window, sigma, truncate, win_size)
-    r = (ntap - 1) // 2
-    if covariance == "population":
-        cov = 1.0
-    elif covariance == "sample" and isinstance(covariance, str):
-        NP = ntap ** sd
-        if NP < 2:
-            raise ValueError("covariance='sample' needs a window of more than one sample")
-        cov = NP / (NP - 1.0)
-    else:
-        raise ValueError(f"covariance: expected 'population' or 'sample', got {covariance!r}")
-    ftype = float_type(np.result_type(xs.dtype, ys.dtype)) if xs.dtype != ys.dtype \
-        else float_type(xs.dtype)
-    C1, C2 = check_constants(K1, K2, R)
-    ftype = compute_type(ftype, C1, C2)
-    return dict(cax=cax, shape=tuple(shape), batch_shape=tuple(batch_shape), nchan=nchan,
-                spatial=tuple(spatial), taps=taps, r=r, C1=C1, C2=C2, cov=cov, ftype=ftype,
-                border=border)
+    """The CPU path's validation (fastssim._plan) run on stand-ins: the same
+    errors, word for word, for the same arguments."""
+    _, _, lay, taps, cov, C1, C2, _ = _common(
+        _stand_in(x), _stand_in(y), data_range, window, sigma, truncate, win_size, K1, K2,
+        covariance, border, channel_axis, spatial_dims, None, check_window, names)
+    return dict(cax=lay.channel_axis, shape=lay.shape, batch_shape=lay.batch_shape,
+                nchan=lay.nchan, spatial=lay.spatial, taps=taps, r=(len(taps) - 1) // 2,
+                C1=C1, C2=C2, cov=cov, ftype=lay.dtype, border=border)
 
 
 class _Layout:
