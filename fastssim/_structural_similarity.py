@@ -128,6 +128,39 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
     >>> float(structural_similarity(img, img))
     1.0
     """
+    # stacklevel 5: caller > gpu_dispatch > finite_or_promote > here > skimage_plan
+    p, ndim, im1, im2 = skimage_plan(
+        im1, im2, win_size=win_size, gradient=gradient, data_range=data_range,
+        channel_axis=channel_axis, gaussian_weights=gaussian_weights, full=full, K1=K1, K2=K2,
+        sigma=sigma, use_sample_covariance=use_sample_covariance, workers=workers, stacklevel=5)
+    cax, ftype = p.layout.channel_axis, float_type(p.layout.xdtype)
+    gradient, full = bool(p.grad), p.want_map
+    if ndim in (2, 3):  # the engine streams 2-D and 3-D planes
+        res = _backends.execute(p, im1, im2)
+        S, grad = res.map, res.grad_y
+        per_chan = res.sums / p.n_sum
+    else:  # other ranks: scikit-image's formulas in NumPy
+        per_chan, S, grad = _general(im1, im2, p, gradient)
+    if cax is None:
+        mssim = np.float64(per_chan[0])
+    else:
+        mssim = per_chan.astype(ftype).mean()
+    out = [mssim]
+    if gradient:
+        out.append(grad.astype(ftype, copy=False))
+    if full:
+        out.append(S.astype(ftype, copy=False))
+    return tuple(out) if len(out) > 1 else mssim
+
+
+def skimage_plan(im1, im2, *, win_size, gradient, data_range, channel_axis, gaussian_weights,
+                 full, K1, K2, sigma, use_sample_covariance, workers, stacklevel):
+    """scikit-image's argument checks, messages and warnings (``stacklevel``
+    frames up: the caller of the public function) and the Plan of
+    :func:`structural_similarity`; returns (Plan, number of spatial axes, im1,
+    im2 as arrays).
+    The arrays may be stand-ins of the caller's (shape and dtype only): the
+    GPU backend validates through here too."""
     gradient = check_bool(gradient, "gradient")
     full = check_bool(full, "full")
     gaussian_weights = check_bool(gaussian_weights, "gaussian_weights")
@@ -215,33 +248,18 @@ def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range
             )
         if im1.dtype != im2.dtype:
             warn("Inputs have mismatched dtypes. Setting data_range based on im1.dtype.",
-                 stacklevel=4)  # caller > gpu_dispatch > finite_or_promote > here
+                 stacklevel=stacklevel)
         dmin, dmax = dtype_range[im1.dtype.type]
         data_range = dmax - dmin
         if np.issubdtype(im1.dtype, np.integer) and (im1.dtype != np.uint8):
             warn("Setting data_range based on im1.dtype. "
                  + f"data_range = {data_range:.0f}. "
-                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=4)
+                 + "Please specify data_range explicitly to avoid mistakes.", stacklevel=stacklevel)
     p = _plan.skimage(im1, im2, cax=cax, nchan=nchan, spatial=spatial_shape, win_size=win_size,
                       gaussian_weights=gaussian_weights, sigma=sigma, truncate=truncate,
                       use_sample_covariance=use_sample_covariance, data_range=data_range,
                       K1=K1, K2=K2, ftype=ftype, full=full, gradient=gradient, workers=workers)
-    if ndim in (2, 3):  # the engine streams 2-D and 3-D planes
-        res = _backends.execute(p, im1, im2)
-        S, grad = res.map, res.grad_y
-        per_chan = res.sums / p.n_sum
-    else:  # other ranks: scikit-image's formulas in NumPy
-        per_chan, S, grad = _general(im1, im2, p, gradient)
-    if cax is None:
-        mssim = np.float64(per_chan[0])
-    else:
-        mssim = per_chan.astype(ftype).mean()
-    out = [mssim]
-    if gradient:
-        out.append(grad.astype(ftype, copy=False))
-    if full:
-        out.append(S.astype(ftype, copy=False))
-    return tuple(out) if len(out) > 1 else mssim
+    return p, ndim, im1, im2
 
 
 def _filter(a, taps):

@@ -374,6 +374,53 @@ def test_multiscale_structural_similarity_matches_cpu(emulated):
         _driver.multiscale_structural_similarity(x[0], y[0], channel_axis=-1)
 
 
+SKIMAGE_CASES = [
+    ((37, 41), np.uint8, {}),
+    ((30, 33, 3), np.uint8, dict(channel_axis=-1, gaussian_weights=True)),
+    ((3, 26, 29), np.float64, dict(channel_axis=0, data_range=1.0, win_size=5,
+                                    use_sample_covariance=False)),
+    ((31, 30), np.float64, dict(data_range=1.0, gaussian_weights=True, sigma=1.0,
+                                win_size=3)),  # the crop (3) narrower than the window (9)
+    ((11, 12, 13), np.float64, dict(data_range=2.0, win_size=3)),  # a volume
+    ((25, 27), np.float32, dict(data_range=1.0, gaussian_weights=True)),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,kw", SKIMAGE_CASES,
+                         ids=[f"{s}-{d.__name__}-{k}" for s, d, k in SKIMAGE_CASES])
+def test_structural_similarity_matches_cpu(emulated, shape, dtype, kw):
+    """The drop-in on the GPU path against the CPU drop-in (itself checked
+    against scikit-image in test_drop_in.py): value, gradient w.r.t. im2 and
+    the same-size map, in the order scikit-image returns them."""
+    x, y = pair(shape, dtype=dtype, seed=83)
+    v_cpu, g_cpu, s_cpu = fastssim.structural_similarity(x, y, gradient=True, full=True, **kw)
+    v_gpu, g_gpu, s_gpu = _driver.structural_similarity(x, y, gradient=True, full=True, **kw)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    _close(v_gpu, v_cpu, "value", tol)
+    _close(s_gpu, s_cpu, "map", 2e-5 if dtype == np.float32 else 1e-12)
+    _close(g_gpu, g_cpu, "gradient", 2e-5 if dtype == np.float32 else 1e-12)
+    assert g_gpu.dtype == g_cpu.dtype and s_gpu.dtype == s_cpu.dtype
+    assert float(_driver.structural_similarity(x, y, **kw)) == float(v_gpu)
+
+
+def test_structural_similarity_errors_and_warnings_as_on_the_cpu(emulated):
+    def dispatched(*a, **k):  # the frame fastssim._dispatch.gpu_dispatch adds on a GPU
+        return _driver.structural_similarity(*a, **k)
+
+    x, y = pair((20, 20), dtype=np.uint16, seed=89)
+    for bad in (dict(win_size=4), dict(win_size=31), dict(K1=-1.0), dict(gradient=1),
+                dict(data_range=0.0)):
+        with pytest.raises((ValueError, TypeError)) as e:
+            fastssim.structural_similarity(x, y, **bad)
+        with pytest.raises(type(e.value), match=re.escape(str(e.value))):
+            dispatched(x, y, **bad)
+    with pytest.warns(UserWarning, match="Setting data_range based on im1.dtype") as rec:
+        dispatched(x, y)
+    assert rec[0].filename == __file__  # attributed to the caller's line
+    with pytest.raises(NotImplementedError, match="1-D images"):
+        dispatched(x[0], y[0], win_size=3, data_range=65535)
+
+
 VOLUMES = [
     ((13, 14, 15), {}),
     ((2, 9, 12, 11), dict(window="uniform", win_size=3, border="valid")),

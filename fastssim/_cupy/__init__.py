@@ -31,6 +31,7 @@ COVERED = {
     "ms_ssim": "ms_ssim",
     "losses.ms_ssim": "loss_ms_ssim",
     "multiscale_structural_similarity": "multiscale_structural_similarity",
+    "structural_similarity": "structural_similarity",
 }
 
 

@@ -23,7 +23,7 @@ from . import _source
 
 __all__ = ["ssim", "ssim_vjp", "loss_ssim", "pixelwise_ms_ssim", "pixelwise_ms_ssim_vjp",
            "loss_pixelwise_ms_ssim", "loss_mix", "loss_l1", "loss_l2", "ms_ssim", "loss_ms_ssim",
-           "multiscale_structural_similarity", "kernels"]
+           "multiscale_structural_similarity", "structural_similarity", "kernels"]
 
 
 def _xp(a):
@@ -901,6 +901,48 @@ def multiscale_structural_similarity(im1, im2, *, data_range=None, channel_axis=
     if gradient:
         return res.value, res.grad_y
     return res
+
+
+def structural_similarity(im1, im2, *, win_size=None, gradient=False, data_range=None,
+                          channel_axis=None, gaussian_weights=False, full=False, K1=0.01,
+                          K2=0.03, sigma=1.5, use_sample_covariance=True, workers=None,
+                          **kwargs):
+    """fastssim.structural_similarity on CuPy arrays (2-D and 3-D images): the
+    same checks, warnings and return order as on the CPU (scikit-image's);
+    mssim a 0-d CuPy array (no host synchronisation), the gradient with
+    respect to im2 and the map CuPy arrays in the input layout."""
+    from .._structural_similarity import skimage_plan
+
+    _same_device(im1, im2, ("im1", "im2"))
+    # stacklevel 4: caller > gpu_dispatch > here > skimage_plan
+    p, ndim, _, _ = skimage_plan(
+        _stand_in(im1), _stand_in(im2), win_size=win_size, gradient=gradient,
+        data_range=data_range, channel_axis=channel_axis, gaussian_weights=gaussian_weights,
+        full=full, K1=K1, K2=K2, sigma=sigma, use_sample_covariance=use_sample_covariance,
+        workers=None, stacklevel=4)
+    if ndim not in (2, 3):
+        raise NotImplementedError(
+            f"fastssim.structural_similarity on CuPy arrays: {ndim}-D images (shape "
+            f"{im1.shape}, channel_axis={channel_axis}); the GPU streams 2-D and 3-D images: "
+            "use NumPy arrays for other ranks")
+    lay, (scale,) = p.layout, p.scales
+    taps = scale.taps
+    q = dict(cax=lay.channel_axis, shape=lay.shape, batch_shape=lay.batch_shape,
+             nchan=lay.nchan, spatial=lay.spatial, taps=taps, r=(len(taps) - 1) // 2, C1=p.C1,
+             C2=p.C2, cov=scale.cov, ftype=lay.dtype, border="reflect")
+    ftype = float_type(lay.xdtype)
+    with _device(im1):
+        gl = _Layout(im1, im2, q)
+        sums, m, _, gy = run(gl, map_region=p.map_region, want_map=p.want_map, grad=p.grad,
+                             wscal=p.wscal, sum_region=p.sum_region)
+        per_chan = sums / p.n_sum
+        mssim = per_chan[0] if lay.channel_axis is None else per_chan.astype(ftype).mean()
+        out = [mssim]
+        if p.grad:
+            out.append(gl.to_user(gy).astype(ftype, copy=False))
+        if p.want_map:
+            out.append(gl.to_user(m).astype(ftype, copy=False))
+    return tuple(out) if len(out) > 1 else mssim
 
 
 def _level(lay, xe, ye, spatial):
