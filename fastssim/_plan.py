@@ -80,7 +80,8 @@ from ._validation import (
 
 __all__ = ["Layout", "Scale", "Pyramid", "Plan", "ssim", "pixelwise", "ms_ssim", "skimage",
            "windowed_mean", "grad_code", "wrt_code", "values", "per_item", "check_weights",
-           "check_sigmas", "check_outs", "check_cotangent", "fit_weights", "window_size"]
+           "check_sigmas", "check_outs", "ssim_outs", "check_cotangent", "fit_weights",
+           "window_size"]
 
 _GRAD = {None: 0, "x": 1, "y": 2, "both": 3}
 
@@ -579,19 +580,47 @@ def values(plan, sums):
     return per_item(plan, sums / plan.n_sum)
 
 
-def check_outs(x, y, outs):
+def check_outs(x, y, outs, xp=np):
     """Caller buffers ``((name, array or None, shape, dtype), ...)`` in order:
     none overlaps an input or another (the engine reads the inputs while it
     writes, in blocks, on several threads), each of its shape and dtype,
-    C-contiguous and writeable."""
-    given = [(n, a) for n, a, _, _ in outs if isinstance(a, np.ndarray)]
+    C-contiguous and writeable.  ``xp``: the inputs' array module (NumPy, or
+    CuPy for the GPU backend)."""
+    given = [(n, a) for n, a, _, _ in outs if isinstance(a, xp.ndarray)]
     for i, (name, a) in enumerate(given):
         for other in (x, y):
-            if np.may_share_memory(a, other):
+            if xp.may_share_memory(a, other):
                 raise ValueError(f"{name}: the buffer overlaps an input image; pass a separate array")
         for _, b in given[i + 1:]:
-            if np.may_share_memory(a, b):
+            if xp.may_share_memory(a, b):
                 raise ValueError(f"{name}: the buffers overlap each other; pass separate arrays")
     for name, a, shape, dtype in outs:
         if a is not None:
-            check_out(a, shape, dtype, name)
+            check_out(a, shape, dtype, name, xp)
+
+
+def ssim_outs(plan, x, y, map_out, grad_out, xp=np):
+    """The ``map_out`` / ``grad_out`` buffers of :func:`fastssim.ssim`, checked
+    (:func:`check_outs`), as the backend's ``out`` triple (map, grad_x,
+    grad_y); None when the caller gave none."""
+    g = plan.grad
+    if map_out is not None and not plan.want_map:
+        raise ValueError("map_out: a map buffer needs full=True")
+    if grad_out is not None and not g:
+        raise ValueError("grad_out: a gradient buffer needs gradient='x', 'y' or 'both'")
+    if map_out is None and grad_out is None:
+        return None
+    gouts = (None, None)
+    if g == 3:
+        if grad_out is not None and (not isinstance(grad_out, (tuple, list)) or len(grad_out) != 2):
+            raise TypeError("grad_out: expected a pair of arrays (grad_x, grad_y) for gradient='both'")
+        gouts = tuple(grad_out) if grad_out is not None else (None, None)
+    elif g == 1:
+        gouts = (grad_out, None)
+    elif g == 2:
+        gouts = (None, grad_out)
+    lay = plan.layout
+    check_outs(x, y, (("map_out", map_out, plan.map_shape, lay.dtype),
+                      ("grad_out", gouts[0], lay.xshape, lay.dtype),
+                      ("grad_out", gouts[1], lay.yshape, lay.dtype)), xp)
+    return (map_out,) + gouts

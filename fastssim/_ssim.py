@@ -124,26 +124,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5,
                          sigma=sigma, truncate=truncate, win_size=win_size, K1=K1, K2=K2,
                          covariance=covariance, border=border, channel_axis=channel_axis,
                          spatial_dims=spatial_dims, workers=workers)
-    if map_out is not None and not full:
-        raise ValueError("map_out: a map buffer needs full=True")
-    if grad_out is not None and not g:
-        raise ValueError("grad_out: a gradient buffer needs gradient='x', 'y' or 'both'")
-    outs = None
-    if map_out is not None or grad_out is not None:
-        gouts = (None, None)
-        if g == 3:
-            if grad_out is not None and (not isinstance(grad_out, (tuple, list)) or len(grad_out) != 2):
-                raise TypeError("grad_out: expected a pair of arrays (grad_x, grad_y) for gradient='both'")
-            gouts = tuple(grad_out) if grad_out is not None else (None, None)
-        elif g == 1:
-            gouts = (grad_out, None)
-        elif g == 2:
-            gouts = (None, grad_out)
-        lay = p.layout
-        _plan.check_outs(x, y, (("map_out", map_out, p.map_shape, lay.dtype),
-                                ("grad_out", gouts[0], lay.xshape, lay.dtype),
-                                ("grad_out", gouts[1], lay.yshape, lay.dtype)))
-        outs = (map_out,) + gouts
+    outs = _plan.ssim_outs(p, x, y, map_out, grad_out)
     res = _backends.execute(p, x, y, out=outs)
     value = _plan.values(p, res.sums)
     if not full and not g:

@@ -361,16 +361,18 @@ def max_workers() -> int:
     return WORKERS_PER_CPU * _cpu_count()
 
 
-def check_out(arr, shape, dtype, name):
-    """Validate a caller-provided output buffer."""
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name}: expected a NumPy array, got {type(arr).__name__}")
+def check_out(arr, shape, dtype, name, xp=np):
+    """Validate a caller-provided output buffer (``xp``: the array module of
+    the inputs, NumPy or CuPy)."""
+    if not isinstance(arr, xp.ndarray):
+        kind = "a NumPy" if xp is np else "a CuPy"
+        raise TypeError(f"{name}: expected {kind} array, got {type(arr).__name__}")
     if arr.shape != tuple(shape) or arr.dtype != dtype:
         raise ValueError(
             f"{name}: expected an array of shape {tuple(shape)} and dtype {dtype}, "
             f"got shape {arr.shape} and dtype {arr.dtype}"
         )
-    if not arr.flags.c_contiguous or not arr.flags.writeable:
+    if not arr.flags.c_contiguous or not getattr(arr.flags, "writeable", True):
         raise ValueError(f"{name}: expected a writeable C-contiguous array")
     return arr
 

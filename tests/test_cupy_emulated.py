@@ -374,6 +374,40 @@ def test_multiscale_structural_similarity_matches_cpu(emulated):
         _driver.multiscale_structural_similarity(x[0], y[0], channel_axis=-1)
 
 
+@pytest.mark.parametrize("gradient", ["x", "y", "both"])
+def test_ssim_writes_into_the_callers_buffers(emulated, gradient):
+    """map_out / grad_out on the GPU path: the very buffers come back, holding
+    the CPU's map and gradients (broadcast batch: the summed gradient)."""
+    x, y = pair((3, 2, 20, 23), seed=101)
+    y = y[:1]  # broadcast along the first batch axis
+    kw = dict(data_range=1.0, full=True, gradient=gradient)
+    cpu = fastssim.ssim(x, y, **kw)
+    m = np.full(cpu.map.shape, np.nan)
+    gx, gy = np.full(x.shape, np.nan), np.full(y.shape, np.nan)
+    gout = (gx, gy) if gradient == "both" else gx if gradient == "x" else gy
+    res = _driver.ssim(x, y, map_out=m, grad_out=gout, **kw)
+    assert res.map is m
+    _close(m, cpu.map, "map")
+    for got, want, buf in ((res.grad_x, cpu.grad_x, gx), (res.grad_y, cpu.grad_y, gy)):
+        if want is not None:
+            assert got is buf
+            _close(buf, want, "gradient")
+
+
+def test_ssim_buffer_errors_as_on_the_cpu(emulated):
+    x, y = pair((20, 21), seed=103)
+    good = np.empty((20, 21))
+    for bad in (dict(map_out=good), dict(full=True, map_out=np.empty((20, 20))),
+                dict(full=True, map_out=np.empty((20, 21), np.float32)),
+                dict(full=True, map_out=np.empty((21, 20)).T),
+                dict(full=True, map_out=x), dict(gradient="both", grad_out=good),
+                dict(gradient="y", grad_out=[1.0]), dict(grad_out=good)):
+        with pytest.raises((ValueError, TypeError)) as e:
+            fastssim.ssim(x, y, data_range=1.0, **bad)
+        with pytest.raises(type(e.value), match=re.escape(str(e.value))):
+            _driver.ssim(x, y, data_range=1.0, **bad)
+
+
 SKIMAGE_CASES = [
     ((37, 41), np.uint8, {}),
     ((30, 33, 3), np.uint8, dict(channel_axis=-1, gaussian_weights=True)),

@@ -437,26 +437,44 @@ def _map_region(q, full):
     return tuple((q["r"], n - q["r"]) for n in q["spatial"])
 
 
-def _no_buffers(kw):
-    for name in ("map_out", "grad_out"):
-        if kw.pop(name, None) is not None:
-            raise NotImplementedError(f"fastssim on CuPy arrays: {name} is not supported on "
-                                      "the GPU yet; use the returned arrays")
-    kw.pop("workers", None)  # threads of the CPU engine: nothing to do on a GPU
+def _buffers(x, y, full, g, map_out, grad_out, kw):
+    """``ssim``'s map_out / grad_out checked as on the CPU (the Plan built on
+    stand-ins), and on the inputs' device: (map, grad_x, grad_y) or None."""
+    from .. import _plan
+
+    if map_out is None and grad_out is None:
+        return None
+    p, _, _ = _plan.ssim(_stand_in(x), _stand_in(y), full=full, grad=g, **_defaults(kw),
+                         workers=None)
+    outs = _plan.ssim_outs(p, x, y, map_out, grad_out, xp=_xp(x))
+    for name, b in zip(("map_out", "grad_out", "grad_out"), outs):
+        if b is not None:
+            _same_device(x, b, ("x", name))
+    return outs
 
 
-def ssim(x, y, *, full=False, gradient=None, **kw):
+def _into(buf, a):
+    """``a`` written into the caller's buffer ``buf`` (returned), or ``a``."""
+    if buf is None:
+        return a
+    buf[...] = a
+    return buf
+
+
+def ssim(x, y, *, full=False, gradient=None, map_out=None, grad_out=None, **kw):
     """fastssim.ssim on CuPy arrays (see its docstring): the value is a CuPy
     array of the batch shape (0-d for one pair), maps and gradients CuPy
-    arrays in the input layout."""
+    arrays in the input layout (written into ``map_out`` / ``grad_out`` when
+    given: CuPy arrays on the inputs' device)."""
     from .._ssim import SSIMResult
 
-    _no_buffers(kw)
+    kw.pop("workers", None)  # threads of the CPU engine: nothing to do on a GPU
     _same_device(x, y, ("x", "y"))
     g = _grad_code(gradient)
     full = check_bool(full, "full")
     with _device(x):
         q = _params(x, y, **_defaults(kw))
+        outs = _buffers(x, y, full, g, map_out, grad_out, kw) or (None, None, None)
         lay = _Layout(x, y, q)
         mreg = _map_region(q, full)
         n_valid = math.prod(n - 2 * q["r"] for n in q["spatial"])
@@ -465,9 +483,10 @@ def ssim(x, y, *, full=False, gradient=None, **kw):
         value = lay.values(sums, n_valid)
         if not full and not g:
             return value
-        return SSIMResult(value, lay.to_user(m) if full else None,
-                          lay.sum_to(lay.to_user(gx), 0) if gx is not None else None,
-                          lay.sum_to(lay.to_user(gy), 1) if gy is not None else None)
+        return SSIMResult(
+            value, _into(outs[0], lay.to_user(m)) if full else None,
+            _into(outs[1], lay.sum_to(lay.to_user(gx), 0)) if gx is not None else None,
+            _into(outs[2], lay.sum_to(lay.to_user(gy), 1)) if gy is not None else None)
 
 
 def ssim_vjp(x, y, cotangent, *, wrt="x", **kw):
