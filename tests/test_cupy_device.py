@@ -208,7 +208,12 @@ def test_pointwise_losses_match_cpu(kind):
 @pytest.mark.parametrize("shape,kw", [((2, 161, 170), {}),
                                       ((1, 200, 203, 3), dict(channel_axis=-1, downsample="zero")),
                                       ((2, 176, 181), dict(downsample="drop", negative="simple")),
-                                      ((2, 165, 177), dict(downsample="replicate"))])
+                                      ((2, 165, 177), dict(downsample="replicate")),
+                                      ((40, 45, 43), dict(weights=(0.3, 0.3, 0.4), sigma=1.0,
+                                                          spatial_dims=3)),
+                                      ((2, 33, 35, 37), dict(weights=(0.5, 0.5), window="uniform",
+                                                             win_size=5, spatial_dims=3,
+                                                             downsample="replicate"))])
 def test_ms_ssim_matches_cpu(shape, kw):
     x, y = pair(shape, seed=67)
     cpu = fastssim.ms_ssim(x, y, data_range=1.0, gradient="both", return_scales=True, **kw)

@@ -331,6 +331,13 @@ MSSSIM = [
                        downsample="replicate", negative="none", covariance="sample")),
     ((12, 40), dict(weights=(0.5, 0.5, 0.5), window="uniform", win_size=5, fit_scales=True)),
     ((161, 165), {}),  # Wang's defaults: 5 scales, 11-tap Gaussian
+    # volumes (spatial_dims=3): the pyramid's two-pass downsampling and its adjoint
+    ((13, 15, 14), dict(weights=(0.4, 0.6), window="uniform", win_size=3, spatial_dims=3)),
+    ((2, 11, 13, 12), dict(weights=(0.3, 0.3, 0.4), window="uniform", win_size=3,
+                           spatial_dims=3, downsample="replicate", covariance="sample")),
+    ((1, 12, 11, 14, 2), dict(weights=(0.5, 0.5), window="uniform", win_size=3, spatial_dims=3,
+                              channel_axis=-1, downsample="zero", negative="simple")),
+    ((16, 17, 15), dict(weights=(0.5, 0.5), sigma=0.8, spatial_dims=3, downsample="drop")),
 ]
 
 

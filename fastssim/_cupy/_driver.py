@@ -11,6 +11,7 @@ uploaded once per device and geometry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -749,9 +750,67 @@ def _dev_tables(xp, arrays, dtypes):
     return got[1]
 
 
+@functools.lru_cache(maxsize=64)
+def _identity_maps(n):
+    """Host tables of the identity along an axis of n samples, in the layout
+    of fastssim._pyramid's down tables (i0, i1, w0, w1) and of their adjoint
+    (m, u); cached, so that their ids key the device copies (_dev_tables)."""
+    ar = np.arange(n, dtype=np.int32)
+    return (ar, ar, np.ones(n), np.zeros(n)), (ar, np.ones(n))
+
+
+def _down(win, a, sp, osp, maps, P, ft, cp):
+    """One pyramid level's 2x downsampling of the planes ``a`` (P, *sp) to
+    (P, *osp) with fs_down: 2-D in one pass; volumes in two, axes 1 and 2 of
+    every slice, then axis 0 (the operator is the tensor product of the
+    per-axis ones)."""
+    tab = lambda d: _dev_tables(cp, (d.i0, d.i1, d.w0, d.w1),  # noqa: E731
+                                (np.int32, np.int32, np.float64, np.float64))
+    if len(sp) == 2:
+        d0, _, d2 = maps
+        out = cp.empty((P,) + tuple(osp), dtype=ft)
+        win.k["fs_down"](_grid(win.rows, osp[0], osp[1], P), _BLOCK, (
+            a, out, np.int32(sp[0]), np.int32(sp[1]), np.int32(osp[0]), np.int32(osp[1]),
+            *tab(d0), *tab(d2)))
+        return out
+    d0, d1, d2 = maps
+    (n0, n1, n2), (o0, o1, o2) = sp, osp
+    t = cp.empty((P, n0, o1, o2), dtype=ft)
+    win.k["fs_down"](_grid(win.rows, o1, o2, P * n0), _BLOCK, (
+        a, t, np.int32(n1), np.int32(n2), np.int32(o1), np.int32(o2), *tab(d1), *tab(d2)))
+    ident = _dev_tables(cp, _identity_maps(o1 * o2)[0],
+                        (np.int32, np.int32, np.float64, np.float64))
+    out = cp.empty((P, o0, o1, o2), dtype=ft)
+    win.k["fs_down"](_grid(win.rows, o0, o1 * o2, P), _BLOCK, (
+        t, out, np.int32(n0), np.int32(o1 * o2), np.int32(o0), np.int32(o1 * o2),
+        *tab(d0), *ident))
+    return out
+
+
+def _up(win, coarse, fine, sp, osp, maps, P, ft, cp):
+    """The adjoint of :func:`_down` added into ``fine`` (P, *sp) (fs_up);
+    volumes: axis 0 into a zeroed slab, then axes 1 and 2 into ``fine``."""
+    tab = lambda d: _dev_tables(cp, (d.m, d.u), (np.int32, np.float64))  # noqa: E731
+    if len(sp) == 2:
+        d0, _, d2 = maps
+        win.k["fs_up"](_grid(win.rows, sp[0], sp[1], P), _BLOCK, (
+            coarse, fine, np.int32(sp[0]), np.int32(sp[1]), np.int32(osp[0]), np.int32(osp[1]),
+            *tab(d0), *tab(d2)))
+        return
+    d0, d1, d2 = maps
+    (n0, n1, n2), (o0, o1, o2) = sp, osp
+    t = cp.zeros((P, n0, o1, o2), dtype=ft)
+    ident = _dev_tables(cp, _identity_maps(o1 * o2)[1], (np.int32, np.float64))
+    win.k["fs_up"](_grid(win.rows, n0, o1 * o2, P), _BLOCK, (
+        coarse, t, np.int32(n0), np.int32(o1 * o2), np.int32(o0), np.int32(o1 * o2),
+        *tab(d0), *ident))
+    win.k["fs_up"](_grid(win.rows, n1, n2, P * n0), _BLOCK, (
+        t, fine, np.int32(n1), np.int32(n2), np.int32(o1), np.int32(o2), *tab(d1), *tab(d2)))
+
+
 def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit_scales=False,
             gradient=None, return_scales=False, _names=("x", "y"), **kw):
-    """fastssim.ms_ssim on CuPy arrays (2-D): the value (CuPy, batch shape), and
+    """fastssim.ms_ssim on CuPy arrays (images and volumes): the value (CuPy, batch shape), and
     with ``gradient`` / ``return_scales`` an MSSSIMResult of CuPy arrays."""
     from .._msssim import WANG_WEIGHTS, MSSSIMResult, min_size
     from .._plan import check_weights as _check_weights
@@ -773,9 +832,6 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
     return_scales = check_bool(return_scales, "return_scales")
     with _device(x):
         q = _params(x, y, **_defaults(kw), names=_names, check_window=False)
-        if len(q["spatial"]) != 2:
-            raise NotImplementedError("fastssim.ms_ssim on CuPy arrays: volumes (spatial_dims=3) "
-                                      "are not implemented on the GPU yet; use NumPy arrays")
         taps, r = len(q["taps"]), q["r"]
         M = w.size
         fit = _fitting_scales(q["spatial"], downsample, taps, M)
@@ -816,19 +872,8 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
             shifts = R.shifts  # every level's moments are of x - s with the finest level's s
             runs.append((lv, R, win))
             if j + 1 < M:
-                d0, _, d2 = down_maps(sp, downsample)
-                nxt = []
-                for a in levels[j]:
-                    out = cp.empty((P,) + tuple(shapes[j + 1]), dtype=ft)
-                    t0 = _dev_tables(cp, (d0.i0, d0.i1, d0.w0, d0.w1),
-                                     (np.int32, np.int32, np.float64, np.float64))
-                    t2 = _dev_tables(cp, (d2.i0, d2.i1, d2.w0, d2.w1),
-                                     (np.int32, np.int32, np.float64, np.float64))
-                    o0, o2 = shapes[j + 1]
-                    win.k["fs_down"](_grid(win.rows, o0, o2, P), _BLOCK, (
-                        a, out, np.int32(sp[0]), np.int32(sp[1]), np.int32(o0), np.int32(o2),
-                        *t0, *t2))
-                    nxt.append(out)
+                maps = down_maps(sp, downsample)
+                nxt = [_down(win, a, sp, shapes[j + 1], maps, P, ft, cp) for a in levels[j]]
                 levels.append(tuple(nxt))
         ms = cp.empty((P, M), dtype=cp.float64)
         whole = lambda sp: [(0, n - 2 * r) for n in sp]  # noqa: E731
@@ -860,16 +905,10 @@ def ms_ssim(x, y, *, weights=None, downsample="symmetric", negative="clamp", fit
                 gx, gy = R.grads(g)
                 R.adj(win, "cs" if j < M - 1 else "ssim", pm, g, gx, gy)
                 if G is not None:
-                    d0, _, d2 = down_maps(shapes[j], downsample)
-                    t0 = _dev_tables(cp, (d0.m, d0.u), (np.int32, np.float64))
-                    t2 = _dev_tables(cp, (d2.m, d2.u), (np.int32, np.float64))
-                    n0, n2 = shapes[j]
-                    o0, o2 = shapes[j + 1]
+                    maps = down_maps(shapes[j], downsample)
                     for fine, coarse in zip((gx, gy), G):
                         if fine is not None:
-                            win.k["fs_up"](_grid(win.rows, n0, n2, P), _BLOCK, (
-                                coarse, fine, np.int32(n0), np.int32(n2), np.int32(o0),
-                                np.int32(o2), *t0, *t2))
+                            _up(win, coarse, fine, shapes[j], shapes[j + 1], maps, P, ft, cp)
                 G = (gx, gy)
             for side in (0, 1):
                 if G[side] is not None:
