@@ -297,12 +297,3 @@ def test_driver_errors_match_the_cpu_path(kw):
         fastssim.ssim(x, y, **full)
     with pytest.raises(cpu.type, match=re.escape(str(cpu.value))):
         _driver._params(x, y, **full)
-
-
-def test_driver_refuses_ms_ssim_volumes_clearly():
-    pytest.importorskip("cupy")
-    from fastssim._cupy import _driver
-
-    x, y = pair((40, 40, 40))
-    with pytest.raises(NotImplementedError, match="ms_ssim on CuPy arrays: volumes"):
-        _driver.ms_ssim(x, y, data_range=1.0, spatial_dims=3, weights=(0.5, 0.5))
