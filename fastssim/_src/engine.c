@@ -94,11 +94,13 @@ size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(
                         int c_lo, int c_hi, int strip, int nstrip, void *scratch)
 #define FS_ROWS_ARGS (jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch)
 #define FS_DOWN_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
-                        const void *in, void *out, int l0, int l1, void *tmp)
-#define FS_DOWN_ARGS (d0, d1, d2, in, out, l0, l1, tmp)
+                        const void *in, int in_type, int nci, void *out, int l0, int l1, \
+                        void *tmp)
+#define FS_DOWN_ARGS (d0, d1, d2, in, in_type, nci, out, l0, l1, tmp)
 #define FS_UP_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
-                      const void *coarse, void *fine, double coef, int l0, int l1)
-#define FS_UP_ARGS (d0, d1, d2, coarse, fine, coef, l0, l1)
+                      const void *coarse, void *fine, int nci, double coef, int l0, int l1, \
+                      void *tmp)
+#define FS_UP_ARGS (d0, d1, d2, coarse, fine, nci, coef, l0, l1, tmp)
 FS_DISPATCHED(fs_rows_multi_f, FS_ROWS_PARAMS, FS_ROWS_ARGS)
 FS_DISPATCHED(fs_rows_multi_d, FS_ROWS_PARAMS, FS_ROWS_ARGS)
 FS_DISPATCHED(fs_down_f, FS_DOWN_PARAMS, FS_DOWN_ARGS)
