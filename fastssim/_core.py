@@ -297,7 +297,7 @@ def input_type(src, compute):
     return _NATIVE[np.dtype(compute)][np.dtype(src)]
 
 
-def plane_shifts(xs, ys, P, xsel=None, ysel=None, *, nci=1, compute=None):
+def plane_shifts(xs, ys, P, xsel=None, ysel=None, *, nci=1, compute=None, workers=1):
     """The per-plane shifts (fs_plane_shifts) of inputs read in place: planes
     (P, *spatial) or interleaved channels (P / nci, *spatial, nci), of the
     compute type (default: x's) or one the engine converts.  With
@@ -308,11 +308,12 @@ def plane_shifts(xs, ys, P, xsel=None, ysel=None, *, nci=1, compute=None):
     spatial = xs.shape[1:-1] if nci > 1 else xs.shape[1:]
     dims, dbl = _as4(spatial), compute == np.float64
     if xsel is None:
-        return _engine.shifts(xs, ys, P, dims, nci, input_type(xs.dtype, compute), dbl)
+        return _engine.shifts(xs, ys, P, dims, nci, input_type(xs.dtype, compute), dbl,
+                              int(workers))
     out = []
     for a, sel in ((xs, xsel), (ys, ysel)):
         own = _engine.shifts(a, a, a.shape[0] * nci, dims, nci, input_type(a.dtype, compute),
-                             dbl)[0]
+                             dbl, int(workers))[0]
         out.append(own[(sel[:, None] * nci + np.arange(nci)).ravel()] if nci > 1 else own[sel])
     return tuple(out)
 

@@ -359,7 +359,7 @@ cdef class EngineCall:
         cdef list keep = []
         if self.shift_x is None:
             self.shift_x, self.shift_y = _shifts(self.x, self.y, self.P, self.dims, self.nci,
-                                                 self.in_type, self.use_double)
+                                                 self.in_type, self.use_double, n_threads)
         for j in range(M):
             _fill_window(&jobs[j], self.dims, self.nci, self.windows[j], self.out_shape,
                          self.region, keep)
@@ -738,26 +738,55 @@ cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double
     return job.plane_in * _in_esz(job.in_type, use_double)
 
 
-def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double):
+def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
+           int n_threads=1):
     """The per-plane shifts (float64 arrays (P,)) that :func:`run` computes when
     it is not given them; a pyramid computes them once for all its levels."""
-    return _shifts(x, y, P, dims, nci, in_type, use_double)
+    return _shifts(x, y, P, dims, nci, in_type, use_double, n_threads)
+
+
+# Shifts of many planes: chunks of this many items per unit of a parallel
+# loop (each plane's shift is its own: any split gives the same bits), and
+# below this many grid samples in all, one thread.
+cdef int _SHIFT_ITEMS = 64
+cdef long long _SHIFT_SERIAL = 1 << 16
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
-                   int use_double):
-    """Per-plane shifts of x and y (see fs_plane_shifts)."""
+                   int use_double, int n_threads=1):
+    """Per-plane shifts of x and y (see fs_plane_shifts), over the items in
+    parallel when there are many."""
     sx = np.empty(P, dtype=np.float64)
     sy = np.empty(P, dtype=np.float64)
     cdef int n0 = dims[0], n1 = dims[1], n2 = dims[2]
     cdef ptrdiff_t item = <ptrdiff_t>n0 * n1 * n2 * nci
-    cdef void *px = _ptr(x)
-    cdef void *py = _ptr(y)
+    cdef char *px = <char*>_ptr(x)
+    cdef char *py = <char*>_ptr(y)
     cdef double *psx = <double*>_ptr(sx)
     cdef double *psy = <double*>_ptr(sy)
+    cdef ptrdiff_t esz = _in_esz(in_type, use_double)
+    # grid samples per plane: ceil(n / max(1, n // 32)) along each axis
+    cdef long long grid = 1
+    cdef int n
+    for n in (n0, n1, n2):
+        grid *= (n + max(1, n // 32) - 1) // max(1, n // 32)
+    cdef int items = P // nci if nci > 0 else 0
+    cdef int nchunk = (items + _SHIFT_ITEMS - 1) // _SHIFT_ITEMS
+    cdef int u, side, i0, i1
+    if n_threads < 1 or nchunk < 2 or grid * P < _SHIFT_SERIAL:
+        n_threads = 1
+    if n_threads > 2 * nchunk:
+        n_threads = 2 * nchunk
     with nogil:
-        fs_plane_shifts(px, in_type, use_double, nci, item, P, n0, n1, n2, psx)
-        fs_plane_shifts(py, in_type, use_double, nci, item, P, n0, n1, n2, psy)
+        for u in prange(2 * nchunk, num_threads=n_threads, schedule='static'):
+            side = u % 2
+            i0 = (u // 2) * _SHIFT_ITEMS
+            i1 = i0 + _SHIFT_ITEMS
+            if i1 > items:
+                i1 = items
+            fs_plane_shifts((py if side else px) + i0 * item * esz, in_type, use_double, nci,
+                            item, <ptrdiff_t>(i1 - i0) * nci, n0, n1, n2,
+                            (psy if side else psx) + <ptrdiff_t>i0 * nci)
     return sx, sy
 
 

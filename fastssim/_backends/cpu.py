@@ -230,7 +230,8 @@ def _pyramid(plan, x, y):
     pyr = _core.pyramid(lay.spatial, P, dt.char, plan.scales[0].taps, M, pd.downsample, g, nci)
     # every level's moments are of x - s, y - s with the finest level's
     # shifts s (the means of a pyramid's levels agree)
-    sx, sy = _core.plane_shifts(xs, ys, P, ops.xsel, ops.ysel, nci=nci, compute=dt)
+    sx, sy = _core.plane_shifts(xs, ys, P, ops.xsel, ops.ysel, nci=nci, compute=dt,
+                                workers=plan.workers)
     full_shape = ((P,) + lay.spatial) if nci == 1 else ((P // nci,) + lay.spatial + (nci,))
     # the finest level's gradients are the results (x's layout): fresh arrays
     gx = np.empty(full_shape, dt) if g & 1 else None
