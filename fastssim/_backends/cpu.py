@@ -94,23 +94,6 @@ class _Operands:
         a = np.ascontiguousarray(a)  # no copy when the planes are already contiguous
         return a.reshape((-1,) + self.lay.spatial)
 
-    def planes(self):
-        """(x, y) as contiguous planes in the compute dtype: (P, *spatial),
-        or each input's own planes when it broadcasts (see ``xsel``)."""
-        ftype = self.lay.dtype
-        if self.nci == 1 and self.xe.dtype == ftype:
-            return self.xe, self.ye
-        return self.from_user(self.user[0], ftype), self.from_user(self.user[1], ftype)
-
-    def plane_sel(self):
-        """(xsel, ysel) for the planes :meth:`planes` returns (one entry per
-        (item, channel) plane), or (None, None) without broadcasting."""
-        if self.xsel is None or self.nci == 1:
-            return self.xsel, self.ysel
-        ch = np.arange(self.nci, dtype=np.intp)
-        return tuple(np.ascontiguousarray((s[:, None] * self.nci + ch).ravel())
-                     for s in (self.xsel, self.ysel))
-
     def to_user(self, a, interleaved=None):
         """Engine layout -> caller layout (*batch, *s) or with the channel axis restored.
 
