@@ -266,17 +266,20 @@ def _group_start(shapes, P):
 
 
 @functools.lru_cache(maxsize=64)
-def pyramid(spatial, P, dtchar, taps, M, downsample, grad):
+def pyramid(spatial, P, dtchar, taps, M, downsample, grad, nci=1):
     """The engine's :class:`Pyramid` of one MS-SSIM geometry, cached: each
     scale's bands over its valid region, form (cs, and l*cs at the last
     scale) and cotangent scale (1 / its valid-pixel count), the downsampling
-    maps, and the first scale of the shared launch.
+    maps, and the first scale of the shared launch.  ``nci`` > 1: the finest
+    level (the caller's input, read in place) has that many interleaved
+    channels, (P / nci, *spatial, nci).
 
-    ``pyr.run(xs, ys, buf, C1, C2, cov, gx, gy, sx, sy, workers, xsel, ysel)``
-    returns each plane's per-scale sums (P, M) over the valid regions and
-    keeps what the backward pass needs in ``buf`` (``pyr.nbytes`` bytes);
-    ``pyr.backward(buf, coef, g, side, workers)`` writes into ``g`` the
-    gradient of sum_{p,j} coef[p, j] * sum_j(p) w.r.t. x (side 0) or y (1)."""
+    ``pyr.run(xs, ys, buf, C1, C2, cov, gx, gy, sx, sy, workers, xsel, ysel,
+    in_type)`` returns each plane's per-scale sums (P, M) over the valid
+    regions and keeps what the backward pass needs in ``buf`` (``pyr.nbytes``
+    bytes); ``pyr.backward(buf, coef, g, side, workers)`` writes into ``g``
+    (x's layout) the gradient of sum_{p,j} coef[p, j] * sum_j(p) w.r.t. x
+    (side 0) or y (1)."""
     r = (len(taps) - 1) // 2
     shapes = pyramid_shapes(spatial, downsample, M)
     geoms = [_geometry(s, dtchar, taps, tuple((r, n - r) for n in s),
@@ -285,20 +288,34 @@ def pyramid(spatial, P, dtchar, taps, M, downsample, grad):
     forms = [FORM["cs"]] * (M - 1) + [FORM["ssim"]]
     return _engine.Pyramid(geoms, [down_maps(s, downsample) for s in shapes[:-1]], P,
                            dtchar == "d", _group_start(shapes, P), grad, forms,
-                           [1.0 / v for v in nval])
+                           [1.0 / v for v in nval], nci)
 
 
-def plane_shifts(xs, ys, P, xsel=None, ysel=None):
-    """The per-plane shifts (fs_plane_shifts) of contiguous planes (P, *spatial)
-    in the compute type; with ``xsel``/``ysel`` (batch broadcasting) each
-    input's own planes' shifts, picked per plane of the run (no copy of the
-    planes made)."""
+def input_type(src, compute):
+    """The engine's element-type code (IN_*) of dtype ``src`` read in place
+    when computing in ``compute`` (see :func:`native_type`)."""
+    return _NATIVE[np.dtype(compute)][np.dtype(src)]
+
+
+def plane_shifts(xs, ys, P, xsel=None, ysel=None, *, nci=1, compute=None, workers=1):
+    """The per-plane shifts (fs_plane_shifts) of inputs read in place: planes
+    (P, *spatial) or interleaved channels (P / nci, *spatial, nci), of the
+    compute type (default: x's) or one the engine converts.  With
+    ``xsel``/``ysel`` (batch broadcasting: one entry per item of the run)
+    each input's own planes' shifts, picked per plane of the run (no copy of
+    the planes made)."""
+    compute = np.dtype(compute if compute is not None else xs.dtype)
+    spatial = xs.shape[1:-1] if nci > 1 else xs.shape[1:]
+    dims, dbl = _as4(spatial), compute == np.float64
     if xsel is None:
-        return _engine.shifts(xs, ys, P, _as4(xs.shape[1:]), 1, _engine.IN_REAL,
-                              xs.dtype == np.float64)
-    return tuple(_engine.shifts(a, a, a.shape[0], _as4(a.shape[1:]), 1, _engine.IN_REAL,
-                                a.dtype == np.float64)[0][sel]
-                 for a, sel in ((xs, xsel), (ys, ysel)))
+        return _engine.shifts(xs, ys, P, dims, nci, input_type(xs.dtype, compute), dbl,
+                              int(workers))
+    out = []
+    for a, sel in ((xs, xsel), (ys, ysel)):
+        own = _engine.shifts(a, a, a.shape[0] * nci, dims, nci, input_type(a.dtype, compute),
+                             dbl, int(workers))[0]
+        out.append(own[(sel[:, None] * nci + np.arange(nci)).ravel()] if nci > 1 else own[sel])
+    return tuple(out)
 
 
 _NEGATIVE_CODE = {"clamp": _engine.NEG_CLAMP, "simple": _engine.NEG_SIMPLE,

@@ -78,13 +78,15 @@ cdef extern from "engine.h" nogil:
         int line_lo, line_hi
 
     void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                   const void *inp, void *out, int l0, int l1, void *tmp)
+                   const void *inp, int in_type, int nci, void *out, int l0, int l1, void *tmp)
     void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                   const void *inp, void *out, int l0, int l1, void *tmp)
+                   const void *inp, int in_type, int nci, void *out, int l0, int l1, void *tmp)
     void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                 const void *coarse, void *fine, double coef, int l0, int l1)
+                 const void *coarse, void *fine, int nci, double coef, int l0, int l1,
+                 void *tmp)
     void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                 const void *coarse, void *fine, double coef, int l0, int l1)
+                 const void *coarse, void *fine, int nci, double coef, int l0, int l1,
+                 void *tmp)
     size_t fs_multi_bytes_f(const fs_job *jobs, int M)
     size_t fs_multi_bytes_d(const fs_job *jobs, int M)
     void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
@@ -357,7 +359,7 @@ cdef class EngineCall:
         cdef list keep = []
         if self.shift_x is None:
             self.shift_x, self.shift_y = _shifts(self.x, self.y, self.P, self.dims, self.nci,
-                                                 self.in_type, self.use_double)
+                                                 self.in_type, self.use_double, n_threads)
         for j in range(M):
             _fill_window(&jobs[j], self.dims, self.nci, self.windows[j], self.out_shape,
                          self.region, keep)
@@ -713,6 +715,17 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         _launch_groups(jobs, M, &g, 1, grad, n_threads, use_double, px, py, step)
 
 
+cdef inline ptrdiff_t _in_esz(int in_type, int use_double) nogil:
+    """Bytes per input element of type in_type (FS_IN_*) in the compute type."""
+    if in_type == FS_IN_REAL:
+        return 8 if use_double else 4
+    if in_type == FS_IN_F32:
+        return 4
+    if in_type == FS_IN_U16 or in_type == FS_IN_I16:
+        return 2
+    return 1
+
+
 cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double) except -1:
     """Checks the item maps of a broadcast launch (intp, C-contiguous, one
     entry per item: P / nci of them, each a valid item of its input, as the
@@ -722,32 +735,58 @@ cdef ptrdiff_t _sel(fs_job *job, int P, object xsel, object ysel, int use_double
         if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1
                 or a.shape[0] != n or not a.flags.c_contiguous):
             raise ValueError("engine: xsel/ysel must be C-contiguous intp arrays of one entry per item")
-    cdef ptrdiff_t esz = 8 if (use_double and job.in_type == FS_IN_REAL) else (
-        4 if job.in_type in (FS_IN_REAL, FS_IN_F32) else (
-            2 if job.in_type in (FS_IN_U16, FS_IN_I16) else 1))
-    return job.plane_in * esz
+    return job.plane_in * _in_esz(job.in_type, use_double)
 
 
-def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double):
+def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_double,
+           int n_threads=1):
     """The per-plane shifts (float64 arrays (P,)) that :func:`run` computes when
     it is not given them; a pyramid computes them once for all its levels."""
-    return _shifts(x, y, P, dims, nci, in_type, use_double)
+    return _shifts(x, y, P, dims, nci, in_type, use_double, n_threads)
+
+
+# Shifts of many planes: chunks of this many items per unit of a parallel
+# loop (each plane's shift is its own: any split gives the same bits), and
+# below this many grid samples in all, one thread.
+cdef int _SHIFT_ITEMS = 64
+cdef long long _SHIFT_SERIAL = 1 << 16
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
-                   int use_double):
-    """Per-plane shifts of x and y (see fs_plane_shifts)."""
+                   int use_double, int n_threads=1):
+    """Per-plane shifts of x and y (see fs_plane_shifts), over the items in
+    parallel when there are many."""
     sx = np.empty(P, dtype=np.float64)
     sy = np.empty(P, dtype=np.float64)
     cdef int n0 = dims[0], n1 = dims[1], n2 = dims[2]
     cdef ptrdiff_t item = <ptrdiff_t>n0 * n1 * n2 * nci
-    cdef void *px = _ptr(x)
-    cdef void *py = _ptr(y)
+    cdef char *px = <char*>_ptr(x)
+    cdef char *py = <char*>_ptr(y)
     cdef double *psx = <double*>_ptr(sx)
     cdef double *psy = <double*>_ptr(sy)
+    cdef ptrdiff_t esz = _in_esz(in_type, use_double)
+    # grid samples per plane: ceil(n / max(1, n // 32)) along each axis
+    cdef long long grid = 1
+    cdef int n
+    for n in (n0, n1, n2):
+        grid *= (n + max(1, n // 32) - 1) // max(1, n // 32)
+    cdef int items = P // nci if nci > 0 else 0
+    cdef int nchunk = (items + _SHIFT_ITEMS - 1) // _SHIFT_ITEMS
+    cdef int u, side, i0, i1
+    if n_threads < 1 or nchunk < 2 or grid * P < _SHIFT_SERIAL:
+        n_threads = 1
+    if n_threads > 2 * nchunk:
+        n_threads = 2 * nchunk
     with nogil:
-        fs_plane_shifts(px, in_type, use_double, nci, item, P, n0, n1, n2, psx)
-        fs_plane_shifts(py, in_type, use_double, nci, item, P, n0, n1, n2, psy)
+        for u in prange(2 * nchunk, num_threads=n_threads, schedule='static'):
+            side = u % 2
+            i0 = (u // 2) * _SHIFT_ITEMS
+            i1 = i0 + _SHIFT_ITEMS
+            if i1 > items:
+                i1 = items
+            fs_plane_shifts((py if side else px) + i0 * item * esz, in_type, use_double, nci,
+                            item, <ptrdiff_t>(i1 - i0) * nci, n0, n1, n2,
+                            (psy if side else psx) + <ptrdiff_t>i0 * nci)
     return sx, sy
 
 
@@ -763,37 +802,49 @@ cdef long long _PYRAMID_SERIAL = 65536
 
 cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *rows, int L,
                      int P, int use_double, size_t tmpn, int n_threads,
-                     const ptrdiff_t *xsel=NULL, const ptrdiff_t *ysel=NULL) except -1:
+                     const ptrdiff_t *xsel=NULL, const ptrdiff_t *ysel=NULL,
+                     int in_type=FS_IN_REAL, int nci=1) except -1:
     """L 2x downsamplings in a row, of x and of y at once: level l + 1 =
     down(level l) with the maps dd[3l .. 3l+2]; px[l], py[l] the planes of
     level l (plane[l] elements each, rows[l] lines).  One launch, one (plane,
-    side) per thread: the small levels of a pyramid.  xsel, ysel (batch
-    broadcasting, not NULL): plane b of the first level is plane xsel[b] of
-    px[0] (ysel[b] of py[0])."""
+    side) per thread: the small levels of a pyramid.  The first level may be
+    the caller's input read in place: elements of type in_type, nci
+    interleaved channels (plane b is channel b % nci of item b // nci); with
+    xsel, ysel (batch broadcasting, not NULL) item i of the run reads item
+    xsel[i] of px[0] (ysel[i] of py[0])."""
     cdef size_t esz = 8 if use_double else 4
+    cdef ptrdiff_t in_esz = _in_esz(in_type, use_double)
     if 2 * P < n_threads:
         n_threads = 2 * P
     bufobj = _acquire(tmpn * esz * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
     cdef char *s
     cdef char *d
-    cdef int u, b, l
+    cdef int u, b, l, lt, ln
+    cdef ptrdiff_t it
     try:
         with nogil:
             for u in prange(2 * P, num_threads=n_threads, schedule='dynamic'):
                 b = u // 2
                 for l in range(L):
-                    if u % 2 == 0:
-                        s = px[l] + (xsel[b] if l == 0 and xsel != NULL else b) * plane[l] * esz
-                        d = px[l + 1] + b * plane[l + 1] * esz
+                    lt = in_type if l == 0 else FS_IN_REAL
+                    ln = nci if l == 0 else 1
+                    if l == 0:  # item, then the channel's first sample
+                        it = b // nci
+                        if u % 2 == 0 and xsel != NULL:
+                            it = xsel[it]
+                        elif u % 2 == 1 and ysel != NULL:
+                            it = ysel[it]
+                        s = (px[0] if u % 2 == 0 else py[0]) + (
+                            it * plane[0] * nci + b % nci) * in_esz
                     else:
-                        s = py[l] + (ysel[b] if l == 0 and ysel != NULL else b) * plane[l] * esz
-                        d = py[l + 1] + b * plane[l + 1] * esz
+                        s = (px[l] if u % 2 == 0 else py[l]) + b * plane[l] * esz
+                    d = (px[l + 1] if u % 2 == 0 else py[l + 1]) + b * plane[l + 1] * esz
                     if use_double:
-                        fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, d,
+                        fs_down_d(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, lt, ln, d,
                                   0, rows[l + 1], buf + threadid() * tmpn * esz)
                     else:
-                        fs_down_f(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, d,
+                        fs_down_f(&dd[3 * l], &dd[3 * l + 1], &dd[3 * l + 2], s, lt, ln, d,
                                   0, rows[l + 1], buf + threadid() * tmpn * esz)
     finally:
         _release(bufobj)
@@ -801,46 +852,62 @@ cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *r
 
 
 cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, int P,
-                   const double *coef, int use_double, int n_threads) except -1:
+                   const double *coef, int use_double, int n_threads, int nci=1,
+                   size_t tmpn=0) except -1:
     """The gradient through a pyramid: level M-1 *= coef[:, M-1], then for
     j = M-2 .. 0, level j = coef[:, j] * level j + D_j^T level j+1 (coef (P, M)
     row-major; dd[3j ..] the maps from level j to j+1).  Level 0 ends as the
-    gradient; the coarser ones are overwritten on the way."""
+    gradient; the coarser ones are overwritten on the way.  Level 0 may be in
+    the caller's interleaved layout (nci channels; tmpn >= its line length)."""
     cdef size_t esz = 8 if use_double else 4
-    cdef int per = 64, nblk, nunits, nt, u, b, l0, l1, j
+    cdef int per = 64, nblk, nunits, nt, u, b, l0, l1, j, ln
     cdef ptrdiff_t i
     cdef float *pf
     cdef double *pd
     cdef double c
-    with nogil:
-        for b in range(P):  # the coarsest level: scaled in place (small)
-            c = coef[b * M + M - 1]
-            if use_double:
-                pd = <double*>(lv[M - 1] + b * plane[M - 1] * esz)
-                for i in range(plane[M - 1]):
-                    pd[i] = pd[i] * c
-            else:
-                pf = <float*>(lv[M - 1] + b * plane[M - 1] * esz)
-                for i in range(plane[M - 1]):
-                    pf[i] = pf[i] * <float>c
-        for j in range(M - 2, -1, -1):
-            nblk = (rows[j] + per - 1) // per
-            nunits = P * nblk
-            nt = n_threads if <long long>P * plane[j] >= _PYRAMID_SERIAL else 1
-            for u in prange(nunits, num_threads=nt, schedule='dynamic'):
-                b = u // nblk
-                l0 = (u % nblk) * per
-                l1 = l0 + per
-                if l1 > rows[j]:
-                    l1 = rows[j]
+    cdef char *fine
+    cdef char *tmp = NULL
+    bufobj = None
+    if nci > 1:
+        bufobj = _acquire(tmpn * esz * n_threads + 64)
+        tmp = <char*>_ptr(bufobj)
+    try:
+        with nogil:
+            for b in range(P):  # the coarsest level: scaled in place (small)
+                c = coef[b * M + M - 1]
                 if use_double:
-                    fs_up_d(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
-                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
-                            coef[b * M + j], l0, l1)
+                    pd = <double*>(lv[M - 1] + b * plane[M - 1] * esz)
+                    for i in range(plane[M - 1]):
+                        pd[i] = pd[i] * c
                 else:
-                    fs_up_f(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
-                            lv[j + 1] + b * plane[j + 1] * esz, lv[j] + b * plane[j] * esz,
-                            coef[b * M + j], l0, l1)
+                    pf = <float*>(lv[M - 1] + b * plane[M - 1] * esz)
+                    for i in range(plane[M - 1]):
+                        pf[i] = pf[i] * <float>c
+            for j in range(M - 2, -1, -1):
+                nblk = (rows[j] + per - 1) // per
+                nunits = P * nblk
+                nt = n_threads if <long long>P * plane[j] >= _PYRAMID_SERIAL else 1
+                ln = nci if j == 0 else 1
+                for u in prange(nunits, num_threads=nt, schedule='dynamic'):
+                    b = u // nblk
+                    l0 = (u % nblk) * per
+                    l1 = l0 + per
+                    if l1 > rows[j]:
+                        l1 = rows[j]
+                    fine = lv[j] + ((b // ln) * plane[j] * ln + b % ln) * esz
+                    if use_double:
+                        fs_up_d(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                                lv[j + 1] + b * plane[j + 1] * esz, fine, ln,
+                                coef[b * M + j], l0, l1,
+                                (tmp + threadid() * tmpn * esz) if tmp != NULL else NULL)
+                    else:
+                        fs_up_f(&dd[3 * j], &dd[3 * j + 1], &dd[3 * j + 2],
+                                lv[j + 1] + b * plane[j + 1] * esz, fine, ln,
+                                coef[b * M + j], l0, l1,
+                                (tmp + threadid() * tmpn * esz) if tmp != NULL else NULL)
+    finally:
+        if bufobj is not None:
+            _release(bufobj)
     return 0
 
 
@@ -854,13 +921,19 @@ cdef class Pyramid:
     The templates are copied per call, so one object serves concurrent calls.
 
     The first scales stream one launch each and write the next scale as they
-    go (fused downsampling, 2-D planes); from scale ``first`` on, the rest of
-    the pyramid is made in one pass and the scales share one launch.
+    go (fused downsampling, 2-D); from scale ``first`` on, the rest of the
+    pyramid is made in one pass and the scales share one launch.
+
+    The finest level is the caller's input read in place: ``nci`` interleaved
+    channels (planes (B, *spatial, nci), plane p = channel p % nci of item
+    p // nci; its gradients in the same layout) and, per run, any input type
+    the engine converts (``in_type``); the coarser levels and their gradients
+    are planar, in the compute type, in the workspace.
     """
     cdef fs_job tmpl[FS_MAX_SCALES]
     cdef fs_down dd[3 * FS_MAX_SCALES]
     cdef _group grp[FS_MAX_SCALES]
-    cdef int M, first, P, use_double, grad, fused
+    cdef int M, first, P, use_double, grad, fused, nci
     cdef ptrdiff_t plane[FS_MAX_SCALES]
     cdef int rows[FS_MAX_SCALES]
     cdef ptrdiff_t off[4][FS_MAX_SCALES]  # workspace byte offsets: x, y, gx, gy of levels >= 1
@@ -869,11 +942,14 @@ cdef class Pyramid:
     cdef object keep
 
     def __init__(self, list geoms, list downs, int P, int use_double, int first, int grad,
-                 list forms, list wscals):
+                 list forms, list wscals, int nci=1):
         cdef int M = len(geoms), j, k
         if M < 1 or M > FS_MAX_SCALES or len(downs) != M - 1:
             raise ValueError(f"Pyramid: 1 to {FS_MAX_SCALES} scales and M - 1 downsamplings")
+        if nci < 1 or P % nci:
+            raise ValueError(f"Pyramid: P ({P}) must be a multiple of nci ({nci})")
         self.M, self.first, self.P, self.use_double, self.grad = M, first, P, use_double, grad
+        self.nci = nci
         cdef list keep = []
         cdef size_t esz = 8 if use_double else 4
         cdef Py_ssize_t pos = 0
@@ -908,19 +984,23 @@ cdef class Pyramid:
                 self.off[k][j] = pos
                 pos += P * self.plane[j] * esz
         self.nbytes = pos + 64
-        self.tmpn = <size_t>geoms[0][0][1] * geoms[0][0][2] + geoms[0][0][2] + 16
+        # per thread: a slice pair and two converted input slices (fs_down)
+        self.tmpn = 3 * <size_t>geoms[0][0][1] * geoms[0][0][2] + 16
         self.keep = keep
 
     def run(self, object x, object y, object ws, double C1, double C2, double cov,
             object gx0, object gy0, object shift_x, object shift_y, int n_threads,
-            object xsel=None, object ysel=None):
-        """Stream x, y (planes (P, *spatial), the compute type) through every
+            object xsel=None, object ysel=None, int in_type=FS_IN_REAL):
+        """Stream x, y (C-contiguous, planes (P, *spatial) or, with nci > 1,
+        (P / nci, *spatial, nci); element type ``in_type``, IN_*) through every
         scale; ws: a workspace of at least ``nbytes`` (64-byte aligned);
-        gx0, gy0: the finest level's gradients (or None).  Returns the per-scale
-        sums (P, M) over each scale's sum region.  xsel, ysel: batch
-        broadcasting (plane b reads plane xsel[b] of x, ysel[b] of y; see
-        _launch_groups), shift_x, shift_y per plane of the run; the coarser
-        levels are made for all P planes."""
+        gx0, gy0: the finest level's gradients (or None), in x's layout, the
+        compute type.  Returns the per-scale sums (P, M) over each scale's sum
+        region.  xsel, ysel: batch broadcasting (item i reads item xsel[i] of
+        x, ysel[i] of y; see _launch_groups), shift_x, shift_y per plane of
+        the run; the coarser levels are made for all P planes."""
+        if in_type < FS_IN_REAL or in_type > FS_IN_F32:
+            raise ValueError(f"Pyramid.run: in_type must be one of IN_*, got {in_type}")
         cdef int M = self.M, P = self.P, j, k, g0, n, done
         cdef fs_job jobs[FS_MAX_SCALES]
         cdef _group grp[FS_MAX_SCALES]
@@ -959,6 +1039,11 @@ cdef class Pyramid:
             if j < M - 1 and self.fused:
                 jobs[j].dx = px[j + 1]
                 jobs[j].dy = py[j + 1]
+        # the finest level: the caller's layout and element type
+        jobs[0].nci = self.nci
+        jobs[0].in_type = in_type
+        jobs[0].plane_in = self.plane[0] * self.nci
+        jobs[0].plane_out = <ptrdiff_t>jobs[0].o0 * jobs[0].o1 * jobs[0].o2 * self.nci
         cdef int first = self.first if self.first < M else M
         cdef const ptrdiff_t *sx = NULL
         cdef const ptrdiff_t *sy = NULL
@@ -975,9 +1060,13 @@ cdef class Pyramid:
             else:
                 _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double)
             if j < M - 1 and jobs[j].dx == NULL:  # not fused (strips, volumes)
-                _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j], &self.rows[j], 1,
-                            P, self.use_double, self.tmpn, n_threads,
-                            sx if j == 0 else NULL, sy if j == 0 else NULL)
+                if j == 0:
+                    _down_chain(&self.dd[0], &px[0], &py[0], &self.plane[0], &self.rows[0], 1,
+                                P, self.use_double, self.tmpn, n_threads, sx, sy, in_type,
+                                self.nci)
+                else:
+                    _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j],
+                                &self.rows[j], 1, P, self.use_double, self.tmpn, n_threads)
         if first < M:
             # the small scales: their pyramid in one pass, then one launch for all
             if first + 1 < M:
@@ -1009,7 +1098,7 @@ cdef class Pyramid:
 
     def backward(self, object ws, object coef, object g0, int side, int n_threads):
         """The gradient through the pyramid, into g0 (the finest level's
-        gradient of ``side`` 0 (x) or 1 (y), as :meth:`run` left it); coef
+        gradient of ``side`` 0 (x) or 1 (y), in x's layout, as :meth:`run` left it); coef
         (P, M) float64: d value / d (per-scale sum).  Overwrites the coarse
         gradients in ws."""
         cdef int M = self.M, j
@@ -1020,7 +1109,7 @@ cdef class Pyramid:
         for j in range(1, M):
             lv[j] = base + self.off[2 + side][j]
         _up_chain(self.dd, lv, self.plane, self.rows, M, self.P, &cf[0, 0], self.use_double,
-                  n_threads)
+                  n_threads, self.nci, self.tmpn)
 
 
 def ms_combine(const double[:, ::1] m, const double[::1] w, int negative, bint want_coef):

@@ -23,7 +23,8 @@ import numpy as np
 from .cases import SINGLE_CALL, Case, Skip, make_inputs, small_inputs
 from .harness import CpuMeter, measure_memory, memory_child, time_rows
 from .peers import IMPLEMENTATIONS
-from .report import Row, _fmt_time, case_table, machine_description, targets_section
+from .report import (SMALL_BATCHES, Row, _fmt_time, case_table, machine_description,
+                     targets_section, with_per_megapixel_targets)
 
 # --------------------------------------------------------------------------------------
 # Main
@@ -37,8 +38,10 @@ def parse_args(argv=None):
                         "kornia at 1024² only (under two minutes)")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="grayscale sizes (default 512 1024 2048; --quick: 512 1024)")
-    p.add_argument("--cases", nargs="+", choices=("gray", "rgb", "batch"), default=["gray", "rgb", "batch"],
-                   help="which kinds of case: gray (the --sizes), rgb (1024²×3), batch (16×256²)")
+    p.add_argument("--cases", nargs="+", choices=("gray", "rgb", "batch", "small"),
+                   default=["gray", "rgb", "batch", "small"],
+                   help="which kinds of case: gray (the --sizes), rgb (1024²×3), batch (16×256²), "
+                        "small (many small images: 256×64², 4096×32²)")
     p.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=None,
                    help="default float32 float64; --quick: float32")
     p.add_argument("--only", default=None, metavar="REGEX",
@@ -80,6 +83,10 @@ def main(argv=None):
         cases.append(Case("rgb", 1024))
     if "batch" in args.cases:
         cases.append(Case("batch", 256, 16))
+    # --- many small images (issue 16): per-call and per-plane overhead
+    if "small" in args.cases:
+        cases += [Case("batch", size, n) for n, size in SMALL_BATCHES]
+    # --- end many small images
     impls = select_impls(args.only)
 
     report = []
@@ -159,7 +166,7 @@ def main(argv=None):
             del inp
             gc.collect()
 
-    tail = targets_section(results)
+    tail = with_per_megapixel_targets(targets_section(results), results)  # issue 16
     try:
         load = "load avg at end: %.2f %.2f %.2f; " % os.getloadavg()
     except OSError:

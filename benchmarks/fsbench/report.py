@@ -54,7 +54,54 @@ TARGETS: list[Target] = [
            "forward + backward", "speedup", "fs-pw-grad", "kornia-mix-grad", 100),
     Target("1024²", "float32", "(like for like, not in the issue) Mix loss + gradient ≥ 100× faster than kornia "
            "MS_SSIMLoss forward + backward", "speedup", "fs-mix-grad", "kornia-mix-grad", 100),
+    # --- layout and overhead (issue 16; issue 13's memory bound for the MS-SSIM gradient)
+    Target("1024²×3", "float32", "channels-last MS-SSIM value ≤ 1.5× the same image's SSIM value", "cost",
+           "fs-ms", "fs-gauss", 1.5),
+    Target("1024²×3", "float32", "channels-last MS-SSIM value: peak extra memory ≤ 1× one input", "memory",
+           "fs-ms", None, 1),
+    Target("1024²", "float32", "MS-SSIM value + gradient ≤ 2.5× fastssim's SSIM value time", "cost",
+           "fs-ms-grad", "fs-gauss", 2.5),
+    Target("1024²", "float32", "MS-SSIM value + gradient: peak extra memory (the gradient counted) ≤ 2× one "
+           "input", "memory", "fs-ms-grad", None, 2),
+    # --- end layout and overhead
 ]
+
+# --- many small images (issue 16): the cases, and their throughput against 1024²
+SMALL_BATCHES = ((256, 64), (4096, 32))  # (images, side)
+SMALL_REF, SMALL_BOUND = "1024²", 1.5
+
+
+def per_megapixel_targets(results):
+    """Table rows: each small-image batch's fastssim SSIM value time per
+    megapixel within SMALL_BOUND× of the SMALL_REF case's (same dtype)."""
+    out = []
+    for n, side in SMALL_BATCHES:
+        name = f"{n}×{side}²"
+        for (case, dtype), (rows, nbytes) in results.items():
+            ref = results.get((SMALL_REF, dtype))
+            if case != name or ref is None:
+                continue
+            a, b = rows.get("fs-gauss"), ref[0].get("fs-gauss")
+            if a is None or b is None or a.timing is None or b.timing is None:
+                continue
+            per_a = a.timing.median / (nbytes / np.dtype(dtype).itemsize)
+            per_b = b.timing.median / (ref[1] / np.dtype(dtype).itemsize)
+            val = per_a / per_b
+            out.append(f"| {name} {dtype} | SSIM value time per megapixel ≤ {SMALL_BOUND:g}× the {SMALL_REF} "
+                       f"case's | {val:.3g}× | {'met' if val <= SMALL_BOUND else 'MISSED'} |")
+    return out
+
+
+def with_per_megapixel_targets(tail, results):
+    """targets_section's lines with the per-megapixel rows added to its table."""
+    extra = per_megapixel_targets(results)
+    if not extra:
+        return tail
+    if not tail:
+        return ["### Targets from the issues (reported, not asserted)", "",
+                "| case | target | measured | |", "|---|---|---:|---|", *extra, ""]
+    return tail[:-1] + extra + tail[-1:]
+# --- end many small images
 
 
 # --------------------------------------------------------------------------------------

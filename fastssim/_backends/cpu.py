@@ -94,23 +94,6 @@ class _Operands:
         a = np.ascontiguousarray(a)  # no copy when the planes are already contiguous
         return a.reshape((-1,) + self.lay.spatial)
 
-    def planes(self):
-        """(x, y) as contiguous planes in the compute dtype: (P, *spatial),
-        or each input's own planes when it broadcasts (see ``xsel``)."""
-        ftype = self.lay.dtype
-        if self.nci == 1 and self.xe.dtype == ftype:
-            return self.xe, self.ye
-        return self.from_user(self.user[0], ftype), self.from_user(self.user[1], ftype)
-
-    def plane_sel(self):
-        """(xsel, ysel) for the planes :meth:`planes` returns (one entry per
-        (item, channel) plane), or (None, None) without broadcasting."""
-        if self.xsel is None or self.nci == 1:
-            return self.xsel, self.ysel
-        ch = np.arange(self.nci, dtype=np.intp)
-        return tuple(np.ascontiguousarray((s[:, None] * self.nci + ch).ravel())
-                     for s in (self.xsel, self.ysel))
-
     def to_user(self, a, interleaved=None):
         """Engine layout -> caller layout (*batch, *s) or with the channel axis restored.
 
@@ -216,28 +199,31 @@ def _readonly(values):
 def _pyramid(plan, x, y):
     """MS-SSIM: the engine's pyramid streams every level's sums (and keeps
     what the backward pass needs), the per-plane values and d value / d m_j
-    come from the combination, then the backward pass runs per input."""
+    come from the combination, then the backward pass runs per input.  The
+    finest level is read in place wherever the engine can (channels last, an
+    integer type): no planar copy of the caller's images is made."""
     lay = plan.layout
     pd = plan.pyramid
     g = plan.grad
     ops = _Operands(lay, x, y)
     P = lay.P
     M = len(pd.shapes)
-    xs, ys = ops.planes()
-    pyr = _core.pyramid(lay.spatial, P, xs.dtype.char, plan.scales[0].taps, M, pd.downsample, g)
+    xs, ys, nci = ops.xe, ops.ye, ops.nci
+    dt = np.dtype(lay.dtype)
+    pyr = _core.pyramid(lay.spatial, P, dt.char, plan.scales[0].taps, M, pd.downsample, g, nci)
     # every level's moments are of x - s, y - s with the finest level's
     # shifts s (the means of a pyramid's levels agree)
-    xsel, ysel = ops.plane_sel()
-    sx, sy = _core.plane_shifts(xs, ys, P, xsel, ysel)
-    full_shape = (P,) + lay.spatial
-    # the finest level's gradients are the results: fresh arrays
-    gx = np.empty(full_shape, xs.dtype) if g & 1 else None
-    gy = np.empty(full_shape, ys.dtype) if g & 2 else None
+    sx, sy = _core.plane_shifts(xs, ys, P, ops.xsel, ops.ysel, nci=nci, compute=dt,
+                                workers=plan.workers)
+    full_shape = ((P,) + lay.spatial) if nci == 1 else ((P // nci,) + lay.spatial + (nci,))
+    # the finest level's gradients are the results (x's layout): fresh arrays
+    gx = np.empty(full_shape, dt) if g & 1 else None
+    gy = np.empty(full_shape, dt) if g & 2 else None
     # the coarse levels and their gradients live in pooled memory
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
         sums = pyr.run(xs, ys, buf, plan.C1, plan.C2, plan.scales[0].cov, gx, gy, sx, sy,
-                       plan.workers, xsel, ysel)
+                       plan.workers, ops.xsel, ops.ysel, _core.input_type(xs.dtype, dt))
         ms = sums / _readonly(pd.nvals)
         value_p, coef = _core.ms_combine(ms, _readonly(pd.weights), pd.negative, bool(g))
         out = [None, None]
@@ -246,7 +232,7 @@ def _pyramid(plan, x, y):
             for side, arr in ((0, gx), (1, gy)):
                 if arr is not None:
                     pyr.backward(buf, coef, arr, side, plan.workers)
-                    out[side] = ops.sum_to(ops.to_user(arr, interleaved=False), side)
+                    out[side] = ops.sum_to(ops.to_user(arr), side)
     return Result(value_p, None, out[0], out[1], ms)
 
 

@@ -94,11 +94,13 @@ size_t fs_multi_bytes_d(const fs_job *jobs, int M) { return fs_multi_bytes_d_v1(
                         int c_lo, int c_hi, int strip, int nstrip, void *scratch)
 #define FS_ROWS_ARGS (jobs, M, plane, q0, q1, c_lo, c_hi, strip, nstrip, scratch)
 #define FS_DOWN_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
-                        const void *in, void *out, int l0, int l1, void *tmp)
-#define FS_DOWN_ARGS (d0, d1, d2, in, out, l0, l1, tmp)
+                        const void *in, int in_type, int nci, void *out, int l0, int l1, \
+                        void *tmp)
+#define FS_DOWN_ARGS (d0, d1, d2, in, in_type, nci, out, l0, l1, tmp)
 #define FS_UP_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, \
-                      const void *coarse, void *fine, double coef, int l0, int l1)
-#define FS_UP_ARGS (d0, d1, d2, coarse, fine, coef, l0, l1)
+                      const void *coarse, void *fine, int nci, double coef, int l0, int l1, \
+                      void *tmp)
+#define FS_UP_ARGS (d0, d1, d2, coarse, fine, nci, coef, l0, l1, tmp)
 FS_DISPATCHED(fs_rows_multi_f, FS_ROWS_PARAMS, FS_ROWS_ARGS)
 FS_DISPATCHED(fs_rows_multi_d, FS_ROWS_PARAMS, FS_ROWS_ARGS)
 FS_DISPATCHED(fs_down_f, FS_DOWN_PARAMS, FS_DOWN_ARGS)
@@ -106,56 +108,106 @@ FS_DISPATCHED(fs_down_d, FS_DOWN_PARAMS, FS_DOWN_ARGS)
 FS_DISPATCHED(fs_up_f, FS_UP_PARAMS, FS_UP_ARGS)
 FS_DISPATCHED(fs_up_d, FS_UP_PARAMS, FS_UP_ARGS)
 
-static double fs_sample(const void *x, int type, int is_double, ptrdiff_t i)
+/* The shift of one plane from its grid's sum, sum of squared deviations and
+ * count (see fs_plane_shifts). */
+static double fs_shift_of(double mean, double ss, ptrdiff_t cnt)
 {
-    switch (type) {
-    case FS_IN_U8: return ((const unsigned char *)x)[i];
-    case FS_IN_U16: return ((const unsigned short *)x)[i];
-    case FS_IN_I8: return ((const signed char *)x)[i];
-    case FS_IN_I16: return ((const short *)x)[i];
-    case FS_IN_F32: return ((const float *)x)[i];
-    default: return is_double ? ((const double *)x)[i] : ((const float *)x)[i];
+    /* The mean, rounded to a multiple of q = 2^floor(log2(sd)) (sd: the
+     * sampled standard deviation): |x - s| stays of the order of the
+     * spread of the plane, so E[xy] - mu_x mu_y does not cancel even on
+     * images far from 0 (1e5 + U[0, 1]), and s keeps few significant
+     * bits, so x - s and its products are exact for integer images and
+     * rarely rounded for others: no correlated rounding (a full-precision
+     * mean made the float32 box SSIM of 8-bit images biased by 3e-7). */
+    const double sd = cnt ? sqrt(ss / (double)cnt) : 0.0;
+    double shift = mean;
+    if (sd > 0 && isfinite(sd)) {
+        int e;
+        (void)frexp(sd, &e);
+        const double q = ldexp(1.0, e - 1);
+        shift = nearbyint(mean / q) * q;
     }
+    return shift;
 }
+
+/* Planes are summed FS_SHIFT_LANES at a time: each plane's sums keep their
+ * own sequential order (so the same bits as one plane at a time), but the
+ * lanes are independent chains of additions, which the CPU overlaps (one
+ * plane's chain is bound by the latency of an addition: on small planes,
+ * whose grid is every sample, it cost as much as the SSIM itself). */
+#define FS_SHIFT_LANES 8
+
+#define FS_SHIFTS_OF(T)                                                                    \
+    static void fs_shifts_##T(const T *x, int nci, ptrdiff_t plane_in, ptrdiff_t P, int n0,  \
+                              int n1, int n2, double *out)                                 \
+    {                                                                                      \
+        const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;         \
+        const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;                                          \
+        for (ptrdiff_t p0 = 0; p0 < P; p0 += FS_SHIFT_LANES) {                             \
+            const T *base[FS_SHIFT_LANES];                                                 \
+            double sum[FS_SHIFT_LANES], ss[FS_SHIFT_LANES], mean[FS_SHIFT_LANES];          \
+            ptrdiff_t cnt[FS_SHIFT_LANES];                                                 \
+            for (int k = 0; k < FS_SHIFT_LANES; k++) {                                     \
+                /* lanes past the last plane repeat it (their results are dropped) */    \
+                const ptrdiff_t p = p0 + k < P ? p0 + k : P - 1;                           \
+                base[k] = x + (p / nci) * plane_in + p % nci;                              \
+                sum[k] = ss[k] = 0;                                                        \
+                cnt[k] = 0;                                                                \
+            }                                                                              \
+            for (int a = 0; a < n0; a += s0)                                               \
+                for (int b = 0; b < n1; b += s1)                                           \
+                    for (int c = 0; c < n2; c += s2) {                                     \
+                        const ptrdiff_t i = (((ptrdiff_t)a * n1 + b) * n2 + c) * nci;      \
+                        for (int k = 0; k < FS_SHIFT_LANES; k++) {                         \
+                            const double v = (double)base[k][i];                           \
+                            if (isfinite(v)) {                                             \
+                                sum[k] += v;                                               \
+                                cnt[k]++;                                                  \
+                            }                                                              \
+                        }                                                                  \
+                    }                                                                      \
+            for (int k = 0; k < FS_SHIFT_LANES; k++)                                       \
+                mean[k] = cnt[k] ? sum[k] / (double)cnt[k] : 0.0;                          \
+            for (int a = 0; a < n0; a += s0)                                               \
+                for (int b = 0; b < n1; b += s1)                                           \
+                    for (int c = 0; c < n2; c += s2) {                                     \
+                        const ptrdiff_t i = (((ptrdiff_t)a * n1 + b) * n2 + c) * nci;      \
+                        for (int k = 0; k < FS_SHIFT_LANES; k++) {                         \
+                            const double v = (double)base[k][i];                           \
+                            if (isfinite(v)) ss[k] += (v - mean[k]) * (v - mean[k]);       \
+                        }                                                                  \
+                    }                                                                      \
+            for (int k = 0; k < FS_SHIFT_LANES && p0 + k < P; k++)                         \
+                out[p0 + k] = fs_shift_of(mean[k], ss[k], cnt[k]);                         \
+        }                                                                                  \
+    }
+
+typedef unsigned char fs_u8;
+typedef unsigned short fs_u16;
+typedef signed char fs_i8;
+FS_SHIFTS_OF(fs_u8)
+FS_SHIFTS_OF(fs_u16)
+FS_SHIFTS_OF(fs_i8)
+FS_SHIFTS_OF(short)
+FS_SHIFTS_OF(float)
+FS_SHIFTS_OF(double)
+#undef FS_SHIFTS_OF
 
 void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                      ptrdiff_t P, int n0, int n1, int n2, double *out)
 {
-    const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;
-    const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;
-#define FS_GRID(body)                                                                \
-    for (int a = 0; a < n0; a += s0)                                                 \
-        for (int b = 0; b < n1; b += s1)                                             \
-            for (int c = 0; c < n2; c += s2) {                                       \
-                double v = fs_sample(x, in_type, is_double,                          \
-                                     base + (((ptrdiff_t)a * n1 + b) * n2 + c) * nci); \
-                if (isfinite(v)) { body; }                                           \
-            }
-    for (ptrdiff_t p = 0; p < P; p++) {
-        const ptrdiff_t base = (p / nci) * plane_in + p % nci;
-        double sum = 0, ss = 0;
-        ptrdiff_t cnt = 0;
-        FS_GRID(sum += v; cnt++)
-        const double mean = cnt ? sum / (double)cnt : 0.0;
-        FS_GRID(ss += (v - mean) * (v - mean))
-        /* The mean, rounded to a multiple of q = 2^floor(log2(sd)) (sd: the
-         * sampled standard deviation): |x - s| stays of the order of the
-         * spread of the plane, so E[xy] - mu_x mu_y does not cancel even on
-         * images far from 0 (1e5 + U[0, 1]), and s keeps few significant
-         * bits, so x - s and its products are exact for integer images and
-         * rarely rounded for others: no correlated rounding (a full-precision
-         * mean made the float32 box SSIM of 8-bit images biased by 3e-7). */
-        const double sd = cnt ? sqrt(ss / (double)cnt) : 0.0;
-        double shift = mean;
-        if (sd > 0 && isfinite(sd)) {
-            int e;
-            (void)frexp(sd, &e);
-            const double q = ldexp(1.0, e - 1);
-            shift = nearbyint(mean / q) * q;
-        }
-        out[p] = shift;
+    if (P <= 0) return;
+    switch (in_type) {
+    case FS_IN_U8: fs_shifts_fs_u8(x, nci, plane_in, P, n0, n1, n2, out); break;
+    case FS_IN_U16: fs_shifts_fs_u16(x, nci, plane_in, P, n0, n1, n2, out); break;
+    case FS_IN_I8: fs_shifts_fs_i8(x, nci, plane_in, P, n0, n1, n2, out); break;
+    case FS_IN_I16: fs_shifts_short(x, nci, plane_in, P, n0, n1, n2, out); break;
+    case FS_IN_F32: fs_shifts_float(x, nci, plane_in, P, n0, n1, n2, out); break;
+    default:
+        if (is_double) fs_shifts_double(x, nci, plane_in, P, n0, n1, n2, out);
+        else fs_shifts_float(x, nci, plane_in, P, n0, n1, n2, out);
+        break;
     }
-#undef FS_GRID
 }
 
 int fs_openmp_enabled(void)

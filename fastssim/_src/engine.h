@@ -120,8 +120,8 @@ typedef struct {
      * columns, rowsum[p * nchunk + k] (the column strips the value pass of
      * the same geometry runs in: both sums then add in the same order) */
     int sum_chunk;
-    /* Optional fused downsampling (MS-SSIM, 2-D, x/y of the compute type,
-     * planes): while streaming, the unit whose lines include the last source
+    /* Optional fused downsampling (MS-SSIM, 2-D, x/y in any input type and
+     * channel interleave; dx/dy planar): while streaming, the unit whose lines include the last source
      * line q of downsampled row o (dlast[q] = o, else -1) writes row o of
      * dx/dy (dplane elements per plane) with the maps dd0 (rows), dd2
      * (columns).  Lines [line_lo, line_hi) are the ones the launch covers. */
@@ -133,17 +133,20 @@ typedef struct {
 } fs_job;
 
 
-/* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).
- * tmp: n1*n2 elements (volumes only; images go straight from two rows). */
+/* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).  in: the
+ * plane's first sample, of type in_type (FS_IN_*), samples nci apart (the
+ * finest level read in place; the coarser levels are planar, FS_IN_REAL, 1).
+ * tmp: 3 n1 n2 elements of the compute type. */
 void fs_down_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-               const void *in, void *out, int l0, int l1, void *tmp);
+               const void *in, int in_type, int nci, void *out, int l0, int l1, void *tmp);
 void fs_down_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-               const void *in, void *out, int l0, int l1, void *tmp);
-/* fine = coef * fine + D^T coarse, fine lines [l0, l1) of one plane. */
+               const void *in, int in_type, int nci, void *out, int l0, int l1, void *tmp);
+/* fine = coef * fine + D^T coarse, fine lines [l0, l1) of one plane whose
+ * samples are nci apart (tmp: n2 elements, used when nci > 1). */
 void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-             const void *coarse, void *fine, double coef, int l0, int l1);
+             const void *coarse, void *fine, int nci, double coef, int l0, int l1, void *tmp);
 void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-             const void *coarse, void *fine, double coef, int l0, int l1);
+             const void *coarse, void *fine, int nci, double coef, int l0, int l1, void *tmp);
 
 /* Multi-scale product P = prod_j F_j of jobs[0..M-1] (M <= FS_MAXW), which share
  * the planes, the output grid, the outputs and the cotangent of jobs[0] and

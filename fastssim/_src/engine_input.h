@@ -10,11 +10,18 @@
 static void FN(load_line)(const void *base, int type, ptrdiff_t off, ptrdiff_t stride,
                           ptrdiff_t n, REAL shift, REAL *restrict out)
 {
+/* RGB and RGBA (stride 3, 4) with the stride a constant: the compiler
+ * vectorizes them (permutes), a run-time stride stays scalar; the same
+ * arithmetic per sample either way. */
 #define FS_LOAD(T)                                                              \
     do {                                                                        \
         const T *restrict src = (const T *)base + off;                          \
         if (stride == 1)                                                        \
             for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j] - shift;    \
+        else if (stride == 3)                                                   \
+            for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j * 3] - shift; \
+        else if (stride == 4)                                                   \
+            for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j * 4] - shift; \
         else                                                                    \
             for (ptrdiff_t j = 0; j < n; j++) out[j] = (REAL)src[j * stride] - shift; \
     } while (0)

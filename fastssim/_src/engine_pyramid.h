@@ -1,6 +1,7 @@
 /* engine_pyramid.h: the MS-SSIM pyramid.  2x mean downsampling (engine.h,
  * fs_down) and its adjoint; down_rows also serves the downsampling fused into
- * the stream.
+ * the stream (down_fused).  The finest level is the caller's input, read in
+ * place (interleaved channels, integer types); the coarser ones are planar.
  * Part of the engine body (engine_impl.h): included once per floating type
  * and instruction set, with REAL, IREAL, FN(name) and FS_VBYTES defined. */
 
@@ -37,17 +38,56 @@ static void FN(down_rows)(const fs_down *d, REAL wa, const REAL *restrict a, REA
 #undef FS_T
 }
 
-static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                        const void *in_, void *out_, int l0, int l1, void *tmp_)
+/* Input row `at` (a sample index) of a plane for a downsampling, the plane
+ * starting at element off0 of in: the planar compute type is used in place;
+ * any other layout (interleaved channels, nci apart; an integer or narrower
+ * float type) is converted into buf first (load_line with no shift: the
+ * values a planar copy would hold, so the same bits downstream). */
+static inline const REAL *FN(down_src)(const void *in, int in_type, int nci, ptrdiff_t off0,
+                                       ptrdiff_t at, ptrdiff_t n, REAL *restrict buf)
 {
-    const REAL *in = (const REAL *)in_;
+    if (in_type == FS_IN_REAL && nci == 1) return (const REAL *)in + off0 + at;
+    FN(load_line)(in, in_type, off0 + at * nci, nci, n, 0, buf);
+    return buf;
+}
+
+/* Row o of the next MS-SSIM scale of plane `plane` of x and y, fused into
+ * the stream (hline: 2-D; the plane starts at element xoff of the inputs,
+ * any type and channel interleave); rows: 2 n2 REAL of scratch, used only
+ * for a converted input. */
+static void FN(down_fused)(const fs_job *job, ptrdiff_t xoff, ptrdiff_t plane, int o,
+                           REAL *restrict rows)
+{
+    const fs_down *d0 = job->dd0;
+    const ptrdiff_t L = job->n2;
+    const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+    for (int side = 0; side < 2; side++) {
+        const void *in = side ? job->y : job->x;
+        REAL *dst = (REAL *)(side ? job->dy : job->dx) + plane * job->dplane
+                    + (ptrdiff_t)o * job->dd2->n_out;
+        const REAL *a = FN(down_src)(in, job->in_type, job->nci, xoff,
+                                     (ptrdiff_t)d0->i0[o] * L, L, rows);
+        const REAL *b = FN(down_src)(in, job->in_type, job->nci, xoff,
+                                     (ptrdiff_t)d0->i1[o] * L, L, rows + L);
+        FN(down_rows)(job->dd2, wa, a, wb, b, dst);
+    }
+}
+
+/* One plane (n0, n1, n2) -> (o0, o1, o2), output lines [l0, l1).  in: the
+ * plane's first sample, of type in_type, samples nci apart (the finest level
+ * read in place; coarser levels are planar REAL).  tmp: 3 n1 n2 REAL. */
+static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                        const void *in_, int in_type, int nci, void *out_, int l0, int l1,
+                        void *tmp_)
+{
     REAL *out = (REAL *)out_;
     REAL *tp = (REAL *)tmp_;
     const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
     const ptrdiff_t L = (ptrdiff_t)n1 * n2;
+    REAL *ra = tp + L, *rb = tp + 2 * L;
     for (int o = l0; o < l1; o++) {
-        const REAL *a = in + (ptrdiff_t)d0->i0[o] * L;
-        const REAL *b = in + (ptrdiff_t)d0->i1[o] * L;
+        const REAL *a = FN(down_src)(in_, in_type, nci, 0, (ptrdiff_t)d0->i0[o] * L, L, ra);
+        const REAL *b = FN(down_src)(in_, in_type, nci, 0, (ptrdiff_t)d0->i1[o] * L, L, rb);
         const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
         if (n1 == 1) {  /* images: straight from the two rows */
             FN(down_rows)(d2, wa, a, wb, b, out + (ptrdiff_t)o * o2);
@@ -94,18 +134,29 @@ static void FN(up_axis2)(const fs_down *d, const REAL *restrict c, REAL *restric
         f[i] = coef * f[i] + scale * (REAL)d->u[i] * c[d->m[i]];
 }
 
+/* fine = coef * fine + D^T coarse, fine lines [l0, l1) of one plane; the
+ * fine plane's samples are nci apart (the finest level's gradient in the
+ * caller's interleaved layout): each row is then gathered into tmp (n2 REAL),
+ * updated by the same arithmetic, and scattered back. */
 static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
-                      const void *coarse_, void *fine_, double coef_, int l0, int l1)
+                      const void *coarse_, void *fine_, int nci, double coef_, int l0, int l1,
+                      void *tmp_)
 {
     const REAL *coarse = (const REAL *)coarse_;
     REAL *fine = (REAL *)fine_;
+    REAL *restrict tmp = (REAL *)tmp_;
     const REAL coef = (REAL)coef_;
     const int n1 = d1->n_in, n2 = d2->n_in, o1 = d1->n_out, o2 = d2->n_out;
     for (int i = l0; i < l1; i++) {
         const REAL u0 = (REAL)d0->u[i];
         const REAL *src = coarse + (ptrdiff_t)d0->m[i] * o1 * o2;
         for (int r = 0; r < n1; r++) {
-            REAL *f = fine + ((ptrdiff_t)i * n1 + r) * n2;
+            REAL *fr = fine + ((ptrdiff_t)i * n1 + r) * n2 * nci;
+            REAL *f = fr;
+            if (nci > 1) {
+                for (int j = 0; j < n2; j++) tmp[j] = fr[(ptrdiff_t)j * nci];
+                f = tmp;
+            }
             const REAL u = u0 * (n1 > 1 ? (REAL)d1->u[r] : (REAL)1);
             const REAL *c = src + (ptrdiff_t)(n1 > 1 ? d1->m[r] : 0) * o2;
             if (u == 0) {
@@ -113,6 +164,7 @@ static void FN(fs_up)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
             } else {
                 FN(up_axis2)(d2, c, f, coef, u);
             }
+            if (nci > 1) FN(store_strided)(tmp, fr, nci, n2);
         }
     }
 }

@@ -12,6 +12,7 @@ typedef struct {
     ptrdiff_t plane;
     ptrdiff_t Lw;    /* ring line width in use: m1 - m0 (2-D) or o1*o2 (3-D) */
     REAL *fring[4], *av[FS_B][4], *ag[4];
+    REAL *drows;     /* two converted input rows of the fused downsampling (down_fused) */
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
     ptrdiff_t Ls;    /* ring line stride: Lo rounded up to 64 bytes (aligned vectors) */
@@ -21,6 +22,7 @@ typedef struct {
  * values never reach a stored lane; zeros keep denormals out of the lanes). */
 static void FN(fs_pads)(const fs_job *job, FN(fs_scr) *s)
 {
+    const int B = s->B;
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
     for (int i = 0; i < 4; i++) {
@@ -28,11 +30,21 @@ static void FN(fs_pads)(const fs_job *job, FN(fs_scr) *s)
         memset(s->src[i] + L, 0, FS_PAD * sizeof(REAL));
     }
     if (job->grad)
-        for (int b = 0; b < FS_B; b++)
+        for (int b = 0; b < B; b++)
             for (int i = 0; i < 4; i++) {
                 memset(s->av[b][i] - FS_PAD, 0, FS_PAD * sizeof(REAL));
                 memset(s->av[b][i] + Lo, 0, FS_PAD * sizeof(REAL));
             }
+}
+
+/* Output lines per row block of a unit whose widest window has radius rmax
+ * along the stream: 16 or 8 when it is wide, else 4 (a fixed function of
+ * the geometry, so thread-count independent).  The scratch holds B blocks
+ * lines and rings sized for B, not for the largest block FS_B: a narrow
+ * window's gradient scratch is then 0.4x as large (less memory touched). */
+static inline int FN(block_lines)(int rmax)
+{
+    return 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
 }
 
 /* Scratch is carved in 64-byte aligned pieces from base + off (when carve,
@@ -48,8 +60,8 @@ static void FN(fs_pads)(const fs_job *job, FN(fs_scr) *s)
         if (carve) ptr += FS_PAD;                                        \
     } while (0)
 
-/* One window's scratch (s == NULL: its size only). */
-static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
+/* One window's scratch (s == NULL: its size only), for row blocks of B lines. */
+static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
 {
     const ptrdiff_t L = (ptrdiff_t)job->n1 * job->n2;
     const ptrdiff_t Lo = (ptrdiff_t)job->o1 * job->o2;
@@ -58,9 +70,9 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
      * ahead of it (further for the small scales of a multi-scale job) */
     const int rr = job->ring_r > r ? job->ring_r : r;
     /* h-lines are made for all windows at once, as far ahead as the widest
-     * needs (hlines_multi): a narrow window's ring spans r + rr + FS_B lines */
-    const int nrh = r + rr + FS_B, nrf = r + rr + 2 * FS_B;
-    int rp = 2 * r + FS_B;
+     * needs (hlines_multi): a narrow window's ring spans r + rr + B lines */
+    const int nrh = r + rr + B, nrf = r + rr + 2 * B;
+    int rp = 2 * r + B;
     if (job->n1 > 1 && 2 * job->f1.r + 1 > rp) rp = 2 * job->f1.r + 1;
     if (job->n1 > 1 && 2 * job->a1.r + 1 > rp) rp = 2 * job->a1.r + 1;
     size_t off = 0;
@@ -70,7 +82,7 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->src[i], L);
     const ptrdiff_t Ls = (Lo + (ptrdiff_t)(64 / sizeof(REAL)) - 1) & ~(ptrdiff_t)(64 / sizeof(REAL) - 1);
     for (int i = 0; i < 4; i++) FS_TAKE(s->hring[i], REAL, (ptrdiff_t)nrh * Ls);
-    for (int b = 0; b < FS_B; b++)
+    for (int b = 0; b < B; b++)
         for (int i = 0; i < 4; i++) FS_TAKE(s->m[b][i], REAL, Lo);
     FS_TAKE(s->wl, REAL, Lo);
     FS_TAKE(s->zeros, REAL, Lo);
@@ -78,13 +90,16 @@ static size_t FN(fs_layout)(const fs_job *job, char *base, FN(fs_scr) *s)
     FS_TAKE(s->gfull, REAL, 2 * r + 1);
     FS_TAKE(s->pr, const REAL *, rp);
     FS_TAKE(s->pr2, const REAL *, rp);
+    if (job->dx && (job->nci > 1 || job->in_type != FS_IN_REAL))
+        FS_TAKE(s->drows, REAL, 2 * L);
     if (job->grad) {
         for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Ls);
-        for (int b = 0; b < FS_B; b++)
+        for (int b = 0; b < B; b++)
             for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->av[b][i], Lo);
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
     }
     if (s) {
+        s->B = B;
         s->nrh = nrh;
         s->nrf = nrf;
         s->Ls = Ls;
@@ -108,8 +123,13 @@ static size_t FN(fs_carve)(const fs_job *jobs, int M, char *base, FN(fs_scr) *s,
 {
     const int carve = s != NULL;
     size_t off = 0;
+    /* the unit's block height (unit_init): its widest radius along the stream */
+    int rmax = 0;
     for (int j = 0; j < M; j++)
-        off += FN(fs_layout)(&jobs[j], carve ? base + off : NULL, carve ? &s[j] : NULL);
+        if (jobs[j].f0.r > rmax) rmax = jobs[j].f0.r;
+    const int B = FN(block_lines)(rmax);
+    for (int j = 0; j < M; j++)
+        off += FN(fs_layout)(&jobs[j], B, carve ? base + off : NULL, carve ? &s[j] : NULL);
     const ptrdiff_t Lo = (ptrdiff_t)jobs[0].o1 * jobs[0].o2;
     const ptrdiff_t L = (ptrdiff_t)jobs[0].n1 * jobs[0].n2;
     for (int j = 0; j < M; j++) {

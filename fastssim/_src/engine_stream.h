@@ -25,20 +25,10 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
     FN(line_sources)(job, at, n, s->sx, s->sy, su, sv, ss, sp);
-    if (job->dx && q >= s->own_lo && q < s->own_hi && job->dlast[q] >= 0) {
+    if (job->dx && q >= s->own_lo && q < s->own_hi && job->dlast[q] >= 0)
         /* fused 2x downsampling: row o of the next MS-SSIM scale, from the
          * input rows just streamed (they are in cache) */
-        const int o = job->dlast[q];
-        const fs_down *d0 = job->dd0;
-        const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
-        for (int side = 0; side < 2; side++) {
-            const REAL *base = (const REAL *)(side ? job->y : job->x) + xoff;
-            REAL *dst = (REAL *)(side ? job->dy : job->dx) + s->plane * job->dplane
-                        + (ptrdiff_t)o * job->dd2->n_out;
-            FN(down_rows)(job->dd2, wa, base + (ptrdiff_t)d0->i0[o] * L, wb,
-                          base + (ptrdiff_t)d0->i1[o] * L, dst);
-        }
-    }
+        FN(down_fused)(job, xoff, s->plane, job->dlast[q], s->drows);
     const REAL *srcs[4] = {su, sv, ss, sp};
     /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
     const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
@@ -219,7 +209,7 @@ static void FN(scr_init)(FN(fs_unit) *u, int q0, int q1, FN(fs_scr) *s)
             if (i1 > (ptrdiff_t)J->n2) i1 = J->n2;
             for (int i = 0; i < 4; i++) memset(s[j].src[i] + (i1 - i0), 0, FS_PAD * sizeof(REAL));
             if (jobs[j].grad)
-                for (int b = 0; b < FS_B; b++)
+                for (int b = 0; b < B; b++)
                     for (int i = 0; i < 4; i++) memset(s[j].av[b][i] + Lw, 0, FS_PAD * sizeof(REAL));
         }
     }
@@ -322,8 +312,8 @@ static void FN(unit_init)(const fs_job *jobs, int M, ptrdiff_t plane, int c_lo, 
     u->k1 = u->nchunk ? (own1 + J->sum_chunk - 1) / J->sum_chunk : 0;
     if (u->rowsum && u->nchunk > 1) u->rowsum = J->rowsum + (ptrdiff_t)plane * J->o0 * u->nchunk;
     /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
-     * all scales; a fixed function of the geometry, so thread-count independent) */
-    u->B = 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
+     * all scales; the scratch is carved for it, fs_carve) */
+    u->B = FN(block_lines)(rmax);
     /* several windows of forms SSIM and CS (the per-pixel MS-SSIM): the
      * product and its cotangents in one register pass (cot_run) */
     int fused = M > 1 && M <= FS_MAXW && Lw >= NV;
