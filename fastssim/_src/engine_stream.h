@@ -341,9 +341,7 @@ static void FN(unit_init)(const fs_job *jobs, int M, ptrdiff_t plane, int c_lo, 
     u->k0 = u->nchunk ? own0 / J->sum_chunk : 0;
     u->k1 = u->nchunk ? (own1 + J->sum_chunk - 1) / J->sum_chunk : 0;
     if (u->rowsum && u->nchunk > 1) u->rowsum = J->rowsum + (ptrdiff_t)plane * J->o0 * u->nchunk;
-    /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
-     * all scales; a fixed function of the geometry, so thread-count independent) */
-    u->B = 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
+    u->B = FN(block_lines)(rmax);  /* the rings are sized for it (fs_carve) */
     /* several windows of forms SSIM and CS (the per-pixel MS-SSIM): the
      * product and its cotangents in one register pass (cot_run) */
     int fused = M > 1 && M <= FS_MAXW && Lw >= NV;
