@@ -135,12 +135,63 @@ FS_VLIN_WIDE(8)
 FS_VLIN_WIDE(16)
 #undef FS_VLIN_WIDE
 
+/* The 4-line block of the interior (every output the same symmetric taps g,
+ * g[r - k] = g[r + k]) for a constant radius: the r + 1 distinct taps are
+ * broadcast into registers once per call.  (Read through the pointer, they
+ * were reloaded for every multiply-add, since the stores through out may
+ * alias them: 5 loads per 4 fused multiply-adds, the load ports the limit;
+ * perf on the AVX-512 path.)  Per output the same chain as vlin_multi4's
+ * loop: from zero, a += v * g[l - b] for l ascending, so the same bits. */
+static inline __attribute__((always_inline)) void
+FN(vlin_sym4)(const int r, ptrdiff_t n, const REAL *const *rows, const REAL *g,
+              REAL *const *out)
+{
+    const int K = 2 * r + 1;
+    FN(vec) gv[FS_MAXR + 1];
+    _Pragma("GCC unroll 16")
+    for (int k = 0; k <= r; k++) gv[k] = (FN(vec)){0} + g[r + k];
+    for (ptrdiff_t j = 0;; j += NV) {
+        if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a[4];
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) a[b] = (FN(vec)){0};
+        _Pragma("GCC unroll 20")
+        for (int l = 0; l < K + 3; l++) {
+            const FN(vec) v = FN(ld)(rows[l] + j);
+            _Pragma("GCC unroll 4")
+            for (int b = 0; b < 4; b++) {
+                const int k = l - b;  /* tap k of output b, |k - r| in registers */
+                if (k >= 0 && k < K) a[b] += v * gv[k < r ? r - k : k - r];
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) FN(st)(out[b] + j, a[b]);
+        if (j + NV >= n) break;
+    }
+}
+
 /* Small windows: the hand-ramped 4-line block (see vlin_multi8 for the contract). */
 static void FN(vlin_multi4)(ptrdiff_t n, const REAL *const *rows, int r, int nb,
                             const REAL *const *w, REAL *const *out)
 {
     const int K = 2 * r + 1;
     ptrdiff_t j = 0;
+    if (nb == 4 && n >= NV && r >= 1 && r <= 7 && w[1] == w[0] && w[2] == w[0]
+        && w[3] == w[0]) {
+        int sym = 1;
+        for (int k = 0; k < r; k++) sym &= w[0][k] == w[0][K - 1 - k];
+        if (sym) {
+            switch (r) {  /* a constant radius: the taps and the ramp unrolled */
+            case 1: FN(vlin_sym4)(1, n, rows, w[0], out); return;
+            case 2: FN(vlin_sym4)(2, n, rows, w[0], out); return;
+            case 3: FN(vlin_sym4)(3, n, rows, w[0], out); return;
+            case 4: FN(vlin_sym4)(4, n, rows, w[0], out); return;
+            case 5: FN(vlin_sym4)(5, n, rows, w[0], out); return;
+            case 6: FN(vlin_sym4)(6, n, rows, w[0], out); return;
+            default: FN(vlin_sym4)(7, n, rows, w[0], out); return;
+            }
+        }
+    }
     if (nb == 4 && K >= 3) {  /* the hand ramp below assumes K >= 3 */
         const REAL *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
         for (; j < n && n >= NV; j += NV) {
