@@ -10,10 +10,12 @@
  *     of its window (power-of-two partial sums of the samples at absolute
  *     positions, combined by the bits of the width), O(log w) adds;
  *   - across lines (box_lines): a running sum S(p) = S(p-1) + new - old,
- *     restarted from a direct sum at every output line p = 0 mod FS_BOXA
- *     (and at the first interior line).  A unit that starts between two
- *     anchors first rolls from the previous anchor, so S(p) is one fixed
- *     sequence of operations for every p, whoever computes it.
+ *     restarted from a direct sum at every anchor: a key (the absolute line
+ *     of the window's centre for a forward band, the output line for an
+ *     adjoint) = 0 mod FS_BOXA, or the first centre whose window exists.  A
+ *     unit that starts between two anchors first rolls from the previous
+ *     one, so S(p) is one fixed sequence of operations for every p, whoever
+ *     computes it and whatever region of the map is asked for.
  * The sums are normalised once, in float64, by the window's mass / width:
  * exactly 1/w for the box windows (exact_mass makes the mass 1).
  * Part of the engine body (engine_impl.h): included once per floating type
@@ -88,14 +90,16 @@ static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptr
 }
 
 /* Lines p0 .. p0+nb-1 of a box band b across lines (the streamed axis):
- * out[b] = the band applied to the lines line(q), q = p + off - r .. p + off + r.
+ * out[b] = the band applied to the lines line(q), q = p + off - r .. p + off + r;
+ * anchors at keys p + kofs = 0 mod FS_BOXA and at the centre cmin.
  * line(q): ring + (q % nr) * Ls; make(q) (when not NULL) makes sure line q is
  * in the ring (lines are made in increasing order).  Border lines use b's
  * table rows (vlin); interior lines the anchored running sums S (ns sums of
  * n columns, for output line *sp).  zeros: n readable zeros. */
 typedef void (*FN(box_make_fn))(void *ctx, int q);
 
-static void FN(box_lines)(const fs_band *b, int p0, int nb, int ns, ptrdiff_t n,
+static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, int ns,
+                          ptrdiff_t n,
                           REAL *const *ring, ptrdiff_t Ls, int nr, FN(box_make_fn) make,
                           void *ctx, double *const *S, int *sp, REAL *const (*out)[4],
                           const int *which, const REAL **rows)
@@ -119,13 +123,14 @@ static void FN(box_lines)(const fs_band *b, int p0, int nb, int ns, ptrdiff_t n,
             }
             continue;
         }
-        /* S(p) from an anchor (a multiple of FS_BOXA, or the first interior
-         * line), rolled forward one line at a time */
-        int from = p;
-        if (*sp != p - 1 || p % FS_BOXA == 0 || p == b->lo) {
-            from = p - p % FS_BOXA;
-            if (from < b->lo) from = b->lo;
-            const int ca = from + off;
+        /* S(p) from an anchor, rolled forward one line at a time (keys
+         * k = p + kofs, centres k + kc) */
+        const int key = p + kofs, kc = off - kofs;
+        int from = key;
+        if (*sp != key - 1 || key % FS_BOXA == 0 || c == cmin) {
+            from = key - ((key % FS_BOXA) + FS_BOXA) % FS_BOXA;
+            if (from + kc < cmin) from = cmin - kc;
+            const int ca = from + kc;
             if (make) make(ctx, ca + r);
             for (int ii = 0; ii < ns; ii++) {
                 const int i = which[ii];
@@ -139,17 +144,31 @@ static void FN(box_lines)(const fs_band *b, int p0, int nb, int ns, ptrdiff_t n,
             }
             from++;
         }
-        for (int pp = from; pp <= p; pp++) {
-            const int cc = pp + off;
+        for (int kk = from; kk <= key; kk++) {
+            const int cc = kk + kc;
             if (make) make(ctx, cc + r);
             for (int ii = 0; ii < ns; ii++) {
                 const int i = which[ii];
                 double *restrict s = S[i];
                 const REAL *restrict ln = FS_LINE(i, cc + r), *restrict lo = FS_LINE(i, cc - r - 1);
-                for (ptrdiff_t j = 0; j < n; j++) s[j] = (s[j] + (double)ln[j]) - (double)lo[j];
+                int bad = 0;  /* a NaN or inf leaving the window */
+                for (ptrdiff_t j = 0; j < n; j++) {
+                    const double o = (double)lo[j];
+                    s[j] = (s[j] + (double)ln[j]) - o;
+                    bad |= o - o != 0;
+                }
+                if (!bad) continue;
+                /* those columns' sums again from their window (the anchor's
+                 * order), so a NaN reaches only the windows that contain it */
+                for (ptrdiff_t j = 0; j < n; j++) {
+                    if (lo[j] - lo[j] == 0) continue;
+                    double a = (double)FS_LINE(i, cc - r)[j];
+                    for (int k = 1; k <= 2 * r; k++) a += (double)FS_LINE(i, cc - r + k)[j];
+                    s[j] = a;
+                }
             }
         }
-        *sp = p;
+        *sp = key;
         for (int ii = 0; ii < ns; ii++) {
             const int i = which[ii];
             const double *restrict s = S[i];

@@ -158,17 +158,19 @@ static void FN(box_moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb, F
 {
     const fs_band *f0 = &job->f0;
     const int r = f0->r;
-    int first = p0;  /* the first output line whose window is read */
-    if (p0 >= f0->lo && p0 < f0->hi && s->bp != p0 - 1) {
-        first = p0 - p0 % FS_BOXA;
-        if (first < f0->lo) first = f0->lo;
+    /* anchors at absolute centres (box_lines): the first line read is that
+     * of the anchor before p0's centre when the unit starts there */
+    int first = p0 + f0->off;
+    if (p0 >= f0->lo && p0 < f0->hi && s->bp != first - 1) {
+        first -= first % FS_BOXA;
+        if (first < r) first = r;
     }
-    int qlo = first + f0->off - r;
+    int qlo = first - r;
     if (qlo < 0) qlo = 0;
     if (s->hnext < qlo) s->hnext = qlo;
     FN(box_hctx) ctx = {job, xoff, s};
     static const int which[4] = {0, 1, 2, 3};
-    FN(box_lines)(f0, p0, nb, job->form == FS_FORM_MEAN ? 1 : 4, s->Lw, s->hring, s->Ls, s->nrh,
+    FN(box_lines)(f0, f0->off, r, p0, nb, job->form == FS_FORM_MEAN ? 1 : 4, s->Lw, s->hring, s->Ls, s->nrh,
                   FN(box_make_h), &ctx, s->bs, &s->bp, s->m, which, s->pr);
 }
 
@@ -557,7 +559,7 @@ FN(adjoint_block)(const FN(fs_unit) *u, FN(fs_scr) *s, int q0b, int nbq,
     for (int j = 0; j < M; j++) {
         const fs_band *aj = &u->jobs[j].a0;
         if (M == 1 && s[j].ba[0] && FN(is_box)(aj)) {  /* engine_box.h */
-            FN(box_lines)(aj, q0b, nbq, nm, Lw, s[j].fring, s[j].Ls, s[j].nrf, NULL, NULL,
+            FN(box_lines)(aj, 0, aj->lo + aj->off, q0b, nbq, nm, Lw, s[j].fring, s[j].Ls, s[j].nrf, NULL, NULL,
                           s[j].ba, &s[j].bpa, s[j].av, maps, s[j].pr);
             continue;
         }
