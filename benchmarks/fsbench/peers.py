@@ -64,6 +64,19 @@ def _fs_box7(inp):
                                        covariance="sample", channel_axis=ca))
 
 
+# --- box windows by running sums (issue 16, box part) ---
+def _fs_box(inp, win_size, gradient=None):
+    import fastssim
+
+    x, y, ca = inp.x, inp.y, inp.channel_axis
+    if gradient is None:
+        return lambda: _mean(fastssim.ssim(x, y, data_range=DATA_RANGE, window="uniform",
+                                           win_size=win_size, covariance="sample", channel_axis=ca))
+    return lambda: _mean(fastssim.ssim(x, y, data_range=DATA_RANGE, window="uniform", win_size=win_size,
+                                       covariance="sample", channel_axis=ca, gradient=gradient).value)
+# --- end box windows
+
+
 def _fs_grad(inp):
     import fastssim
 
@@ -390,6 +403,16 @@ IMPLEMENTATIONS: list[Impl] = [
          _fs_box7, ref="fs-gauss"),
     Impl("fs-grad", "fastssim.ssim, gradient='x'", f"value + ∂/∂x, {_GAUSS}", _fs_grad, ref="fs-gauss",
          note="returns the gradient map too (counted in its peak memory)"),
+    # --- box windows by running sums (issue 16, box part) ---
+    Impl("fs-box51", "fastssim.ssim, window='uniform', win_size=51", "value, box 51×51, sample cov.",
+         lambda inp: _fs_box(inp, 51), ref="fs-box7",
+         note="box windows sum in float64 (tree sums along lines, running sums across): the cost "
+         "should not grow with the width"),
+    Impl("fs-box7-grad", "fastssim.ssim, window='uniform', win_size=7, gradient='x'",
+         "value + ∂/∂x, box 7×7, sample cov.", lambda inp: _fs_box(inp, 7, "x"), ref="fs-box7"),
+    Impl("fs-box51-grad", "fastssim.ssim, window='uniform', win_size=51, gradient='x'",
+         "value + ∂/∂x, box 51×51, sample cov.", lambda inp: _fs_box(inp, 51, "x"), ref="fs-box7"),
+    # --- end box windows
     Impl("fs-dropin", "fastssim.structural_similarity", f"value, {_GAUSS}", _fs_dropin, ref="fs-gauss",
          note="the scikit-image drop-in API; loops over a batch like scikit-image"),
     # peers

@@ -12,6 +12,7 @@
  *
  *   engine_simd.h     vector types, loads, stores, lane select
  *   engine_band.h     band filtering along a line and across lines
+ *   engine_box.h      box windows by tree and running sums (float64)
  *   engine_formula.h  eq. 1, its partials (eqs. 8-9), eq. 10, the per-pixel product
  *   engine_sums.h     per-line sums over the region, fixed order
  *   engine_input.h    input lines of any element type, the moment sources
@@ -27,6 +28,7 @@
 
 #include "engine_simd.h"
 #include "engine_band.h"
+#include "engine_box.h"
 #include "engine_formula.h"
 #include "engine_sums.h"
 #include "engine_input.h"

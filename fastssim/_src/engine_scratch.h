@@ -16,6 +16,11 @@ typedef struct {
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
     ptrdiff_t Ls;    /* ring line stride: Lo rounded up to 64 bytes (aligned vectors) */
+    /* box windows (engine_box.h; NULL otherwise): the tree sums' lines, the
+     * running sums across lines of the moments (bs, for map line bp) and
+     * of the adjoint (ba, for input line bpa) */
+    double *bt[2], *bs[4], *ba[4];
+    int bp, bpa;
 } FN(fs_scr);
 
 /* Zero the pads around the lines band_range reads beyond their ends (the
@@ -98,6 +103,20 @@ static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
             for (int i = 0; i < 4; i++) FS_TAKE_PADDED(s->av[b][i], Lo);
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
     }
+    /* box windows: float64 lines for their sums (engine_box.h) */
+    if (FN(is_box)(&job->f0) || FN(is_box)(&job->f2) || FN(is_box)(&job->a0)
+        || FN(is_box)(&job->a2)) {
+        const ptrdiff_t nt = (L > Lo ? L : Lo) + 2 * FS_PAD + 64; /* ISA-free (fs_multi_bytes is v1) */
+        FS_TAKE(s->bt[0], double, nt);
+        FS_TAKE(s->bt[1], double, nt);
+        for (int i = 0; i < 4; i++) FS_TAKE(s->bs[i], double, Lo);
+        if (job->grad)
+            for (int i = 0; i < 4; i++) FS_TAKE(s->ba[i], double, Lo);
+    } else if (s) {
+        s->bt[0] = NULL;
+        s->bs[0] = s->ba[0] = NULL;
+    }
+    if (s && !job->grad) s->ba[0] = NULL;
     if (s) {
         s->B = B;
         s->nrh = nrh;

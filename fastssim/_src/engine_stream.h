@@ -52,7 +52,10 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
     const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
     for (int i = 0; i < ns; i++) {
-        if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
+        if (job->n1 == 1 && s->bt[0] && FN(is_box)(&job->f2))  /* engine_box.h */
+            FN(box_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
+                          s->m0, s->m1, FS_PAD, s->bt[0], s->bt[1]);
+        else if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
             FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
                            s->m0, s->m1, FS_PAD, 0, 0);
         else
@@ -144,6 +147,43 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     }
 }
 
+/* box_moments' line maker: input line q (and every one before it not yet
+ * made) filtered within the line into the h-ring. */
+typedef struct {
+    const fs_job *job;
+    ptrdiff_t xoff;
+    FN(fs_scr) *s;
+} FN(box_hctx);
+
+static void FN(box_make_h)(void *ctx, int q)
+{
+    FN(box_hctx) *c = (FN(box_hctx) *)ctx;
+    if (q > c->job->n0 - 1) q = c->job->n0 - 1;
+    for (; c->s->hnext <= q; c->s->hnext++) FN(hline)(c->job, c->xoff, c->s->hnext, c->s);
+}
+
+/* moments() for a box window along the stream (engine_box.h): running sums
+ * over the h-ring, from the anchor before p0 when the unit starts there. */
+static void FN(box_moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb, FN(fs_scr) *s)
+{
+    const fs_band *f0 = &job->f0;
+    const int r = f0->r;
+    /* anchors at absolute centres (box_lines): the first line read is that
+     * of the anchor before p0's centre when the unit starts there */
+    int first = p0 + f0->off;
+    if (p0 >= f0->lo && p0 < f0->hi && s->bp != first - 1) {
+        first -= first % FS_BOXA;
+        if (first < r) first = r;
+    }
+    int qlo = first - r;
+    if (qlo < 0) qlo = 0;
+    if (s->hnext < qlo) s->hnext = qlo;
+    FN(box_hctx) ctx = {job, xoff, s};
+    static const int which[4] = {0, 1, 2, 3};
+    FN(box_lines)(f0, f0->off, r, p0, nb, job->form == FS_FORM_MEAN ? 1 : 4, s->Lw, s->hring, s->Ls, s->nrh,
+                  FN(box_make_h), &ctx, s->bs, &s->bp, s->m, which, s->pr);
+}
+
 /* Moments of output lines p0 .. p0+nb-1 for every window of a job; with
  * ``shared`` (hlines_multi's conditions) their h-lines are made together,
  * as far ahead as the widest window (radius rmax along the stream) needs. */
@@ -153,6 +193,10 @@ static void FN(block_moments)(const fs_job *jobs, int M, ptrdiff_t xoff, int p0,
     if (shared)
         FN(hlines_multi)(jobs, M, xoff, p0 + jobs[0].f0.off - rmax,
                          p0 + jobs[0].f0.off + nb - 1 + rmax, s);
+    if (M == 1 && s[0].bs[0] && FN(is_box)(&jobs[0].f0)) {  /* engine_box.h */
+        FN(box_moments)(&jobs[0], xoff, p0, nb, &s[0]);
+        return;
+    }
     for (int j = 0; j < M; j++) FN(moments)(&jobs[j], xoff, p0, nb, &s[j]);
 }
 
@@ -217,6 +261,7 @@ static void FN(scr_init)(FN(fs_unit) *u, int q0, int q1, FN(fs_scr) *s)
         for (int k = 0; k <= r; k++) s[j].gfull[r + k] = s[j].gfull[r - k] = g[k];
         memset(s[j].zeros, 0, u->Lo * sizeof(REAL));
         s[j].hnext = -(1 << 30);
+        s[j].bp = s[j].bpa = -(1 << 30);  /* no running box sums yet */
         s[j].sx = u->sx;
         s[j].sy = u->sy;
         s[j].m0 = m0;
@@ -523,6 +568,11 @@ FN(adjoint_block)(const FN(fs_unit) *u, FN(fs_scr) *s, int q0b, int nbq,
     const ptrdiff_t Lw = u->Lw;
     for (int j = 0; j < M; j++) {
         const fs_band *aj = &u->jobs[j].a0;
+        if (M == 1 && s[j].ba[0] && FN(is_box)(aj)) {  /* engine_box.h */
+            FN(box_lines)(aj, 0, aj->lo + aj->off, q0b, nbq, nm, Lw, s[j].fring, s[j].Ls, s[j].nrf, NULL, NULL,
+                          s[j].ba, &s[j].bpa, s[j].av, maps, s[j].pr);
+            continue;
+        }
         const int r = aj->r, nrf = s[j].nrf;
         const REAL *wts[FS_B];
         FN(block_weights)(aj, q0b, nbq, s[j].gfull, wts);
@@ -554,7 +604,10 @@ FN(gradient_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int
         const int i = maps[ii];
         for (int j = 0; j < M; j++) {
             REAL *dst = j ? s[j].ag[i] : t->agsum[i];
-            if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
+            if (two_d && s[j].bt[0] && FN(is_box)(&u->jobs[j].a2))  /* engine_box.h */
+                FN(box_range)(&u->jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
+                              u->c_lo, u->c_hi, FS_PAD, s[j].bt[0], s[j].bt[1]);
+            else if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
                 FN(band_range)(&u->jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
                                u->c_lo, u->c_hi, FS_PAD, 0, 0);
             else
@@ -617,6 +670,13 @@ static void FN(grad_pass)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, in
     REAL *gy = (J->grad & FS_GRAD_Y) ? (REAL *)J->gy + u->xoff : NULL;
 
     int next = q0 + a0->off - u->rmax;
+    if (M == 1 && s[0].ba[0] && FN(is_box)(a0) && q0 >= a0->lo && q0 < a0->hi) {
+        /* the box adjoint's running sums start at the anchor before q0
+         * (engine_box.h): the map lines its window reads are made too */
+        int qa = q0 - q0 % FS_BOXA;
+        if (qa < a0->lo) qa = a0->lo;
+        next = qa + a0->off - u->rmax;
+    }
     if (next < 0) next = 0;
     for (int q0b = q0; q0b < q1; q0b += B) {
         const int nbq = q1 - q0b < B ? q1 - q0b : B;

@@ -1,0 +1,180 @@
+/* engine_box.h: box (uniform) windows by sums whose cost does not grow with
+ * the window (issue 16), accumulated in float64 (issue 10: float32 box
+ * results as accurate as scikit-image's, whose scipy.ndimage filters also
+ * sum in float64).  A band is a box when its taps are equal (fs_is_box);
+ * only its interior outputs take these paths, its border rows (crop edges,
+ * adjoints) keep their tables, so every border convention is unchanged.
+ *
+ * Bitwise independence of where a unit, a block or a column strip starts:
+ *   - along a line (box_range): each output is a fixed binary tree of sums
+ *     of its window (power-of-two partial sums of the samples at absolute
+ *     positions, combined by the bits of the width), O(log w) adds;
+ *   - across lines (box_lines): a running sum S(p) = S(p-1) + new - old,
+ *     restarted from a direct sum at every anchor: a key (the absolute line
+ *     of the window's centre for a forward band, the output line for an
+ *     adjoint) = 0 mod FS_BOXA, or the first centre whose window exists.  A
+ *     unit that starts between two anchors first rolls from the previous
+ *     one, so S(p) is one fixed sequence of operations for every p, whoever
+ *     computes it and whatever region of the map is asked for.
+ * The sums are normalised once, in float64, by the window's mass / width:
+ * exactly 1/w for the box windows (exact_mass makes the mass 1).
+ * Part of the engine body (engine_impl.h): included once per floating type
+ * and instruction set, with REAL, IREAL, FN(name) and FS_VBYTES defined. */
+
+#ifndef FS_BOXA
+#define FS_BOXA 16 /* anchor period of the running sums across lines */
+#endif
+
+/* 1 when band b is a box of radius >= 1: every tap within 1e-6 of the
+ * centre one (exact_mass may move a float32 tap by an ulp or two). */
+static inline int FN(is_box)(const fs_band *b)
+{
+    const REAL *g = (const REAL *)b->g;
+    if (b->r < 1 || !(g[0] > 0)) return 0;
+    for (int k = 1; k <= b->r; k++) {
+        const double d = (double)g[k] - (double)g[0];
+        if (d > 1e-6 * (double)g[0] || d < -1e-6 * (double)g[0]) return 0;
+    }
+    return 1;
+}
+
+/* The factor that turns a window sum into the band's weighted mean: its
+ * mass (the taps' exact sum) over its width. */
+static inline double FN(box_scale)(const fs_band *b)
+{
+    const REAL *g = (const REAL *)b->g;
+    double mass = (double)g[0];
+    for (int k = 1; k <= b->r; k++) mass += 2.0 * (double)g[k];
+    return mass / (double)(2 * b->r + 1);
+}
+
+/* band_range (same contract, skip range empty) for a box band: the border
+ * outputs by band_range's tables, the interior [lo, hi) by tree sums.
+ * t0, t1: float64 scratch of at least n_in + 2 pad elements. */
+static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
+                          double *restrict t0, double *restrict t1)
+{
+    const int r = b->r, w = 2 * r + 1;
+    int lo_m = 0, hi_m = 0;
+    /* the interior as band_range sees it (a mirrored end is interior) */
+    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
+    const ptrdiff_t lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
+    const ptrdiff_t hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
+    /* borders only (band_range recomputes the same mirror) */
+    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, lo, hi);
+    if (hi <= lo) return;
+    const ptrdiff_t n = hi - lo, m = n + 2 * r;  /* outputs, inputs they read */
+    const REAL *restrict src = in + lo + b->off - r;
+    double *restrict cur = t0, *restrict acc = t1;
+    for (ptrdiff_t t = 0; t < m; t++) cur[t] = (double)src[t];
+    /* cur holds sums of 2^k consecutive samples; acc the sums of the first
+     * len samples of each window (the bits of w below k) */
+    ptrdiff_t len = 0, span = 1;
+    for (int k = 0; span <= w; k++, span <<= 1) {
+        if (w & span) {
+            if (len == 0)
+                for (ptrdiff_t t = 0; t < n; t++) acc[t] = cur[t];
+            else
+                for (ptrdiff_t t = 0; t < n; t++) acc[t] += cur[t + len];
+            len += span;
+        }
+        if (2 * span <= w) {
+            const ptrdiff_t valid = m - 2 * span + 1;
+            for (ptrdiff_t t = 0; t < valid; t++) cur[t] += cur[t + span];
+        }
+    }
+    const double sc = FN(box_scale)(b);
+    REAL *restrict o = out + lo;
+    for (ptrdiff_t t = 0; t < n; t++) o[t] = (REAL)(acc[t] * sc);
+}
+
+/* Lines p0 .. p0+nb-1 of a box band b across lines (the streamed axis):
+ * out[b] = the band applied to the lines line(q), q = p + off - r .. p + off + r;
+ * anchors at keys p + kofs = 0 mod FS_BOXA and at the centre cmin.
+ * line(q): ring + (q % nr) * Ls; make(q) (when not NULL) makes sure line q is
+ * in the ring (lines are made in increasing order).  Border lines use b's
+ * table rows (vlin); interior lines the anchored running sums S (ns sums of
+ * n columns, for output line *sp).  zeros: n readable zeros. */
+typedef void (*FN(box_make_fn))(void *ctx, int q);
+
+static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, int ns,
+                          ptrdiff_t n,
+                          REAL *const *ring, ptrdiff_t Ls, int nr, FN(box_make_fn) make,
+                          void *ctx, double *const *S, int *sp, REAL *const (*out)[4],
+                          const int *which, const REAL **rows)
+{
+    const int r = b->r, off = b->off, n_in = b->n_in;
+    const double sc = FN(box_scale)(b);
+#define FS_LINE(i, q) (ring[i] + (ptrdiff_t)((q) % nr) * Ls)
+    for (int p = p0; p < p0 + nb; p++) {
+        const int c = p + off;
+        if (p < b->lo || p >= b->hi) {  /* a border line: its table row */
+            const REAL *t;
+            FN(band_row)(b, p, &t);
+            if (make) make(ctx, c + r < n_in - 1 ? c + r : n_in - 1);
+            for (int ii = 0; ii < ns; ii++) {
+                const int i = which[ii];
+                for (int k = 0; k <= 2 * r; k++) {
+                    const int q = c - r + k;
+                    rows[k] = (q >= 0 && q < n_in) ? FS_LINE(i, q) : NULL;
+                }
+                FN(vlin)(n, rows, r, 0, NULL, t, out[p - p0][i]);
+            }
+            continue;
+        }
+        /* S(p) from an anchor, rolled forward one line at a time (keys
+         * k = p + kofs, centres k + kc) */
+        const int key = p + kofs, kc = off - kofs;
+        int from = key;
+        if (*sp != key - 1 || key % FS_BOXA == 0 || c == cmin) {
+            from = key - ((key % FS_BOXA) + FS_BOXA) % FS_BOXA;
+            if (from + kc < cmin) from = cmin - kc;
+            const int ca = from + kc;
+            if (make) make(ctx, ca + r);
+            for (int ii = 0; ii < ns; ii++) {
+                const int i = which[ii];
+                double *restrict s = S[i];
+                const REAL *restrict l0 = FS_LINE(i, ca - r);
+                for (ptrdiff_t j = 0; j < n; j++) s[j] = (double)l0[j];
+                for (int k = 1; k <= 2 * r; k++) {
+                    const REAL *restrict lk = FS_LINE(i, ca - r + k);
+                    for (ptrdiff_t j = 0; j < n; j++) s[j] += (double)lk[j];
+                }
+            }
+            from++;
+        }
+        for (int kk = from; kk <= key; kk++) {
+            const int cc = kk + kc;
+            if (make) make(ctx, cc + r);
+            for (int ii = 0; ii < ns; ii++) {
+                const int i = which[ii];
+                double *restrict s = S[i];
+                const REAL *restrict ln = FS_LINE(i, cc + r), *restrict lo = FS_LINE(i, cc - r - 1);
+                int bad = 0;  /* a NaN or inf leaving the window */
+                for (ptrdiff_t j = 0; j < n; j++) {
+                    const double o = (double)lo[j];
+                    s[j] = (s[j] + (double)ln[j]) - o;
+                    bad |= o - o != 0;
+                }
+                if (!bad) continue;
+                /* those columns' sums again from their window (the anchor's
+                 * order), so a NaN reaches only the windows that contain it */
+                for (ptrdiff_t j = 0; j < n; j++) {
+                    if (lo[j] - lo[j] == 0) continue;
+                    double a = (double)FS_LINE(i, cc - r)[j];
+                    for (int k = 1; k <= 2 * r; k++) a += (double)FS_LINE(i, cc - r + k)[j];
+                    s[j] = a;
+                }
+            }
+        }
+        *sp = key;
+        for (int ii = 0; ii < ns; ii++) {
+            const int i = which[ii];
+            const double *restrict s = S[i];
+            REAL *restrict o = out[p - p0][i];
+            for (ptrdiff_t j = 0; j < n; j++) o[j] = (REAL)(s[j] * sc);
+        }
+    }
+#undef FS_LINE
+}

@@ -1,0 +1,90 @@
+"""Box windows by running sums (engine_box.h, issue 16): the sums across lines
+restart at anchors every 16 lines and the sums along a line are fixed trees, so
+images here are taller than the 12x13 FD images of test_gradients.py (the
+running sums roll across several anchors) and the units, strips and map
+regions are varied.  References: central finite differences in float64 (the
+gradient, borders included), the same call with other partitions (bitwise),
+the value without a gradient (bitwise) and a float64 direct-sum reference
+(the moments, scipy.ndimage.uniform_filter)."""
+import numpy as np
+import pytest
+
+from helpers import assert_bitwise, assert_grad_matches_fd, border_mask, fd_grad, pair
+
+import fastssim
+from fastssim import _engine
+
+BOX = dict(window="uniform", covariance="sample")
+
+
+@pytest.mark.parametrize("border", ["reflect", "valid"])
+@pytest.mark.parametrize("win", [3, 5])
+def test_box_gradient_vs_fd_across_anchors(border, win):
+    """41 rows: the running sums restart at rows 16 and 32 and roll between."""
+    x, y = pair((41, 9), seed=201)
+    kw = dict(data_range=1.0, border=border, win_size=win, **BOX)
+    r = fastssim.ssim(x, y, gradient="both", **kw)
+    fdx = fd_grad(fastssim.ssim, x, y, "x", **kw)
+    assert_grad_matches_fd(r.grad_x, fdx)
+    assert_grad_matches_fd(r.grad_y, fd_grad(fastssim.ssim, x, y, "y", **kw))
+    edge = border_mask(x.shape, 2)
+    assert np.abs(fdx[edge]).max() > 1e-3 * np.abs(fdx).max()
+
+
+def test_box_volume_gradient_vs_fd_across_anchors():
+    x, y = pair((20, 5, 6), seed=202)
+    kw = dict(data_range=1.0, spatial_dims=3, win_size=3, **BOX)
+    r = fastssim.ssim(x, y, gradient="x", **kw)
+    assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.ssim, x, y, "x", **kw))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("win", [7, 51])
+def test_box_bitwise_over_units_strips_and_regions(dtype, win):
+    """Units that start between two anchors roll from the previous one; column
+    strips cut the line sums' trees at other places; a value without a map or
+    gradient may stream another region of the map: every bit stays."""
+    x, y = pair((2, 300, 211), seed=203)
+    x, y = x.astype(dtype), y.astype(dtype)
+    kw = dict(data_range=1.0, win_size=win, **BOX)
+    ref = fastssim.ssim(x, y, gradient="both", full=True, workers=1, **kw)
+    for border in ("reflect", "valid"):
+        r0 = fastssim.ssim(x, y, gradient="both", full=True, workers=1, border=border, **kw)
+        v = fastssim.ssim(x, y, workers=1, border=border, **kw)
+        assert np.array_equal(v, r0.value), border
+    try:
+        for units in (3, 7):
+            _engine.set_units_per_thread(units)
+            assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2, **kw)),
+                           tuple(ref))
+    finally:
+        _engine.set_units_per_thread(0)
+    try:
+        for width in (48, 112):
+            _engine.set_strip_width(width)
+            assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2, **kw)),
+                           tuple(ref))
+    finally:
+        _engine.set_strip_width(0)
+
+
+@pytest.mark.parametrize("win", [3, 7, 51])
+def test_box_moments_match_float64_direct_sums(win):
+    """float64 input: the map equals one computed from scipy.ndimage.uniform_filter
+    moments (direct float64 sums, 'reflect' borders) to 1e-12; a drifting running
+    sum over 300 rows would not."""
+    ndi = pytest.importorskip("scipy.ndimage")
+    x, y = pair((300, 97), seed=204)
+    x = 1e3 + x  # offset data: drift in a running sum would show up in the variance
+    y = 1e3 + y
+    m = fastssim.ssim(x, y, data_range=1.0, win_size=win, full=True, **BOX).map
+    f = lambda a: ndi.uniform_filter(a, size=win, mode="reflect")
+    sx, sy = x - 1e3, y - 1e3
+    ux, uy = f(sx), f(sy)
+    n = win * win
+    cov = n / (n - 1.0)
+    vx, vy, vxy = cov * (f(sx * sx) - ux * ux), cov * (f(sy * sy) - uy * uy), cov * (f(sx * sy) - ux * uy)
+    C1, C2 = 0.01 ** 2, 0.03 ** 2
+    mx, my = ux + 1e3, uy + 1e3  # the l term reads the means of the data itself
+    ref = ((2 * mx * my + C1) * (2 * vxy + C2)) / ((mx * mx + my * my + C1) * (vx + vy + C2))
+    assert np.abs(m - ref).max() <= 1e-12
