@@ -325,11 +325,12 @@ def test_training_loop_reduces_the_loss():
 
 def test_opcheck():
     x, y = tpair((2, 1, 16, 16))
-    opts = ft._options(data_range=1.0, spatial_dims=2)
+    opts = ft._options_string(ft._options(data_range=1.0))
     for need in (0, 1, 2, 3):
-        args = (x.clone().requires_grad_(bool(need & 1)), y.clone().requires_grad_(bool(need & 2)),
-                "ssim", opts, need)
-        torch.library.opcheck(torch.ops.fastssim.similarity.default, args)
+        for mode, negate in (("plane", False), ("item", True), ("sum", False), ("mean", True)):
+            args = (x.clone().requires_grad_(bool(need & 1)),
+                    y.clone().requires_grad_(bool(need & 2)), "ssim", opts, need, mode, negate)
+            torch.library.opcheck(torch.ops.fastssim.similarity.default, args)
 
 
 def test_compile_fullgraph_training_step():
