@@ -223,7 +223,11 @@ def _gradients(ctx, gv):
     # worth of peak memory); only when this backward is the graph's last use of it: with
     # retain_graph (gradcheck, several backward passes) a scaled copy is returned instead.
     in_place = ctx.own_grads and _graph_released()
-    with torch.no_grad():
+    if torch.is_grad_enabled():  # create_graph=True, or traced by torch.compile
+        with torch.no_grad():
+            outs = [_scaled(gx, f, in_place) if ctx.need & 1 else None,
+                    _scaled(gy, f, in_place) if ctx.need & 2 else None]
+    else:  # grad mode is already off (a plain backward): no context manager to enter
         outs = [_scaled(gx, f, in_place) if ctx.need & 1 else None,
                 _scaled(gy, f, in_place) if ctx.need & 2 else None]
     if double:  # create_graph=True: a result that raises if it is differentiated again
@@ -324,7 +328,14 @@ def _eager_with_aux(x, y, kind, o, need, mode, negate, aux):
 # Validation and the shared front end
 
 
+_FLOATS = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+
+
 def _check_pair(x, y, names=("x", "y")):
+    if (type(x) is torch.Tensor and type(y) is torch.Tensor and x.device.type == "cpu"
+            and y.device.type == "cpu" and x.dtype == y.dtype and x.dtype in _FLOATS
+            and x.shape == y.shape and x.dim() in (4, 5)):
+        return  # the usual case, checked in a few attribute reads; the errors below
     for t, name in zip((x, y), names):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
@@ -363,11 +374,17 @@ def _reduce(per_item, reduction):
     return per_item
 
 
+_PLAIN = frozenset((float, int, bool, str, type(None)))
+
+
 def _options(**kw):
     """The keyword arguments of the NumPy call, checked: numbers, strings, None and
     sequences of numbers (made tuples of floats)."""
     out = {}
     for k, v in kw.items():
+        if type(v) in _PLAIN and (type(v) is not str or ";" not in v):  # the usual case, fast
+            out[k] = v
+            continue
         if isinstance(v, (tuple, list)):
             if not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
                 raise TypeError(f"{k}: expected a sequence of numbers, got {v!r}")
