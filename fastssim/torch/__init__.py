@@ -15,21 +15,27 @@ does) gives
 
 How it works
 ------------
-Every similarity goes through one custom operator, ``fastssim::similarity``
-(``torch.library.custom_op``, with a fake implementation for
-``torch.compile`` and an autograd formula registered with
-``register_autograd``, which PyTorch runs as a ``torch.autograd.Function``).
-Its forward calls the NumPy function (:func:`fastssim.ssim`, ...) once, for
-the value of every ``(n, c)`` plane and, when an input requires a gradient
-and grad mode is on, the exact gradient of each plane's value with respect to
-that input (one engine call for both).  The gradient is saved; the backward
-only multiplies it by the incoming per-plane gradient -- in place when the
-graph is freed after that backward (no ``retain_graph``), so that the saved
-gradient itself becomes the input's ``.grad`` (no further memory); a scaled
-copy otherwise.  (The operator's gradient outputs are therefore internal: call
-the functions here, not ``torch.ops.fastssim.similarity`` directly.)  Channel means and
-the ``reduction`` are ordinary torch operations on the ``(N, C)`` values, so
-autograd handles them.
+Each call is one ``torch.autograd.Function`` (eagerly) or one custom operator,
+``fastssim::similarity`` (``torch.library.custom_op`` with a fake
+implementation and ``register_autograd``, used while ``torch.compile`` traces,
+so that a compiled step has no graph break; its dispatch costs more per call
+than the rest of the adapter, hence the plain Function in eager mode).  Both
+run the same forward: the NumPy function (:func:`fastssim.ssim`, ...) called
+once for the value and, when an input requires a gradient and grad mode is
+on, the exact gradient of that value with respect to that input.  The channel
+mean, the ``reduction`` and the ``1 -`` of the losses are part of that call
+(``channel_axis=1``; for ``'mean'`` the engine sees the N*C planes as the
+channels of one item), so the engine's gradient is already the gradient of the
+returned value.  The gradient is saved; the backward multiplies it by the
+incoming gradient -- not at all when that is exactly 1 (``loss.backward()`` on
+the returned loss), in place when the graph is freed after that backward (no
+``retain_graph``), so that the saved gradient itself becomes the input's
+``.grad`` (no copy, no pass over it); a scaled copy otherwise.
+
+``full=True`` / ``return_scales=True`` add the map / the per-scale means, which
+are not differentiable (the engine differentiates the value only; a backward
+through them raises ``RuntimeError``) and always run eagerly (a graph break
+under ``torch.compile``).
 
 Memory and devices: a contiguous CPU float32/float64 tensor is handed to the
 engine as a NumPy view (no copy), and the gradient comes back as a tensor
