@@ -135,7 +135,6 @@ _KINDS = {"ssim": _run_ssim, "ms_ssim": _run_ms_ssim, "pixelwise_ms_ssim": _run_
 #            planes: the engine sees (1, N*C, ...) with channel_axis=1, so its gradient
 #            is that of the mean itself (the 1/(N C) included, no scaling pass).
 _MODES = ("plane", "item", "sum", "mean")
-_AUX = ("", "map", "scales")
 
 
 def _to_numpy(t):
