@@ -463,6 +463,28 @@ def test_compile_fullgraph_training_step():
     torch.testing.assert_close(g_c, conv.weight.grad, rtol=1e-13, atol=1e-15)
 
 
+def test_compile_with_a_map_runs_it_eagerly():
+    """full=True under torch.compile: a graph break (the map call runs eagerly), the eager
+    value, map and gradient; fullgraph=True says it cannot."""
+    torch._dynamo.reset()
+    x, y = tpair((2, 1, 20, 20))
+    xr = x.clone().requires_grad_()
+
+    def f(a, b):
+        v, m = ft.ssim(a, b, data_range=1.0, full=True)
+        return 2 * v, m
+
+    v_c, m_c = torch.compile(f, backend="aot_eager")(xr, y)
+    v_c.backward()
+    g_c, xr.grad = xr.grad, None
+    v_e, m_e = f(xr, y)
+    v_e.backward()
+    assert torch.equal(v_c, v_e) and torch.equal(m_c, m_e) and torch.equal(g_c, xr.grad)
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="disable"):
+        torch.compile(f, backend="aot_eager", fullgraph=True)(xr, y)
+
+
 # --------------------------------------------------------------------------- errors
 
 
