@@ -6,11 +6,22 @@ Rows (medians of interleaved rounds, one process):
 * ``numpy``: the bare NumPy call the adapter makes, value + gradient in one
   call (``fastssim.ssim(x, y, gradient='x')`` / ``fastssim.ms_ssim``);
 * ``fastssim.torch``: ``ft.ssim(x, y, data_range=1).backward()`` (the same
-  call, plus the tensor <-> array views, the op dispatch, and the backward's
-  scaling of the saved gradient into a fresh tensor);
+  call, plus the tensor <-> array views, the autograd.Function, and the
+  backward, which hands the saved gradient over as ``x.grad``; for the loss
+  rows, ``ft.ssim_loss`` against ``fastssim.losses.ssim(..., gradient=True)``,
+  whose backward negates the saved gradient in place);
 * ``compat``: ``fastssim.torch.compat.ssim(...)`` (pytorch_msssim's API);
 * ``pytorch_msssim``: ``pytorch_msssim.ssim(...).backward()`` (autograd
   through its convolutions).
+
+The adapter's own CPU time: the engine call replaced by a stub that returns
+the arrays of one real call (the same gradient array every time: the page
+faults of a fresh buffer are the engine's cost, not the adapter's),
+thread CPU time of ``ft.ssim(...).backward()`` per call, best of 7 x 300;
+beside it the same for a bare ``torch.autograd.Function`` that saves and
+returns such a buffer (PyTorch's own floor for any autograd adapter).  CPU
+time of one thread is much less sensitive than wall time to other processes
+on a shared machine.
 
 Peak extra memory: for each row, in a fresh subprocess, warm up on a small
 pair, reset the peak-RSS mark (/proc/self/clear_refs), make one full-size
@@ -82,6 +93,9 @@ def rows(x, y):
         "MS-SSIM fastssim.torch fwd+bwd": step(lambda a, b: ft.ms_ssim(a, b, data_range=1.0,
                                                                        downsample="zero")),
         "MS-SSIM compat fwd+bwd": step(lambda a, b: fc.ms_ssim(a, b, data_range=1.0)),
+        "SSIM-loss numpy value+grad": lambda: fastssim.losses.ssim(xn, yn, data_range=1.0,
+                                                                   gradient=True),
+        "SSIM-loss fastssim.torch fwd+bwd": step(lambda a, b: ft.ssim_loss(a, b, data_range=1.0)),
         "SSIM numpy value only": lambda: fastssim.ssim(xn, yn, data_range=1.0),
         "SSIM fastssim.torch value only": lambda: ft.ssim(x, y, data_range=1.0),
     }
@@ -104,6 +118,59 @@ def time_rows(r, rounds):
                 times[k].append(time.perf_counter() - t)
     return ({k: float(np.median(v)) for k, v in times.items()},
             {k: float(np.min(v)) for k, v in times.items()})
+
+
+class _Floor(torch.autograd.Function):
+    """PyTorch's floor: save a gradient-sized buffer (the stub's), return a 0-d value,
+    hand the buffer back in the backward."""
+
+    grad = None
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(torch.from_numpy(_Floor.grad))  # a new tensor: x.grad takes it
+        return torch.tensor(0.5)
+
+    @staticmethod
+    def backward(ctx, gv):
+        g, = ctx.saved_tensors
+        return g, None
+
+
+def adapter_cpu(x, y):
+    """(adapter us, floor us) of thread CPU time per forward + backward, engine stubbed."""
+    real = fastssim.ssim
+    xm, ym = x.numpy().reshape((1, -1) + x.shape[2:]), y.numpy().reshape((1, -1) + y.shape[2:])
+    r = real(xm, ym, data_range=1.0, gradient="x", channel_axis=1)
+
+    _Floor.grad = r.grad_x.reshape(x.shape)
+
+    def stub(a, b, gradient=None, **kw):  # the same (touched) gradient array every call
+        return type(r)(r.value.copy(), None, r.grad_x, None)
+
+    def adapter():
+        xr = x.detach().requires_grad_()
+        ft.ssim(xr, y, data_range=1.0).backward()
+
+    def floor():
+        xr = x.detach().requires_grad_()
+        _Floor.apply(xr, y).backward()
+
+    out = []
+    fastssim.ssim = stub
+    try:
+        for f in (adapter, floor):
+            f()
+            best = []
+            for _ in range(7):
+                t = time.thread_time_ns()
+                for _ in range(300):
+                    f()
+                best.append((time.thread_time_ns() - t) / 300 / 1e3)
+            out.append(min(best))
+    finally:
+        fastssim.ssim = real
+    return out
 
 
 def _status(field):
@@ -140,7 +207,7 @@ def memory(key):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--_memory-child", dest="child")
     args = ap.parse_args(argv)
@@ -158,6 +225,12 @@ def main(argv=None):
           f"{fastssim.__version__}, pytorch_msssim {_version('pytorch_msssim') if pm else 'not installed'}")
     print(f"- medians of {args.rounds} interleaved rounds (5 calls per round for fastssim rows, 1 for "
           "pytorch_msssim); OMP_WAIT_POLICY=" + os.environ.get("OMP_WAIT_POLICY", "(unset)") + "\n")
+    try:
+        la = os.getloadavg()
+        print(f"- load average at the end: {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (1/5/15 min; "
+              f"{os.cpu_count()} CPUs): other processes share the machine, wall times are noisy\n")
+    except OSError:  # pragma: no cover
+        pass
     print("| call | median ms | min ms | peak extra memory (inputs) | note (ratios of medians) |")
     print("|---|---:|---:|---:|---|")
     for k, t in med.items():
@@ -165,14 +238,19 @@ def main(argv=None):
         note = ""
         if "fastssim.torch fwd+bwd" in k or "compat" in k:
             base = med[f"{fam} numpy value+grad"]
-            note = f"adapter +{100 * (t / base - 1):.1f} % over numpy value+grad"
+            note = f"adapter {100 * (t / base - 1):+.1f} % over numpy value+grad"
         if "value only" in k and "torch" in k:
-            note = f"adapter +{100 * (t / med['SSIM numpy value only'] - 1):.1f} % over numpy value"
+            note = f"adapter {100 * (t / med['SSIM numpy value only'] - 1):+.1f} % over numpy value"
         if "pytorch_msssim" in k:
             note = f"{t / med[f'{fam} fastssim.torch fwd+bwd']:.0f}x slower than fastssim.torch"
         m = mem.get(k)
         ms = f"{m / one:.2f}" if m is not None else "-"
         print(f"| {k} | {1e3 * t:.2f} | {1e3 * best[k]:.2f} | {ms} | {note} |")
+    own, floor = adapter_cpu(x, y)
+    print(f"\nThe adapter's own CPU time per SSIM forward + backward (engine stubbed, one thread's "
+          f"CPU time, best of 7 x 300): {own:.0f} us, of which {floor:.0f} us is a bare "
+          f"torch.autograd.Function's; {100 * own * 1e-6 / med['SSIM numpy value+grad']:.1f} % "
+          f"of this run's median bare NumPy SSIM value+grad call.")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import math
 
 import torch
 
-from . import _check_pair, similarity_per_plane
+from . import _call, _check_pair
 
 __all__ = ["ssim", "ms_ssim", "SSIM", "MS_SSIM"]
 
@@ -158,11 +158,13 @@ def ssim(X, Y, data_range=255, size_average=True, win_size=11, win_sigma=1.5, wi
     opts = _window_options(win_size, win_sigma, win)
     _check_filtered(X.shape[2:], win_size if win is None else win.shape[-1], "the input")
     K1, K2 = _K(K)
-    per_channel = similarity_per_plane("ssim", X, Y, ("X", "Y"), data_range=float(data_range),
-                                       K1=K1, K2=K2, **opts)
-    if nonnegative_ssim:
-        per_channel = torch.relu(per_channel)
-    return per_channel.mean() if size_average else per_channel.mean(1)
+    if nonnegative_ssim:  # relu on each channel's value: per-plane values, then the means
+        per_channel = torch.relu(_call("ssim", X, Y, ("X", "Y"), "plane",
+                                       data_range=float(data_range), K1=K1, K2=K2, **opts))
+        return per_channel.mean() if size_average else per_channel.mean(1)
+    # the mean over batch and channels (or over channels) in the engine call itself
+    return _call("ssim", X, Y, ("X", "Y"), "mean" if size_average else "item",
+                 data_range=float(data_range), K1=K1, K2=K2, **opts)
 
 
 def ms_ssim(X, Y, data_range=255, size_average=True, win_size=11, win_sigma=1.5, win=None,
@@ -190,10 +192,9 @@ def ms_ssim(X, Y, data_range=255, size_average=True, win_size=11, win_sigma=1.5,
         _check_filtered(shape, win_size, f"scale {level + 1}")
         shape = tuple((s + 1) // 2 for s in shape)
     K1, K2 = _K(K)
-    per_channel = similarity_per_plane("ms_ssim", X, Y, ("X", "Y"), data_range=float(data_range),
-                                       K1=K1, K2=K2, weights=weights, downsample="zero",
-                                       negative="clamp", **opts)
-    return per_channel.mean() if size_average else per_channel.mean(1)
+    return _call("ms_ssim", X, Y, ("X", "Y"), "mean" if size_average else "item",
+                 data_range=float(data_range), K1=K1, K2=K2, weights=weights,
+                 downsample="zero", negative="clamp", **opts)
 
 
 class SSIM(torch.nn.Module):
