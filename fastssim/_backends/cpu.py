@@ -160,8 +160,12 @@ class _Operands:
         return out
 
 
-def execute(plan, x, y, cotangent=None, out=None):
-    """Run ``plan`` (see ``fastssim._backends`` for the contract)."""
+def execute(plan, x, y, cotangent=None, out=None, shifts=None):
+    """Run ``plan`` (see ``fastssim._backends`` for the contract).
+
+    ``shifts`` (CPU only, 'window' and 'product' plans): None, or the
+    per-plane shifts (shift_x, shift_y) to use instead of the planes' own
+    (``fastssim.dask`` passes a block the whole image's, see ``_core.run``)."""
     kind = plan.kind
     if kind == "pyramid":
         return _pyramid(plan, x, y)
@@ -173,6 +177,8 @@ def execute(plan, x, y, cotangent=None, out=None):
         extra["wmap"] = ops.cotangent(cotangent, plan.map_spatial)
     if ops.xsel is not None:
         extra["xsel"], extra["ysel"] = ops.xsel, ops.ysel
+    if shifts is not None:
+        extra["shifts"] = shifts
     map_out = gx_out = gy_out = None
     if out is not None:  # the caller's buffers: written directly where the layout allows
         map_out, gx_out, gy_out = out
