@@ -361,9 +361,10 @@ class _Geom:
 
 
 def _image_shifts(L, x, y):
-    """{batch block index: delayed (shift_x, shift_y)}: the per-plane shifts
-    the in-memory engine takes of the whole planes, or None when no spatial
-    axis is chunked (every block then holds whole planes and takes the same).
+    """(shifts, x, y): ``shifts`` {batch block index: delayed (shift_x,
+    shift_y)}, the per-plane shifts the in-memory engine takes of the whole
+    planes, and x, y bound to them; or (None, x, y) when no spatial axis is
+    chunked (every block then holds whole planes and takes the same).
 
     The engine's moments are of ``x - s`` with ``s`` the mean of a strided
     grid of samples (every ``max(n // 32, 1)``-th along each spatial axis,
@@ -372,21 +373,30 @@ def _image_shifts(L, x, y):
     (a strided slice: one light task per chunk), put together per batch chunk
     (fewer than 64 samples per axis), and the engine's own function takes the
     shifts of it: its stride there is 1, so it reads the same samples in the
-    same order as on the whole planes.
+    same order as on the whole planes.  The returned x and y are the same
+    arrays with their chunks made again after the shifts exist
+    (``dask.graph_manipulation.bind``): without that, every chunk produced for
+    the sample grid would be kept in memory until all of them had been
+    sampled, i.e. the whole image.  So a source is read (or generated) twice.
     """
     if all(len(x.chunks[ax]) == 1 for ax in L.sax):
-        return None
+        return None, x, y
+    from dask.base import tokenize
+    from dask.graph_manipulation import bind
+
     sel = (slice(None),) * L.nb + tuple(slice(None, None, max(n // 32, 1)) for n in L.spatial)
     gx = x[sel].rechunk({ax: -1 for ax in L.sax})
     gy = y[sel].rechunk(gx.chunks)
     GX, GY = gx.to_delayed(optimize_graph=False), gy.to_delayed(optimize_graph=False)
     tail = (0,) * (x.ndim - L.nb)
-    return {b: dask.delayed(_shift_task, pure=True)(GX[b + tail], GY[b + tail], L)
-            for b in np.ndindex(*GX.shape[: L.nb])}
+    shifts = {b: dask.delayed(_shift_task, pure=True)(GX[b + tail], GY[b + tail], L)
+              for b in np.ndindex(*GX.shape[: L.nb])}
+    x, y = bind((x, y), list(shifts.values()), seed=tokenize(x, y, "fastssim.dask shifts"))
+    return shifts, x, y
 
 
 def _shift_task(gx, gy, L):
-    from . import _core
+    from ._backends.cpu import plane_shifts
 
     def planes(a):
         a = np.moveaxis(a, -1, L.nb) if L.has_c else a
@@ -394,7 +404,7 @@ def _shift_task(gx, gy, L):
         return a.reshape((-1,) + a.shape[a.ndim - L.sd:])
 
     xs, ys = planes(gx), planes(gy)
-    sx, sy = _core.plane_shifts(xs, ys, xs.shape[0])
+    sx, sy = plane_shifts(xs, ys)
     return np.ascontiguousarray(sx), np.ascontiguousarray(sy)
 
 
@@ -660,7 +670,7 @@ def _windowed(L, x, y, metric, workers, full, g, border, result):
     workers = _result_workers(workers)
     metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)  # validates the options
     n = math.prod(b - a for a, b in (metric.sum_range(k) for k in L.spatial))
-    shifts = _image_shifts(L, x, y)
+    shifts, x, y = _image_shifts(L, x, y)
     value = _values(L, _plane_sums(L, x, y, metric, workers, shifts), n)
     if not full and not g:
         return value
@@ -961,7 +971,7 @@ def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
     """Per-plane scale means (*batch, C, M) of the chunked pyramid and, with a
     gradient, a function of the coefficients that builds it.  Every level's
     moments are taken about the finest level's per-plane shifts, as in memory."""
-    shifts = _image_shifts(L, x, y)
+    shifts, x, y = _image_shifts(L, x, y)
     first = {ax: max(x.chunks[ax]) for ax in L.sax}
     spatial = tuple(L.spatial)
     shapes = pyramid_shapes(spatial, downsample, M)

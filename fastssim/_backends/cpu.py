@@ -259,3 +259,10 @@ def _pyramid(plan, x, y):
 def ms_combine(m, w, negative, want_coef):
     """MS-SSIM's combination of per-level means (see ``fastssim._core.ms_combine``)."""
     return _core.ms_combine(m, w, negative, want_coef)
+
+
+def plane_shifts(xs, ys):
+    """The per-plane shifts the engine takes of contiguous planes ``(P, *spatial)``
+    of the compute type (see ``fastssim._core.plane_shifts``); ``fastssim.dask``
+    passes a whole image's to :func:`execute` for each of its blocks."""
+    return _core.plane_shifts(xs, ys, xs.shape[0])
