@@ -664,6 +664,16 @@ def _resolve_range(data_range, L):
     return data_range
 
 
+def _windowed_args(x, y, gradient, border, channel_axis, spatial_dims):
+    """(gradient code, layout, x, y) of a one-pass metric's call, validated."""
+    g = _grad_code(gradient)
+    if border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    L = _Layout(x, y, channel_axis, spatial_dims)
+    x, y = L.pair()
+    return g, L, x, y
+
+
 def _windowed(L, x, y, metric, workers, full, g, border, result):
     """The value (and with ``full`` / ``g`` the map and gradients, as ``result``)
     of a one-pass metric (SSIM, per-pixel MS-SSIM) of the normalised pair."""
@@ -747,11 +757,7 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, w
     ...                                                             data_range=1.0)), 6)
     True
     """
-    g = _grad_code(gradient)
-    if border not in ("reflect", "valid"):
-        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
-    L = _Layout(x, y, channel_axis, spatial_dims)
-    x, y = L.pair()
+    g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), window=window, sigma=sigma,
                 truncate=truncate, win_size=win_size, K1=K1, K2=K2, covariance=covariance)
     metric = _SSIMMetric(opts)
@@ -775,11 +781,7 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
         float64 of the batch shape; with ``full`` or ``gradient`` a
         :class:`fastssim.PixelwiseResult` of dask arrays.
     """
-    g = _grad_code(gradient)
-    if border not in ("reflect", "valid"):
-        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
-    L = _Layout(x, y, channel_axis, spatial_dims)
-    x, y = L.pair()
+    g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), sigmas=sigmas, truncate=truncate,
                 K1=K1, K2=K2, covariance=covariance)
     metric = _PixelwiseMetric(opts, border)
