@@ -196,16 +196,18 @@ def broadcast_shifts(x, y, lay, xsel, ysel):
     return out
 
 
-def _execute(call, x, y, lay, workers, xsel, ysel):
+def _execute(call, x, y, lay, workers, xsel, ysel, shifts=None):
     """Run ``call`` (batch broadcasting: xsel, ysel not None) and read back its outputs."""
-    if xsel is not None:
+    if shifts is not None:  # the caller's per-plane shifts (fastssim.dask: the whole image's)
+        call.shift_x, call.shift_y = shifts
+    elif xsel is not None:
         call.shift_x, call.shift_y = broadcast_shifts(x, y, lay, xsel, ysel)
         call.xsel, call.ysel = xsel, ysel
     call.run(int(workers))
     return result(call)
 
 
-def run(x, y, *, workers=1, xsel=None, ysel=None, **kw):
+def run(x, y, *, workers=1, xsel=None, ysel=None, shifts=None, **kw):
     """Run the engine with one window.
 
     x, y: inputs (see the module docstring); ``dtype`` the compute type
@@ -216,16 +218,19 @@ def run(x, y, *, workers=1, xsel=None, ysel=None, **kw):
     lives when ``wmap`` is None).  grad: 0, 1 (x), 2 (y) or 3.
     xsel, ysel: batch broadcasting (intp, one entry per item of the run):
     item i reads item xsel[i] of x and ysel[i] of y, no copy made; the
-    outputs have the run's items.
+    outputs have the run's items.  shifts: None (the engine takes each
+    plane's own, fs_plane_shifts), or (shift_x, shift_y), float64 (P,): the
+    constants the moments are taken about (a block of a larger image passes
+    the whole image's, so that its results are the whole image's).
     Returns (sums (P,), map, gx, gy).
     """
     lay, call = _spec(x, y, items=None if xsel is None else xsel.size, **kw)
-    return _execute(call, x, y, lay, workers, xsel, ysel)
+    return _execute(call, x, y, lay, workers, xsel, ysel, shifts)
 
 
 def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, grad=0,
               wmap=None, wscal=0.0, workers=1, map_out=None, nci=1, dtype=None,
-              xsel=None, ysel=None):
+              xsel=None, ysel=None, shifts=None):
     """The product of several windows' forms in one streaming pass.
 
     scales: list of (taps, form, cov); the map and the sums are of the product
@@ -241,7 +246,7 @@ def run_multi(x, y, *, scales, map_region, sum_region, C1, C2, want_map=False, g
     call = engine_call(x, y, lay.P, geom, in_type=lay.in_type, use_double=lay.dt == np.float64,
                        windows=windows, C1=C1, C2=C2, map_out=m, grad=grad, wmap=wmap,
                        wscal=wscal, gx=gx, gy=gy, nci=nci)
-    return _execute(call, x, y, lay, workers, xsel, ysel)
+    return _execute(call, x, y, lay, workers, xsel, ysel, shifts)
 
 
 # ---------------------------------------------------------------------------

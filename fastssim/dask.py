@@ -49,15 +49,20 @@ because Dask already runs one task per core (a ``LocalCluster`` with
 ``threads_per_worker`` threads runs that many tasks at once); ``workers=n``
 overrides it, e.g. for a cluster of one-thread workers on many-core nodes.
 
-Numerics: the engine takes each block's moments about a per-block shift near
-its mean (see the README's "Inputs and memory"), so a float32 map can differ
-from the in-memory map by float32 rounding; float64 results agree with the
-in-memory function to about 1e-15 relative.
+Numerics: the engine takes the moments about a per-plane shift near the
+plane's mean (see the README's "Inputs and memory").  Every block is given
+the whole image's shifts, the in-memory call's (their strided sample grid is
+sliced out of the chunks first: one light task per chunk, so a source that
+is expensive to produce is read twice), so float32 maps equal the in-memory
+maps bit for bit and values differ only by the order of the float64
+additions; gradients agree to float32 rounding (their adjoint runs over each
+block's own regions).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 
@@ -194,34 +199,6 @@ def _starts(chunks):
     return np.concatenate(([0], np.cumsum(chunks)))
 
 
-def _assemble(offsets, pieces, axes):
-    """The halo'd block from its pieces, keyed by neighbour offsets (-1, 0, 1) per halo axis."""
-    d = dict(zip(offsets, pieces))
-    for t in reversed(range(len(axes))):
-        groups = {}
-        for off, arr in d.items():
-            groups.setdefault(off[:t], []).append((off[t], arr))
-        d = {k: (np.concatenate([a for _, a in sorted(v, key=lambda z: z[0])], axis=axes[t])
-                 if len(v) > 1 else v[0][1]) for k, v in groups.items()}
-    return d[()]
-
-
-def _halo_task(fn, axes, offsets, xb, yb, edges, block_id, kw):
-    """fn on the block with its halo: the chunk itself (offset 0) and its
-    neighbours' strips, found in their edge copies under (block_id, offset)."""
-    xs, ys = [], []
-    for o, c in offsets:
-        if c is None:
-            xs.append(xb)
-            ys.append(yb)
-        else:
-            px, py = edges[c][(block_id, o)]
-            xs.append(px)
-            ys.append(py)
-    offs = [o for o, _ in offsets]
-    return fn(_assemble(offs, xs, axes), _assemble(offs, ys, axes), block_id=block_id, **kw)
-
-
 def _nest(grid, get, prefix=()):
     """Nested lists of ``get(index)`` over an index grid (for ``da.block``)."""
     if len(prefix) == len(grid):
@@ -229,54 +206,120 @@ def _nest(grid, get, prefix=()):
     return [_nest(grid, get, prefix + (i,)) for i in range(grid[len(prefix)])]
 
 
-def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, nout=1, **kw):
-    """``fn(x block + halo, y block + halo, block_id=..., **kw)`` for every block, assembled.
+class _Boxes:
+    """Boxes of data that block tasks need beyond their own chunk, put
+    together inside the task that uses them.
 
-    The halo is ``depth`` samples of each neighbour along the spatial axes
-    that have several chunks, nothing beyond the image's edges.  One task per
-    chunk copies out all the strips its neighbours need, and the halo'd block
-    is put together inside the task that uses it, so a chunk is freed as soon
-    as its own task and its edge copies are done (dask's ``overlap`` keeps
-    views, which pin whole neighbour chunks, and stores every halo'd block as
-    a result).  ``out_chunks``: the chunks of the output, whose blocks match
-    the input's block for block (extra trailing axes of one block allowed).
-    Returns a list of ``nout`` dask arrays.
+    A box is a range of global coordinates per spatial axis (the batch and
+    channel extents of its block).  It is filled from the chunks it overlaps:
+    its block's own chunk, read directly when the task has it (``own``), and
+    copies of the pieces of other chunks, made by one edge-copy task per chunk
+    for every box that needs them.  So a chunk is needed only by tasks that
+    depend on it alone (its own block's tasks and its edge copies) and is freed
+    as soon as they ran, whatever order the scheduler visits the chunks in
+    (dask's ``overlap`` keeps views, which pin whole neighbour chunks, and
+    stores every halo'd block as a result).  Used for the halo'd blocks of
+    maps and gradients and for the edge slabs of the value.
     """
-    import itertools
 
-    halo = [ax for ax in lay.sax if len(x.chunks[ax]) > 1] if depth else []
-    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
-    grid = X.shape
-    extra = len(out_chunks) - x.ndim
-    offs = list(itertools.product((-1, 0, 1), repeat=len(halo)))
-    specs, plans = {}, {}
-    for b in np.ndindex(*grid):
-        offsets = []
-        for o in offs:
-            nbr, sl = list(b), [slice(None)] * x.ndim
-            for ax, step in zip(halo, o):
-                nbr[ax] = b[ax] + step
-                if step == -1:
-                    sl[ax] = slice(x.chunks[ax][nbr[ax]] - depth, None)
-                elif step == 1:
-                    sl[ax] = slice(0, depth)
-            if not all(0 <= nbr[ax] < grid[ax] for ax in halo):
-                continue
-            nbr = tuple(nbr)
-            if any(o):
-                specs.setdefault(nbr, []).append(((b, o), tuple(sl)))
-                offsets.append((o, nbr))
+    def __init__(self, L, x, y):
+        self.L, self.x = L, x
+        self.X = x.to_delayed(optimize_graph=False)
+        self.Y = y.to_delayed(optimize_graph=False)
+        self.starts = [_starts(x.chunks[ax]) for ax in L.sax]
+        self.spatial = [int(st[-1]) for st in self.starts]
+        self.specs = {}  # chunk -> [(key, source slices)]
+        self._edges = None
+
+    def plan(self, b, D, key, own):
+        """(shape, places) of box ``D`` ([(lo, hi)] per spatial axis) of block
+        ``b``: places [(chunk or None for b's own, key or source slices,
+        destination slices)] in chunk order."""
+        L, x, starts = self.L, self.x, self.starts
+        shape = [x.chunks[ax][b[ax]] for ax in range(x.ndim)]
+        ranges = []
+        for k, ax in enumerate(L.sax):
+            shape[ax] = D[k][1] - D[k][0]
+            ranges.append([i for i in range(len(x.chunks[ax]))
+                           if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]])
+        places = []
+        for combo in itertools.product(*ranges):
+            idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
+            for k, ax in enumerate(L.sax):
+                c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
+                s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
+                idx[ax] = combo[k]
+                src[ax] = slice(s0 - c0, s1 - c0)
+                dst[ax] = slice(s0 - D[k][0], s1 - D[k][0])
+            idx = tuple(idx)
+            if own and idx == tuple(b):
+                places.append((None, tuple(src), tuple(dst)))
             else:
-                offsets.append((o, None))
-        plans[b] = offsets
-    # one task per chunk copies every strip its neighbours need
-    edges = {c: dask.delayed(_edges, pure=True)(X[c], Y[c], sp) for c, sp in specs.items()}
+                self.specs.setdefault(idx, []).append((key, tuple(src)))
+                places.append((idx, key, tuple(dst)))
+        return tuple(shape), places
+
+    def edges(self, chunks):
+        """{chunk: delayed edge copies} for the chunks among ``chunks`` that boxes read."""
+        if self._edges is None:
+            self._edges = {c: dask.delayed(_edges, pure=True)(self.X[c], self.Y[c], sp)
+                           for c, sp in self.specs.items()}
+        return {c: self._edges[c] for c in chunks if c is not None}
+
+
+def _edges(xb, yb, specs):
+    """Copies of the slices of one chunk pair that other tasks need, by key
+    (copies: a view would keep the whole chunk alive)."""
+    return {key: (xb[sl].copy(), yb[sl].copy()) for key, sl in specs}
+
+
+def _fill(shape, places, edges, own=None):
+    """The (x, y) box of ``shape`` from its places (see :meth:`_Boxes.plan`)."""
+    box = []
+    for side in (0, 1):
+        out = None
+        for chunk, key, dst in places:
+            piece = own[side][key] if chunk is None else edges[chunk][key][side]
+            if out is None:
+                out = np.empty(shape, dtype=piece.dtype)
+            out[dst] = piece
+        box.append(out)
+    return box
+
+
+def _halo_task(fn, shape, places, xb, yb, edges, block_id, shifts, kw):
+    """fn on the block with its halo, filled from the chunk itself and its
+    neighbours' edge copies."""
+    xh, yh = _fill(shape, places, edges, (xb, yb))
+    return fn(xh, yh, block_id=block_id, shifts=shifts, **kw)
+
+
+def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, shifts, nout=1, **kw):
+    """``fn(x block + halo, y block + halo, block_id=..., shifts=..., **kw)``
+    for every block, assembled.
+
+    The halo is ``depth`` samples of each neighbour along the spatial axes,
+    nothing beyond the image's edges (see :class:`_Boxes`).  ``out_chunks``:
+    the chunks of the output, whose blocks match the input's block for block
+    (extra trailing axes of one block allowed).  Returns a list of ``nout``
+    dask arrays.
+    """
+    boxes = _Boxes(lay, x, y)
+    grid = boxes.X.shape
+    plans = {}
+    for b in np.ndindex(*grid):
+        D = []
+        for k, ax in enumerate(lay.sax):
+            a = int(boxes.starts[k][b[ax]])
+            D.append((max(a - depth, 0), min(a + x.chunks[ax][b[ax]] + depth, boxes.spatial[k])))
+        plans[b] = boxes.plan(b, D, b, own=True)
     res = {}
-    for b, offsets in plans.items():
-        need = {c: edges[c] for _, c in offsets if c is not None}
+    for b, (shape, places) in plans.items():
         r = dask.delayed(_halo_task, pure=True, nout=nout if nout > 1 else None)(
-            fn, halo, offsets, X[b], Y[b], need, b, kw)
+            fn, shape, places, boxes.X[b], boxes.Y[b], boxes.edges(c for c, _, _ in places), b,
+            _shift_of(shifts, lay, b), kw)
         res[b] = r if nout > 1 else (r,)
+    extra = len(out_chunks) - x.ndim
     ogrid = grid + (1,) * extra
 
     def block(k):
@@ -311,6 +354,63 @@ class _Geom:
                                    f"on axis {ax}, expected {e - h}")
             out.append((a, ln, h, n))
         return out
+
+
+# ---------------------------------------------------------------------------
+# the per-plane shifts: the whole image's, as the in-memory engine takes them
+
+
+def _image_shifts(L, x, y):
+    """(shifts, x, y): ``shifts`` {batch block index: delayed (shift_x,
+    shift_y)}, the per-plane shifts the in-memory engine takes of the whole
+    planes, and x, y bound to them; or (None, x, y) when no spatial axis is
+    chunked (every block then holds whole planes and takes the same).
+
+    The engine's moments are of ``x - s`` with ``s`` the mean of a strided
+    grid of samples (every ``max(n // 32, 1)``-th along each spatial axis,
+    rounded; ``fs_plane_shifts``).  A block taking its own would round
+    differently in float32; so the grid is sliced out of the chunked planes
+    (a strided slice: one light task per chunk), put together per batch chunk
+    (fewer than 64 samples per axis), and the engine's own function takes the
+    shifts of it: its stride there is 1, so it reads the same samples in the
+    same order as on the whole planes.  The returned x and y are the same
+    arrays with their chunks made again after the shifts exist
+    (``dask.graph_manipulation.bind``): without that, every chunk produced for
+    the sample grid would be kept in memory until all of them had been
+    sampled, i.e. the whole image.  So a source is read (or generated) twice.
+    """
+    if all(len(x.chunks[ax]) == 1 for ax in L.sax):
+        return None, x, y
+    from dask.base import tokenize
+    from dask.graph_manipulation import bind
+
+    sel = (slice(None),) * L.nb + tuple(slice(None, None, max(n // 32, 1)) for n in L.spatial)
+    gx = x[sel].rechunk({ax: -1 for ax in L.sax})
+    gy = y[sel].rechunk(gx.chunks)
+    GX, GY = gx.to_delayed(optimize_graph=False), gy.to_delayed(optimize_graph=False)
+    tail = (0,) * (x.ndim - L.nb)
+    shifts = {b: dask.delayed(_shift_task, pure=True)(GX[b + tail], GY[b + tail], L)
+              for b in np.ndindex(*GX.shape[: L.nb])}
+    x, y = bind((x, y), list(shifts.values()), seed=tokenize(x, y, "fastssim.dask shifts"))
+    return shifts, x, y
+
+
+def _shift_task(gx, gy, L):
+    from ._backends.cpu import plane_shifts
+
+    def planes(a):
+        a = np.moveaxis(a, -1, L.nb) if L.has_c else a
+        a = np.ascontiguousarray(a, dtype=L.ftype)
+        return a.reshape((-1,) + a.shape[a.ndim - L.sd:])
+
+    xs, ys = planes(gx), planes(gy)
+    sx, sy = plane_shifts(xs, ys)
+    return np.ascontiguousarray(sx), np.ascontiguousarray(sy)
+
+
+def _shift_of(shifts, L, b):
+    """The shifts of block ``b``'s planes (those of its batch chunk), or None."""
+    return None if shifts is None else shifts[tuple(b[: L.nb])]
 
 
 # ---------------------------------------------------------------------------
@@ -357,28 +457,33 @@ class _PixelwiseMetric:
                                **self.opts)[0]
 
 
-def _run(metric, xb, yb, L, workers, map_region, sum_region, want_map=False, grad=0,
+def _run(metric, xb, yb, L, workers, map_region, sum_region, shifts, want_map=False, grad=0,
          wscal=0.0):
-    """The metric on one block pair over the given regions (a Result, caller layout)."""
+    """The metric on one block pair over the given regions (a Result, caller layout),
+    its moments about the whole image's per-plane ``shifts`` (None: the block's own)."""
+    from ._backends import cpu
+
     p = metric.plan(xb, yb, L, workers)._replace(
         map_region=map_region, sum_region=sum_region, want_map=want_map, grad=grad, wscal=wscal)
-    return _backends.execute(p, xb, yb)
+    return cpu.execute(p, xb, yb, shifts=shifts)
 
 
 # ---------------------------------------------------------------------------
 # block tasks
 
 
-def _map_task(xb, yb, *, block_id, geom, metric, L, workers):
-    """The same-size map on the block's owned pixels."""
-    mreg = []
-    for a, ln, h, n in geom.block(block_id, xb):
-        mreg.append((a - h, a - h + ln))
-    return _run(metric, xb, yb, L, workers, tuple(mreg), tuple((0, b - a) for a, b in mreg),
-                want_map=True).map
+def _map_task(xb, yb, *, block_id, shifts, geom, metric, L, workers):
+    """The same-size map on the block's owned pixels: the engine maps the whole
+    halo'd block (its rounding at the image's reflected edges is that of a map
+    region reaching both ends of the data, as in memory), the halo is cropped."""
+    own = tuple(slice(a - h, a - h + ln) for a, ln, h, n in geom.block(block_id, xb))
+    full = tuple((0, xb.shape[ax]) for ax in L.sax)
+    m = _run(metric, xb, yb, L, workers, full, tuple((0, b) for _, b in full), shifts,
+             want_map=True).map
+    return m[(Ellipsis,) + own + ((slice(None),) if L.has_c else ())]
 
 
-def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
+def _grad_task(xb, yb, *, block_id, shifts, geom, metric, L, workers, g, wscal):
     """Gradient of (wscal * sum of the map over the summed region) on the block's
     owned pixels; 'both' stacks (gx, gy) on a new first axis."""
     mreg, own = [], []
@@ -395,69 +500,62 @@ def _grad_task(xb, yb, *, block_id, geom, metric, L, workers, g, wscal):
         z = np.zeros(xb[sel].shape, dtype=L.ftype)
         return (z, z.copy()) if g == 3 else z
     res = _run(metric, xb, yb, L, workers, tuple(mreg), tuple((0, b - a) for a, b in mreg),
-               grad=g, wscal=wscal)
+               shifts, grad=g, wscal=wscal)
     outs = [a[sel] for a in (res.grad_x, res.grad_y) if a is not None]
     return tuple(outs) if g == 3 else outs[0]
 
 
-def _region_sums(xb, yb, mreg, metric, L, workers, out_shape):
-    """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place)."""
-    sums = _run(metric, xb, yb, L, workers, mreg, tuple((0, b - a) for a, b in mreg)).sums
-    return sums.reshape(out_shape)
+def _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts):
+    """Per-plane sums of the map over ``mreg`` of the block (the engine reads it in place).
+
+    A region that reaches one end of the block's data but not the other along
+    some axis (the per-pixel MS-SSIM's reflected border, summed) is mapped to
+    the block's far end too and the map summed here: the engine rounds a
+    reflected edge of a region that spans its data as it does in memory."""
+    ext = tuple((0, n) if (a == 0) != (b == n) else (a, b)
+                for (a, b), n in zip(mreg, (xb.shape[ax] for ax in L.sax)))
+    if ext == mreg:
+        sums = _run(metric, xb, yb, L, workers, mreg, tuple((0, b - a) for a, b in mreg),
+                    shifts).sums
+        return sums.reshape(out_shape)
+    m = _run(metric, xb, yb, L, workers, ext, tuple((0, b - a) for a, b in ext), shifts,
+             want_map=True).map
+    sel = tuple(slice(a - e, b - e) for (a, b), (e, _) in zip(mreg, ext))
+    m = m[(Ellipsis,) + sel + ((slice(None),) if L.has_c else ())]
+    return m.sum(axis=L.sax, dtype=np.float64).reshape(out_shape)
 
 
-def _edges(xb, yb, specs):
-    """Copies of the slices of one chunk pair that other tasks need, by key
-    (copies: a view would keep the whole chunk alive)."""
-    return {key: (xb[sl].copy(), yb[sl].copy()) for key, sl in specs}
-
-
-def _frame_sums(interior, slabs, edges, metric, L, workers, out_shape):
+def _frame_sums(interior, slabs, edges, metric, L, workers, out_shape, shifts):
     """The interior's sums plus each slab's, in a fixed order; every slab's data
     box is filled from the edge copies of the chunks it overlaps."""
     acc = np.zeros(out_shape) if interior is None else interior
     for shape, mreg, places in slabs:
-        box = [None, None]
-        for side in (0, 1):
-            for chunk, key, dst in places:
-                piece = edges[chunk][key][side]
-                if box[side] is None:
-                    box[side] = np.empty(shape, dtype=piece.dtype)
-                box[side][dst] = piece
-        acc = acc + _region_sums(box[0], box[1], mreg, metric, L, workers, out_shape)
+        xb, yb = _fill(shape, places, edges)
+        acc = acc + _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts)
     return acc
 
 
-def _plane_sums(L, x, y, metric, workers):
+def _plane_sums(L, x, y, metric, workers, shifts):
     """Per-plane sums of the map over the summed region: a dask array (*batch, C).
 
     Each chunk's owned pixels are split into its interior, whose windows lie in
     the chunk (summed from the chunk itself, read in place), and slabs of the
     window radius along the chunk's inner edges, each summed from a small box
-    of data put together from copies of the edges of the chunks it overlaps
-    (one task per chunk copies all its edges).  So a chunk is only ever needed
-    by tasks that depend on it alone (its interior and its edge copies) and is
-    freed as soon as they ran, whatever order the scheduler visits the chunks
-    in.  Per chunk: an interior task, an edge-copy task, and one task for all
-    its slabs that also adds the interior's sums (in a fixed order).
+    of data (see :class:`_Boxes`: copies of the edges of the chunks it
+    overlaps).  Per chunk: an interior task, an edge-copy task, and one task
+    for all its slabs that also adds the interior's sums (in a fixed order).
     """
-    import itertools
-
     x, y = _aligned(L, x, y, metric.ntap)
     r = metric.r
-    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
-    grid = X.shape
-    starts = [_starts(x.chunks[ax]) for ax in L.sax]
-    spatial = [int(st[-1]) for st in starts]
-    delayed = functools.partial(dask.delayed, pure=True)
-    specs = {}   # chunk -> [(key, source slices)]
-    plans = {}   # block -> (interior mreg or None, [(shape, mreg, [(chunk, key, dst)])], out_shape)
+    boxes = _Boxes(L, x, y)
+    grid = boxes.X.shape
+    starts, spatial = boxes.starts, boxes.spatial
+    plans = {}   # block -> (interior mreg or None, [(shape, mreg, places)], out_shape)
     for b in np.ndindex(*grid):
-        bshape = tuple(x.chunks[ax][b[ax]] for ax in range(x.ndim))
-        out_shape = bshape[: L.nb] + (1,) * L.sd + (L.C,)
+        out_shape = tuple(x.chunks[ax][b[ax]] for ax in range(L.nb)) + (1,) * L.sd + (L.C,)
         T, I, A = [], [], []
         for k, ax in enumerate(L.sax):
-            a, ln, n = int(starts[k][b[ax]]), bshape[ax], spatial[k]
+            a, ln, n = int(starts[k][b[ax]]), x.chunks[ax][b[ax]], spatial[k]
             lo, hi = metric.sum_range(n)
             tlo, thi = max(a, lo), min(a + ln, hi)
             elo, ehi = (r if a > 0 else 0), (r if a + ln < n else 0)
@@ -465,7 +563,6 @@ def _plane_sums(L, x, y, metric, workers):
             I.append((max(tlo, a + elo), min(thi, a + ln - ehi)))
             A.append(a)
         if any(t1 <= t0 for t0, t1 in T):
-            plans[b] = None
             continue
         inner, slabs = None, [T]
         if all(i1 > i0 for i0, i1 in I):
@@ -478,41 +575,21 @@ def _plane_sums(L, x, y, metric, workers):
         splans = []
         for si, S in enumerate(slabs):
             D = [(max(s0 - r, 0), min(s1 + r, n)) for (s0, s1), n in zip(S, spatial)]
-            shape = list(bshape)
-            for k, ax in enumerate(L.sax):
-                shape[ax] = D[k][1] - D[k][0]
-            ranges = [[i for i in range(grid[ax])
-                       if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]]
-                      for k, ax in enumerate(L.sax)]
-            places = []
-            for combo in itertools.product(*ranges):
-                idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
-                for k, ax in enumerate(L.sax):
-                    c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
-                    s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
-                    idx[ax] = combo[k]
-                    src[ax] = slice(s0 - c0, s1 - c0)
-                    dst[ax] = slice(s0 - D[k][0], s1 - D[k][0])
-                idx, key = tuple(idx), (b, si)
-                specs.setdefault(idx, []).append((key, tuple(src)))
-                places.append((idx, key, tuple(dst)))
-            splans.append((tuple(shape), tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D)),
+            shape, places = boxes.plan(b, D, (b, si), own=False)
+            splans.append((shape, tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D)),
                            places))
         plans[b] = (inner, splans, out_shape)
-    edges = {c: delayed(_edges)(X[c], Y[c], sp) for c, sp in specs.items()}
+    delayed = functools.partial(dask.delayed, pure=True)
     res = {}
-    for b, pl in plans.items():
-        if pl is None:
-            continue
-        inner, splans, out_shape = pl
+    for b, (inner, splans, out_shape) in plans.items():
+        sh = _shift_of(shifts, L, b)
         interior = None if inner is None else delayed(_region_sums)(
-            X[b], Y[b], inner, metric, L, workers, out_shape)
+            boxes.X[b], boxes.Y[b], inner, metric, L, workers, out_shape, sh)
         if not splans:
             res[b] = interior
             continue
-        need = {c for _, _, places in splans for c, _, _ in places}
-        res[b] = delayed(_frame_sums)(interior, splans, {c: edges[c] for c in need}, metric, L,
-                                      workers, out_shape)
+        need = boxes.edges(c for _, _, places in splans for c, _, _ in places)
+        res[b] = delayed(_frame_sums)(interior, splans, need, metric, L, workers, out_shape, sh)
     chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
     extra = len(chunks) - x.ndim
 
@@ -542,19 +619,20 @@ def _per_item(s, n):
     return (s / n).mean(axis=-1)
 
 
-def _same_size_map(L, x, y, metric, workers):
+def _same_size_map(L, x, y, metric, workers, shifts):
     x, y = _aligned(L, x, y, metric.ntap)
     geom = _Geom(L, x.chunks, metric.r)
-    return _halo_apply(L, x, y, metric.r, _map_task, x.chunks, L.ftype, geom=geom,
+    return _halo_apply(L, x, y, metric.r, _map_task, x.chunks, L.ftype, shifts, geom=geom,
                        metric=metric, L=L, workers=workers)[0]
 
 
-def _gradient(L, x, y, metric, workers, g, wscal):
+def _gradient(L, x, y, metric, workers, g, wscal, shifts):
     """The gradient(s) as dask arrays in the normalised layout: one, or (gx, gy)."""
     x, y = _aligned(L, x, y, max(metric.ntap, 2 * metric.r))
     geom = _Geom(L, x.chunks, 2 * metric.r)
-    G = _halo_apply(L, x, y, 2 * metric.r, _grad_task, x.chunks, L.ftype, nout=2 if g == 3 else 1,
-                    geom=geom, metric=metric, L=L, workers=workers, g=g, wscal=wscal)
+    G = _halo_apply(L, x, y, 2 * metric.r, _grad_task, x.chunks, L.ftype, shifts,
+                    nout=2 if g == 3 else 1, geom=geom, metric=metric, L=L, workers=workers, g=g,
+                    wscal=wscal)
     return tuple(G) if g == 3 else G[0]
 
 
@@ -584,6 +662,40 @@ def _resolve_range(data_range, L):
         lo, hi = dtype_range[L.xdtype.type]
         return float(hi) - float(lo)
     return data_range
+
+
+def _windowed_args(x, y, gradient, border, channel_axis, spatial_dims):
+    """(gradient code, layout, x, y) of a one-pass metric's call, validated."""
+    g = _grad_code(gradient)
+    if border not in ("reflect", "valid"):
+        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
+    L = _Layout(x, y, channel_axis, spatial_dims)
+    x, y = L.pair()
+    return g, L, x, y
+
+
+def _windowed(L, x, y, metric, workers, full, g, border, result):
+    """The value (and with ``full`` / ``g`` the map and gradients, as ``result``)
+    of a one-pass metric (SSIM, per-pixel MS-SSIM) of the normalised pair."""
+    workers = _result_workers(workers)
+    metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)  # validates the options
+    n = math.prod(b - a for a, b in (metric.sum_range(k) for k in L.spatial))
+    shifts, x, y = _image_shifts(L, x, y)
+    value = _values(L, _plane_sums(L, x, y, metric, workers, shifts), n)
+    if not full and not g:
+        return value
+    m = gx = gy = None
+    if full:
+        m = _same_size_map(L, x, y, metric, workers, shifts)
+        if border == "valid":
+            m = _crop(L, m, metric.r)
+        m = L.to_user(m)
+    if g:
+        G = _gradient(L, x, y, metric, workers, g, 1.0 / (n * L.C), shifts)
+        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
+        gx = None if gx is None else L.to_user(gx)
+        gy = None if gy is None else L.to_user(gy)
+    return result(value, m, gx, gy)
 
 
 def _result_workers(workers):
@@ -645,33 +757,12 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, w
     ...                                                             data_range=1.0)), 6)
     True
     """
-    g = _grad_code(gradient)
-    if border not in ("reflect", "valid"):
-        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
-    L = _Layout(x, y, channel_axis, spatial_dims)
-    x, y = L.pair()
+    g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), window=window, sigma=sigma,
                 truncate=truncate, win_size=win_size, K1=K1, K2=K2, covariance=covariance)
     metric = _SSIMMetric(opts)
     _check_fit(metric.ntap, L)
-    workers = _result_workers(workers)
-    metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)  # validates the options
-    n_valid = math.prod(n - 2 * metric.r for n in L.spatial)
-    value = _values(L, _plane_sums(L, x, y, metric, workers), n_valid)
-    if not full and not g:
-        return value
-    m = gx = gy = None
-    if full:
-        m = _same_size_map(L, x, y, metric, workers)
-        if border == "valid":
-            m = _crop(L, m, metric.r)
-        m = L.to_user(m)
-    if g:
-        G = _gradient(L, x, y, metric, workers, g, 1.0 / (n_valid * L.C))
-        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
-        gx = None if gx is None else L.to_user(gx)
-        gy = None if gy is None else L.to_user(gy)
-    return SSIMResult(value, m, gx, gy)
+    return _windowed(L, x, y, metric, workers, full, g, border, SSIMResult)
 
 
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
@@ -690,33 +781,12 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
         float64 of the batch shape; with ``full`` or ``gradient`` a
         :class:`fastssim.PixelwiseResult` of dask arrays.
     """
-    g = _grad_code(gradient)
-    if border not in ("reflect", "valid"):
-        raise ValueError(f"border: expected 'reflect' or 'valid', got {border!r}")
-    L = _Layout(x, y, channel_axis, spatial_dims)
-    x, y = L.pair()
+    g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), sigmas=sigmas, truncate=truncate,
                 K1=K1, K2=K2, covariance=covariance)
     metric = _PixelwiseMetric(opts, border)
     _check_fit(metric.ntap, L, f"window of the widest sigma ({_check_sigmas(sigmas)[-1]:g})")
-    workers = _result_workers(workers)
-    metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)
-    n = math.prod(b - a for a, b in (metric.sum_range(k) for k in L.spatial))
-    value = _values(L, _plane_sums(L, x, y, metric, workers), n)
-    if not full and not g:
-        return value
-    m = gx = gy = None
-    if full:
-        m = _same_size_map(L, x, y, metric, workers)
-        if border == "valid":
-            m = _crop(L, m, metric.r)
-        m = L.to_user(m)
-    if g:
-        G = _gradient(L, x, y, metric, workers, g, 1.0 / (n * L.C))
-        gx, gy = (G if g == 3 else ((G, None) if g == 1 else (None, G)))
-        gx = None if gx is None else L.to_user(gx)
-        gy = None if gy is None else L.to_user(gy)
-    return PixelwiseResult(value, m, gx, gy)
+    return _windowed(L, x, y, metric, workers, full, g, border, PixelwiseResult)
 
 
 # ---------------------------------------------------------------------------
@@ -787,9 +857,12 @@ def _down_axis(a, ax, d, c0, o0, o1):
         return _down_taken(a, ax, d, c0, o0, o1)
     s = 2 * rl + d.shift - c0
     pre = (slice(None),) * ax
-    half = a.dtype.type(0.5)
-    mid = (a[pre + (slice(s, s + 2 * (rh - rl), 2),)] * half
-           + a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)] * half)
+    # 0.5 (a + b), as the engine's regular part (engine_pyramid.h, down_rows):
+    # one output array and two passes, no temporaries (equal to 0.5 a + 0.5 b
+    # but for subnormal results)
+    mid = np.add(a[pre + (slice(s, s + 2 * (rh - rl), 2),)],
+                 a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)])
+    mid *= a.dtype.type(0.5)
     parts = ([_down_taken(a, ax, d, c0, o0, rl)] if rl > o0 else []) + [mid] + \
         ([_down_taken(a, ax, d, c0, rh, o1)] if o1 > rh else [])
     return np.concatenate(parts, axis=ax) if len(parts) > 1 else mid
@@ -898,7 +971,9 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
 
 def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
     """Per-plane scale means (*batch, C, M) of the chunked pyramid and, with a
-    gradient, a function of the coefficients that builds it."""
+    gradient, a function of the coefficients that builds it.  Every level's
+    moments are taken about the finest level's per-plane shifts, as in memory."""
+    shifts, x, y = _image_shifts(L, x, y)
     first = {ax: max(x.chunks[ax]) for ax in L.sax}
     spatial = tuple(L.spatial)
     shapes = pyramid_shapes(spatial, downsample, M)
@@ -920,7 +995,7 @@ def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
             xa, ya = x.rechunk(d.in_chunks), y.rechunk(d.in_chunks)
             x = da.map_blocks(d.down, xa, chunks=d.out_chunks, dtype=L.ftype)
             y = da.map_blocks(d.down, ya, chunks=d.out_chunks, dtype=L.ftype)
-    ms = da.stack([_plane_sums(Lj, xj, yj, met, workers) / nv
+    ms = da.stack([_plane_sums(Lj, xj, yj, met, workers, shifts) / nv
                    for (Lj, xj, yj, met, _), nv in zip(levels, nval)], axis=-1)
     ms = ms.rechunk({L.nb + 1: -1})
     if not g:
@@ -930,7 +1005,7 @@ def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
         acc = None
         for j in range(M - 1, -1, -1):
             Lj, xj, yj, met, d = levels[j]
-            Gj = _gradient(Lj, xj, yj, met, workers, g, 1.0 / nval[j])
+            Gj = _gradient(Lj, xj, yj, met, workers, g, 1.0 / nval[j], shifts)
             cj = coef[(Ellipsis,) + (None,) * L.sd + (slice(None), j)]  # (*batch, 1.., C)
             if not L.has_c:
                 cj = cj[..., 0]

@@ -143,8 +143,12 @@ class _Operands:
         return out
 
 
-def execute(plan, x, y, cotangent=None, out=None):
-    """Run ``plan`` (see ``fastssim._backends`` for the contract)."""
+def execute(plan, x, y, cotangent=None, out=None, shifts=None):
+    """Run ``plan`` (see ``fastssim._backends`` for the contract).
+
+    ``shifts`` (CPU only, 'window' and 'product' plans): None, or the
+    per-plane shifts (shift_x, shift_y) to use instead of the planes' own
+    (``fastssim.dask`` passes a block the whole image's, see ``_core.run``)."""
     kind = plan.kind
     if kind == "pyramid":
         return _pyramid(plan, x, y)
@@ -156,6 +160,8 @@ def execute(plan, x, y, cotangent=None, out=None):
         extra["wmap"] = ops.cotangent(cotangent, plan.map_spatial)
     if ops.xsel is not None:
         extra["xsel"], extra["ysel"] = ops.xsel, ops.ysel
+    if shifts is not None:
+        extra["shifts"] = shifts
     map_out = gx_out = gy_out = None
     if out is not None:  # the caller's buffers: written directly where the layout allows
         map_out, gx_out, gy_out = out
@@ -239,3 +245,10 @@ def _pyramid(plan, x, y):
 def ms_combine(m, w, negative, want_coef):
     """MS-SSIM's combination of per-level means (see ``fastssim._core.ms_combine``)."""
     return _core.ms_combine(m, w, negative, want_coef)
+
+
+def plane_shifts(xs, ys):
+    """The per-plane shifts the engine takes of contiguous planes ``(P, *spatial)``
+    of the compute type (see ``fastssim._core.plane_shifts``); ``fastssim.dask``
+    passes a whole image's to :func:`execute` for each of its blocks."""
+    return _core.plane_shifts(xs, ys, xs.shape[0])
