@@ -74,9 +74,14 @@ static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
     /* the F ring spans the adjoint window plus how far the stream runs
      * ahead of it (further for the small scales of a multi-scale job) */
     const int rr = job->ring_r > r ? job->ring_r : r;
+    /* box windows' running sums roll forward from an anchor up to FS_BOXA - 1
+     * lines back (engine_box.h): their rings keep FS_B >= FS_BOXA lines more */
+    const int box = FN(is_box)(&job->f0) || FN(is_box)(&job->f2) || FN(is_box)(&job->a0)
+                    || FN(is_box)(&job->a2);
+    const int Br = box && B < FS_B ? FS_B : B;
     /* h-lines are made for all windows at once, as far ahead as the widest
      * needs (hlines_multi): a narrow window's ring spans r + rr + B lines */
-    const int nrh = r + rr + B, nrf = r + rr + 2 * B;
+    const int nrh = r + rr + Br, nrf = r + rr + 2 * Br;
     int rp = 2 * r + B;
     if (job->n1 > 1 && 2 * job->f1.r + 1 > rp) rp = 2 * job->f1.r + 1;
     if (job->n1 > 1 && 2 * job->a1.r + 1 > rp) rp = 2 * job->a1.r + 1;
@@ -104,8 +109,7 @@ static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
         for (int i = 0; i < 4; i++) FS_TAKE(s->ag[i], REAL, L);
     }
     /* box windows: float64 lines for their sums (engine_box.h) */
-    if (FN(is_box)(&job->f0) || FN(is_box)(&job->f2) || FN(is_box)(&job->a0)
-        || FN(is_box)(&job->a2)) {
+    if (box) {
         const ptrdiff_t nt = (L > Lo ? L : Lo) + 2 * FS_PAD + 64; /* ISA-free (fs_multi_bytes is v1) */
         FS_TAKE(s->bt[0], double, nt);
         FS_TAKE(s->bt[1], double, nt);
