@@ -1,8 +1,8 @@
-"""Box windows by running sums (engine_box.h, issue 16): the sums across lines
-restart at anchors every 16 lines and the sums along a line are fixed trees, so
-images here are taller than the 12x13 FD images of test_gradients.py (the
-running sums roll across several anchors) and the units, strips and map
-regions are varied.  References: central finite differences in float64 (the
+"""Box windows by running sums (engine_box.h, issue 16; boxes of 21 taps and
+more, FS_BOX_MIN_R): the sums across lines restart at anchors every 16 lines
+and the sums along a line are fixed trees, so images here are taller than the
+12x13 FD images of test_gradients.py (the running sums roll across several
+anchors) and the units, strips and map regions are varied.  References: central finite differences in float64 (the
 gradient, borders included), the same call with other partitions (bitwise),
 the value without a gradient (bitwise) and a float64 direct-sum reference
 (the moments, scipy.ndimage.uniform_filter)."""
@@ -18,10 +18,10 @@ BOX = dict(window="uniform", covariance="sample")
 
 
 @pytest.mark.parametrize("border", ["reflect", "valid"])
-@pytest.mark.parametrize("win", [3, 5])
+@pytest.mark.parametrize("win", [21, 23])
 def test_box_gradient_vs_fd_across_anchors(border, win):
-    """41 rows: the running sums restart at rows 16 and 32 and roll between."""
-    x, y = pair((41, 9), seed=201)
+    """45 rows: the running sums restart at rows 16 and 32 and roll between."""
+    x, y = pair((45, 23), seed=201)
     kw = dict(data_range=1.0, border=border, win_size=win, **BOX)
     r = fastssim.ssim(x, y, gradient="both", **kw)
     fdx = fd_grad(fastssim.ssim, x, y, "x", **kw)
@@ -32,14 +32,14 @@ def test_box_gradient_vs_fd_across_anchors(border, win):
 
 
 def test_box_volume_gradient_vs_fd_across_anchors():
-    x, y = pair((20, 5, 6), seed=202)
-    kw = dict(data_range=1.0, spatial_dims=3, win_size=3, **BOX)
+    x, y = pair((40, 21, 22), seed=202)
+    kw = dict(data_range=1.0, spatial_dims=3, win_size=21, border="valid", **BOX)
     r = fastssim.ssim(x, y, gradient="x", **kw)
     assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.ssim, x, y, "x", **kw))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("win", [7, 51])
+@pytest.mark.parametrize("win", [21, 51])
 def test_box_bitwise_over_units_strips_and_regions(dtype, win):
     """Units that start between two anchors roll from the previous one; column
     strips cut the line sums' trees at other places; a value without a map or
@@ -68,7 +68,7 @@ def test_box_bitwise_over_units_strips_and_regions(dtype, win):
         _engine.set_strip_width(0)
 
 
-@pytest.mark.parametrize("win", [3, 7, 51])
+@pytest.mark.parametrize("win", [7, 21, 51])
 def test_box_moments_match_float64_direct_sums(win):
     """float64 input: the map equals one computed from scipy.ndimage.uniform_filter
     moments (direct float64 sums, 'reflect' borders) to 1e-12; a drifting running
