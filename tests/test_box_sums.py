@@ -52,20 +52,15 @@ def test_box_bitwise_over_units_strips_and_regions(dtype, win):
         r0 = fastssim.ssim(x, y, gradient="both", full=True, workers=1, border=border, **kw)
         v = fastssim.ssim(x, y, workers=1, border=border, **kw)
         assert np.array_equal(v, r0.value), border
-    try:
-        for units in (3, 7):
-            _engine.set_units_per_thread(units)
-            assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2, **kw)),
-                           tuple(ref))
-    finally:
-        _engine.set_units_per_thread(0)
-    try:
-        for width in (48, 112):
-            _engine.set_strip_width(width)
-            assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2, **kw)),
-                           tuple(ref))
-    finally:
-        _engine.set_strip_width(0)
+    for setter, values in ((_engine.set_units_per_thread, (3, 7)),
+                           (_engine.set_strip_width, (48, 112))):
+        try:
+            for v in values:
+                setter(v)
+                assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2,
+                                                   **kw)), tuple(ref))
+        finally:
+            setter(0)
 
 
 @pytest.mark.parametrize("win", [7, 21, 51])
