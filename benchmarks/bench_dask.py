@@ -43,26 +43,38 @@ TILE = 1024
 
 
 @functools.lru_cache(maxsize=2)
-def _tile(seed):
-    return (np.random.default_rng(seed).random((TILE, TILE), dtype=np.float32) - 0.5)
+def _tile(which):
+    """The tile of x (which=0) or y (which=1), made once per process: a smooth
+    bump 0.1 sin(pi i / T) sin(pi j / T) plus noise, 0.2 u0 for x and
+    0.2 u0 + 0.1 u1 for y (u uniform in [-0.5, 0.5))."""
+    rng = np.random.default_rng(1)
+    u0 = rng.random((TILE, TILE), dtype=np.float32) - np.float32(0.5)
+    s = np.sin(np.pi * (np.arange(TILE, dtype=np.float32) + 0.5) / TILE).astype(np.float32)
+    t = np.float32(0.1) * s[:, None] * s[None, :] + np.float32(0.2) * u0
+    if which:
+        u1 = np.random.default_rng(2).random((TILE, TILE), dtype=np.float32) - np.float32(0.5)
+        t += np.float32(0.1) * u1
+    t.flags.writeable = False
+    return t
 
 
 def _gen(block_id=None, which=0, chunk=0, out=None):
-    """One chunk of x (which=0) or y (which=1): a smooth pattern plus tiled noise."""
-    i0, j0 = block_id[0] * chunk, block_id[1] * chunk
-    rows = 0.2 * np.sin(np.arange(i0, i0 + chunk, dtype=np.float32) * np.float32(0.003))
-    cols = 0.2 * np.cos(np.arange(j0, j0 + chunk, dtype=np.float32) * np.float32(0.002))
+    """One chunk of x (which=0) or y (which=1): the tile repeated every TILE px,
+    each copy plus its own offset, 0.5 + 0.05 sin(0.7 ti) + 0.05 cos(0.5 tj) for
+    the copy at tile row ti, column tj of the image (so chunks differ in mean).
+    One pass over the chunk (each tile plus a scalar, written in place): a
+    source as cheap as a chunk can be made, about a memory copy, so that the
+    time measured is fastssim's, not the source's."""
+    t = _tile(which)
     if out is None:
         out = np.empty((chunk, chunk), np.float32)
-    np.add(rows[:, None], cols[None, :] + np.float32(0.5), out=out)
-    t0 = _tile(1) * np.float32(0.2)
-    t1 = _tile(2) * np.float32(0.1) if which else None
+    i0, j0 = block_id[0] * chunk, block_id[1] * chunk
     for a in range(0, chunk, TILE):
         for b in range(0, chunk, TILE):
+            ti, tj = (i0 + a) // TILE, (j0 + b) // TILE
+            off = np.float32(0.5 + 0.05 * np.sin(0.7 * ti) + 0.05 * np.cos(0.5 * tj))
             blk = out[a:a + TILE, b:b + TILE]
-            blk += t0[: blk.shape[0], : blk.shape[1]]
-            if which:
-                blk += t1[: blk.shape[0], : blk.shape[1]]
+            np.add(t[: blk.shape[0], : blk.shape[1]], off, out=blk)
     return out
 
 

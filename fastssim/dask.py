@@ -206,6 +206,15 @@ def _nest(grid, get, prefix=()):
     return [_nest(grid, get, prefix + (i,)) for i in range(grid[len(prefix)])]
 
 
+def _assemble(grid, get, axis0, prefix=()):
+    """The blocks ``get(index)`` over an index grid concatenated along axes
+    ``axis0, axis0 + 1, ...`` (one per grid dimension)."""
+    if len(prefix) == len(grid):
+        return get(prefix)
+    parts = [_assemble(grid, get, axis0, prefix + (i,)) for i in range(grid[len(prefix)])]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis0 + len(prefix))
+
+
 class _Boxes:
     """Boxes of data that block tasks need beyond their own chunk, put
     together inside the task that uses them.
@@ -369,12 +378,12 @@ def _image_shifts(L, x, y):
     The engine's moments are of ``x - s`` with ``s`` the mean of a strided
     grid of samples (every ``max(n // 32, 1)``-th along each spatial axis,
     rounded; ``fs_plane_shifts``).  A block taking its own would round
-    differently in float32; so the grid is sliced out of the chunked planes
-    (a strided slice: one light task per chunk), put together per batch chunk
-    (fewer than 64 samples per axis), and the engine's own function takes the
-    shifts of it: its stride there is 1, so it reads the same samples in the
-    same order as on the whole planes.  The returned x and y are the same
-    arrays with their chunks made again after the shifts exist
+    differently in float32; so the grid is sliced out of every chunk pair (one
+    task per chunk: a strided slice, copied), put together per batch chunk
+    (fewer than 64 samples per axis) by one task, and the engine's own function
+    takes the shifts of it: its stride there is 1, so it reads the same samples
+    in the same order as on the whole planes.  The returned x and y are the
+    same arrays with their chunks made again after the shifts exist
     (``dask.graph_manipulation.bind``): without that, every chunk produced for
     the sample grid would be kept in memory until all of them had been
     sampled, i.e. the whole image.  So a source is read (or generated) twice.
@@ -384,27 +393,44 @@ def _image_shifts(L, x, y):
     from dask.base import tokenize
     from dask.graph_manipulation import bind
 
-    sel = (slice(None),) * L.nb + tuple(slice(None, None, max(n // 32, 1)) for n in L.spatial)
-    gx = x[sel].rechunk({ax: -1 for ax in L.sax})
-    gy = y[sel].rechunk(gx.chunks)
-    GX, GY = gx.to_delayed(optimize_graph=False), gy.to_delayed(optimize_graph=False)
-    tail = (0,) * (x.ndim - L.nb)
-    shifts = {b: dask.delayed(_shift_task, pure=True)(GX[b + tail], GY[b + tail], L)
-              for b in np.ndindex(*GX.shape[: L.nb])}
+    y = y if y.chunks == x.chunks else y.rechunk(x.chunks)
+    X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
+    starts = [_starts(x.chunks[ax]) for ax in L.sax]
+    steps = [max(n // 32, 1) for n in L.spatial]
+    grid = X.shape
+    delayed = functools.partial(dask.delayed, pure=True)
+    shifts = {}
+    for bb in np.ndindex(*grid[: L.nb]):
+        pieces = {}
+        for bs in np.ndindex(*grid[L.nb:]):
+            b = bb + bs
+            sel = [slice(None)] * x.ndim
+            for k, ax in enumerate(L.sax):
+                a, st = int(starts[k][b[ax]]), steps[k]
+                sel[ax] = slice(-a % st, None, st)  # the global grid's samples in this chunk
+            pieces[bs] = delayed(_grid_samples)(X[b], Y[b], tuple(sel))
+        shifts[bb] = delayed(_shift_task)(pieces, grid[L.nb:], L)
     x, y = bind((x, y), list(shifts.values()), seed=tokenize(x, y, "fastssim.dask shifts"))
     return shifts, x, y
 
 
-def _shift_task(gx, gy, L):
+def _grid_samples(xb, yb, sel):
+    """The engine's shift samples in one chunk pair (copies, so the chunk is freed)."""
+    return xb[sel].copy(), yb[sel].copy()
+
+
+def _shift_task(pieces, grid, L):
+    """The whole planes' shifts from the samples of every chunk of a batch chunk
+    (``pieces`` {spatial chunk index: (x samples, y samples)})."""
     from ._backends.cpu import plane_shifts
 
-    def planes(a):
+    def planes(side):
+        a = _assemble(grid, lambda i: pieces[i][side], L.nb)
         a = np.moveaxis(a, -1, L.nb) if L.has_c else a
         a = np.ascontiguousarray(a, dtype=L.ftype)
         return a.reshape((-1,) + a.shape[a.ndim - L.sd:])
 
-    xs, ys = planes(gx), planes(gy)
-    sx, sy = plane_shifts(xs, ys)
+    sx, sy = plane_shifts(planes(0), planes(1))
     return np.ascontiguousarray(sx), np.ascontiguousarray(sy)
 
 
