@@ -206,13 +206,14 @@ def _nest(grid, get, prefix=()):
     return [_nest(grid, get, prefix + (i,)) for i in range(grid[len(prefix)])]
 
 
-def _assemble(grid, get, axis0, prefix=()):
+def _assemble(grid, get, axis0, prefix=(), concatenate=np.concatenate):
     """The blocks ``get(index)`` over an index grid concatenated along axes
     ``axis0, axis0 + 1, ...`` (one per grid dimension)."""
     if len(prefix) == len(grid):
         return get(prefix)
-    parts = [_assemble(grid, get, axis0, prefix + (i,)) for i in range(grid[len(prefix)])]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis0 + len(prefix))
+    parts = [_assemble(grid, get, axis0, prefix + (i,), concatenate)
+             for i in range(grid[len(prefix)])]
+    return parts[0] if len(parts) == 1 else concatenate(parts, axis=axis0 + len(prefix))
 
 
 class _Boxes:
@@ -551,10 +552,12 @@ def _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts):
     return m.sum(axis=L.sax, dtype=np.float64).reshape(out_shape)
 
 
-def _frame_sums(interior, slabs, edges, metric, L, workers, out_shape, shifts):
-    """The interior's sums plus each slab's, in a fixed order; every slab's data
-    box is filled from the edge copies of the chunks it overlaps."""
-    acc = np.zeros(out_shape) if interior is None else interior
+def _frame_sums(own, slabs, chunks, metric, L, workers, out_shape, shifts):
+    """The interior's sums (``own``: this chunk's :func:`_chunk_task` result) plus
+    each slab's, in a fixed order; every slab's data box is filled from the edge
+    copies of the chunks it overlaps (``chunks``: their task results)."""
+    acc = np.zeros(out_shape) if own[0] is None else own[0]
+    edges = {c: r[1] for c, r in chunks.items()}
     for shape, mreg, places in slabs:
         xb, yb = _fill(shape, places, edges)
         acc = acc + _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts)
@@ -606,34 +609,44 @@ def _plane_sums(L, x, y, metric, workers, shifts):
                            places))
         plans[b] = (inner, splans, out_shape)
     delayed = functools.partial(dask.delayed, pure=True)
+    # one task per chunk: its interior's sums and the copies of its edges that
+    # other chunks' slabs need (so the chunk is freed after one task); one per
+    # chunk for its slabs; one per batch chunk adds the sums in block order
+    own = {}
+    for c in sorted(set(plans) | set(boxes.specs)):
+        inner, _, out_shape = plans.get(c, (None, None, None))
+        own[c] = delayed(_chunk_task)(boxes.X[c], boxes.Y[c], inner, tuple(boxes.specs.get(c, ())),
+                                      metric, L, workers, out_shape, _shift_of(shifts, L, c))
     res = {}
     for b, (inner, splans, out_shape) in plans.items():
-        sh = _shift_of(shifts, L, b)
-        interior = None if inner is None else delayed(_region_sums)(
-            boxes.X[b], boxes.Y[b], inner, metric, L, workers, out_shape, sh)
         if not splans:
-            res[b] = interior
+            res[b] = own[b]
             continue
-        need = boxes.edges(c for _, _, places in splans for c, _, _ in places)
-        res[b] = delayed(_frame_sums)(interior, splans, need, metric, L, workers, out_shape, sh)
-    chunks = x.chunks[: L.nb] + tuple((1,) * len(x.chunks[ax]) for ax in L.sax) + ((L.C,),)
-    extra = len(chunks) - x.ndim
-
-    def get(i):
-        shape = tuple(chunks[ax][j] for ax, j in enumerate(i))
-        b = i[: len(grid)]
-        if b not in res:
-            return da.zeros(shape, chunks=shape)
-        return da.from_delayed(res[b], shape, dtype=np.float64)
-
-    S = da.block(_nest(grid + (1,) * extra, get))
-    # one task per batch chunk sums the per-block sums in block order
-    S = S.rechunk({ax: -1 for ax in L.sax})
-    return da.map_blocks(_sum_blocks, S, axes=L.sax, drop_axis=list(L.sax), dtype=np.float64)
+        need = {c: own[c] for _, _, places in splans for c, _, _ in places}
+        res[b] = delayed(_frame_sums)(own[b], splans, need, metric, L, workers, out_shape,
+                                      _shift_of(shifts, L, b))
+    nbg = grid[: L.nb]
+    out = {}
+    for bb in np.ndindex(*nbg):
+        shape = tuple(x.chunks[ax][bb[ax]] for ax in range(L.nb)) + (L.C,)
+        parts = [res[b] for b in np.ndindex(*grid) if b[: L.nb] == bb and b in res]
+        out[bb] = da.from_delayed(delayed(_sum_in_order)(parts, shape), shape, dtype=np.float64)
+    return _assemble(nbg, lambda i: out[i], 0, concatenate=da.concatenate)
 
 
-def _sum_blocks(s, axes):
-    return np.sum(s, axis=tuple(axes))
+def _chunk_task(xb, yb, inner, specs, metric, L, workers, out_shape, shifts):
+    """(interior sums or None, {key: edge copies}) of one chunk pair."""
+    sums = None if inner is None else _region_sums(xb, yb, inner, metric, L, workers, out_shape,
+                                                   shifts)
+    return sums, _edges(xb, yb, specs)
+
+
+def _sum_in_order(parts, shape):
+    """Per-plane sums (*batch, C) of a batch chunk: its blocks' sums added in block order."""
+    acc = np.zeros(shape)
+    for p in parts:
+        acc = acc + (p[0] if isinstance(p, tuple) else p).reshape(shape)
+    return acc
 
 
 def _values(L, sums, n):
