@@ -552,15 +552,20 @@ def _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts):
     return m.sum(axis=L.sax, dtype=np.float64).reshape(out_shape)
 
 
-def _frame_sums(own, slabs, chunks, metric, L, workers, out_shape, shifts):
-    """The interior's sums (``own``: this chunk's :func:`_chunk_task` result) plus
-    each slab's, in a fixed order; every slab's data box is filled from the edge
-    copies of the chunks it overlaps (``chunks``: their task results)."""
-    acc = np.zeros(out_shape) if own[0] is None else own[0]
+def _frame_sums(items, chunks, metric, L, workers):
+    """The owned sums of a line of chunks, in block order: per chunk its
+    interior's sums (its :func:`_chunk_task` result in ``chunks``) plus each of
+    its slabs', whose data boxes are filled from the edge copies of the chunks
+    they overlap (their task results in ``chunks``)."""
     edges = {c: r[1] for c, r in chunks.items()}
-    for shape, mreg, places in slabs:
-        xb, yb = _fill(shape, places, edges)
-        acc = acc + _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts)
+    acc = None
+    for b, slabs, out_shape, shifts in items:
+        s = chunks[b][0]
+        s = np.zeros(out_shape) if s is None else s
+        for shape, mreg, places in slabs:
+            xb, yb = _fill(shape, places, edges)
+            s = s + _region_sums(xb, yb, mreg, metric, L, workers, out_shape, shifts)
+        acc = s if acc is None else acc + s
     return acc
 
 
@@ -571,8 +576,10 @@ def _plane_sums(L, x, y, metric, workers, shifts):
     the chunk (summed from the chunk itself, read in place), and slabs of the
     window radius along the chunk's inner edges, each summed from a small box
     of data (see :class:`_Boxes`: copies of the edges of the chunks it
-    overlaps).  Per chunk: an interior task, an edge-copy task, and one task
-    for all its slabs that also adds the interior's sums (in a fixed order).
+    overlaps).  Tasks: one per chunk (its interior's sums and the copies of
+    its edges that others need), one per line of chunks along the last spatial
+    axis (their slabs, plus their interiors' sums), and one per batch chunk that
+    adds the lines' sums; all additions in block order.
     """
     x, y = _aligned(L, x, y, metric.ntap)
     r = metric.r
@@ -617,19 +624,29 @@ def _plane_sums(L, x, y, metric, workers, shifts):
         inner, _, out_shape = plans.get(c, (None, None, None))
         own[c] = delayed(_chunk_task)(boxes.X[c], boxes.Y[c], inner, tuple(boxes.specs.get(c, ())),
                                       metric, L, workers, out_shape, _shift_of(shifts, L, c))
-    res = {}
-    for b, (inner, splans, out_shape) in plans.items():
-        if not splans:
-            res[b] = own[b]
-            continue
-        need = {c: own[c] for _, _, places in splans for c, _, _ in places}
-        res[b] = delayed(_frame_sums)(own[b], splans, need, metric, L, workers, out_shape,
-                                      _shift_of(shifts, L, b))
+    # the slabs of a line of chunks along the last spatial axis go to one task
+    # (their work is about 4 r / chunk side of the chunks', and a task costs
+    # milliseconds of the scheduler's and a worker's time)
+    lines = {}
+    for b in sorted(plans):
+        lines.setdefault(b[: L.nb + L.sd - 1], []).append(b)
+    res = []  # (batch block index, delayed) in block order
+    for key, blocks in sorted(lines.items()):
+        items, need = [], {}
+        for b in blocks:
+            inner, splans, out_shape = plans[b]
+            items.append((b, splans, out_shape, _shift_of(shifts, L, b)))
+            need[b] = own[b]
+            need.update((c, own[c]) for _, _, places in splans for c, _, _ in places)
+        if all(not sp for _, sp, _, _ in items):  # no slabs: the chunk tasks' sums
+            res += [(b[: L.nb], own[b]) for b in blocks]
+        else:
+            res.append((key[: L.nb], delayed(_frame_sums)(items, need, metric, L, workers)))
     nbg = grid[: L.nb]
     out = {}
     for bb in np.ndindex(*nbg):
         shape = tuple(x.chunks[ax][bb[ax]] for ax in range(L.nb)) + (L.C,)
-        parts = [res[b] for b in np.ndindex(*grid) if b[: L.nb] == bb and b in res]
+        parts = [r for k, r in res if k == bb]
         out[bb] = da.from_delayed(delayed(_sum_in_order)(parts, shape), shape, dtype=np.float64)
     return _assemble(nbg, lambda i: out[i], 0, concatenate=da.concatenate)
 
