@@ -50,13 +50,21 @@ because Dask already runs one task per core (a ``LocalCluster`` with
 overrides it, e.g. for a cluster of one-thread workers on many-core nodes.
 
 Numerics: the engine takes the moments about a per-plane shift near the
-plane's mean (see the README's "Inputs and memory").  Every block is given
-the whole image's shifts, the in-memory call's (their strided sample grid is
-sliced out of the chunks first: one light task per chunk, so a source that
-is expensive to produce is read twice), so float32 maps equal the in-memory
-maps bit for bit and values differ only by the order of the float64
-additions; gradients agree to float32 rounding (their adjoint runs over each
-block's own regions).
+plane's mean (see the README's "Inputs and memory").  By default
+(``shift='block'``) every engine call takes its block's own, so the source is
+read once and float32 results differ from the in-memory call's by rounding
+(nearer the float64 result than the in-memory call: a block's shift lies
+nearer its pixels).  With ``shift='image'`` every block is given the whole
+image's shifts, the in-memory call's (their strided sample grid is sliced out
+of the chunks first: one light task per chunk, so the source is read twice),
+so float32 maps equal the in-memory maps bit for bit and values differ only
+by the order of the float64 additions; gradients agree to float32 rounding
+(their adjoint runs over each block's own regions).
+
+Tasks: a Dask task costs milliseconds of the scheduler's and the worker's
+CPU, so the value pass runs one task per chunk (interior sums and edge
+copies) and one per line of chunks (the slabs along chunk edges); chunks of
+a few thousand pixels per side keep that cost small beside the engine's.
 """
 
 from __future__ import annotations
@@ -368,6 +376,22 @@ class _Geom:
 
 # ---------------------------------------------------------------------------
 # the per-plane shifts: the whole image's, as the in-memory engine takes them
+
+
+SHIFTS = ("block", "image")
+
+
+def _check_shift(shift):
+    if not isinstance(shift, str) or shift not in SHIFTS:
+        raise ValueError(f"shift: expected 'block' (each block's own per-plane shifts, the "
+                         f"default) or 'image' (the whole image's, as in memory), got {shift!r}")
+    return shift
+
+
+def _shifts(L, x, y, shift):
+    """(shifts, x, y) for ``shift='image'`` (see :func:`_image_shifts`); (None, x, y)
+    for ``'block'``: every engine call takes its block's own."""
+    return _image_shifts(L, x, y) if shift == "image" else (None, x, y)
 
 
 def _image_shifts(L, x, y):
@@ -730,13 +754,13 @@ def _windowed_args(x, y, gradient, border, channel_axis, spatial_dims):
     return g, L, x, y
 
 
-def _windowed(L, x, y, metric, workers, full, g, border, result):
+def _windowed(L, x, y, metric, workers, full, g, border, result, shift):
     """The value (and with ``full`` / ``g`` the map and gradients, as ``result``)
     of a one-pass metric (SSIM, per-pixel MS-SSIM) of the normalised pair."""
     workers = _result_workers(workers)
     metric.plan(*_dummy(L, L.xdtype, L.ydtype, metric.ntap), L, workers)  # validates the options
     n = math.prod(b - a for a, b in (metric.sum_range(k) for k in L.spatial))
-    shifts, x, y = _image_shifts(L, x, y)
+    shifts, x, y = _shifts(L, x, y, shift)
     value = _values(L, _plane_sums(L, x, y, metric, workers, shifts), n)
     if not full and not g:
         return value
@@ -764,7 +788,7 @@ def _result_workers(workers):
 
 def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, win_size=None,
          K1=0.01, K2=0.03, covariance="population", border="reflect", full=False, gradient=None,
-         channel_axis=None, spatial_dims=2, workers=None):
+         channel_axis=None, spatial_dims=2, workers=None, shift="block"):
     """SSIM of chunked images, volumes or stacks: :func:`fastssim.ssim` on Dask.
 
     Same arguments, conventions and value as :func:`fastssim.ssim` (the mean
@@ -786,6 +810,20 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, w
         Engine threads per Dask task.  None means
         :data:`DEFAULT_TASK_WORKERS` (1): Dask already runs one task per
         core, and more engine threads would oversubscribe them.
+    shift : {'block', 'image'}
+        About which per-plane shift the engine takes the moments (it
+        subtracts a rounded mean of a 32-per-axis sample grid before
+        squaring; see the README's "Inputs and memory").  'block' (default):
+        every engine call takes its own block's, so the source is read once;
+        float32 maps then differ from the in-memory call's by rounding (on a
+        ramp image up to 1e-5, while both are within 1.1e-5 of the float64
+        map, the block shifts' maps within 2.5e-6: a block's shift lies
+        nearer its pixels) and values by ~1e-8 relative.  'image': every block
+        takes the whole image's shifts, the in-memory call's, so float32 maps
+        are the in-memory maps bit for bit and values differ only by the order
+        of the float64 additions; it costs a first pass that slices the
+        sample grid out of every chunk, so the source is read (generated,
+        decompressed) twice.  float64 results agree to ~1e-15 either way.
     full, gradient, border, ... :
         As for :func:`fastssim.ssim`.
 
@@ -813,23 +851,25 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, w
     ...                                                             data_range=1.0)), 6)
     True
     """
+    _check_shift(shift)
     g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), window=window, sigma=sigma,
                 truncate=truncate, win_size=win_size, K1=K1, K2=K2, covariance=covariance)
     metric = _SSIMMetric(opts)
     _check_fit(metric.ntap, L)
-    return _windowed(L, x, y, metric, workers, full, g, border, SSIMResult)
+    return _windowed(L, x, y, metric, workers, full, g, border, SSIMResult, shift)
 
 
 def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5, K1=0.01,
                       K2=0.03, covariance="population", border="reflect", full=False,
-                      gradient=None, channel_axis=None, spatial_dims=2, workers=None):
+                      gradient=None, channel_axis=None, spatial_dims=2, workers=None,
+                      shift="block"):
     """Per-pixel MS-SSIM of chunked arrays: :func:`fastssim.pixelwise_ms_ssim` on Dask.
 
     Same arguments, conventions and value as the in-memory function (the mean
     of the map), computed chunk by chunk with halos of the widest window's
-    radius (twice that for the gradient); ``workers`` and the lazy results as
-    in :func:`ssim`.
+    radius (twice that for the gradient); ``workers``, ``shift`` and the lazy
+    results as in :func:`ssim`.
 
     Returns
     -------
@@ -837,12 +877,13 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
         float64 of the batch shape; with ``full`` or ``gradient`` a
         :class:`fastssim.PixelwiseResult` of dask arrays.
     """
+    _check_shift(shift)
     g, L, x, y = _windowed_args(x, y, gradient, border, channel_axis, spatial_dims)
     opts = dict(data_range=_resolve_range(data_range, L), sigmas=sigmas, truncate=truncate,
                 K1=K1, K2=K2, covariance=covariance)
     metric = _PixelwiseMetric(opts, border)
     _check_fit(metric.ntap, L, f"window of the widest sigma ({_check_sigmas(sigmas)[-1]:g})")
-    return _windowed(L, x, y, metric, workers, full, g, border, PixelwiseResult)
+    return _windowed(L, x, y, metric, workers, full, g, border, PixelwiseResult, shift)
 
 
 # ---------------------------------------------------------------------------
@@ -955,7 +996,7 @@ def _combine_task(ms, w, negative, want_coef):
 def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", sigma=1.5,
             truncate=3.5, win_size=None, K1=0.01, K2=0.03, covariance="population",
             downsample="symmetric", negative="clamp", fit_scales=False, gradient=None,
-            channel_axis=None, spatial_dims=2, workers=None, return_scales=False):
+            channel_axis=None, spatial_dims=2, workers=None, return_scales=False, shift="block"):
     """MS-SSIM of chunked arrays: :func:`fastssim.ms_ssim` on Dask, pyramid included.
 
     Same arguments, conventions and value as the in-memory function.  A stack
@@ -967,7 +1008,9 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     per-axis tables, so every odd-size convention is exact); each scale's
     mean is summed per chunk with halos as in :func:`ssim`, and the gradient
     goes back through the adjoint of each downsampling on the same chunks.
-    ``workers`` and the lazy results as in :func:`ssim`.
+    ``workers``, ``shift`` (with 'image', every scale's moments are taken about
+    the finest scale's per-plane shifts, as in memory) and the lazy results as
+    in :func:`ssim`.
 
     Returns
     -------
@@ -976,6 +1019,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         :class:`fastssim.MSSSIMResult` of dask arrays.
     """
     g = _grad_code(gradient)
+    _check_shift(shift)
     w = _plan.check_weights(weights)
     if downsample not in CONVENTIONS:
         raise ValueError(f"downsample: expected one of {CONVENTIONS}, got {downsample!r}")
@@ -1009,7 +1053,7 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
             G = (G[0], G[1]) if g == 3 else G
     else:
         ms, G = _pyramid(L, x1.astype(L.ftype), y1.astype(L.ftype), opts, w, M, downsample,
-                         negative, g, workers)
+                         negative, g, workers, shift)
     value = da.map_blocks(_combine_task, ms, w=w, negative=negative, want_coef=False, drop_axis=[L.nb, L.nb + 1], dtype=np.float64)
     if not g and not return_scales:
         return value
@@ -1025,11 +1069,12 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     return MSSSIMResult(value, gx, gy, ms if L.has_c else ms[..., 0, :])
 
 
-def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers):
+def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers, shift):
     """Per-plane scale means (*batch, C, M) of the chunked pyramid and, with a
-    gradient, a function of the coefficients that builds it.  Every level's
-    moments are taken about the finest level's per-plane shifts, as in memory."""
-    shifts, x, y = _image_shifts(L, x, y)
+    gradient, a function of the coefficients that builds it.  With
+    ``shift='image'`` every level's moments are taken about the finest level's
+    per-plane shifts, as in memory; with 'block' each block's about its own."""
+    shifts, x, y = _shifts(L, x, y, shift)
     first = {ax: max(x.chunks[ax]) for ax in L.sax}
     spatial = tuple(L.spatial)
     shapes = pyramid_shapes(spatial, downsample, M)
