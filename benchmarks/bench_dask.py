@@ -6,16 +6,21 @@
     python benchmarks/bench_dask.py --out benchmarks/results/dask.md
 
 Part 1: a ``side`` x ``side`` float32 pair generated chunk by chunk inside the
-workers (never whole in memory: a smooth pattern plus a tiled noise patch, a
-few passes over each chunk) on a ``distributed.LocalCluster`` of one worker
-process per core, one thread each.  It reports the SSIM and MS-SSIM values,
-the wall time, the megapixels per second, the time of a pass that only
-generates the chunks (the part of the wall time that is not fastssim's),
-and each worker's peak resident memory during that run (sampled every 5 ms
-by a thread in the worker, from its resident size just before the run)
-beside the size of one chunk pair.  The in-memory engine's megapixels per second are measured on a
-``--ref-side`` pair in this process with as many threads as the cluster has
-workers.
+workers (never whole in memory: a noise tile repeated, plus an offset per
+tile copy; one pass over each chunk, about a memory copy, so that the source
+costs as little as a chunk can) on a ``distributed.LocalCluster`` of one
+worker process per core, one thread each.  It reports the SSIM and MS-SSIM
+values (the default ``shift='block'`` and ``shift='image'``), the wall time,
+the CPU seconds of the workers and of this process, the megapixels per
+second (wall and CPU), a pass that only generates the chunks (the part that
+is not fastssim's, reported, and subtracted only where said), the same calls
+on a source that costs nothing (one cached chunk pair for every chunk), and
+each worker's peak resident memory during each run (sampled every 5 ms by a
+thread in the worker, from its resident size just before the run) beside the
+size of one chunk pair.  A first run (a warm-up: imports, the workers' first
+allocations) is not reported.  The in-memory engine's megapixels per second
+are measured on a ``--ref-side`` pair in this process with as many threads
+as the cluster has workers.
 
 Part 2: ``--pairs`` pairs of 256x256 uint8 PNG files (crops of scikit-image's
 sample images and a noisy copy) scored by ``fastssim.dask.score_files`` on the
@@ -78,59 +83,36 @@ def _gen(block_id=None, which=0, chunk=0, out=None):
     return out
 
 
-def _gen_pair(block_id=None, chunk=0):
-    out = np.empty((2, chunk, chunk), np.float32)
-    for w in (0, 1):
-        _gen(block_id[1:], w, chunk, out[w])
-    return out
-
-
-def _half(p, which):
-    return p[which]
-
-
-def _split(xy):
-    """x and y as views of the pair's chunks (``xy[0]`` would be Dask's getitem,
-    which copies a view of less than half its chunk: one more pass over the
-    data and a second copy of every chunk in memory)."""
-    import dask.array as da
-
-    return tuple(da.map_blocks(_half, xy, which=w, drop_axis=0, chunks=xy.chunks[1:],
-                               dtype=xy.dtype, meta=np.empty((0, 0), np.float32))
-                 for w in (0, 1))
-
-
-def _pair(side, chunk):
-    """x and y: one (2, side, side) array whose tasks make a chunk of x and the
-    chunk of y at the same place together, so that the two live on one worker
-    (as two arrays read side by side would, if read in the same task)."""
+def _image(side, chunk, which, gen):
     import dask.array as da
 
     n = side // chunk
-    xy = da.map_blocks(_gen_pair, chunk=chunk, chunks=((2,),) + ((chunk,) * n,) * 2,
-                       dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-    return _split(xy)
+    return da.map_blocks(gen, which=which, chunk=chunk, chunks=((chunk,) * n,) * 2,
+                         dtype=np.float32, meta=np.empty((0, 0), np.float32))
 
 
-@functools.lru_cache(maxsize=1)
-def _cached(chunk):
-    out = _gen_pair((0, 0, 0), chunk)
+def _pair(side, chunk):
+    """x and y: two arrays, each chunk made by its own task (as two zarr arrays
+    read side by side); the scheduler places the tasks, and a chunk of x and
+    the chunk of y at the same place may be made on different workers (then
+    one of them is moved: the transfers are part of what is measured)."""
+    return _image(side, chunk, 0, _gen), _image(side, chunk, 1, _gen)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(chunk, which):
+    out = _gen((0, 0), which, chunk)
     out.flags.writeable = False
     return out
 
 
-def _gen_cached(block_id=None, chunk=0):
-    """The same chunk pair for every block, made once per worker: a source that costs nothing."""
-    return _cached(chunk)
+def _gen_cached(block_id=None, which=0, chunk=0):
+    """The same chunk for every block, made once per worker: a source that costs nothing."""
+    return _cached(chunk, which)
 
 
 def _cached_pair(side, chunk):
-    import dask.array as da
-
-    n = side // chunk
-    xy = da.map_blocks(_gen_cached, chunk=chunk, chunks=((2,),) + ((chunk,) * n,) * 2,
-                       dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-    return _split(xy)
+    return _image(side, chunk, 0, _gen_cached), _image(side, chunk, 1, _gen_cached)
 
 
 def _touch(a, b):
@@ -234,26 +216,22 @@ def part1(args, client, lines):
         n = side // chunk
         return da.map_blocks(_touch, x, y, chunks=((1,) * n,) * 2, dtype=np.float64).sum()
 
-    def ssim_value():
-        x, y = _pair(side, chunk)
-        return fdask.ssim(x, y, data_range=1.0)
+    def value(fn, source=_pair, **kw):
+        return lambda: fn(*source(side, chunk), data_range=1.0, **kw)
 
-    def ms_value():
-        x, y = _pair(side, chunk)
-        return fdask.ms_ssim(x, y, data_range=1.0)
-
-    def ssim_cached():
-        return fdask.ssim(*_cached_pair(side, chunk), data_range=1.0)
-
-    def ms_cached():
-        return fdask.ms_ssim(*_cached_pair(side, chunk), data_range=1.0)
-
-    _run(client, gen_only, "generate the chunks only", runs)
-    _run(client, ssim_value, "fastssim.dask.ssim value", runs)
-    _run(client, ms_value, "fastssim.dask.ms_ssim value", runs)
+    # a warm-up (imports, the workers' first allocations), not reported
+    _run(client, value(fdask.ssim, source=_cached_pair), "warm-up", [])
+    _run(client, gen_only, "generate the chunks only (x, y and a read of them fused: one task per chunk)", runs)
+    _run(client, value(fdask.ssim), "fastssim.dask.ssim value", runs)
+    _run(client, value(fdask.ms_ssim), "fastssim.dask.ms_ssim value", runs)
+    _run(client, value(fdask.ssim, shift="image"), "fastssim.dask.ssim value, shift='image'", runs)
+    _run(client, value(fdask.ms_ssim, shift="image"), "fastssim.dask.ms_ssim value, shift='image'",
+         runs)
     cached = []
-    _run(client, ssim_cached, "fastssim.dask.ssim value, cached source", cached)
-    _run(client, ms_cached, "fastssim.dask.ms_ssim value, cached source", cached)
+    _run(client, value(fdask.ssim, source=_cached_pair), "fastssim.dask.ssim value, cached source",
+         cached)
+    _run(client, value(fdask.ms_ssim, source=_cached_pair),
+         "fastssim.dask.ms_ssim value, cached source", cached)
     lines += ["| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s | worker peak RSS MiB "
               "(before the run) | peak − before, / chunk pair |",
               "|---|---:|---:|---:|---:|---:|---|---:|"]
@@ -263,16 +241,11 @@ def part1(args, client, lines):
         extra = max(peak[w] - base[w] for w in peak)
         lines.append(f"| {label} | {val} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} | {rss} | {extra:.0f} MiB, {extra / pair_mib:.1f}× |")
-    gen_dt = runs[0][2]
-
-    def net(dt):  # Mpx/s without the generation passes' time (an estimate)
-        return mpx / (dt - 2 * gen_dt) if dt > 2 * gen_dt else float("nan")
-
-    lines += ["", "Mpx/s are of one image's pixels.  The chunks are generated twice: once for "
-              "the per-plane shifts' sample grid (fastssim.dask's first pass), once for the "
-              "metric.  Without two generation passes' time (subtracted, an estimate): "
-              f"SSIM {net(runs[1][2]):.0f} Mpx/s, MS-SSIM "
-              f"{net(runs[2][2]):.0f} Mpx/s.", "",
+    gen_cpu = runs[0][5]
+    lines += ["", "Mpx/s are of one image's pixels; CPU s are those of the two worker processes "
+              "and of this process (client and scheduler), idle time included.  The default "
+              "(shift='block') generates every chunk pair once; shift='image' generates it "
+              "twice (once for the shifts' sample grid).", "",
               "The same calls on a source that costs nothing (every chunk is one cached, "
               "read-only chunk pair: a tiled image; its memory is shared, so no peak is shown):", "",
               "| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s |",
@@ -306,15 +279,26 @@ def part1(args, client, lines):
         mem.append((mpx_r / med, mpx_r / cmed))
     lines.append("")
     (ssim_mem, ssim_cpu), (ms_mem, ms_cpu) = mem
-    lines += [f"Per CPU second (fastssim.dask Mpx per CPU s / in-memory Mpx per CPU s): SSIM "
-              f"{mpx / runs[1][5] / ssim_cpu:.0%} end to end, {mpx / cached[0][5] / ssim_cpu:.0%} "
-              f"on the cached source; MS-SSIM {mpx / runs[2][5] / ms_cpu:.0%}, "
-              f"{mpx / cached[1][5] / ms_cpu:.0%}.", ""]
-    lines += [f"Wall time: fastssim.dask / in-memory Mpx/s: SSIM {mpx / runs[1][2] / ssim_mem:.0%} end to end "
-              f"({net(runs[1][2]) / ssim_mem:.0%} without the generation passes, "
-              f"{mpx / cached[0][2] / ssim_mem:.0%} on the cached source), "
-              f"MS-SSIM {mpx / runs[2][2] / ms_mem:.0%} ({net(runs[2][2]) / ms_mem:.0%}, "
-              f"{mpx / cached[1][2] / ms_mem:.0%}).", ""]
+
+    def ratio(cpu, ref, passes=1):
+        """end to end; and with ``passes`` generation passes' CPU s subtracted"""
+        net = cpu - passes * gen_cpu
+        return (f"{mpx / cpu / ref:.0%} end to end, "
+                + (f"{mpx / net / ref:.0%} less {passes} generation pass{'es' if passes > 1 else ''} "
+                   f"({passes * gen_cpu:.1f} CPU s subtracted)" if net > 0 else "n/a"))
+
+    lines += ["Per CPU second, fastssim.dask Mpx per CPU s / in-memory Mpx per CPU s "
+              "(the generation-only pass, its CPU s subtracted where said, includes the "
+              "source's own Dask tasks):", "",
+              f"- SSIM: {ratio(runs[1][5], ssim_cpu)}; cached source "
+              f"{mpx / cached[0][5] / ssim_cpu:.0%}; shift='image' {ratio(runs[3][5], ssim_cpu, 2)}.",
+              f"- MS-SSIM: {ratio(runs[2][5], ms_cpu)}; cached source "
+              f"{mpx / cached[1][5] / ms_cpu:.0%}; shift='image' {ratio(runs[4][5], ms_cpu, 2)}.",
+              "",
+              f"Wall time, fastssim.dask / in-memory Mpx/s (end to end): SSIM "
+              f"{mpx / runs[1][2] / ssim_mem:.0%}, MS-SSIM {mpx / runs[2][2] / ms_mem:.0%}; "
+              f"cached source {mpx / cached[0][2] / ssim_mem:.0%}, "
+              f"{mpx / cached[1][2] / ms_mem:.0%}.", ""]
     del x, y
 
 
