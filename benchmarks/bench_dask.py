@@ -91,12 +91,42 @@ def _image(side, chunk, which, gen):
                          dtype=np.float32, meta=np.empty((0, 0), np.float32))
 
 
-def _pair(side, chunk):
+def _separate(side, chunk):
     """x and y: two arrays, each chunk made by its own task (as two zarr arrays
     read side by side); the scheduler places the tasks, and a chunk of x and
     the chunk of y at the same place may be made on different workers (then
     one of them is moved: the transfers are part of what is measured)."""
     return _image(side, chunk, 0, _gen), _image(side, chunk, 1, _gen)
+
+
+def _gen_pair(block_id=None, chunk=0):
+    out = np.empty((2, chunk, chunk), np.float32)
+    for w in (0, 1):
+        _gen(block_id[1:], w, chunk, out[w])
+    return out
+
+
+def _half(p, which):
+    return p[which]
+
+
+def _stacked(side, chunk):
+    """x and y as views of one (2, side, side) array whose tasks make a chunk of
+    x and the chunk of y at the same place together (as one zarr array holding
+    both): they stay on one worker, at the cost of two more (light) tasks per
+    chunk, the views."""
+    import dask.array as da
+
+    n = side // chunk
+    xy = da.map_blocks(_gen_pair, chunk=chunk, chunks=((2,),) + ((chunk,) * n,) * 2,
+                       dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return tuple(da.map_blocks(_half, xy, which=w, drop_axis=0, chunks=xy.chunks[1:],
+                               dtype=xy.dtype, meta=np.empty((0, 0), np.float32))
+                 for w in (0, 1))
+
+
+SOURCES = {"separate": _separate, "stacked": _stacked}
+_pair = _separate
 
 
 @functools.lru_cache(maxsize=2)
@@ -204,7 +234,7 @@ def part1(args, client, lines):
     pair_mib = 2 * chunk * chunk * 4 / 2**20
     nw = len(client.scheduler_info()["workers"])
     lines += [f"## One {side}² float32 pair, chunks {chunk}² ({(side // chunk) ** 2} per image), "
-              f"LocalCluster of {nw} worker processes × 1 thread", "",
+              f"LocalCluster of {nw} worker processes × 1 thread, source {args.source!r}", "",
               f"One chunk pair: {pair_mib:.0f} MiB; 4× that: {4 * pair_mib:.0f} MiB.  Each input is "
               f"{side * side * 4 / 2**30:.1f} GiB.", ""]
     runs = []
@@ -389,11 +419,15 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=2000, help="PNG pairs for part 2 (default 2000)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="LocalCluster worker processes (default: one per CPU)")
+    ap.add_argument("--source", choices=tuple(SOURCES), default="separate",
+                    help="x and y as two arrays (separate, default) or views of one (stacked)")
     ap.add_argument("--skip", choices=("huge", "files"), action="append", default=[])
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args(argv)
     if args.side % args.chunk or args.chunk % TILE:
         ap.error(f"--side must be a multiple of --chunk, and --chunk of {TILE}")
+    global _pair
+    _pair = SOURCES[args.source]
 
     import distributed
 
