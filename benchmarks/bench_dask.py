@@ -251,7 +251,9 @@ def part1(args, client, lines):
 
     # a warm-up (imports, the workers' first allocations), not reported
     _run(client, value(fdask.ssim, source=_cached_pair), "warm-up", [])
-    _run(client, gen_only, "generate the chunks only (x, y and a read of them fused: one task per chunk)", runs)
+    how = ("x, y and a read of them fused: one task per chunk" if args.source == "separate" else
+           "the pair, its two views, a read of them: four tasks per chunk")
+    _run(client, gen_only, f"generate the chunks only ({how})", runs)
     _run(client, value(fdask.ssim), "fastssim.dask.ssim value", runs)
     _run(client, value(fdask.ms_ssim), "fastssim.dask.ms_ssim value", runs)
     _run(client, value(fdask.ssim, shift="image"), "fastssim.dask.ssim value, shift='image'", runs)
