@@ -4,6 +4,7 @@
     python benchmarks/bench_dask.py                       # the sizes (32768², N PNG pairs)
     python benchmarks/bench_dask.py --side 8192 --chunk 2048 --pairs 200   # a quick look
     python benchmarks/bench_dask.py --out benchmarks/results/dask.md
+    python benchmarks/bench_dask.py --skip files --source stacked   # x, y: views of one array
 
 Part 1: a ``side`` x ``side`` float32 pair generated chunk by chunk inside the
 workers (never whole in memory: a noise tile repeated, plus an offset per

@@ -11,6 +11,10 @@ differs), maps and gradients to 1e-12 of their largest magnitude (measured
 rounding-level change).  float32: the suite's float32 bounds (value rtol
 1e-6, map atol 4e-6 as test_batch_api's two engine paths, gradient 1e-5 of
 max|grad|).  Results on two schedulers for one chunking: bitwise equal.
+float32 with ``shift='image'`` (the whole image's per-plane shifts): maps
+bitwise equal to the in-memory maps; with the default ``shift='block'``:
+against the float64 in-memory result, no farther from it than the in-memory
+float32 call (test_float32_block_shifts_nearer_float64_than_in_memory).
 
 Schedulers: Dask's synchronous scheduler, and a distributed.LocalCluster
 with 2 worker processes (one thread each), started and closed by a
