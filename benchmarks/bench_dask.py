@@ -424,6 +424,9 @@ def main(argv=None):
                     help="LocalCluster worker processes (default: one per CPU)")
     ap.add_argument("--source", choices=tuple(SOURCES), default="separate",
                     help="x and y as two arrays (separate, default) or views of one (stacked)")
+    ap.add_argument("--saturation", type=float, default=None,
+                    help="distributed.scheduler.worker-saturation (Dask's default: 1.1); 1.0 "
+                         "queues fewer chunks per worker, for less memory")
     ap.add_argument("--skip", choices=("huge", "files"), action="append", default=[])
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args(argv)
@@ -432,8 +435,11 @@ def main(argv=None):
     global _pair
     _pair = SOURCES[args.source]
 
+    import dask
     import distributed
 
+    if args.saturation is not None:
+        dask.config.set({"distributed.scheduler.worker-saturation": args.saturation})
     lines = ["# fastssim.dask benchmark", "", _machine(), "",
              f"Command: `python benchmarks/bench_dask.py {' '.join(sys.argv[1:] if argv is None else argv)}`", ""]
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
