@@ -225,7 +225,8 @@ def _pyramid(plan, x, y):
     # the finest level's gradients are the results (x's layout): fresh arrays
     gx = np.empty(full_shape, dt) if g & 1 else None
     gy = np.empty(full_shape, dt) if g & 2 else None
-    # the coarse levels and their gradients live in pooled memory
+    # the coarse levels and their gradients live in pooled memory; with a
+    # gradient laid out by lifetime (_engine._layout): 3/4 of an input, not 1
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
         sums = pyr.run(xs, ys, buf, plan.C1, plan.C2, plan.scales[0].cov, gx, gy, sx, sy,
