@@ -142,3 +142,18 @@ def test_gradient_pyramid_memory_over_ssim_gradient():
     ms = _traced_peak(lambda: fastssim.ms_ssim(x, y, **kw))
     ss = _traced_peak(lambda: fastssim.ssim(x, y, **kw))
     assert ms - ss <= 0.8 * x.nbytes, f"pyramid: {(ms - ss) / x.nbytes:.3f} inputs"
+
+
+def test_in_place_levels_when_scale_two_streams_alone():
+    """A batch large enough that scale 2 streams on its own (fused downsampling
+    into level 3, which then lives in the space level 1 left free) before the
+    shared launch of the small scales."""
+    from fastssim import _core
+    x, y = pair((20, 500, 500), np.float32, seed=19)
+    shapes = _pyramid.pyramid_shapes((500, 500), "symmetric", 5)
+    assert _core._group_start(shapes, 20) == 3
+    ref = fastssim.ms_ssim(x, y, data_range=1.0, return_scales=True)
+    got = fastssim.ms_ssim(x, y, data_range=1.0, return_scales=True, gradient="x")
+    assert_bitwise(got.scales, ref.scales, "per-scale means differ with a gradient")
+    one = fastssim.ms_ssim(x[7], y[7], data_range=1.0, gradient="x")
+    assert_bitwise(got.grad_x[7], one.grad_x, "an item's gradient depends on its batch")
