@@ -68,6 +68,11 @@ class Workspace:
         self._buf = None
 
 
+def release(buf):
+    """Give a pooled buffer from the engine (MS-SSIM's level-1 gradients) back."""
+    _engine.release(buf)
+
+
 # Input element types the engine reads and converts itself, per compute type.
 _NATIVE = {
     np.dtype(np.float32): {np.dtype(np.float32): _engine.IN_REAL, np.dtype(np.uint8): _engine.IN_U8,

@@ -855,6 +855,10 @@ cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *r
     return 0
 
 
+cdef inline char *_align64(char *p):
+    return p + ((64 - <size_t>p % 64) % 64)
+
+
 cdef int _down_inplace(fs_down *dd, char *px, char *py, ptrdiff_t plane_in,
                        ptrdiff_t plane_out, int P, int use_double, size_t tmpn,
                        int n_threads) except -1:
@@ -946,15 +950,19 @@ cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, i
 def _layout(sizes, int grad, int inplace):
     """Byte offsets {(k, j): offset} in a Pyramid's workspace of level j >= 1 of
     x (k = 0), y (1) and their gradients (2, 3; those asked for), sizes[j]
-    bytes each, 64-byte aligned, and the workspace's size.
+    bytes each, 64-byte aligned, the workspace's size, and the size of a
+    second buffer (0: none) that holds the level-1 gradients, whose offsets
+    (k, 1) are then into it.
 
     Without ``inplace`` every array has its own place.  With it (a gradient,
     3 or more scales), the memory follows the lifetimes: levels 1 of x and y
     (written while scale 0 streams, read by scale 1) make a region A; the
-    gradients of level 1 (written by scale 1, read by the backward pass) come
-    after it; level 2 of x and y is made in place at the start of their level
-    1 (Pyramid.run), and every coarser level and gradient goes first-fit into
-    what that leaves free in A, else after the rest."""
+    gradients of level 1 (written by scale 1, read by the backward pass) get a
+    buffer of their own, taken from the pool once scale 0 has streamed
+    (Pyramid.run): it can be the scratch that scale 0's launch gave back, whose
+    pages are touched already; level 2 of x and y is made in place at the
+    start of their level 1 (Pyramid.run), and every coarser level and
+    gradient goes first-fit into what that leaves free in A, else after A."""
     cdef int M = len(sizes), j, k
     al = lambda v: (v + 63) & ~63
     offs = {}
@@ -967,17 +975,18 @@ def _layout(sizes, int grad, int inplace):
                 pos = al(pos)
                 offs[k, j] = pos
                 pos += sizes[j]
-        return offs, pos + 64
+        return offs, pos + 64, 0
     offs[0, 1] = 0
     offs[1, 1] = al(sizes[1])
     end_a = offs[1, 1] + sizes[1]
     offs[0, 2], offs[1, 2] = offs[0, 1], offs[1, 1]
     free = [[al(sizes[2]), offs[1, 1]], [al(offs[1, 1] + sizes[2]), end_a]]
     tail = al(end_a)
+    gpos = 0
     for k in (2, 3):
         if grad & (k - 1):
-            offs[k, 1] = tail
-            tail = al(tail + sizes[1])
+            offs[k, 1] = gpos
+            gpos = al(gpos + sizes[1])
     rest = [(k, j) for k in (0, 1) for j in range(3, M)]
     rest += [(k, j) for k in (2, 3) if grad & (k - 1) for j in range(2, M)]
     for key in rest:
@@ -990,7 +999,7 @@ def _layout(sizes, int grad, int inplace):
         else:
             offs[key] = tail
             tail = al(tail + n)
-    return offs, tail + 64
+    return offs, tail + 64, gpos + 64
 
 
 cdef class Pyramid:
@@ -1020,7 +1029,7 @@ cdef class Pyramid:
     cdef int rows[FS_MAX_SCALES]
     cdef ptrdiff_t off[4][FS_MAX_SCALES]  # workspace byte offsets: x, y, gx, gy of levels >= 1
     cdef size_t tmpn
-    cdef readonly Py_ssize_t nbytes
+    cdef readonly Py_ssize_t nbytes, gbytes
     cdef object keep
 
     def __init__(self, list geoms, list downs, int P, int use_double, int first, int grad,
@@ -1064,7 +1073,7 @@ cdef class Pyramid:
                 self.tmpl[j].dlast = <const int*>_ptr(downs[j][0].last)
                 self.tmpl[j].dplane = self.plane[j + 1]
         sizes = [P * self.plane[j] * esz for j in range(M)]
-        offs, self.nbytes = _layout(sizes, grad, self.inplace)
+        offs, self.nbytes, self.gbytes = _layout(sizes, grad, self.inplace)
         for (k, j), o in offs.items():
             self.off[k][j] = o
         # per thread: a slice pair and two converted input slices (fs_down)
@@ -1073,7 +1082,7 @@ cdef class Pyramid:
 
     def run(self, object x, object y, object ws, double C1, double C2, double cov,
             object gx0, object gy0, object shift_x, object shift_y, int n_threads,
-            object xsel=None, object ysel=None, int in_type=FS_IN_REAL):
+            object xsel=None, object ysel=None, int in_type=FS_IN_REAL, list hold=None):
         """Stream x, y (C-contiguous, planes (P, *spatial) or, with nci > 1,
         (P / nci, *spatial, nci); element type ``in_type``, IN_*) through every
         scale; ws: a workspace of at least ``nbytes`` (64-byte aligned);
@@ -1081,7 +1090,10 @@ cdef class Pyramid:
         compute type.  Returns the per-scale sums (P, M) over each scale's sum
         region.  xsel, ysel: batch broadcasting (item i reads item xsel[i] of
         x, ysel[i] of y; see _launch_groups), shift_x, shift_y per plane of
-        the run; the coarser levels are made for all P planes."""
+        the run; the coarser levels are made for all P planes.  With a
+        gradient and ``gbytes`` > 0, the level-1 gradients' buffer is taken
+        from the pool after scale 0 and appended to ``hold`` (required then):
+        pass it to :meth:`backward`, then give it back (``release``)."""
         if in_type < FS_IN_REAL or in_type > FS_IN_F32:
             raise ValueError(f"Pyramid.run: in_type must be one of IN_*, got {in_type}")
         cdef int M = self.M, P = self.P, j, k, g0, n, done
@@ -1122,6 +1134,9 @@ cdef class Pyramid:
             if j < M - 1 and self.fused and not (self.inplace and j == 1):
                 jobs[j].dx = px[j + 1]
                 jobs[j].dy = py[j + 1]
+        if self.gbytes and hold is None:
+            raise ValueError("Pyramid.run: hold (a list) is required with a gradient")
+        cdef char *gbase
         # the finest level: the caller's layout and element type
         jobs[0].nci = self.nci
         jobs[0].in_type = in_type
@@ -1153,6 +1168,16 @@ cdef class Pyramid:
                 else:
                     _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j],
                                 &self.rows[j], 1, P, self.use_double, self.tmpn, n_threads)
+            if j == 0 and self.gbytes:
+                # the level-1 gradients, taken from the pool only now: scale 0's
+                # scratch is back there, touched, and big enough for them on images
+                gbuf = _acquire(self.gbytes)
+                hold.append(gbuf)
+                gbase = _align64(<char*>_ptr(gbuf))
+                if self.grad & FS_GRAD_X:
+                    jobs[1].gx = gbase + self.off[2][1]
+                if self.grad & FS_GRAD_Y:
+                    jobs[1].gy = gbase + self.off[3][1]
         if first < M:
             # the small scales: their pyramid in one pass, then one launch for all
             if first + 1 < M:
@@ -1182,11 +1207,12 @@ cdef class Pyramid:
                 sv[p, j] = acc
         return sums
 
-    def backward(self, object ws, object coef, object g0, int side, int n_threads):
+    def backward(self, object ws, object coef, object g0, int side, int n_threads,
+                 list hold=None):
         """The gradient through the pyramid, into g0 (the finest level's
         gradient of ``side`` 0 (x) or 1 (y), in x's layout, as :meth:`run` left it); coef
         (P, M) float64: d value / d (per-scale sum).  Overwrites the coarse
-        gradients in ws."""
+        gradients in ws (and in hold[0], the buffer :meth:`run` appended)."""
         cdef int M = self.M, j
         cdef const double[:, ::1] cf = coef
         cdef char *base = <char*>_ptr(ws)
@@ -1194,6 +1220,10 @@ cdef class Pyramid:
         lv[0] = <char*>_ptr(g0)
         for j in range(1, M):
             lv[j] = base + self.off[2 + side][j]
+        if self.gbytes:
+            if not hold:
+                raise ValueError("Pyramid.backward: hold, as run filled it, is required")
+            lv[1] = _align64(<char*>_ptr(hold[0])) + self.off[2 + side][1]
         _up_chain(self.dd, lv, self.plane, self.rows, M, self.P, &cf[0, 0], self.use_double,
                   n_threads, self.nci, self.tmpn)
 

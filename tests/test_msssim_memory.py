@@ -29,18 +29,22 @@ def _sizes(spatial, conv, M, P, esz):
 
 
 def _check_layout(sizes, grad):
+    """_engine._layout's rules; returns (offsets, workspace bytes, level-1
+    gradient buffer bytes)."""
     M = len(sizes)
-    offs, nbytes = _engine._layout(sizes, grad, 1)
-    for (k, j), o in offs.items():
-        assert o % 64 == 0 and 0 <= o and o + sizes[j] <= nbytes, (k, j, o, nbytes)
+    offs, nbytes, gbytes = _engine._layout(sizes, grad, 1)
     sides = [k for k in (2, 3) if grad & (k - 1)]
     assert set(offs) == {(k, j) for k in [0, 1] + sides for j in range(1, M)}
-
-    def span(key):
-        return offs[key], sizes[key[1]]
+    # the level-1 gradients have a buffer of their own (taken after scale 0)
+    own = {(k, 1) for k in sides}
+    for (k, j), o in offs.items():
+        size = gbytes if (k, j) in own else nbytes
+        assert o % 64 == 0 and 0 <= o and o + sizes[j] <= size, (k, j, o, size)
 
     def disjoint(a, b):
-        (oa, na), (ob, nb) = span(a), span(b)
+        if (a in own) != (b in own):
+            return True  # two buffers
+        (oa, na), (ob, nb) = (offs[a], sizes[a[1]]), (offs[b], sizes[b[1]])
         return oa + na <= ob or ob + nb <= oa
 
     # while scale 1 streams: levels 1 of x and y and the level-1 gradients
@@ -54,7 +58,7 @@ def _check_layout(sizes, grad):
                 assert disjoint(a, b), (a, b, offs)
     # level 2 is made in place at the start of level 1
     assert offs[0, 2] == offs[0, 1] and offs[1, 2] == offs[1, 1]
-    return offs, nbytes
+    return offs, nbytes, gbytes
 
 
 @pytest.mark.parametrize("conv", _pyramid.CONVENTIONS)
@@ -71,14 +75,15 @@ def test_layout_keeps_live_arrays_apart(conv, spatial, M, grad):
 
 def test_layout_of_a_megapixel_gradient_is_three_quarters_of_an_input():
     """1024^2 float32, 5 scales, gradient 'x': levels 1 of x and y (1/2 of an
-    input) plus the level-1 gradient (1/4); all coarser arrays fit in the
-    space level 1 leaves (the old layout: 1/3 per array kind, 1 in all)."""
+    input) plus the level-1 gradient (1/4, a buffer of its own); all coarser
+    arrays fit in the space level 1 leaves (the old layout: 1/3 per array
+    kind, 1 in all)."""
     sizes = _sizes((1024, 1024), "symmetric", 5, 1, 4)
-    _, nbytes = _check_layout(sizes, 1)
+    _, nbytes, gbytes = _check_layout(sizes, 1)
     one = 1024 * 1024 * 4
-    assert nbytes <= 0.75 * one + 3 * 64 + 64
-    _, old = _engine._layout(sizes, 1, 0)
-    assert old > 0.99 * one
+    assert nbytes <= 0.5 * one + 2 * 64 + 64 and gbytes <= 0.25 * one + 2 * 64
+    _, old, none = _engine._layout(sizes, 1, 0)
+    assert old > 0.99 * one and none == 0
 
 
 @pytest.mark.parametrize("kw", [
