@@ -68,6 +68,11 @@ class Workspace:
         self._buf = None
 
 
+def release(buf):
+    """Give a pooled buffer from the engine (MS-SSIM's level-1 gradients) back."""
+    _engine.release(buf)
+
+
 # Input element types the engine reads and converts itself, per compute type.
 _NATIVE = {
     np.dtype(np.float32): {np.dtype(np.float32): _engine.IN_REAL, np.dtype(np.uint8): _engine.IN_U8,
@@ -280,9 +285,11 @@ def pyramid(spatial, P, dtchar, taps, M, downsample, grad, nci=1):
     channels, (P / nci, *spatial, nci).
 
     ``pyr.run(xs, ys, buf, C1, C2, cov, gx, gy, sx, sy, workers, xsel, ysel,
-    in_type)`` returns each plane's per-scale sums (P, M) over the valid
+    in_type, hold)`` returns each plane's per-scale sums (P, M) over the valid
     regions and keeps what the backward pass needs in ``buf`` (``pyr.nbytes``
-    bytes); ``pyr.backward(buf, coef, g, side, workers)`` writes into ``g``
+    bytes) and, with a gradient, in a pooled buffer it appends to the list
+    ``hold`` (give it back with :func:`release`);
+    ``pyr.backward(buf, coef, g, side, workers, hold)`` writes into ``g``
     (x's layout) the gradient of sum_{p,j} coef[p, j] * sum_j(p) w.r.t. x
     (side 0) or y (1)."""
     r = (len(taps) - 1) // 2

@@ -87,6 +87,10 @@ cdef extern from "engine.h" nogil:
     void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
                  const void *coarse, void *fine, int nci, double coef, int l0, int l1,
                  void *tmp)
+    void fs_down_inplace_f(const fs_down *d0, const fs_down *d1, const fs_down *d2, void *io,
+                           ptrdiff_t P, ptrdiff_t plane_in, ptrdiff_t plane_out, void *tmp)
+    void fs_down_inplace_d(const fs_down *d0, const fs_down *d1, const fs_down *d2, void *io,
+                           ptrdiff_t P, ptrdiff_t plane_in, ptrdiff_t plane_out, void *tmp)
     size_t fs_multi_bytes_f(const fs_job *jobs, int M)
     size_t fs_multi_bytes_d(const fs_job *jobs, int M)
     void fs_rows_multi_f(const fs_job *jobs, int M, ptrdiff_t plane, int q0, int q1,
@@ -851,6 +855,38 @@ cdef int _down_chain(fs_down *dd, char **px, char **py, ptrdiff_t *plane, int *r
     return 0
 
 
+cdef inline char *_align64(char *p):
+    return p + ((64 - <size_t>p % 64) % 64)
+
+
+cdef int _down_inplace(fs_down *dd, char *px, char *py, ptrdiff_t plane_in,
+                       ptrdiff_t plane_out, int P, int use_double, size_t tmpn,
+                       int n_threads) except -1:
+    """One 2x downsampling of the planar levels px and py (P planes each) in
+    place, x and y on one thread each (fs_down_inplace: planes in order): the
+    gradient's pyramid reuses level 1's memory for the coarser levels."""
+    cdef size_t esz = 8 if use_double else 4
+    if n_threads > 2:
+        n_threads = 2
+    bufobj = _acquire(tmpn * esz * 2 + 64)
+    cdef char *buf = <char*>_ptr(bufobj)
+    cdef int u
+    cdef char *io
+    try:
+        with nogil:
+            for u in prange(2, num_threads=n_threads, schedule='static'):
+                io = px if u == 0 else py
+                if use_double:
+                    fs_down_inplace_d(&dd[0], &dd[1], &dd[2], io, P, plane_in, plane_out,
+                                      buf + u * tmpn * esz)
+                else:
+                    fs_down_inplace_f(&dd[0], &dd[1], &dd[2], io, P, plane_in, plane_out,
+                                      buf + u * tmpn * esz)
+    finally:
+        _release(bufobj)
+    return 0
+
+
 cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, int P,
                    const double *coef, int use_double, int n_threads, int nci=1,
                    size_t tmpn=0) except -1:
@@ -911,6 +947,61 @@ cdef int _up_chain(fs_down *dd, char **lv, ptrdiff_t *plane, int *rows, int M, i
     return 0
 
 
+def _layout(sizes, int grad, int inplace):
+    """Byte offsets {(k, j): offset} in a Pyramid's workspace of level j >= 1 of
+    x (k = 0), y (1) and their gradients (2, 3; those asked for), sizes[j]
+    bytes each, 64-byte aligned, the workspace's size, and the size of a
+    second buffer (0: none) that holds the level-1 gradients, whose offsets
+    (k, 1) are then into it.
+
+    Without ``inplace`` every array has its own place.  With it (a gradient,
+    3 or more scales), the memory follows the lifetimes: levels 1 of x and y
+    (written while scale 0 streams, read by scale 1) make a region A; the
+    gradients of level 1 (written by scale 1, read by the backward pass) get a
+    buffer of their own, taken from the pool once scale 0 has streamed
+    (Pyramid.run): it can be the scratch that scale 0's launch gave back, whose
+    pages are touched already; level 2 of x and y is made in place at the
+    start of their level 1 (Pyramid.run), and every coarser level and
+    gradient goes first-fit into what that leaves free in A, else after A."""
+    cdef int M = len(sizes), j, k
+    al = lambda v: (v + 63) & ~63
+    offs = {}
+    if not inplace:
+        pos = 0
+        for k in range(4):  # x, y, then the gradients asked for
+            if k >= 2 and not grad & (k - 1):
+                continue
+            for j in range(1, M):
+                pos = al(pos)
+                offs[k, j] = pos
+                pos += sizes[j]
+        return offs, pos + 64, 0
+    offs[0, 1] = 0
+    offs[1, 1] = al(sizes[1])
+    end_a = offs[1, 1] + sizes[1]
+    offs[0, 2], offs[1, 2] = offs[0, 1], offs[1, 1]
+    free = [[al(sizes[2]), offs[1, 1]], [al(offs[1, 1] + sizes[2]), end_a]]
+    tail = al(end_a)
+    gpos = 0
+    for k in (2, 3):
+        if grad & (k - 1):
+            offs[k, 1] = gpos
+            gpos = al(gpos + sizes[1])
+    rest = [(k, j) for k in (0, 1) for j in range(3, M)]
+    rest += [(k, j) for k in (2, 3) if grad & (k - 1) for j in range(2, M)]
+    for key in rest:
+        n = sizes[key[1]]
+        for iv in free:
+            if al(iv[0]) + n <= iv[1]:
+                offs[key] = al(iv[0])
+                iv[0] = al(iv[0]) + n
+                break
+        else:
+            offs[key] = tail
+            tail = al(tail + n)
+    return offs, tail + 64, gpos + 64
+
+
 cdef class Pyramid:
     """The engine side of one MS-SSIM geometry: per scale a job template
     (bands, form, cotangent scale), the downsampling maps from each scale to
@@ -933,12 +1024,12 @@ cdef class Pyramid:
     cdef fs_job tmpl[FS_MAX_SCALES]
     cdef fs_down dd[3 * FS_MAX_SCALES]
     cdef _group grp[FS_MAX_SCALES]
-    cdef int M, first, P, use_double, grad, fused, nci
+    cdef int M, first, P, use_double, grad, fused, nci, inplace
     cdef ptrdiff_t plane[FS_MAX_SCALES]
     cdef int rows[FS_MAX_SCALES]
     cdef ptrdiff_t off[4][FS_MAX_SCALES]  # workspace byte offsets: x, y, gx, gy of levels >= 1
     cdef size_t tmpn
-    cdef readonly Py_ssize_t nbytes
+    cdef readonly Py_ssize_t nbytes, gbytes
     cdef object keep
 
     def __init__(self, list geoms, list downs, int P, int use_double, int first, int grad,
@@ -968,29 +1059,30 @@ cdef class Pyramid:
             self.grp[j].P = P
             self.grp[j].first = j
             _group_lines(&self.tmpl[j], grad, 0, sreg, &self.grp[j])
+        # with a gradient, level 2 is made in place over level 1 once scale 1
+        # has streamed, and the coarser levels and gradients live in what level
+        # 1 leaves free (see _layout): the workspace peaks at levels 1 of x and
+        # y and the gradients of level 1
+        self.inplace = 1 if grad and M >= 3 else 0
         for j in range(M - 1):
             _fill_maps(&self.dd[3 * j], &self.dd[3 * j + 1], &self.dd[3 * j + 2], downs[j], keep)
-            if self.fused:
+            if self.fused and not (self.inplace and j == 1):
                 keep.append(downs[j][0].last)
                 self.tmpl[j].dd0 = &self.dd[3 * j]
                 self.tmpl[j].dd2 = &self.dd[3 * j + 2]
                 self.tmpl[j].dlast = <const int*>_ptr(downs[j][0].last)
                 self.tmpl[j].dplane = self.plane[j + 1]
-        for k in range(4):  # x, y, then the gradients asked for
-            if k >= 2 and not grad & (k - 1):
-                continue
-            for j in range(1, M):
-                pos = (pos + 63) & ~(<Py_ssize_t>63)
-                self.off[k][j] = pos
-                pos += P * self.plane[j] * esz
-        self.nbytes = pos + 64
+        sizes = [P * self.plane[j] * esz for j in range(M)]
+        offs, self.nbytes, self.gbytes = _layout(sizes, grad, self.inplace)
+        for (k, j), o in offs.items():
+            self.off[k][j] = o
         # per thread: a slice pair and two converted input slices (fs_down)
         self.tmpn = 3 * <size_t>geoms[0][0][1] * geoms[0][0][2] + 16
         self.keep = keep
 
     def run(self, object x, object y, object ws, double C1, double C2, double cov,
             object gx0, object gy0, object shift_x, object shift_y, int n_threads,
-            object xsel=None, object ysel=None, int in_type=FS_IN_REAL):
+            object xsel=None, object ysel=None, int in_type=FS_IN_REAL, list hold=None):
         """Stream x, y (C-contiguous, planes (P, *spatial) or, with nci > 1,
         (P / nci, *spatial, nci); element type ``in_type``, IN_*) through every
         scale; ws: a workspace of at least ``nbytes`` (64-byte aligned);
@@ -998,7 +1090,10 @@ cdef class Pyramid:
         compute type.  Returns the per-scale sums (P, M) over each scale's sum
         region.  xsel, ysel: batch broadcasting (item i reads item xsel[i] of
         x, ysel[i] of y; see _launch_groups), shift_x, shift_y per plane of
-        the run; the coarser levels are made for all P planes."""
+        the run; the coarser levels are made for all P planes.  With a
+        gradient and ``gbytes`` > 0, the level-1 gradients' buffer is taken
+        from the pool after scale 0 and appended to ``hold`` (required then):
+        pass it to :meth:`backward`, then give it back (``release``)."""
         if in_type < FS_IN_REAL or in_type > FS_IN_F32:
             raise ValueError(f"Pyramid.run: in_type must be one of IN_*, got {in_type}")
         cdef int M = self.M, P = self.P, j, k, g0, n, done
@@ -1036,9 +1131,12 @@ cdef class Pyramid:
                 jobs[j].gx = _ptr(gx0) if j == 0 else <void*>(base + self.off[2][j])
             if self.grad & FS_GRAD_Y:
                 jobs[j].gy = _ptr(gy0) if j == 0 else <void*>(base + self.off[3][j])
-            if j < M - 1 and self.fused:
+            if j < M - 1 and self.fused and not (self.inplace and j == 1):
                 jobs[j].dx = px[j + 1]
                 jobs[j].dy = py[j + 1]
+        if self.gbytes and hold is None:
+            raise ValueError("Pyramid.run: hold (a list) is required with a gradient")
+        cdef char *gbase
         # the finest level: the caller's layout and element type
         jobs[0].nci = self.nci
         jobs[0].in_type = in_type
@@ -1064,9 +1162,22 @@ cdef class Pyramid:
                     _down_chain(&self.dd[0], &px[0], &py[0], &self.plane[0], &self.rows[0], 1,
                                 P, self.use_double, self.tmpn, n_threads, sx, sy, in_type,
                                 self.nci)
+                elif j == 1 and self.inplace:  # level 1 is dead once level 2 is made
+                    _down_inplace(&self.dd[3], px[1], py[1], self.plane[1], self.plane[2], P,
+                                  self.use_double, self.tmpn, n_threads)
                 else:
                     _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j],
                                 &self.rows[j], 1, P, self.use_double, self.tmpn, n_threads)
+            if j == 0 and self.gbytes:
+                # the level-1 gradients, taken from the pool only now: scale 0's
+                # scratch is back there, touched, and big enough for them on images
+                gbuf = _acquire(self.gbytes)
+                hold.append(gbuf)
+                gbase = _align64(<char*>_ptr(gbuf))
+                if self.grad & FS_GRAD_X:
+                    jobs[1].gx = gbase + self.off[2][1]
+                if self.grad & FS_GRAD_Y:
+                    jobs[1].gy = gbase + self.off[3][1]
         if first < M:
             # the small scales: their pyramid in one pass, then one launch for all
             if first + 1 < M:
@@ -1096,11 +1207,12 @@ cdef class Pyramid:
                 sv[p, j] = acc
         return sums
 
-    def backward(self, object ws, object coef, object g0, int side, int n_threads):
+    def backward(self, object ws, object coef, object g0, int side, int n_threads,
+                 list hold=None):
         """The gradient through the pyramid, into g0 (the finest level's
         gradient of ``side`` 0 (x) or 1 (y), in x's layout, as :meth:`run` left it); coef
         (P, M) float64: d value / d (per-scale sum).  Overwrites the coarse
-        gradients in ws."""
+        gradients in ws (and in hold[0], the buffer :meth:`run` appended)."""
         cdef int M = self.M, j
         cdef const double[:, ::1] cf = coef
         cdef char *base = <char*>_ptr(ws)
@@ -1108,6 +1220,10 @@ cdef class Pyramid:
         lv[0] = <char*>_ptr(g0)
         for j in range(1, M):
             lv[j] = base + self.off[2 + side][j]
+        if self.gbytes:
+            if not hold:
+                raise ValueError("Pyramid.backward: hold, as run filled it, is required")
+            lv[1] = _align64(<char*>_ptr(hold[0])) + self.off[2 + side][1]
         _up_chain(self.dd, lv, self.plane, self.rows, M, self.P, &cf[0, 0], self.use_double,
                   n_threads, self.nci, self.tmpn)
 

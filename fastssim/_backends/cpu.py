@@ -225,20 +225,27 @@ def _pyramid(plan, x, y):
     # the finest level's gradients are the results (x's layout): fresh arrays
     gx = np.empty(full_shape, dt) if g & 1 else None
     gy = np.empty(full_shape, dt) if g & 2 else None
-    # the coarse levels and their gradients live in pooled memory
+    # the coarse levels and their gradients live in pooled memory; with a
+    # gradient laid out by lifetime (_engine._layout): 3/4 of an input, not 1
+    hold = []  # the level-1 gradients' buffer, pooled too (Pyramid.run takes it)
+    out = [None, None]
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
-        sums = pyr.run(xs, ys, buf, plan.C1, plan.C2, plan.scales[0].cov, gx, gy, sx, sy,
-                       plan.workers, ops.xsel, ops.ysel, _core.input_type(xs.dtype, dt))
-        ms = sums / _readonly(pd.nvals)
-        value_p, coef = _core.ms_combine(ms, _readonly(pd.weights), pd.negative, bool(g))
-        out = [None, None]
-        if g:
-            coef = np.ascontiguousarray(coef / lay.nchan, dtype=np.float64)
-            for side, arr in ((0, gx), (1, gy)):
-                if arr is not None:
-                    pyr.backward(buf, coef, arr, side, plan.workers)
-                    out[side] = ops.sum_to(ops.to_user(arr), side)
+        try:
+            sums = pyr.run(xs, ys, buf, plan.C1, plan.C2, plan.scales[0].cov, gx, gy, sx, sy,
+                           plan.workers, ops.xsel, ops.ysel, _core.input_type(xs.dtype, dt),
+                           hold)
+            ms = sums / _readonly(pd.nvals)
+            value_p, coef = _core.ms_combine(ms, _readonly(pd.weights), pd.negative, bool(g))
+            if g:
+                coef = np.ascontiguousarray(coef / lay.nchan, dtype=np.float64)
+                for side, arr in ((0, gx), (1, gy)):
+                    if arr is not None:
+                        pyr.backward(buf, coef, arr, side, plan.workers, hold)
+                        out[side] = ops.sum_to(ops.to_user(arr), side)
+        finally:
+            for b in hold:
+                _core.release(b)
     return Result(value_p, None, out[0], out[1], ms)
 
 

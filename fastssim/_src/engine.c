@@ -107,6 +107,12 @@ FS_DISPATCHED(fs_down_f, FS_DOWN_PARAMS, FS_DOWN_ARGS)
 FS_DISPATCHED(fs_down_d, FS_DOWN_PARAMS, FS_DOWN_ARGS)
 FS_DISPATCHED(fs_up_f, FS_UP_PARAMS, FS_UP_ARGS)
 FS_DISPATCHED(fs_up_d, FS_UP_PARAMS, FS_UP_ARGS)
+/* (MS-SSIM gradient pyramid) */
+#define FS_DOWN_IP_PARAMS (const fs_down *d0, const fs_down *d1, const fs_down *d2, void *io, \
+                           ptrdiff_t P, ptrdiff_t plane_in, ptrdiff_t plane_out, void *tmp)
+#define FS_DOWN_IP_ARGS (d0, d1, d2, io, P, plane_in, plane_out, tmp)
+FS_DISPATCHED(fs_down_inplace_f, FS_DOWN_IP_PARAMS, FS_DOWN_IP_ARGS)
+FS_DISPATCHED(fs_down_inplace_d, FS_DOWN_IP_PARAMS, FS_DOWN_IP_ARGS)
 
 /* The shift of one plane from its grid's sum, sum of squared deviations and
  * count (see fs_plane_shifts). */

@@ -147,6 +147,13 @@ void fs_up_f(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, int nci, double coef, int l0, int l1, void *tmp);
 void fs_up_d(const fs_down *d0, const fs_down *d1, const fs_down *d2,
              const void *coarse, void *fine, int nci, double coef, int l0, int l1, void *tmp);
+/* P planar planes downsampled in place, in order, one thread: plane b from
+ * io + b plane_in to io + b plane_out (plane_out <= plane_in; tmp: n1 n2 + o1 o2
+ * elements; the bits of fs_down). */
+void fs_down_inplace_f(const fs_down *d0, const fs_down *d1, const fs_down *d2, void *io,
+                       ptrdiff_t P, ptrdiff_t plane_in, ptrdiff_t plane_out, void *tmp);
+void fs_down_inplace_d(const fs_down *d0, const fs_down *d1, const fs_down *d2, void *io,
+                       ptrdiff_t P, ptrdiff_t plane_in, ptrdiff_t plane_out, void *tmp);
 
 /* Multi-scale product P = prod_j F_j of jobs[0..M-1] (M <= FS_MAXW), which share
  * the planes, the output grid, the outputs and the cotangent of jobs[0] and

@@ -101,6 +101,45 @@ static void FN(fs_down)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
     }
 }
 
+/* P planes (n0, n1, n2) -> (o0, o1, o2) in place: plane b of the input at
+ * io + b plane_in, of the output at io + b plane_out (plane_out <= plane_in),
+ * planes and lines in order, one thread.  Each output line is made in tmp (the
+ * arithmetic of fs_down: the same bits) and then moved to its place, which
+ * ends before the first input line not yet read (every input line feeds one
+ * output line at most, and an output line is at most half an input line
+ * longer than half of one): a gradient's pyramid reuses a level's memory for
+ * the next one.  tmp: n1 n2 + o1 o2 REAL. */
+static void FN(fs_down_inplace)(const fs_down *d0, const fs_down *d1, const fs_down *d2,
+                                void *io_, ptrdiff_t P, ptrdiff_t plane_in,
+                                ptrdiff_t plane_out, void *tmp_)
+{
+    REAL *io = (REAL *)io_;
+    REAL *tp = (REAL *)tmp_;
+    const int n1 = d1->n_in, n2 = d2->n_in, o0 = d0->n_out, o1 = d1->n_out, o2 = d2->n_out;
+    const ptrdiff_t L = (ptrdiff_t)n1 * n2, OL = (ptrdiff_t)o1 * o2;
+    REAL *line = tp + L;
+    for (ptrdiff_t b = 0; b < P; b++) {
+        const REAL *in = io + b * plane_in;
+        REAL *out = io + b * plane_out;
+        for (int o = 0; o < o0; o++) {
+            const REAL *a = in + (ptrdiff_t)d0->i0[o] * L;
+            const REAL *c = in + (ptrdiff_t)d0->i1[o] * L;
+            const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+            if (n1 == 1) {
+                FN(down_rows)(d2, wa, a, wb, c, line);
+            } else {
+                REAL *restrict t = tp;
+                for (ptrdiff_t j = 0; j < L; j++) t[j] = wa * a[j] + wb * c[j];
+                for (int r = 0; r < o1; r++)
+                    FN(down_rows)(d2, (REAL)d1->w0[r], tp + (ptrdiff_t)d1->i0[r] * n2,
+                                  (REAL)d1->w1[r], tp + (ptrdiff_t)d1->i1[r] * n2,
+                                  line + (ptrdiff_t)r * o2);
+            }
+            memmove(out + (ptrdiff_t)o * OL, line, (size_t)OL * sizeof(REAL));
+        }
+    }
+}
+
 static void FN(up_axis2)(const fs_down *d, const REAL *restrict c, REAL *restrict f,
                          REAL coef, REAL scale)
 {
