@@ -532,15 +532,109 @@ class _LooksCuda(torch.Tensor):
         return torch.device("cuda", 0)
 
 
-def test_cuda_tensors_get_a_clear_error():
+def test_cuda_tensors_without_cupy_get_a_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cupy" else real(name, *a))
     x, y = tpair((1, 1, 16, 16))
     xc, yc = x.as_subclass(_LooksCuda), y.as_subclass(_LooksCuda)
-    with pytest.raises(TypeError, match="x: CUDA tensors are not supported yet: fastssim's GPU"):
+    with pytest.raises(TypeError, match="x: CUDA tensors need CuPy, fastssim's GPU backend"):
         ft.ssim(xc, yc, data_range=1.0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_real_cuda_tensors_get_a_clear_error():
-    x, y = tpair((1, 1, 16, 16))
-    with pytest.raises(TypeError, match="CUDA tensors are not supported yet"):
-        ft.ssim(x.cuda(), y.cuda(), data_range=1.0)
+class _StandInStream:
+    """What the adapter asks of torch.cuda.current_stream: the stream protocol."""
+    cuda_stream = 0
+
+    def __cuda_stream__(self):
+        return (0, 0)
+
+
+def _numpy_standing_in_for_cupy(monkeypatch):
+    """The CUDA branch of the adapter with NumPy in place of CuPy: CPU tensors that
+    report a CUDA device go through it (DLPack import / export, the stream and
+    device contexts, the tensor-side scaling of the backward), and the engine call
+    dispatches to the CPU backend on the NumPy arrays."""
+    import contextlib
+    import types
+
+    import importlib.machinery
+
+    fake = types.ModuleType("cupy")
+    fake.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
+    fake.from_dlpack = lambda t: t.as_subclass(torch.Tensor).numpy()
+    fake.asarray = np.asarray
+    fake.float64 = np.float64
+    fake.cuda = types.SimpleNamespace(
+        Device=lambda index: contextlib.nullcontext(),
+        Stream=types.SimpleNamespace(from_external=lambda s: contextlib.nullcontext()))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _StandInStream())
+    monkeypatch.setattr(torch, "from_dlpack",
+                        lambda a: torch.from_numpy(np.asarray(a)).as_subclass(_LooksCuda))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, y, **k: ft.ssim(x, y, data_range=1.0, **k),
+    lambda x, y, **k: ft.ms_ssim(x, y, data_range=1.0, **SMALL_MS, **k),
+    lambda x, y, **k: ft.ssim_loss(x, y, data_range=1.0, **k),
+    lambda x, y, **k: ft.mix_loss(x, y, data_range=1.0, **PW, **k),
+])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_cuda_branch_plumbing(monkeypatch, call, reduction):
+    """Reference: the same call on plain CPU tensors; the values and both inputs'
+    gradients (through a weighted sum for reduction='none', so the backward's scaling
+    by a non-unit incoming gradient is exercised) must agree exactly."""
+    x, y = tpair((2, 2, 40, 37))
+    w = torch.tensor([0.25, -2.0], dtype=torch.float64)
+
+    def run(xx, yy):
+        xx, yy = xx.clone().requires_grad_(True), yy.clone().requires_grad_(True)
+        v = call(xx, yy, reduction=reduction)
+        out = v if reduction == "mean" else (v.as_subclass(torch.Tensor) * w).sum()
+        out.backward()
+        return (v.detach().as_subclass(torch.Tensor), xx.grad.as_subclass(torch.Tensor),
+                yy.grad.as_subclass(torch.Tensor))
+
+    want = run(x, y)
+    _numpy_standing_in_for_cupy(monkeypatch)
+    got = run(x.as_subclass(_LooksCuda), y.as_subclass(_LooksCuda))
+    for g, r in zip(got, want):
+        assert torch.equal(g, r)
+
+
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@_CUDA
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("call", [
+    lambda x, y, **k: ft.ssim(x, y, data_range=1.0, **k),
+    lambda x, y, **k: ft.ms_ssim(x, y, data_range=1.0, **SMALL_MS, **k),
+    lambda x, y, **k: ft.pixelwise_ms_ssim(x, y, data_range=1.0, **PW, **k),
+    lambda x, y, **k: ft.mix_loss(x, y, data_range=1.0, **PW, **k),
+])
+def test_cuda_tensors_match_the_cpu(call, dtype, tol):
+    """Reference: the same call on CPU tensors.  On a side stream: the kernels must
+    follow PyTorch's current stream (the inputs are written on it just before)."""
+    pytest.importorskip("cupy")
+    x, y = tpair((2, 3, 48, 45), dtype)
+    w = torch.tensor([0.5, -1.5], dtype=dtype)
+    xc = x.clone().requires_grad_(True)
+    yc = y.clone().requires_grad_(True)
+    (call(xc, yc, reduction="none") * w).sum().backward()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        xg = x.cuda().requires_grad_(True)
+        yg = (y.cuda() * 1.0).requires_grad_(True)
+        v = call(xg, yg, reduction="none")
+        (v * w.cuda()).sum().backward()
+    s.synchronize()
+    assert v.device.type == "cuda" and xg.grad.device.type == "cuda"
+    ref = call(x, y, reduction="none")
+    assert torch.allclose(v.cpu().double(), ref.double(), rtol=0, atol=tol)
+    for g, r in ((xg.grad, xc.grad), (yg.grad, yc.grad)):
+        scale = r.abs().max().item()
+        assert (g.cpu().double() - r.double()).abs().max().item() <= tol * max(scale, 1e-30) * 10

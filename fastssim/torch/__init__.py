@@ -41,8 +41,16 @@ Memory and devices: a contiguous CPU float32/float64 tensor is handed to the
 engine as a NumPy view (no copy), and the gradient comes back as a tensor
 sharing the NumPy array's memory.  float16 / bfloat16 inputs are computed in
 float32 (their gradient returns in the input's dtype, through autograd's
-cast).  CUDA tensors raise ``TypeError``: fastssim's GPU (CuPy) backend does
-not exist yet, and nothing is moved between devices silently.
+cast).
+
+CUDA tensors (with CuPy installed) go to fastssim's GPU backend through
+DLPack, without copies and without a host round trip: the engine's kernels run
+on PyTorch's current stream of the tensors' device, and the value and the
+gradients come back as CUDA tensors sharing CuPy's memory.  Without CuPy a
+CUDA tensor raises ``TypeError`` (nothing is moved between devices
+silently).  The GPU backend's results have not yet been checked on a GPU by
+this project's tests (they are compile-checked and run in a CPU emulator of
+the kernels; tests/test_torch.py's CUDA tests run where a GPU exists).
 
 Second derivatives are not available: ``create_graph=True`` works for the
 first derivative, but differentiating that gradient again raises
@@ -51,8 +59,11 @@ first derivative, but differentiating that gradient again raises
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -142,11 +153,45 @@ def _to_numpy(t):
     return t.detach().contiguous().numpy()
 
 
+def _cupy_stream(cupy, device):
+    """PyTorch's current stream of ``device`` as a CuPy stream (CuPy 14's
+    Stream.from_external, through the CUDA stream protocol; ExternalStream before)."""
+    ts = torch.cuda.current_stream(device)
+    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(ts, "__cuda_stream__"):
+        return cupy.cuda.Stream.from_external(ts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(ts.cuda_stream, device.index)
+
+
+@contextlib.contextmanager
+def _on_cuda(device):
+    """CuPy on ``device`` and on PyTorch's current stream there: the inputs' DLPack
+    import, the kernels and the outputs' export are ordered with PyTorch's work on
+    that stream, with no synchronisation of the host."""
+    import cupy
+
+    with cupy.cuda.Device(device.index), _cupy_stream(cupy, device):
+        yield cupy
+
+
 def _compute(x, y, kind, o, need, mode, negate, aux):
     """Forward: tensors in, (value tensor, grad_x, grad_y, aux) out (each None when
-    not asked), through one engine call (two for Mix's target gradient)."""
+    not asked), through one engine call (two for Mix's target gradient).  CUDA
+    tensors run on the GPU backend (see :func:`_on_cuda`)."""
+    if x.device.type == "cuda":
+        with _on_cuda(x.device) as cupy:
+            return _compute_in(x, y, kind, o, need, mode, negate, aux, cupy,
+                               lambda t: cupy.from_dlpack(t.detach().contiguous()),
+                               torch.from_dlpack)
+    return _compute_in(x, y, kind, o, need, mode, negate, aux, np, _to_numpy,
+                       torch.from_numpy)
+
+
+def _compute_in(x, y, kind, o, need, mode, negate, aux, xp, to_array, to_tensor):
+    """_compute with the array module ``xp`` (NumPy or CuPy) and its conversions."""
     shape = x.shape
-    xn, yn = _to_numpy(x), _to_numpy(y)
+    xn, yn = to_array(x), to_array(y)
     if mode == "mean":
         flat = (1, shape[0] * shape[1]) + tuple(shape[2:])
         xn, yn = xn.reshape(flat), yn.reshape(flat)
@@ -156,7 +201,7 @@ def _compute(x, y, kind, o, need, mode, negate, aux):
     elif aux == "scales":
         o["return_scales"] = True
     v, gx, gy, a = _KINDS[kind](xn, yn, need, o)
-    v = np.asarray(v, dtype=np.float64)
+    v = xp.asarray(v, dtype=xp.float64)
     if mode == "sum":
         v = v.sum()
     elif mode == "mean":
@@ -164,14 +209,14 @@ def _compute(x, y, kind, o, need, mode, negate, aux):
     if negate:  # the loss 1 - value, in float64
         v = 1.0 - v
     np_dtype = np.float64 if x.dtype == torch.float64 else np.float32
-    value = torch.from_numpy(np.asarray(v, dtype=np_dtype))
+    value = to_tensor(xp.asarray(v, dtype=np_dtype))
     if not aux:  # (ms_ssim fills its scales whenever it returns a gradient)
         a = None
     else:  # (N, C, *map) or (N, C, scales), in the value's dtype
-        a = torch.from_numpy(np.asarray(a, dtype=np_dtype).reshape(tuple(shape[:2]) + a.shape[2:]))
+        a = to_tensor(xp.asarray(a, dtype=np_dtype).reshape(tuple(shape[:2]) + a.shape[2:]))
     return (value,
-            torch.from_numpy(gx.reshape(shape)) if gx is not None else None,
-            torch.from_numpy(gy.reshape(shape)) if gy is not None else None,
+            to_tensor(gx.reshape(shape)) if gx is not None else None,
+            to_tensor(gy.reshape(shape)) if gy is not None else None,
             a)
 
 
@@ -209,7 +254,9 @@ def _scaled(g, f, in_place):
             return g.mul_(s) if in_place else g * s
         f = torch.from_numpy(f.reshape(f.shape + (1,) * (g.dim() - f.ndim))).to(g.dtype)
         return g.mul_(f) if in_place else g * f
-    return g * f.to(g.dtype).reshape(f.shape + (1,) * (g.dim() - f.dim()))
+    # a tensor: traced by torch.compile, or on a GPU (no host synchronisation to test f)
+    f = f.to(g.dtype).reshape(f.shape + (1,) * (g.dim() - f.dim()))
+    return g.mul_(f) if in_place else g * f
 
 
 def _gradients(ctx, gv):
@@ -218,7 +265,8 @@ def _gradients(ctx, gv):
     if gv is None:  # the values were not used (possible without materialised gradients)
         return None, None
     g = gx if gx is not None else gy
-    if type(gv) is torch.Tensor and type(g) is torch.Tensor:  # eager: not FakeTensors
+    if (type(gv) is torch.Tensor and type(g) is torch.Tensor  # eager: not FakeTensors
+            and gv.device.type == "cpu"):
         f = gv.detach().numpy()
         f = np.negative(f, out=np.empty_like(f)) if ctx.negate else f  # stays an array
     else:
@@ -349,10 +397,12 @@ def _check_pair(x, y, names=("x", "y")):
         raise TypeError(f"{a}, {b}: expected tensors on one device, got {x.device} and {y.device}")
     for t, name in zip((x, y), names):
         if t.device.type == "cuda":
-            raise TypeError(
-                f"{name}: CUDA tensors are not supported yet: fastssim's GPU (CuPy) backend "
-                "does not exist yet; compute on the CPU (tensor.cpu()) meanwhile")
-        if t.device.type != "cpu":
+            if importlib.util.find_spec("cupy") is None:
+                raise TypeError(
+                    f"{name}: CUDA tensors need CuPy, fastssim's GPU backend (pip install "
+                    "cupy-cuda12x), which is not installed; or compute on the CPU "
+                    "(tensor.cpu())")
+        elif t.device.type != "cpu":
             raise TypeError(f"{name}: expected a CPU tensor, got a tensor on {t.device}")
         if not t.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
@@ -455,7 +505,7 @@ def similarity_per_plane(kind, x, y, names=("x", "y"), **options):
         :func:`fastssim.pixelwise_ms_ssim` or :func:`fastssim.losses.mix`
         (x the prediction).
     x, y : Tensor, shape (N, C, H, W) or (N, C, D, H, W)
-        CPU, floating point, one dtype and shape.
+        CPU (or CUDA, with CuPy), floating point, one dtype and shape.
     names : pair of str
         The argument names used in error messages.
     **options
@@ -495,7 +545,7 @@ def ssim(x, y, *, data_range, window="gaussian", sigma=1.5, truncate=3.5, win_si
     Parameters
     ----------
     x, y : Tensor, shape (N, C, H, W) or (N, C, D, H, W)
-        CPU floating-point tensors of one dtype and shape.
+        CPU (or CUDA, with CuPy) floating-point tensors of one dtype and shape.
     data_range : float
         Span of the values (e.g. 1.0 or 255.0).
     reduction : {'mean', 'sum', 'none'}
