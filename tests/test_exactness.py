@@ -180,17 +180,7 @@ def test_float32_window_mass_bias_is_gone(win):
         assert np.abs(m32.astype(np.float64) - m64).max() <= 3e-5
 
 
-# not strict: on the SSE2 baseline path (no FMA) camera 3 and 11 and astronaut 3
-# pass; on the AVX2 and AVX-512 paths all six fail
-NARROW_BOX_GAP = pytest.mark.xfail(
-    strict=False, reason="issue 10, open: boxes under 21 taps keep the banded float32 filter "
-    "(its float64 sums cost 2-3x the time there); their float32 mean is 4e-8 to 2.4e-7 off "
-    "float64 on the FMA paths, scikit-image's 0.7e-9 to 4.3e-8")
-
-
-@pytest.mark.parametrize("win", [pytest.param(3, marks=NARROW_BOX_GAP),
-                                 pytest.param(7, marks=NARROW_BOX_GAP),
-                                 pytest.param(11, marks=NARROW_BOX_GAP), 21, 51])
+@pytest.mark.parametrize("win", [3, 7, 11, 21, 51])
 @pytest.mark.parametrize("image", ["camera", "astronaut"])
 def test_float32_box_at_least_as_accurate_as_skimage(image, win):
     """Issue 10: float32 box SSIM no further from its float64 value than

@@ -33,17 +33,23 @@
 #define FS_BOX_MIN_R 10
 #endif
 
-/* 1 when band b is a box of radius >= FS_BOX_MIN_R: every tap within 1e-6 of
- * the centre one (exact_mass may move a float32 tap by an ulp or two). */
-static inline int FN(is_box)(const fs_band *b)
+/* 1 when band b's taps are a box's: every tap within 1e-6 of the centre one
+ * (exact_mass may move a float32 tap by an ulp or two). */
+static inline int FN(equal_taps)(const fs_band *b)
 {
     const REAL *g = (const REAL *)b->g;
-    if (b->r < FS_BOX_MIN_R || !(g[0] > 0)) return 0;
+    if (!(g[0] > 0)) return 0;
     for (int k = 1; k <= b->r; k++) {
         const double d = (double)g[k] - (double)g[0];
         if (d > 1e-6 * (double)g[0] || d < -1e-6 * (double)g[0]) return 0;
     }
     return 1;
+}
+
+/* 1 when band b is a box of radius >= FS_BOX_MIN_R (the float64 sums below). */
+static inline int FN(is_box)(const fs_band *b)
+{
+    return b->r >= FS_BOX_MIN_R && FN(equal_taps)(b);
 }
 
 /* The factor that turns a window sum into the band's weighted mean: its
@@ -185,4 +191,53 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
         }
     }
 #undef FS_LINE
+}
+
+/* ---- narrow boxes in float32 (radius 1 .. FS_BOX_MIN_R - 1; issue 10) ----
+ *
+ * They keep the banded filter (engine_band.h) with unit taps: each interior
+ * output of a pass is the float32 sum of its window, scaled once, in float64,
+ * by the box's mass / width and rounded (nbox_scale); border outputs keep
+ * their tables.  With the taps themselves (about 1/w, never exact in binary)
+ * every product and partial sum of the filter was rounded, and on integer
+ * images (whose window sums are multiples of 1/w) those roundings are not
+ * zero-mean: they biased E[x^2] - mu^2 by a few ulps of mu^2, and the float32
+ * box-3/7/11 SSIM of scikit-image's test images by 4e-8 to 2.4e-7 (with taps
+ * of exactly 1/w, rounded per operation: -0.6e-6 to -1.6e-6; a NumPy model of
+ * the passes in the engine's order, benchmarks/box_bias_model.py).  Sums of
+ * integer samples (and of their squares and products, below 2^24) are exact,
+ * so each pass's output is the correctly rounded window mean.  float64 keeps
+ * its taps: their rounding (1e-16) biases nothing measurable. */
+#define FS_NBOX_W (2 * FS_BOX_MIN_R - 1) /* widest narrow box */
+static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
+
+/* 1 when band b is a narrow box taken as unit sums (float32 only). */
+static inline int FN(is_nbox)(const fs_band *b)
+{
+    return sizeof(REAL) == 4 && b->r >= 1 && b->r < FS_BOX_MIN_R && FN(equal_taps)(b);
+}
+
+/* v[t] = v[t] * sc, t < n, with the product in float64 and one rounding. */
+static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, double sc)
+{
+    for (ptrdiff_t t = 0; t < n; t++) v[t] = (REAL)((double)v[t] * sc);
+}
+
+/* band_range (same contract, skip range empty) for a narrow box band: the
+ * border outputs by its tables, the interior as scaled unit sums. */
+static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+{
+    int lo_m = 0, hi_m = 0;
+    /* the interior as band_range sees it (a mirrored end is interior) */
+    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
+    const ptrdiff_t lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
+    const ptrdiff_t hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
+    /* borders only (their vector blocks may write interior lanes: rewritten below) */
+    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, lo, hi);
+    if (hi <= lo) return;
+    fs_band u = *b;
+    u.g = FN(nbox_ones);
+    FN(band_inner)(&u, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
+    FN(nbox_scale)(out + lo, hi - lo, FN(box_scale)(b));
 }
