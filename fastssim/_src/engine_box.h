@@ -217,9 +217,30 @@ static inline int FN(is_nbox)(const fs_band *b)
     return sizeof(REAL) == 4 && b->r >= 1 && b->r < FS_BOX_MIN_R && FN(equal_taps)(b);
 }
 
-/* v[t] = v[t] * sc, t < n, with the product in float64 and one rounding. */
-static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, double sc)
+/* v[t] = v[t] * mass / w for box band b (w its width), t < n, rounded once:
+ * with FMA (the AVX2 and AVX-512 paths), the correctly rounded quotient by
+ * w when the mass is exactly 1 (exact_mass), by Markstein's correction
+ * (q = v c, c = RN(1/w); the residual v - q w is exact, q + r c rounds
+ * correctly), 3 operations a vector; else the product in float64, rounded
+ * (the conversions cost twice that).  An infinite v becomes NaN there (its
+ * moments gave NaN anyway: inf - inf in the variance). */
+static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *b)
 {
+    const REAL *g = (const REAL *)b->g;
+    double mass = (double)g[0];
+    for (int k = 1; k <= b->r; k++) mass += 2.0 * (double)g[k];
+    const int w = 2 * b->r + 1;
+#ifdef __FMA__
+    if (mass == 1.0) {
+        const REAL d = (REAL)w, c = (REAL)(1.0 / w);
+        for (ptrdiff_t t = 0; t < n; t++) {
+            const REAL s = v[t], q = s * c;
+            v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
+        }
+        return;
+    }
+#endif
+    const double sc = mass / (double)w;
     for (ptrdiff_t t = 0; t < n; t++) v[t] = (REAL)((double)v[t] * sc);
 }
 
@@ -239,5 +260,5 @@ static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
     fs_band u = *b;
     u.g = FN(nbox_ones);
     FN(band_inner)(&u, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
-    FN(nbox_scale)(out + lo, hi - lo, FN(box_scale)(b));
+    FN(nbox_scale)(out + lo, hi - lo, b);
 }

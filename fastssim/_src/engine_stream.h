@@ -153,7 +153,7 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         FN(vlin_multi)(s->Lw, s->pr, r, B, w, out);
         if (nbox)
             for (int b = 0; b < nb; b++)
-                if (w[b] == gint) FN(nbox_scale)(out[b], s->Lw, FN(box_scale)(f0));
+                if (w[b] == gint) FN(nbox_scale)(out[b], s->Lw, f0);
     }
 }
 
