@@ -19,6 +19,7 @@ minus the float64 reference (exact sums).  Variants:
   exact_round32_f64formula  the same with eq. 1 in float64 (the formula's share)
   sum32_scale64   unit-tap float32 sums, one float64 scale at the end
   sum32_scale32   unit-tap float32 sums, scaled by float32(1/w^2)
+  scaled_then_summed  one division only, before the second pass's sums (biased again)
   unit_sums       the new path: unit-tap sums per pass, each scaled once (correctly rounded)
   wide_path       unit-tap sums along lines, float64 sums across (engine_box.h's wide boxes)
 
@@ -26,7 +27,9 @@ Measured (this model vs the engine): the old path's +2.4e-7 (camera 3) to -4.6e-
 (camera 7) matches the engine within 5e-9 in every case; taps of exactly 1/w
 rounded per operation are biased by -0.6e-6 to -1.6e-6 (on integer images every
 window sum is a multiple of 1/w, and the roundings of such values are not
-zero-mean); unit sums scaled once per pass: 1e-9 to 5e-9.  No asserts.
+zero-mean); unit sums scaled once per pass: 1e-9 to 5e-9; float32 sums of
+values already divided (scaled_then_summed) are biased again, up to 2.2e-7
+(astronaut 11): a division must follow an exact sum, once per pass.  No asserts.
 """
 import numpy as np, sys
 from fastssim._bands import exact_mass, uniform_taps
@@ -130,6 +133,10 @@ def run(x, y, win, variant):
             cs = np.cumsum(np.pad(s.astype(f64), ((0, 0), (1, 0))), 1)
             h = ((cs[:, win:] - cs[:, :-win]) / win).astype(f32)
             m.append(vband_engine(h, g, r))
+    elif variant == 'scaled_then_summed':  # h: exact sum divided by w^2, rounded; v: float32 unit sums, no scale
+        one = np.ones(r + 1, f32)
+        m = [vband_engine((hband_engine(s, one, r).astype(f64) / n).astype(f32), one, r)
+             for s in srcs32]
     elif variant == 'unit_sums':   # h: unit-tap float32 sum, scaled in float64, rounded; v: float32 unit-tap sum, scaled in float64
         one = np.ones(r + 1, f32)
         m = []
