@@ -196,9 +196,8 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
 /* ---- narrow boxes in float32 (radius 1 .. FS_BOX_MIN_R - 1; issue 10) ----
  *
  * They keep the banded filter (engine_band.h) with unit taps: each interior
- * output of a pass is the float32 sum of its window, scaled once, in float64,
- * by the box's mass / width and rounded (nbox_scale); border outputs keep
- * their tables.  With the taps themselves (about 1/w, never exact in binary)
+ * output of a pass is the float32 sum of its window, divided once by the
+ * width, correctly rounded (nbox_scale); border outputs keep their tables.  With the taps themselves (about 1/w, never exact in binary)
  * every product and partial sum of the filter was rounded, and on integer
  * images (whose window sums are multiples of 1/w) those roundings are not
  * zero-mean: they biased E[x^2] - mu^2 by a few ulps of mu^2, and the float32
