@@ -207,9 +207,9 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
  * integer samples (and of their squares and products, below 2^24) are exact,
  * so each pass's output is the correctly rounded window mean.  float64 keeps
  * its taps: their rounding (1e-16) biases nothing measurable.  Cost: the two
- * divisions' passes, about 9.5M instructions per 1024² value (callgrind,
- * AVX2 path, workers=1: box 7 value 31.6M -> 41.0M, value + gradient 57.4M ->
- * 66.8M); a division before the second pass's sums instead of after them is
+ * divisions, about 5.5M instructions per 1024² value with the division
+ * across lines fused into the sums (nbox_vsum4; callgrind, AVX2 path,
+ * workers=1: box 7 value 31.6M -> 37.1M); a division before the second pass's sums instead of after them is
  * biased again (box_bias_model.py, scaled_then_summed). */
 #define FS_NBOX_W (2 * FS_BOX_MIN_R - 1) /* widest narrow box */
 static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
@@ -265,3 +265,55 @@ static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
     FN(band_inner)(&u, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
     FN(nbox_scale)(out + lo, hi - lo, b);
 }
+
+#ifdef __FMA__
+/* A block of 4 interior lines of a narrow box across lines (moments): unit
+ * sums divided at the store.  Per output vlin_sym4's chain with unit taps
+ * (from zero, a += v for the lines in order: v * 1 + a is exact before its
+ * rounding, so an FMA and an add agree) and nbox_scale's division: the same
+ * bits as vlin_multi then nbox_scale, without their second pass over the
+ * lines.  n >= NV; d = w, c = RN(1/w). */
+static inline __attribute__((always_inline)) void
+FN(nbox_vsum4)(const int r, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+               REAL *const *out)
+{
+    const int K = 2 * r + 1;
+    for (ptrdiff_t j = 0;; j += NV) {
+        if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a[4];
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) a[b] = (FN(vec)){0};
+        _Pragma("GCC unroll 24")
+        for (int l = 0; l < K + 3; l++) {
+            const FN(vec) v = FN(ld)(rows[l] + j);
+            _Pragma("GCC unroll 4")
+            for (int b = 0; b < 4; b++)
+                if (l - b >= 0 && l - b < K) a[b] += v;
+        }
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) {
+            /* Markstein's division (contracted: an exact residual, one rounding) */
+            const FN(vec) q = a[b] * c, e = a[b] - q * d;
+            FN(st)(out[b] + j, q + e * c);
+        }
+        if (j + NV >= n) break;
+    }
+}
+
+/* nbox_vsum4 for a constant radius (the lines and the ramp unrolled). */
+static void FN(nbox_vsum4_r)(int r, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+                             REAL *const *out)
+{
+    switch (r) {
+    case 1: FN(nbox_vsum4)(1, n, rows, d, c, out); break;
+    case 2: FN(nbox_vsum4)(2, n, rows, d, c, out); break;
+    case 3: FN(nbox_vsum4)(3, n, rows, d, c, out); break;
+    case 4: FN(nbox_vsum4)(4, n, rows, d, c, out); break;
+    case 5: FN(nbox_vsum4)(5, n, rows, d, c, out); break;
+    case 6: FN(nbox_vsum4)(6, n, rows, d, c, out); break;
+    case 7: FN(nbox_vsum4)(7, n, rows, d, c, out); break;
+    case 8: FN(nbox_vsum4)(8, n, rows, d, c, out); break;
+    default: FN(nbox_vsum4)(9, n, rows, d, c, out); break;
+    }
+}
+#endif

@@ -142,6 +142,17 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     const REAL *w[FS_B];
     FN(block_weights)(f0, p0, nb, gint, w);
     for (int b = nb; b < B; b++) w[b] = gint;
+#ifdef __FMA__
+    /* a block of 4 interior lines: the sums and their division in one pass */
+    int fuse = nbox && B == 4 && nb == 4 && s->Lw >= NV && f0->r <= 9;
+    for (int b = 0; b < B; b++) fuse &= w[b] == gint;
+    if (fuse) {
+        const REAL *g = (const REAL *)f0->g;
+        double mass = (double)g[0];
+        for (int k = 1; k <= r; k++) mass += 2.0 * (double)g[k];
+        fuse = mass == 1.0;
+    }
+#endif
     for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
         for (int l = 0; l < 2 * r + B; l++) {
             int q = c0 - r + l;
@@ -150,6 +161,12 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         }
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
+#ifdef __FMA__
+        if (fuse) {
+            FN(nbox_vsum4_r)(r, s->Lw, s->pr, (REAL)(2 * r + 1), (REAL)(1.0 / (2 * r + 1)), out);
+            continue;
+        }
+#endif
         FN(vlin_multi)(s->Lw, s->pr, r, B, w, out);
         if (nbox)
             for (int b = 0; b < nb; b++)
