@@ -33,17 +33,23 @@
 #define FS_BOX_MIN_R 10
 #endif
 
-/* 1 when band b is a box of radius >= FS_BOX_MIN_R: every tap within 1e-6 of
- * the centre one (exact_mass may move a float32 tap by an ulp or two). */
-static inline int FN(is_box)(const fs_band *b)
+/* 1 when band b's taps are a box's: every tap within 1e-6 of the centre one
+ * (exact_mass may move a float32 tap by an ulp or two). */
+static inline int FN(equal_taps)(const fs_band *b)
 {
     const REAL *g = (const REAL *)b->g;
-    if (b->r < FS_BOX_MIN_R || !(g[0] > 0)) return 0;
+    if (!(g[0] > 0)) return 0;
     for (int k = 1; k <= b->r; k++) {
         const double d = (double)g[k] - (double)g[0];
         if (d > 1e-6 * (double)g[0] || d < -1e-6 * (double)g[0]) return 0;
     }
     return 1;
+}
+
+/* 1 when band b is a box of radius >= FS_BOX_MIN_R (the float64 sums below). */
+static inline int FN(is_box)(const fs_band *b)
+{
+    return b->r >= FS_BOX_MIN_R && FN(equal_taps)(b);
 }
 
 /* The factor that turns a window sum into the band's weighted mean: its
@@ -186,3 +192,128 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
     }
 #undef FS_LINE
 }
+
+/* ---- narrow boxes in float32 (radius 1 .. FS_BOX_MIN_R - 1; issue 10) ----
+ *
+ * They keep the banded filter (engine_band.h) with unit taps: each interior
+ * output of a pass is the float32 sum of its window, divided once by the
+ * width, correctly rounded (nbox_scale); border outputs keep their tables.  With the taps themselves (about 1/w, never exact in binary)
+ * every product and partial sum of the filter was rounded, and on integer
+ * images (whose window sums are multiples of 1/w) those roundings are not
+ * zero-mean: they biased E[x^2] - mu^2 by a few ulps of mu^2, and the float32
+ * box-3/7/11 SSIM of scikit-image's test images by 4e-8 to 2.4e-7 (with taps
+ * of exactly 1/w, rounded per operation: -0.6e-6 to -1.6e-6; a NumPy model of
+ * the passes in the engine's order, benchmarks/box_bias_model.py).  Sums of
+ * integer samples (and of their squares and products, below 2^24) are exact,
+ * so each pass's output is the correctly rounded window mean.  float64 keeps
+ * its taps: their rounding (1e-16) biases nothing measurable.  Cost: the two
+ * divisions, about 5.5M instructions per 1024² value with the division
+ * across lines fused into the sums (nbox_vsum4; callgrind, AVX2 path,
+ * workers=1: box 7 value 31.6M -> 37.1M); a division before the second pass's sums instead of after them is
+ * biased again (box_bias_model.py, scaled_then_summed). */
+#define FS_NBOX_W (2 * FS_BOX_MIN_R - 1) /* widest narrow box */
+static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
+
+/* 1 when band b is a narrow box taken as unit sums (float32 only). */
+static inline int FN(is_nbox)(const fs_band *b)
+{
+    return sizeof(REAL) == 4 && b->r >= 1 && b->r < FS_BOX_MIN_R && FN(equal_taps)(b);
+}
+
+/* v[t] = v[t] * mass / w for box band b (w its width), t < n, rounded once:
+ * with FMA (the AVX2 and AVX-512 paths), the correctly rounded quotient by
+ * w when the mass is exactly 1 (exact_mass), by Markstein's correction
+ * (q = v c, c = RN(1/w); the residual v - q w is exact, q + r c rounds
+ * correctly), 3 operations a vector; else the product in float64, rounded
+ * (the conversions cost twice that).  An infinite v becomes NaN there (its
+ * moments gave NaN anyway: inf - inf in the variance). */
+static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *b)
+{
+    const REAL *g = (const REAL *)b->g;
+    double mass = (double)g[0];
+    for (int k = 1; k <= b->r; k++) mass += 2.0 * (double)g[k];
+    const int w = 2 * b->r + 1;
+#ifdef __FMA__
+    if (mass == 1.0) {
+        const REAL d = (REAL)w, c = (REAL)(1.0 / w);
+        for (ptrdiff_t t = 0; t < n; t++) {
+            const REAL s = v[t], q = s * c;
+            v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
+        }
+        return;
+    }
+#endif
+    const double sc = mass / (double)w;
+    for (ptrdiff_t t = 0; t < n; t++) v[t] = (REAL)((double)v[t] * sc);
+}
+
+/* band_range (same contract, skip range empty) for a narrow box band: the
+ * border outputs by its tables, the interior as scaled unit sums. */
+static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+{
+    int lo_m = 0, hi_m = 0;
+    /* the interior as band_range sees it (a mirrored end is interior) */
+    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
+    const ptrdiff_t lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
+    const ptrdiff_t hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
+    /* borders only (their vector blocks may write interior lanes: rewritten below) */
+    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, lo, hi);
+    if (hi <= lo) return;
+    fs_band u = *b;
+    u.g = FN(nbox_ones);
+    FN(band_inner)(&u, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
+    FN(nbox_scale)(out + lo, hi - lo, b);
+}
+
+#ifdef __FMA__
+/* A block of 4 interior lines of a narrow box across lines (moments): unit
+ * sums divided at the store.  Per output vlin_sym4's chain with unit taps
+ * (from zero, a += v for the lines in order: v * 1 + a is exact before its
+ * rounding, so an FMA and an add agree) and nbox_scale's division: the same
+ * bits as vlin_multi then nbox_scale, without their second pass over the
+ * lines.  n >= NV; d = w, c = RN(1/w). */
+static inline __attribute__((always_inline)) void
+FN(nbox_vsum4)(const int r, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+               REAL *const *out)
+{
+    const int K = 2 * r + 1;
+    for (ptrdiff_t j = 0;; j += NV) {
+        if (j + NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a[4];
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) a[b] = (FN(vec)){0};
+        _Pragma("GCC unroll 24")
+        for (int l = 0; l < K + 3; l++) {
+            const FN(vec) v = FN(ld)(rows[l] + j);
+            _Pragma("GCC unroll 4")
+            for (int b = 0; b < 4; b++)
+                if (l - b >= 0 && l - b < K) a[b] += v;
+        }
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) {
+            /* Markstein's division (contracted: an exact residual, one rounding) */
+            const FN(vec) q = a[b] * c, e = a[b] - q * d;
+            FN(st)(out[b] + j, q + e * c);
+        }
+        if (j + NV >= n) break;
+    }
+}
+
+/* nbox_vsum4 for a constant radius (the lines and the ramp unrolled). */
+static void FN(nbox_vsum4_r)(int r, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+                             REAL *const *out)
+{
+    switch (r) {
+    case 1: FN(nbox_vsum4)(1, n, rows, d, c, out); break;
+    case 2: FN(nbox_vsum4)(2, n, rows, d, c, out); break;
+    case 3: FN(nbox_vsum4)(3, n, rows, d, c, out); break;
+    case 4: FN(nbox_vsum4)(4, n, rows, d, c, out); break;
+    case 5: FN(nbox_vsum4)(5, n, rows, d, c, out); break;
+    case 6: FN(nbox_vsum4)(6, n, rows, d, c, out); break;
+    case 7: FN(nbox_vsum4)(7, n, rows, d, c, out); break;
+    case 8: FN(nbox_vsum4)(8, n, rows, d, c, out); break;
+    default: FN(nbox_vsum4)(9, n, rows, d, c, out); break;
+    }
+}
+#endif

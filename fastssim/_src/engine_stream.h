@@ -55,6 +55,9 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
         if (job->n1 == 1 && s->bt[0] && FN(is_box)(&job->f2))  /* engine_box.h */
             FN(box_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
                           s->m0, s->m1, FS_PAD, s->bt[0], s->bt[1]);
+        else if (job->n1 == 1 && FN(is_nbox)(&job->f2))  /* engine_box.h: unit sums */
+            FN(nbox_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
+                           s->m0, s->m1, FS_PAD);
         else if (job->n1 == 1)  /* ring lines hold map columns [m0, m1) */
             FN(band_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
                            s->m0, s->m1, FS_PAD, 0, 0);
@@ -132,9 +135,24 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
      * so every output line takes the same arithmetic wherever its block
      * boundaries fall (results independent of the thread count). */
     const int B = s->B;
+    /* a narrow float32 box: its interior lines as unit sums, scaled below
+     * (engine_box.h) */
+    const int nbox = FN(is_nbox)(f0);
+    const REAL *gint = nbox ? FN(nbox_ones) : s->gfull;
     const REAL *w[FS_B];
-    FN(block_weights)(f0, p0, nb, s->gfull, w);
-    for (int b = nb; b < B; b++) w[b] = s->gfull;
+    FN(block_weights)(f0, p0, nb, gint, w);
+    for (int b = nb; b < B; b++) w[b] = gint;
+#ifdef __FMA__
+    /* a block of 4 interior lines: the sums and their division in one pass */
+    int fuse = nbox && B == 4 && nb == 4 && s->Lw >= NV && f0->r <= 9;
+    for (int b = 0; b < B; b++) fuse &= w[b] == gint;
+    if (fuse) {
+        const REAL *g = (const REAL *)f0->g;
+        double mass = (double)g[0];
+        for (int k = 1; k <= r; k++) mass += 2.0 * (double)g[k];
+        fuse = mass == 1.0;
+    }
+#endif
     for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
         for (int l = 0; l < 2 * r + B; l++) {
             int q = c0 - r + l;
@@ -143,7 +161,16 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         }
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
+#ifdef __FMA__
+        if (fuse) {
+            FN(nbox_vsum4_r)(r, s->Lw, s->pr, (REAL)(2 * r + 1), (REAL)(1.0 / (2 * r + 1)), out);
+            continue;
+        }
+#endif
         FN(vlin_multi)(s->Lw, s->pr, r, B, w, out);
+        if (nbox)
+            for (int b = 0; b < nb; b++)
+                if (w[b] == gint) FN(nbox_scale)(out[b], s->Lw, f0);
     }
 }
 
