@@ -361,9 +361,10 @@ cdef class EngineCall:
         cdef int M = len(self.windows), j, rmax = 0
         cdef fs_job jobs[FS_MAXW]
         cdef list keep = []
-        if self.shift_x is None:
-            self.shift_x, self.shift_y = _shifts(self.x, self.y, self.P, self.dims, self.nci,
-                                                 self.in_type, self.use_double, n_threads)
+        cdef int own_shifts = self.shift_x is None
+        if own_shifts:  # each plane's own, filled by the launch (_launch_groups)
+            self.shift_x = np.empty(self.P, dtype=np.float64)
+            self.shift_y = np.empty(self.P, dtype=np.float64)
         for j in range(M):
             _fill_window(&jobs[j], self.dims, self.nci, self.windows[j], self.out_shape,
                          self.region, keep)
@@ -375,7 +376,7 @@ cdef class EngineCall:
         for j in range(M):
             jobs[j].ring_r = rmax
         _launch(jobs, M, self.P, self.grad, self.map_out is not None, self.region, n_threads,
-                self.use_double, self.xsel, self.ysel)
+                self.use_double, self.xsel, self.ysel, own_shifts)
 
 
 # Column strips of 2-D images: the rings of filtered lines of one unit should
@@ -570,7 +571,8 @@ def check_groups(list groups, int njobs):
 
 cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad,
                         int n_threads, int use_double, const ptrdiff_t *xsel=NULL,
-                        const ptrdiff_t *ysel=NULL, ptrdiff_t sel_step=0) except -1:
+                        const ptrdiff_t *ysel=NULL, ptrdiff_t sel_step=0,
+                        int own_shifts=0) except -1:
     """Run groups of jobs (one group = one window or a product of windows over the
     same planes) as one pool of units over the threads.
 
@@ -586,6 +588,15 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
     plane, so each unit runs on a per-thread copy of its jobs whose x and y
     addresses are moved by (sel[i] - i) items: a zero-stride batch axis costs
     no copy of the input.
+
+    own_shifts (one group, no broadcasting): the launch fills the per-plane
+    shifts that jobs[0].shift_x, shift_y point to.  Where every plane is one
+    unit (small images), a unit is a batch of whole items instead: it takes
+    its planes' shifts (fs_plane_shifts, a plane's own bits whatever the
+    batch), then streams them while they are still in cache (a separate pass
+    read a batch of 32^2 images from memory twice, and its per-plane launch
+    and set-up cost more than the arithmetic; callgrind).  Otherwise the
+    shifts are taken before the units run.
     """
     _check_groups(groups, G, njobs)
     cdef int k, j
@@ -641,6 +652,21 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
             for j in range(groups[k].first, groups[k].first + groups[k].M):
                 jobs[j].rowsum = <double*>_ptr(parts[k])
     cdef int nunits = ustart[G]
+    # items per unit when units are plane batches (0: units of lines)
+    cdef int batch = 0, items = 0, i0, i1
+    if own_shifts and G == 1 and xsel == NULL:
+        items = groups[0].P // jobs[0].nci
+        if groups[0].nblk == 1 and groups[0].nstrip == 1 and items > 1:
+            # the summing lanes of fs_plane_shifts (8 planes) per unit, fewer
+            # when that leaves under 4 units per thread (a plane's bits do not
+            # depend on its batch)
+            batch = (_SHIFT_LANES + jobs[0].nci - 1) // jobs[0].nci
+            if items < 4 * n_threads * batch:
+                batch = max(1, items // (4 * n_threads))
+            nunits = (items + batch - 1) // batch
+    if own_shifts and batch == 0:
+        with nogil:
+            _shifts_into(jobs, use_double, 0, groups[0].P // jobs[0].nci, n_threads)
     bufobj = _acquire(sbytes * n_threads + 64)
     cdef char *buf = <char*>_ptr(bufobj)
     cdef int u, v, b, q0, q1, st, c_lo, c_hi, rest, it, jj
@@ -656,6 +682,21 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
     try:
         with nogil:
             for u in prange(nunits, num_threads=n_threads, schedule='dynamic'):
+                if batch:  # items [i0, i1): their shifts, then each plane whole
+                    i0 = u * batch
+                    i1 = i0 + batch
+                    if i1 > items:
+                        i1 = items
+                    _shifts_items(jobs, use_double, i0, i1)
+                    g = &groups[0]
+                    for b in range(i0 * jobs[0].nci, i1 * jobs[0].nci):
+                        if use_double:
+                            fs_rows_multi_d(jobs, g.M, b, g.start, g.stop, 0, g.ncols, 0, 1,
+                                            buf + threadid() * sbytes)
+                        else:
+                            fs_rows_multi_f(jobs, g.M, b, g.start, g.stop, 0, g.ncols, 0, 1,
+                                            buf + threadid() * sbytes)
+                    continue
                 k = 0
                 while u >= ustart[k + 1]:
                     k = k + 1
@@ -704,8 +745,10 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
 
 
 cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
-             int n_threads, int use_double, object xsel=None, object ysel=None):
-    """One group of M windows over P planes (xsel, ysel: see _launch_groups)."""
+             int n_threads, int use_double, object xsel=None, object ysel=None,
+             int own_shifts=0):
+    """One group of M windows over P planes (xsel, ysel, own_shifts: see
+    _launch_groups)."""
     cdef _group g
     g.M, g.P, g.first = M, P, 0
     cdef const ptrdiff_t *px = NULL
@@ -716,7 +759,10 @@ cdef _launch(fs_job *jobs, int M, int P, int grad, int has_map, tuple region,
         px = <const ptrdiff_t*>_ptr(xsel)
         py = <const ptrdiff_t*>_ptr(ysel)
     if _group_lines(jobs, grad, has_map, region, &g):
-        _launch_groups(jobs, M, &g, 1, grad, n_threads, use_double, px, py, step)
+        _launch_groups(jobs, M, &g, 1, grad, n_threads, use_double, px, py, step, own_shifts)
+    elif own_shifts:  # nothing to run: the shifts all the same
+        with nogil:
+            _shifts_into(jobs, use_double, 0, P // jobs[0].nci, n_threads)
 
 
 cdef inline ptrdiff_t _in_esz(int in_type, int use_double) nogil:
@@ -754,6 +800,49 @@ def shifts(object x, object y, int P, tuple dims, int nci, int in_type, int use_
 # below this many grid samples in all, one thread.
 cdef int _SHIFT_ITEMS = 64
 cdef long long _SHIFT_SERIAL = 1 << 16
+# planes summed at once by fs_plane_shifts (FS_SHIFT_LANES in engine.c)
+cdef int _SHIFT_LANES = 8
+
+
+cdef inline void _shifts_items(const fs_job *job, int use_double, int a, int e) noexcept nogil:
+    """The shifts of items [a, e) of job's x and y (fs_plane_shifts) into
+    job.shift_x, shift_y (plane-indexed)."""
+    cdef ptrdiff_t step = _in_esz(job.in_type, use_double) * job.plane_in
+    fs_plane_shifts(<const char*>job.x + a * step, job.in_type, use_double, job.nci,
+                    job.plane_in, <ptrdiff_t>(e - a) * job.nci, job.n0, job.n1, job.n2,
+                    <double*>job.shift_x + <ptrdiff_t>a * job.nci)
+    fs_plane_shifts(<const char*>job.y + a * step, job.in_type, use_double, job.nci,
+                    job.plane_in, <ptrdiff_t>(e - a) * job.nci, job.n0, job.n1, job.n2,
+                    <double*>job.shift_y + <ptrdiff_t>a * job.nci)
+
+
+cdef inline long long _grid_len(int n) noexcept nogil:
+    """Samples of fs_plane_shifts' grid along an axis of n: every max(1, n // 32)-th."""
+    cdef int s = n // 32 if n // 32 > 1 else 1
+    return (n + s - 1) // s
+
+
+cdef void _shifts_into(const fs_job *job, int use_double, int i0, int i1,
+                       int n_threads) noexcept nogil:
+    """_shifts_items of items [i0, i1) in chunks of _SHIFT_ITEMS items, in
+    parallel when there are many (each plane's shift is its own: any split
+    gives the same bits), on one thread below _SHIFT_SERIAL grid samples."""
+    cdef long long grid = _grid_len(job.n0) * _grid_len(job.n1) * _grid_len(job.n2)
+    cdef int nchunk = (i1 - i0 + _SHIFT_ITEMS - 1) // _SHIFT_ITEMS
+    cdef int u, a, e
+    if n_threads < 1 or nchunk < 2 or grid * (i1 - i0) * job.nci < _SHIFT_SERIAL:
+        n_threads = 1
+    if n_threads > nchunk:
+        n_threads = nchunk
+    if n_threads <= 1:
+        _shifts_items(job, use_double, i0, i1)
+        return
+    for u in prange(nchunk, num_threads=n_threads, schedule='static'):
+        a = i0 + u * _SHIFT_ITEMS
+        e = a + _SHIFT_ITEMS
+        if e > i1:
+            e = i1
+        _shifts_items(job, use_double, a, e)
 
 
 cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
@@ -762,35 +851,19 @@ cdef tuple _shifts(object x, object y, int P, tuple dims, int nci, int in_type,
     parallel when there are many."""
     sx = np.empty(P, dtype=np.float64)
     sy = np.empty(P, dtype=np.float64)
-    cdef int n0 = dims[0], n1 = dims[1], n2 = dims[2]
-    cdef ptrdiff_t item = <ptrdiff_t>n0 * n1 * n2 * nci
-    cdef char *px = <char*>_ptr(x)
-    cdef char *py = <char*>_ptr(y)
-    cdef double *psx = <double*>_ptr(sx)
-    cdef double *psy = <double*>_ptr(sy)
-    cdef ptrdiff_t esz = _in_esz(in_type, use_double)
-    # grid samples per plane: ceil(n / max(1, n // 32)) along each axis
-    cdef long long grid = 1
-    cdef int n
-    for n in (n0, n1, n2):
-        grid *= (n + max(1, n // 32) - 1) // max(1, n // 32)
+    cdef fs_job job  # the fields _shifts_into reads
+    memset(&job, 0, sizeof(fs_job))
+    job.n0, job.n1, job.n2 = dims
+    job.nci = nci
+    job.plane_in = <ptrdiff_t>job.n0 * job.n1 * job.n2 * nci
+    job.in_type = in_type
+    job.x = _ptr(x)
+    job.y = _ptr(y)
+    job.shift_x = <const double*>_ptr(sx)
+    job.shift_y = <const double*>_ptr(sy)
     cdef int items = P // nci if nci > 0 else 0
-    cdef int nchunk = (items + _SHIFT_ITEMS - 1) // _SHIFT_ITEMS
-    cdef int u, side, i0, i1
-    if n_threads < 1 or nchunk < 2 or grid * P < _SHIFT_SERIAL:
-        n_threads = 1
-    if n_threads > 2 * nchunk:
-        n_threads = 2 * nchunk
     with nogil:
-        for u in prange(2 * nchunk, num_threads=n_threads, schedule='static'):
-            side = u % 2
-            i0 = (u // 2) * _SHIFT_ITEMS
-            i1 = i0 + _SHIFT_ITEMS
-            if i1 > items:
-                i1 = items
-            fs_plane_shifts((py if side else px) + i0 * item * esz, in_type, use_double, nci,
-                            item, <ptrdiff_t>(i1 - i0) * nci, n0, n1, n2,
-                            (psy if side else psx) + <ptrdiff_t>i0 * nci)
+        _shifts_into(&job, use_double, 0, items, n_threads)
     return sx, sy
 
 

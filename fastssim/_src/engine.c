@@ -136,12 +136,42 @@ static double fs_shift_of(double mean, double ss, ptrdiff_t cnt)
     return shift;
 }
 
-/* Planes are summed FS_SHIFT_LANES at a time: each plane's sums keep their
- * own sequential order (so the same bits as one plane at a time), but the
- * lanes are independent chains of additions, which the CPU overlaps (one
- * plane's chain is bound by the latency of an addition: on small planes,
- * whose grid is every sample, it cost as much as the SSIM itself). */
+/* Planes are summed FS_SHIFT_LANES at a time, one plane per lane of a
+ * vector: each plane's sums keep their own sequential order (so the same
+ * bits as one plane at a time, and as the plain reference in
+ * tests/test_msssim_layout.py), but the lanes are independent chains of
+ * additions that run in one vector instruction (one plane's chain is bound
+ * by the latency of an addition, and 8 scalar chains by their instruction
+ * count: on 32^2 planes, whose grid is every sample, the shifts cost 40 % of
+ * an SSIM; callgrind).  A sample that is not finite adds +0 (its lane's sums
+ * are never -0, so that is no change) and does not count.  Compiled for the
+ * baseline instruction set only (no FMA, and the squares reach the sums
+ * through a mask, which no contraction crosses): the same bits on every
+ * SIMD path. */
 #define FS_SHIFT_LANES 8
+/* two lanes a vector: the width of the baseline (SSE2, NEON), on which wider
+ * generic vectors lose their masks to scalar code */
+typedef double fs_v2d __attribute__((vector_size(2 * sizeof(double))));
+typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
+#define FS_SHIFT_VECS (FS_SHIFT_LANES / 2)
+
+/* All ones in the lanes of v that are finite (x - x is 0 there, NaN for an
+ * infinity or a NaN; GCC folds it only under -ffinite-math-only). */
+#define FS_FINITE(v) ((v) - (v) == 0)
+
+/* The sampled grid of fs_plane_shifts (every s-th index along each axis, in
+ * C order): the statements after i run with i the sample's element offset
+ * and, for j < FS_SHIFT_VECS, v the samples there of planes base[2j], base[2j+1]. */
+#define FS_GRID_WALK(i, ...)                                                               \
+    for (int a = 0; a < n0; a += s0)                                                       \
+        for (int b = 0; b < n1; b += s1)                                                   \
+            for (int c = 0; c < n2; c += s2) {                                             \
+                const ptrdiff_t i = (((ptrdiff_t)a * n1 + b) * n2 + c) * nci;              \
+                for (int j = 0; j < FS_SHIFT_VECS; j++) {                                  \
+                    const fs_v2d v = {(double)base[2 * j][i], (double)base[2 * j + 1][i]}; \
+                    __VA_ARGS__                                                            \
+                }                                                                          \
+            }
 
 #define FS_SHIFTS_OF(T)                                                                    \
     static void fs_shifts_##T(const T *x, int nci, ptrdiff_t plane_in, ptrdiff_t P, int n0,  \
@@ -151,40 +181,29 @@ static double fs_shift_of(double mean, double ss, ptrdiff_t cnt)
         const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;                                          \
         for (ptrdiff_t p0 = 0; p0 < P; p0 += FS_SHIFT_LANES) {                             \
             const T *base[FS_SHIFT_LANES];                                                 \
-            double sum[FS_SHIFT_LANES], ss[FS_SHIFT_LANES], mean[FS_SHIFT_LANES];          \
-            ptrdiff_t cnt[FS_SHIFT_LANES];                                                 \
             for (int k = 0; k < FS_SHIFT_LANES; k++) {                                     \
                 /* lanes past the last plane repeat it (their results are dropped) */    \
                 const ptrdiff_t p = p0 + k < P ? p0 + k : P - 1;                           \
                 base[k] = x + (p / nci) * plane_in + p % nci;                              \
-                sum[k] = ss[k] = 0;                                                        \
-                cnt[k] = 0;                                                                \
             }                                                                              \
-            for (int a = 0; a < n0; a += s0)                                               \
-                for (int b = 0; b < n1; b += s1)                                           \
-                    for (int c = 0; c < n2; c += s2) {                                     \
-                        const ptrdiff_t i = (((ptrdiff_t)a * n1 + b) * n2 + c) * nci;      \
-                        for (int k = 0; k < FS_SHIFT_LANES; k++) {                         \
-                            const double v = (double)base[k][i];                           \
-                            if (isfinite(v)) {                                             \
-                                sum[k] += v;                                               \
-                                cnt[k]++;                                                  \
-                            }                                                              \
-                        }                                                                  \
-                    }                                                                      \
-            for (int k = 0; k < FS_SHIFT_LANES; k++)                                       \
-                mean[k] = cnt[k] ? sum[k] / (double)cnt[k] : 0.0;                          \
-            for (int a = 0; a < n0; a += s0)                                               \
-                for (int b = 0; b < n1; b += s1)                                           \
-                    for (int c = 0; c < n2; c += s2) {                                     \
-                        const ptrdiff_t i = (((ptrdiff_t)a * n1 + b) * n2 + c) * nci;      \
-                        for (int k = 0; k < FS_SHIFT_LANES; k++) {                         \
-                            const double v = (double)base[k][i];                           \
-                            if (isfinite(v)) ss[k] += (v - mean[k]) * (v - mean[k]);       \
-                        }                                                                  \
-                    }                                                                      \
+            fs_v2d sum[FS_SHIFT_VECS] = {{0}}, ss[FS_SHIFT_VECS] = {{0}};                  \
+            fs_v2d mean[FS_SHIFT_VECS];                                                    \
+            fs_v2l cnt[FS_SHIFT_VECS] = {{0}};                                             \
+            FS_GRID_WALK(i, {                                                              \
+                const fs_v2l fin = FS_FINITE(v);                                           \
+                sum[j] += (fs_v2d)((fs_v2l)v & fin);                                       \
+                cnt[j] -= fin;                                                             \
+            })                                                                             \
+            for (int j = 0; j < FS_SHIFT_VECS; j++)                                        \
+                for (int e = 0; e < 2; e++)                                                \
+                    mean[j][e] = cnt[j][e] ? sum[j][e] / (double)cnt[j][e] : 0.0;          \
+            FS_GRID_WALK(i, {                                                              \
+                const fs_v2d d = v - mean[j], sq = d * d;                                  \
+                ss[j] += (fs_v2d)((fs_v2l)sq & FS_FINITE(v));                              \
+            })                                                                             \
             for (int k = 0; k < FS_SHIFT_LANES && p0 + k < P; k++)                         \
-                out[p0 + k] = fs_shift_of(mean[k], ss[k], cnt[k]);                         \
+                out[p0 + k] = fs_shift_of(mean[k / 2][k % 2], ss[k / 2][k % 2],            \
+                                          cnt[k / 2][k % 2]);                              \
         }                                                                                  \
     }
 
@@ -198,6 +217,7 @@ FS_SHIFTS_OF(short)
 FS_SHIFTS_OF(float)
 FS_SHIFTS_OF(double)
 #undef FS_SHIFTS_OF
+#undef FS_GRID_WALK
 
 void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                      ptrdiff_t P, int n0, int n1, int n2, double *out)
