@@ -62,6 +62,22 @@ static inline double FN(box_scale)(const fs_band *b)
     return mass / (double)(2 * b->r + 1);
 }
 
+/* The border outputs of a box band by band_range's tables, and the interior
+ * [*lo, *hi) as band_range sees it (a mirrored end is interior), left to the
+ * caller: 0 when it is empty. */
+static inline int FN(box_borders)(const fs_band *b, const REAL *in, ptrdiff_t in_lo,
+                                  ptrdiff_t in_hi, REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi,
+                                  int pad, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    int lo_m = 0, hi_m = 0;
+    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
+    *lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
+    *hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
+    /* borders only (band_range recomputes the same mirror) */
+    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, *lo, *hi);
+    return *hi > *lo;
+}
+
 /* band_range (same contract, skip range empty) for a box band: the border
  * outputs by band_range's tables, the interior [lo, hi) by tree sums.
  * t0, t1: float64 scratch of at least n_in + 2 pad elements. */
@@ -70,14 +86,8 @@ static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptr
                           double *restrict t0, double *restrict t1)
 {
     const int r = b->r, w = 2 * r + 1;
-    int lo_m = 0, hi_m = 0;
-    /* the interior as band_range sees it (a mirrored end is interior) */
-    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
-    const ptrdiff_t lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
-    const ptrdiff_t hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
-    /* borders only (band_range recomputes the same mirror) */
-    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, lo, hi);
-    if (hi <= lo) return;
+    ptrdiff_t lo, hi;
+    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
     const ptrdiff_t n = hi - lo, m = n + 2 * r;  /* outputs, inputs they read */
     const REAL *restrict src = in + lo + b->off - r;
     double *restrict cur = t0, *restrict acc = t1;
@@ -252,14 +262,9 @@ static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *
 static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
                            REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
 {
-    int lo_m = 0, hi_m = 0;
-    /* the interior as band_range sees it (a mirrored end is interior) */
-    FN(mirror)(b, in, in_lo, in_hi, pad, o_lo, o_hi, &lo_m, &hi_m);
-    const ptrdiff_t lo = lo_m ? o_lo : b->lo > o_lo ? b->lo : o_lo;
-    const ptrdiff_t hi = hi_m ? o_hi : b->hi < o_hi ? b->hi : o_hi;
-    /* borders only (their vector blocks may write interior lanes: rewritten below) */
-    FN(band_range)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, lo, hi);
-    if (hi <= lo) return;
+    ptrdiff_t lo, hi;
+    /* (the borders' vector blocks may write interior lanes: rewritten below) */
+    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
     fs_band u = *b;
     u.g = FN(nbox_ones);
     FN(band_inner)(&u, in, in_lo, in_hi, pad, lo, hi, lo, hi, out);
