@@ -52,14 +52,20 @@ static inline int FN(is_box)(const fs_band *b)
     return b->r >= FS_BOX_MIN_R && FN(equal_taps)(b);
 }
 
-/* The factor that turns a window sum into the band's weighted mean: its
- * mass (the taps' exact sum) over its width. */
-static inline double FN(box_scale)(const fs_band *b)
+/* The mass of band b: its taps' exact sum (in float64). */
+static inline double FN(box_mass)(const fs_band *b)
 {
     const REAL *g = (const REAL *)b->g;
     double mass = (double)g[0];
     for (int k = 1; k <= b->r; k++) mass += 2.0 * (double)g[k];
-    return mass / (double)(2 * b->r + 1);
+    return mass;
+}
+
+/* The factor that turns a window sum into the band's weighted mean: its
+ * mass over its width. */
+static inline double FN(box_scale)(const fs_band *b)
+{
+    return FN(box_mass)(b) / (double)(2 * b->r + 1);
 }
 
 /* The border outputs of a box band by band_range's tables, and the interior
@@ -239,9 +245,7 @@ static inline int FN(is_nbox)(const fs_band *b)
  * moments gave NaN anyway: inf - inf in the variance). */
 static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *b)
 {
-    const REAL *g = (const REAL *)b->g;
-    double mass = (double)g[0];
-    for (int k = 1; k <= b->r; k++) mass += 2.0 * (double)g[k];
+    const double mass = FN(box_mass)(b);
     const int w = 2 * b->r + 1;
 #ifdef __FMA__
     if (mass == 1.0) {

@@ -146,12 +146,7 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     /* a block of 4 interior lines: the sums and their division in one pass */
     int fuse = nbox && B == 4 && nb == 4 && s->Lw >= NV && f0->r <= 9;
     for (int b = 0; b < B; b++) fuse &= w[b] == gint;
-    if (fuse) {
-        const REAL *g = (const REAL *)f0->g;
-        double mass = (double)g[0];
-        for (int k = 1; k <= r; k++) mass += 2.0 * (double)g[k];
-        fuse = mass == 1.0;
-    }
+    if (fuse) fuse = FN(box_mass)(f0) == 1.0;
 #endif
     for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
         for (int l = 0; l < 2 * r + B; l++) {
