@@ -572,7 +572,7 @@ def check_groups(list groups, int njobs):
 cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad,
                         int n_threads, int use_double, const ptrdiff_t *xsel=NULL,
                         const ptrdiff_t *ysel=NULL, ptrdiff_t sel_step=0,
-                        int own_shifts=0) except -1:
+                        int own_shifts=0, object scratch=None) except -1:
     """Run groups of jobs (one group = one window or a product of windows over the
     same planes) as one pool of units over the threads.
 
@@ -597,6 +597,11 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
     read a batch of 32^2 images from memory twice, and its per-plane launch
     and set-up cost more than the arithmetic; callgrind).  Otherwise the
     shifts are taken before the units run.
+
+    scratch (optional): a uint8 buffer the caller owns, used for the
+    per-thread scratch if it is large enough (else one is taken from the pool
+    as usual): MS-SSIM's gradient lays scale 0's scratch and then the level-1
+    gradients plus scale 1's scratch over the same pages (Pyramid.run).
     """
     _check_groups(groups, G, njobs)
     cdef int k, j
@@ -667,7 +672,8 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
     if own_shifts and batch == 0:
         with nogil:
             _shifts_into(jobs, use_double, 0, groups[0].P // jobs[0].nci, n_threads)
-    bufobj = _acquire(sbytes * n_threads + 64)
+    cdef bint pooled = scratch is None or <size_t>scratch.nbytes < sbytes * n_threads + 64
+    bufobj = _acquire(sbytes * n_threads + 64) if pooled else scratch
     cdef char *buf = <char*>_ptr(bufobj)
     cdef int u, v, b, q0, q1, st, c_lo, c_hi, rest, it, jj
     cdef _group *g
@@ -677,7 +683,8 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
     if xsel != NULL:
         tls = <fs_job*>malloc(<size_t>n_threads * FS_MAXW * sizeof(fs_job))
         if tls == NULL:
-            _release(bufobj)
+            if pooled:
+                _release(bufobj)
             raise MemoryError()
     try:
         with nogil:
@@ -730,7 +737,8 @@ cdef int _launch_groups(fs_job *jobs, int njobs, _group *groups, int G, int grad
                                     buf + threadid() * sbytes)
     finally:
         free(tls)
-        _release(bufobj)
+        if pooled:
+            _release(bufobj)
         for k in range(G):
             for j in range(groups[k].first, groups[k].first + groups[k].M):
                 jobs[j].rowsum = saved[k]
@@ -932,6 +940,13 @@ cdef inline char *_align64(char *p):
     return p + ((64 - <size_t>p % 64) % 64)
 
 
+cdef size_t _scratch_bytes(fs_job *job, int use_double, int n_threads):
+    """The scratch _launch_groups takes for one window over n_threads threads
+    (its per-thread size, rounded as there)."""
+    cdef size_t sb = fs_multi_bytes_d(job, 1) if use_double else fs_multi_bytes_f(job, 1)
+    return ((sb + 127) & ~(<size_t>63)) * n_threads + 64
+
+
 cdef int _down_inplace(fs_down *dd, char *px, char *py, ptrdiff_t plane_in,
                        ptrdiff_t plane_out, int P, int use_double, size_t tmpn,
                        int n_threads) except -1:
@@ -1031,9 +1046,9 @@ def _layout(sizes, int grad, int inplace):
     3 or more scales), the memory follows the lifetimes: levels 1 of x and y
     (written while scale 0 streams, read by scale 1) make a region A; the
     gradients of level 1 (written by scale 1, read by the backward pass) get a
-    buffer of their own, taken from the pool once scale 0 has streamed
-    (Pyramid.run): it can be the scratch that scale 0's launch gave back, whose
-    pages are touched already; level 2 of x and y is made in place at the
+    buffer of their own, which Pyramid.run first lends to scale 0's launch as
+    its scratch (dead by the time scale 1 writes them) and whose tail is the
+    scratch of the later launches; level 2 of x and y is made in place at the
     start of their level 1 (Pyramid.run), and every coarser level and
     gradient goes first-fit into what that leaves free in A, else after A."""
     cdef int M = len(sizes), j, k
@@ -1164,8 +1179,9 @@ cdef class Pyramid:
         region.  xsel, ysel: batch broadcasting (item i reads item xsel[i] of
         x, ysel[i] of y; see _launch_groups), shift_x, shift_y per plane of
         the run; the coarser levels are made for all P planes.  With a
-        gradient and ``gbytes`` > 0, the level-1 gradients' buffer is taken
-        from the pool after scale 0 and appended to ``hold`` (required then):
+        gradient and ``gbytes`` > 0, the level-1 gradients' buffer (at least
+        ``gbytes``; scale 0's scratch before them) is taken from the pool and
+        appended to ``hold`` (required then):
         pass it to :meth:`backward`, then give it back (``release``)."""
         if in_type < FS_IN_REAL or in_type > FS_IN_F32:
             raise ValueError(f"Pyramid.run: in_type must be one of IN_*, got {in_type}")
@@ -1209,7 +1225,7 @@ cdef class Pyramid:
                 jobs[j].dy = py[j + 1]
         if self.gbytes and hold is None:
             raise ValueError("Pyramid.run: hold (a list) is required with a gradient")
-        cdef char *gbase
+        cdef char *gbase = NULL
         # the finest level: the caller's layout and element type
         jobs[0].nci = self.nci
         jobs[0].in_type = in_type
@@ -1223,13 +1239,31 @@ cdef class Pyramid:
             step = _sel(&jobs[0], P, xsel, ysel, self.use_double)
             sx = <const ptrdiff_t*>_ptr(xsel)
             sy = <const ptrdiff_t*>_ptr(ysel)
+        # With a gradient laid out by lifetime, one pooled buffer serves first as
+        # scale 0's scratch, then holds the level-1 gradients (written by scale
+        # 1, read by the backward pass) followed by the scratch of the later
+        # launches: the peak is levels 1 of x and y plus the larger of scale 0's
+        # scratch and (level-1 gradients + scale 1's scratch), not their sum
+        # (issue 13).  Scales 0 and 1 always stream alone here (first >= 2).
+        scr0 = scr1 = None
+        cdef size_t s0, s1, a
+        if self.gbytes:
+            s0 = _scratch_bytes(&jobs[0], self.use_double, n_threads)
+            s1 = _scratch_bytes(&jobs[1], self.use_double, n_threads)
+            gbuf = _acquire(max(s0, <size_t>self.gbytes - 64 + s1) + 64)
+            hold.append(gbuf)
+            gbase = _align64(<char*>_ptr(gbuf))
+            a = <size_t>(gbase - <char*>_ptr(gbuf))
+            scr0 = gbuf[a:]
+            scr1 = gbuf[a + <size_t>self.gbytes - 64:]  # after the gradients (64-aligned)
         # the fine scales one launch each, writing the next scale as they stream
         for j in range(first):
             if j == 0:
                 _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double,
-                               sx, sy, step)
+                               sx, sy, step, 0, scr0)
             else:
-                _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double)
+                _launch_groups(jobs, M, &grp[j], 1, self.grad, n_threads, self.use_double,
+                               NULL, NULL, 0, 0, scr1)
             if j < M - 1 and jobs[j].dx == NULL:  # not fused (strips, volumes)
                 if j == 0:
                     _down_chain(&self.dd[0], &px[0], &py[0], &self.plane[0], &self.rows[0], 1,
@@ -1242,11 +1276,7 @@ cdef class Pyramid:
                     _down_chain(&self.dd[3 * j], &px[j], &py[j], &self.plane[j],
                                 &self.rows[j], 1, P, self.use_double, self.tmpn, n_threads)
             if j == 0 and self.gbytes:
-                # the level-1 gradients, taken from the pool only now: scale 0's
-                # scratch is back there, touched, and big enough for them on images
-                gbuf = _acquire(self.gbytes)
-                hold.append(gbuf)
-                gbase = _align64(<char*>_ptr(gbuf))
+                # the level-1 gradients, over scale 0's scratch (now dead)
                 if self.grad & FS_GRAD_X:
                     jobs[1].gx = gbase + self.off[2][1]
                 if self.grad & FS_GRAD_Y:
@@ -1263,7 +1293,8 @@ cdef class Pyramid:
             j = first
             while j < M:
                 n = M - j if M - j < FS_MAX_GROUPS else FS_MAX_GROUPS
-                _launch_groups(jobs, M, &grp[j], n, self.grad, n_threads, self.use_double)
+                _launch_groups(jobs, M, &grp[j], n, self.grad, n_threads, self.use_double,
+                               NULL, NULL, 0, 0, scr1)
                 j += n
         # per-plane sums of each scale's line sums, in a fixed order
         sums = np.zeros((P, M), dtype=np.float64)

@@ -141,16 +141,32 @@ def _traced_peak(fn):
 
 def test_gradient_pyramid_memory_over_ssim_gradient():
     """MS-SSIM value + gradient over SSIM value + gradient of the same image
-    (same gradient array, same engine scratch): the pyramid's workspace, 3/4
-    of an input for 1024^2 float32 (levels 1 of x and y, the level-1
-    gradient).  The old layout (every level and gradient apart) was 1.0: a
-    bound of 0.8 fails on it.  tracemalloc counts allocated bytes, touched or
-    not, so this is deterministic."""
+    (same gradient array, about the same scale-0 scratch): levels 1 of x and
+    y (1/2 of an input for 1024^2 float32) plus what the level-1 gradient
+    (1/4) and scale 1's scratch add over scale 0's scratch, whose pages they
+    reuse (Pyramid.run): 0.58 inputs at 2 threads.  Every level and gradient
+    apart was 1.0, the level-1 gradient in a buffer of its own and scale 1's
+    scratch beside it 0.69: a bound of 0.65 fails on both.  tracemalloc counts
+    allocated bytes, touched or not, so this is deterministic."""
     x, y = pair((1024, 1024), np.float32, seed=1)
     kw = dict(data_range=1.0, gradient="x", workers=2)
     ms = _traced_peak(lambda: fastssim.ms_ssim(x, y, **kw))
     ss = _traced_peak(lambda: fastssim.ssim(x, y, **kw))
-    assert ms - ss <= 0.8 * x.nbytes, f"pyramid: {(ms - ss) / x.nbytes:.3f} inputs"
+    assert ms - ss <= 0.65 * x.nbytes, f"pyramid: {(ms - ss) / x.nbytes:.3f} inputs"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gradient_peak_is_at_most_two_inputs(workers):
+    """Issue 13's target as an allocation count: MS-SSIM value + gradient of
+    1024^2 float32 allocates at most 2 inputs at its peak, the gradient it
+    returns (1), the workspace, the pooled scratch and the sums included.
+    Measured 1.88 (1 thread) and 1.95 (2 threads); the layout before (the
+    level-1 gradient and scale 1's scratch apart from scale 0's) was 1.96 and
+    2.05.  Deterministic (tracemalloc; no timing)."""
+    x, y = pair((1024, 1024), np.float32, seed=1)
+    ms = _traced_peak(lambda: fastssim.ms_ssim(x, y, data_range=1.0, gradient="x",
+                                               workers=workers))
+    assert ms <= 2.0 * x.nbytes, f"MS-SSIM value + gradient: {ms / x.nbytes:.3f} inputs"
 
 
 def test_in_place_levels_when_scale_two_streams_alone():

@@ -227,7 +227,8 @@ def _pyramid(plan, x, y):
     gy = np.empty(full_shape, dt) if g & 2 else None
     # the coarse levels and their gradients live in pooled memory; with a
     # gradient laid out by lifetime (_engine._layout): 3/4 of an input, not 1
-    hold = []  # the level-1 gradients' buffer, pooled too (Pyramid.run takes it)
+    hold = []  # the level-1 gradients' buffer, pooled too (Pyramid.run takes it;
+    # it is scale 0's scratch first, then the gradients and the later scratch)
     out = [None, None]
     with _core.Workspace(pyr.nbytes) as ws:
         buf = ws.empty((pyr.nbytes,), np.uint8)
