@@ -270,6 +270,49 @@ def test_ms_ssim_pyramid_across_chunks(downsample, chunks):
     check_result(got[1:], ref[1:])
 
 
+@pytest.mark.parametrize("downsample", CONV)
+@pytest.mark.parametrize("shape,chunks", [
+    ((171, 165), (171, 165)),  # one chunk per image
+    ((171, 165), (64, 64)),    # the coarse levels' chunks get narrower than the window
+    ((171, 165), (37, 50)),    # odd chunks: boundaries moved at the first level
+    ((171, 165), (9, 170)),    # narrower than the window: merged
+    ((704, 704), (176, 176)),  # even chunk sides down to 11: every level in the chunk tasks
+    ((353, 337), (88, 84)),    # odd sides from the first level on
+])
+def test_ms_ssim_value_pyramid_in_chunk_tasks(downsample, shape, chunks):
+    # the value without a gradient runs every level a chunk holds in its own
+    # task (and hands the rest on); the scale means and the value must be the
+    # in-memory function's (float64: the order of additions only)
+    x, y = pair(shape, seed=7)
+    fit = downsample == "drop"
+    ref = fastssim.ms_ssim(x, y, data_range=1.0, downsample=downsample, return_scales=True,
+                           fit_scales=fit)
+    X = da.from_array(x, chunks=chunks)
+    r = fdask.ms_ssim(X, da.from_array(y, chunks=(50, 50)), data_range=1.0,
+                      downsample=downsample, return_scales=True, fit_scales=fit)
+    value, scales = sync(r.value, r.scales)
+    np.testing.assert_allclose(value, ref.value, rtol=REL)
+    np.testing.assert_allclose(scales, ref.scales, rtol=REL)
+    v = sync(fdask.ms_ssim(X, y, data_range=1.0, downsample=downsample, fit_scales=fit))[0]
+    np.testing.assert_allclose(v, ref.value, rtol=REL)
+
+
+def test_ms_ssim_value_float32_batch_colour_volume():
+    x, y = pair((3, 200, 190, 3), dtype=np.float32, seed=16)
+    ref = fastssim.ms_ssim(x, y, data_range=1.0, channel_axis=-1)
+    X = da.from_array(x, chunks=(2, 64, 70, 3))
+    for shift in ("block", "image"):
+        got = sync(fdask.ms_ssim(X, y, data_range=1.0, channel_axis=-1, shift=shift))[0]
+        np.testing.assert_allclose(got, ref, rtol=F32_REL)
+    v, w = pair((60, 66, 70), seed=17)
+    kw = dict(data_range=1.0, spatial_dims=3, weights=(0.4, 0.6), window="uniform", win_size=7)
+    ref = fastssim.ms_ssim(v, w, return_scales=True, **kw)
+    got = sync(*fdask.ms_ssim(da.from_array(v, chunks=(20, 33, 35)), w, return_scales=True,
+                              **kw))
+    np.testing.assert_allclose(got[0], ref.value, rtol=REL)
+    np.testing.assert_allclose(got[3], ref.scales, rtol=REL)
+
+
 def test_ms_ssim_colour_volume_float32():
     x, y = pair((2, 81, 70, 3), dtype=np.uint8, seed=8)
     ref = fastssim.ms_ssim(x, y, channel_axis=-1, weights=(0.2, 0.3, 0.5), gradient="y",
@@ -331,6 +374,8 @@ def test_distributed_equals_synchronous_bitwise(client):
     X, Y = da.from_array(x, chunks=(76, 60)), da.from_array(y, chunks=(76, 60))
     for res in (fdask.ssim(X, Y, data_range=1.0, full=True, gradient="both"),
                 fdask.ms_ssim(X, Y, data_range=1.0, weights=(0.3, 0.3, 0.4), gradient="x",
+                              return_scales=True),
+                fdask.ms_ssim(X, Y, data_range=1.0, weights=(0.3, 0.3, 0.4),
                               return_scales=True),
                 fdask.pixelwise_ms_ssim(X, Y, data_range=1.0, sigmas=(1.0, 2.0), full=True)):
         a = sync(*res)
