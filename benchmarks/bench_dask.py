@@ -208,21 +208,43 @@ def _cpu_seconds():
     return t.user + t.system
 
 
+def _transfers_reset(dask_worker):
+    dask_worker.transfer_incoming_log.clear()
+
+
+def _transfers(dask_worker):
+    """(transfers, bytes) this worker received since the last reset."""
+    log = dask_worker.transfer_incoming_log
+    return len(log), sum(e["total"] for e in log)
+
+
 def _run(client, fn, label, out):
     """Compute ``fn()`` on the cluster; keeps (label, result, wall s, RSS before,
-    peak RSS, CPU s): the CPU seconds of the workers and of this process (the
-    client and the LocalCluster's scheduler), a measure the other jobs on a
-    shared machine disturb far less than the wall time."""
+    peak RSS, CPU s, graph): the CPU seconds of the workers and of this process
+    (the client and the LocalCluster's scheduler), a measure the other jobs on a
+    shared machine disturb far less than the wall time; ``graph``: the tasks
+    run, the seconds spent inside them (their compute spans, summed over the
+    workers, from Dask's task stream) and the transfers between workers (count,
+    bytes)."""
+    import distributed
+
     client.run(_sampler_start)
     base = client.run(_sampler_reset)
+    client.run(_transfers_reset)
     cpu0 = sum(client.run(_cpu_seconds).values()) + _cpu_seconds()
     t = time.perf_counter()
-    res = client.compute(fn(), sync=True)
+    with distributed.get_task_stream(client) as ts:
+        res = client.compute(fn(), sync=True)
     dt = time.perf_counter() - t
     cpu = sum(client.run(_cpu_seconds).values()) + _cpu_seconds() - cpu0
     peak = client.run(_sampler_peak)
-    out.append((label, res, dt, base, peak, cpu))
-    print(f"  {label}: {dt:.1f} s, {cpu:.1f} CPU s", file=sys.stderr)
+    tr = client.run(_transfers).values()
+    inside = sum(s["stop"] - s["start"] for task in ts.data for s in task["startstops"]
+                 if s["action"] == "compute")
+    graph = (len(ts.data), inside, sum(n for n, _ in tr), sum(b for _, b in tr))
+    out.append((label, res, dt, base, peak, cpu, graph))
+    print(f"  {label}: {dt:.1f} s, {cpu:.1f} CPU s, {graph[0]} tasks, {inside:.1f} s in tasks, "
+          f"{graph[2]} transfers, {graph[3] / 2**20:.0f} MiB", file=sys.stderr)
     return res, dt, base, peak
 
 
@@ -268,7 +290,7 @@ def part1(args, client, lines):
     lines += ["| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s | worker peak RSS MiB "
               "(before the run) | peak − before, / chunk pair |",
               "|---|---:|---:|---:|---:|---:|---|---:|"]
-    for label, res, dt, base, peak, cpu in runs:
+    for label, res, dt, base, peak, cpu, _ in runs:
         val = "-" if "only" in label else f"{float(res):.6f}"
         rss = ", ".join(f"{peak[w]:.0f} ({base[w]:.0f})" for w in sorted(peak))
         extra = max(peak[w] - base[w] for w in peak)
@@ -283,9 +305,17 @@ def part1(args, client, lines):
               "read-only chunk pair: a tiled image; its memory is shared, so no peak is shown):", "",
               "| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s |",
               "|---|---:|---:|---:|---:|---:|"]
-    for label, res, dt, _, _, cpu in cached:
+    for label, res, dt, _, _, cpu, _ in cached:
         lines.append(f"| {label} | {float(res):.6f} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} |")
+    lines += ["", "Dask's side of each run (task stream and the workers' transfer logs): the "
+              "tasks run, the seconds spent inside them (summed over both workers), and the "
+              "transfers of task results between the workers:", "",
+              "| run | tasks | s inside tasks | CPU s | transfers | MiB moved |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for label, _, _, _, _, cpu, (ntask, inside, ntr, nbytes) in runs + cached:
+        lines.append(f"| {label} | {ntask} | {inside:.1f} | {cpu:.1f} | {ntr} | "
+                     f"{nbytes / 2**20:.0f} |")
     lines.append("")
 
     # the in-memory engine on a smaller pair, in this process, as many threads as workers

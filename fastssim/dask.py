@@ -1001,6 +1001,10 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
 # MS-SSIM: the pyramid as chunked arrays
 
 
+#: Input elements per band of :meth:`_Down.down` (~1 MiB of float32: kept in the cache).
+_DOWN_BAND = 1 << 18
+
+
 class _Down:
     """The 2x downsampling of one scale as chunk-aligned blocks."""
 
@@ -1031,10 +1035,35 @@ class _Down:
         return out
 
     def down(self, a, block_id=None):
-        """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis."""
-        for ax, d, c0, o0, o1 in self._ranges(block_id):
-            a = _down_axis(a, ax, d, c0, o0, o1)
-        return a
+        """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis.
+
+        In bands of outputs along the first spatial axis, each through every
+        axis before the next band (the same arithmetic, element by element):
+        a band's first-axis result stays in the cache instead of making a
+        half-size array in memory that the next axis reads again."""
+        ranges = self._ranges(block_id)
+        ax, d, c0, o0, o1 = ranges[0]
+        row = a.size // max(a.shape[ax], 1)
+        band = max(1, _DOWN_BAND // max(row, 1))
+        if o1 - o0 <= band:
+            for r in ranges:
+                a = _down_axis(a, *r)
+            return a
+        out = None
+        pre = (slice(None),) * ax
+        for p in range(o0, o1, band):
+            q = min(p + band, o1)
+            lo = int(min(d.i0[p:q].min(), d.i1[p:q].min())) - c0
+            hi = int(max(d.i0[p:q].max(), d.i1[p:q].max())) - c0 + 1
+            b = _down_axis(a[pre + (slice(lo, hi),)], ax, d, c0 + lo, p, q, (o0, o1))
+            for r in ranges[1:]:
+                b = _down_axis(b, *r)
+            if out is None:
+                shape = list(b.shape)
+                shape[ax] = o1 - o0
+                out = np.empty(shape, dtype=b.dtype)
+            out[pre + (slice(p - o0, q - o0),)] = b
+        return out
 
     def up(self, g, block_id=None):
         """The adjoint on one block: fine[i] = u[i] coarse[m[i]] per axis."""
@@ -1056,12 +1085,18 @@ def _down_taken(a, ax, d, c0, o0, o1):
             + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
 
 
-def _down_axis(a, ax, d, c0, o0, o1):
+def _down_axis(a, ax, d, c0, o0, o1, whole=None):
     """Outputs [o0, o1) of one axis's downsampling of a block starting at input c0:
     strided slices on the operator's regular interior (outputs 2o + shift,
-    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic."""
-    rl, rh = max(o0, d.lo), min(o1, d.hi)
+    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic.
+    ``whole``: the outputs (o0, o1) of the block that [o0, o1) is a band of,
+    which decides which outputs take which path, as if in one call."""
+    wl, wh = whole or (o0, o1)
+    rl, rh = max(wl, d.lo), min(wh, d.hi)
     if rh - rl < 2:
+        return _down_taken(a, ax, d, c0, o0, o1)
+    rl, rh = max(rl, o0), min(rh, o1)
+    if rh <= rl:
         return _down_taken(a, ax, d, c0, o0, o1)
     s = 2 * rl + d.shift - c0
     pre = (slice(None),) * ax

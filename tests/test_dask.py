@@ -297,6 +297,25 @@ def test_ms_ssim_value_pyramid_in_chunk_tasks(downsample, shape, chunks):
     np.testing.assert_allclose(v, ref.value, rtol=REL)
 
 
+@pytest.mark.parametrize("downsample", CONV)
+def test_ms_ssim_downsampling_in_bands(downsample, monkeypatch):
+    # a chunk is downsampled in bands of rows (each through both axes before
+    # the next): bands of a few rows here, so that band edges fall next to the
+    # conventions' irregular first and last outputs; the pyramid must stay the
+    # in-memory one (values and scale means), float32 and float64
+    monkeypatch.setattr(fdask, "_DOWN_BAND", 3 * 60)
+    for dtype, rel in ((np.float64, REL), (np.float32, F32_REL)):
+        x, y = pair((171, 165), dtype=dtype, seed=18)
+        fit = downsample == "drop"
+        ref = fastssim.ms_ssim(x, y, data_range=1.0, downsample=downsample, return_scales=True,
+                               fit_scales=fit)
+        r = fdask.ms_ssim(da.from_array(x, chunks=(90, 100)), y, data_range=1.0,
+                          downsample=downsample, return_scales=True, fit_scales=fit)
+        value, scales = sync(r.value, r.scales)
+        np.testing.assert_allclose(value, ref.value, rtol=rel)
+        np.testing.assert_allclose(scales, ref.scales, rtol=rel)
+
+
 def test_ms_ssim_value_float32_batch_colour_volume():
     x, y = pair((3, 200, 190, 3), dtype=np.float32, seed=16)
     ref = fastssim.ms_ssim(x, y, data_range=1.0, channel_axis=-1)
