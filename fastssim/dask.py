@@ -31,14 +31,19 @@ from the in-memory value only by the order of the float64 additions.
   ``2 r`` and takes the vector-Jacobian product with the cotangent ``1 / N`` on
   the part of its block's map that lies in the image's valid region, then
   keeps its owned pixels.
-* MS-SSIM: every scale is a chunked array.  Scale ``j + 1`` is made from scale
-  ``j`` chunk by chunk after moving each chunk boundary by at most one sample
-  so that no 2x2 (2x2x2) cell straddles two chunks; the odd-extent conventions
-  ('symmetric', 'zero', 'drop', 'replicate') are the in-memory operator's
-  own per-axis tables (``fastssim._pyramid.down_axis``), so the pyramid is the
-  in-memory pyramid, not an approximation.  Each scale's mean is then summed as
-  above, and the gradient goes back through the adjoint of every downsampling,
-  chunk by chunk, on the same aligned chunks.
+* MS-SSIM: scale ``j + 1`` is made from scale ``j`` chunk by chunk after
+  moving each chunk boundary by at most one sample so that no 2x2 (2x2x2) cell
+  straddles two chunks; the odd-extent conventions ('symmetric', 'zero',
+  'drop', 'replicate') are the in-memory operator's own per-axis tables
+  (``fastssim._pyramid.down_axis``), so the pyramid is the in-memory pyramid,
+  not an approximation.  For the value, one task per chunk runs every scale
+  the chunk holds (its sums and edge copies, then its downsampling, scale after
+  scale, on the same chunk grid while the boundaries stay aligned and the
+  chunks at least a window wide), so only edge copies leave it; the scales
+  beyond are handed on (a quarter of the data or less per scale done) and
+  merged into chunks as large as the first scale's.  The gradient keeps every
+  scale a chunked array and goes back through the adjoint of every
+  downsampling, chunk by chunk, on the same aligned chunks.
 
 Chunks must be at least one window wide along each spatial axis (the halo of
 a block may not need more than its neighbour): narrower chunks are merged
@@ -62,9 +67,15 @@ by the order of the float64 additions; gradients agree to float32 rounding
 (their adjoint runs over each block's own regions).
 
 Tasks: a Dask task costs milliseconds of the scheduler's and the worker's
-CPU, so the value pass runs one task per chunk (interior sums and edge
-copies) and one per line of chunks (the slabs along chunk edges); chunks of
-a few thousand pixels per side keep that cost small beside the engine's.
+CPU, and a chunk moved between workers a copy through the network stack, so
+the value pass runs one task per chunk (interior sums and edge copies; for
+MS-SSIM every scale the chunk holds) and one per line of chunks (the slabs
+along chunk edges, every scale), plus one per batch chunk; the chunk task is
+made with ``map_blocks`` on the pair, so Dask fuses into it the tasks that
+make the chunks of x and y when they are blockwise (``map_blocks``, a
+blockwise reader): the pair is made, scored and freed in one task on one
+worker.  Chunks of a few thousand pixels per side keep the per-task cost
+small beside the engine's.
 """
 
 from __future__ import annotations
@@ -1152,7 +1163,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     block by block after moving each chunk boundary by at most one sample so
     that no 2x2 cell straddles two chunks (the in-memory operator's own
     per-axis tables, so every odd-size convention is exact); each scale's
-    mean is summed per chunk with halos as in :func:`ssim`, and the gradient
+    mean is summed per chunk with halos as in :func:`ssim` (for the value,
+    one task per chunk runs all the scales it holds), and the gradient
     goes back through the adjoint of each downsampling on the same chunks.
     ``workers``, ``shift`` (with 'image', every scale's moments are taken about
     the finest scale's per-plane shifts, as in memory) and the lazy results as
