@@ -645,6 +645,21 @@ def _sum_plans(L, chunks, metric):
     return plans, boxes.specs
 
 
+class _Static:
+    """Task data that Dask need neither search for collections nor hash: the
+    plans of a graph (tens of thousands of small tuples for a large image,
+    which cost Dask's graph construction more CPU than the graph's own
+    tasks).  Its token is that of what it was made from."""
+
+    __slots__ = ("value", "token")
+
+    def __init__(self, value, token):
+        self.value, self.token = value, token
+
+    def __dask_tokenize__(self):
+        return self.token
+
+
 class _Axes:
     def __init__(self, sax):
         self.sax = sax
@@ -721,18 +736,24 @@ def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
         chunks = _down_for(*dkey).out_chunks
     K = len(steps)
     tail = K < M
+    from dask.base import tokenize
+
+    token = tokenize("fastssim.dask chain", x.name, y.name, x.chunks, L.__dict__, shapes, downsample,
+                     [(m.opts, getattr(m, "form", None), getattr(m, "border", None), m.ntap)
+                      for m in metrics], K)
     delayed = functools.partial(dask.delayed, pure=True)
-    kw = dict(steps=tuple(steps), L=L, workers=workers, tail=tail)
+    kw = dict(steps=_Static(tuple(steps), token), L=L, workers=workers, tail=tail)
     if shifts is None:
         # map_blocks, so that Dask fuses the making of the chunk pair into the task
-        task = da.map_blocks(_chain_task, x, y, info=info, shifts=None,
+        task = da.map_blocks(_chain_task, x, y, info=_Static(info, token), shifts=None,
                              chunks=tuple((1,) * n for n in grid), dtype=object,
                              meta=np.empty((0,) * x.ndim, dtype=object), **kw)
         out = task.to_delayed(optimize_graph=True)
         out = {b: out[b] for b in info}
     else:
         X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
-        out = {b: delayed(_chain_task)(X[b], Y[b], block_id=b, info={b: info[b]},
+        out = {b: delayed(_chain_task)(X[b], Y[b], block_id=b,
+                                       info=_Static({b: info[b]}, (token, b)),
                                        shifts=_shift_of(shifts, L, b), **kw) for b in info}
     sums = {b: o[0] for b, o in out.items()} if tail else out  # so the pair stays put
     # the slabs of a line of chunks along the last spatial axis, every level, in one task
@@ -747,11 +768,13 @@ def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
             for b in blocks:
                 if b in plans:
                     _, splans, out_shape = plans[b]
-                    items.append((b, splans, out_shape, _shift_of(shifts, L, b)))
+                    items.append((b, splans, out_shape))
                     need[b] = sums[b]
                     need.update((c, sums[c]) for _, _, places in splans for c, _, _ in places)
             levels.append((Lj, met, items))
-        res.append((key[: L.nb], delayed(_lines_task)(levels, need, workers)))
+        bshifts = None if shifts is None else {b: _shift_of(shifts, L, b) for b in blocks}
+        res.append((key[: L.nb], delayed(_lines_task)(_Static(levels, (token, key)), need,
+                                                      bshifts, workers)))
     nbg = grid[: L.nb]
     parts = {}
     for bb in np.ndindex(*nbg):
@@ -783,7 +806,7 @@ def _chain_task(xb, yb, block_id=None, *, steps, info, L, workers, shifts, tail)
     interior's sums or None, {key: edge copies}), and with ``tail`` the pair
     at the level after the last."""
     done = []
-    for (Lj, met, dkey), (inner, out_shape, specs) in zip(steps, info[block_id]):
+    for (Lj, met, dkey), (inner, out_shape, specs) in zip(steps.value, info.value[block_id]):
         s = None if inner is None else _region_sums(xb, yb, inner, met, Lj, workers, out_shape,
                                                     shifts)
         done.append((s, _edges(xb, yb, specs)))
@@ -793,11 +816,14 @@ def _chain_task(xb, yb, block_id=None, *, steps, info, L, workers, shifts, tail)
     return (done, (xb, yb)) if tail else done
 
 
-def _lines_task(levels, outs, workers):
-    """The owned sums of a line of chunks per level (None where it owns nothing)."""
+def _lines_task(levels, outs, shifts, workers):
+    """The owned sums of a line of chunks per level (None where it owns nothing);
+    ``shifts`` {block: its planes' shifts} or None."""
     res = []
-    for j, (Lj, met, items) in enumerate(levels):
+    for j, (Lj, met, items) in enumerate(levels.value):
         chunks = {c: o[j] for c, o in outs.items()}
+        items = [(b, sp, out_shape, None if shifts is None else shifts[b])
+                 for b, sp, out_shape in items]
         res.append(_frame_sums(items, chunks, met, Lj, workers) if items else None)
     return res
 
