@@ -18,8 +18,12 @@ is not fastssim's, reported, and subtracted only where said), the same calls
 on a source that costs nothing (one cached chunk pair for every chunk), and
 each worker's peak resident memory during each run (sampled every 5 ms by a
 thread in the worker, from its resident size just before the run) beside the
-size of one chunk pair.  A first run (a warm-up: imports, the workers' first
-allocations) is not reported.  The in-memory engine's megapixels per second
+size of one chunk pair, and Dask's side of each run: the tasks run, the
+wall seconds inside them and the CPU seconds of the threads running them
+(Dask's task stream and fine performance metrics), and the transfers of task
+results between the workers (count and bytes, from the workers' logs).  A
+first run (a warm-up: imports, the workers' first allocations) is not
+reported.  The in-memory engine's megapixels per second
 are measured on a ``--ref-side`` pair in this process with as many threads
 as the cluster has workers.
 
