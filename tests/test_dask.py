@@ -374,6 +374,39 @@ def test_pixelwise_colour():
     check_result(got[1:], ref[1:])
 
 
+class _Store:
+    """An array-like store (as zarr or h5py arrays are to ``da.from_array``)."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
+
+    def __getitem__(self, key):
+        return self.a[key]
+
+
+@pytest.mark.parametrize("fn", ["ssim", "ms_ssim"])
+def test_value_graph_reads_each_chunk_pair_in_its_task(fn):
+    # the value's chunk task fuses the reads of its x and y chunks (so the pair
+    # is never moved between workers): one task per chunk, one per line of
+    # chunks, and no task of its own per chunk read; the value stays in-memory's
+    x, y = pair((200, 190), seed=19)
+    X = da.from_array(_Store(x), chunks=(50, 64))
+    Y = da.from_array(_Store(y), chunks=(50, 64))
+    v = getattr(fdask, fn)(X, Y, data_range=1.0, **({"weights": (0.5, 0.5)} if fn == "ms_ssim"
+                                                     else {}))
+    (opt,) = dask.optimize(v)
+    names = [str(k[0] if isinstance(k, tuple) else k) for k in dict(opt.__dask_graph__())]
+    chunk_tasks = [n for n in names if n.startswith("_chain_task")]
+    assert len(chunk_tasks) == 4 * 3, names
+    assert sum(n.startswith("_lines_task") for n in names) == 4, names
+    reads = [n for n in names if n in (X.name, Y.name)]
+    assert not reads, names
+    assert len(names) <= 4 * 3 + 4 + 2 + 6, names  # the stores' handles and the final sums
+    ref = getattr(fastssim, fn)(x, y, data_range=1.0, **({"weights": (0.5, 0.5)}
+                                                         if fn == "ms_ssim" else {}))
+    np.testing.assert_allclose(v.compute(scheduler="sync"), ref, rtol=REL)
+
+
 def test_value_does_not_depend_on_chunking_or_workers():
     x, y = pair((200, 190), seed=13)
     vals = [fdask.ssim(da.from_array(x, chunks=c), y, data_range=1.0).compute(scheduler="sync")
