@@ -744,16 +744,21 @@ def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
     delayed = functools.partial(dask.delayed, pure=True)
     kw = dict(steps=_Static(tuple(steps), token), L=L, workers=workers, tail=tail)
     if shifts is None:
-        # map_blocks, so that Dask fuses the making of the chunk pair into the task
-        task = da.map_blocks(_chain_task, x, y, info=_Static(info, token), shifts=None,
+        # map_blocks, so that Dask fuses the making of the chunk pair into the task;
+        # each task's own plans come as a block of an object array (one light task
+        # each: all blocks' plans in every task cost ~27 ms each to unpickle at 32768²)
+        plans = np.empty(grid, dtype=object)
+        for b in info:
+            plans[b] = (b, info[b])
+        plans = da.from_array(plans, chunks=1, name=f"fastssim-plans-{token}")
+        task = da.map_blocks(_chain_task, x, y, plans, shifts=None,
                              chunks=tuple((1,) * n for n in grid), dtype=object,
                              meta=np.empty((0,) * x.ndim, dtype=object), **kw)
         out = task.to_delayed(optimize_graph=True)
         out = {b: out[b] for b in info}
     else:
         X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
-        out = {b: delayed(_chain_task)(X[b], Y[b], block_id=b,
-                                       info=_Static({b: info[b]}, (token, b)),
+        out = {b: delayed(_chain_task)(X[b], Y[b], _Static((b, info[b]), (token, b)),
                                        shifts=_shift_of(shifts, L, b), **kw) for b in info}
     sums = {b: o[0] for b, o in out.items()} if tail else out  # so the pair stays put
     # the slabs of a line of chunks along the last spatial axis, every level, in one task
@@ -801,12 +806,14 @@ def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
     return da.concatenate([ms, rest], axis=-1)
 
 
-def _chain_task(xb, yb, block_id=None, *, steps, info, L, workers, shifts, tail):
+def _chain_task(xb, yb, plans, *, steps, L, workers, shifts, tail):
     """One chunk pair through the levels of :func:`_chain`: per level (its
     interior's sums or None, {key: edge copies}), and with ``tail`` the pair
-    at the level after the last."""
+    at the level after the last.  ``plans``: (block index, its plans per
+    level), as a one-element object array or a :class:`_Static`."""
+    block_id, info = plans.flat[0] if isinstance(plans, np.ndarray) else plans.value
     done = []
-    for (Lj, met, dkey), (inner, out_shape, specs) in zip(steps.value, info.value[block_id]):
+    for (Lj, met, dkey), (inner, out_shape, specs) in zip(steps.value, info):
         s = None if inner is None else _region_sums(xb, yb, inner, met, Lj, workers, out_shape,
                                                     shifts)
         done.append((s, _edges(xb, yb, specs)))

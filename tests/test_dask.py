@@ -390,8 +390,9 @@ class _Store:
 @pytest.mark.parametrize("fn", ["ssim", "ms_ssim"])
 def test_value_graph_reads_each_chunk_pair_in_its_task(fn):
     # the value's chunk task fuses the reads of its x and y chunks (so the pair
-    # is never moved between workers): one task per chunk, one per line of
-    # chunks, and no task of its own per chunk read; the value stays in-memory's
+    # is never moved between workers): one task per chunk (and one that hands
+    # it its plans), one per line of chunks, and no task of its own per chunk
+    # read; the value stays in-memory's
     x, y = pair((200, 190), seed=19)
     X = da.from_array(_Store(x), chunks=(50, 64))
     Y = da.from_array(_Store(y), chunks=(50, 64))
@@ -404,7 +405,9 @@ def test_value_graph_reads_each_chunk_pair_in_its_task(fn):
     assert sum(n.startswith("_lines_task") for n in names) == 4, names
     reads = [n for n in names if n in (X.name, Y.name)]
     assert not reads, names
-    assert len(names) <= 4 * 3 + 4 + 2 + 6, names  # the stores' handles and the final sums
+    # one light task per chunk hands it its plans; the stores' handles; the final sums
+    assert sum(n.startswith("fastssim-plans") for n in names) == 4 * 3, names
+    assert len(names) <= 2 * 4 * 3 + 4 + 2 + 6, names
     ref = getattr(fastssim, fn)(x, y, data_range=1.0, **({"weights": (0.5, 0.5)}
                                                          if fn == "ms_ssim" else {}))
     np.testing.assert_allclose(v.compute(scheduler="sync"), ref, rtol=REL)
