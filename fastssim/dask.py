@@ -693,10 +693,11 @@ def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
     two chunks, and stay aligned while the level's sides stay even): so the
     whole pyramid of a chunk is made where the chunk is, and only edge copies
     leave the task.  It is built with ``map_blocks`` on the pair, so Dask
-    fuses the tasks that make a chunk of ``x`` and of ``y`` (a reader, a
-    generator) into it: the pair is never moved between workers.  One task
-    per line of chunks along the last spatial axis sums the slabs of every
-    level; one per batch chunk adds the lines' sums in block order.
+    fuses into it the tasks that make a chunk of ``x`` and of ``y`` when they
+    are blockwise (a reader, a generator): the pair is then never moved
+    between workers; its own plans come from one light task per chunk.  One
+    task per line of chunks along the last spatial axis sums the slabs of
+    every level; one per batch chunk adds the lines' sums in block order.
 
     When a level's chunks are no longer aligned or get narrower than the
     window, the chunk tasks hand that level's pair on (a quarter or less of
