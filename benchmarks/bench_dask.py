@@ -18,8 +18,12 @@ is not fastssim's, reported, and subtracted only where said), the same calls
 on a source that costs nothing (one cached chunk pair for every chunk), and
 each worker's peak resident memory during each run (sampled every 5 ms by a
 thread in the worker, from its resident size just before the run) beside the
-size of one chunk pair.  A first run (a warm-up: imports, the workers' first
-allocations) is not reported.  The in-memory engine's megapixels per second
+size of one chunk pair, and Dask's side of each run: the tasks run, the
+wall seconds inside them and the CPU seconds of the threads running them
+(Dask's task stream and fine performance metrics), and the transfers of task
+results between the workers (count and bytes, from the workers' logs).  A
+first run (a warm-up: imports, the workers' first allocations) is not
+reported.  The in-memory engine's megapixels per second
 are measured on a ``--ref-side`` pair in this process with as many threads
 as the cluster has workers.
 
@@ -208,21 +212,54 @@ def _cpu_seconds():
     return t.user + t.system
 
 
+def _transfers_reset(dask_worker):
+    dask_worker.transfer_incoming_log.clear()
+
+
+def _transfers(dask_worker):
+    """(transfers, bytes) this worker received since the last reset."""
+    log = dask_worker.transfer_incoming_log
+    return len(log), sum(e["total"] for e in log)
+
+
+def _thread_cpu(dask_scheduler):
+    """CPU seconds of the threads that ran tasks, so far (Dask's fine performance metrics)."""
+    return sum(v for k, v in dask_scheduler.cumulative_worker_metrics.items()
+               if isinstance(k, tuple) and k[0] == "execute" and k[-2:] == ("thread-cpu", "seconds"))
+
+
 def _run(client, fn, label, out):
     """Compute ``fn()`` on the cluster; keeps (label, result, wall s, RSS before,
-    peak RSS, CPU s): the CPU seconds of the workers and of this process (the
-    client and the LocalCluster's scheduler), a measure the other jobs on a
-    shared machine disturb far less than the wall time."""
+    peak RSS, CPU s, graph): the CPU seconds of the workers and of this process
+    (the client and the LocalCluster's scheduler), a measure the other jobs on a
+    shared machine disturb far less than the wall time; ``graph``: the tasks
+    run, the seconds spent inside them (their compute spans, summed over the
+    workers, from Dask's task stream) and the transfers between workers (count,
+    bytes)."""
+    import distributed
+
     client.run(_sampler_start)
     base = client.run(_sampler_reset)
+    client.run(_transfers_reset)
+    time.sleep(1.5)  # the workers report their metrics with their heartbeats
+    tcpu0 = client.run_on_scheduler(_thread_cpu)
     cpu0 = sum(client.run(_cpu_seconds).values()) + _cpu_seconds()
     t = time.perf_counter()
-    res = client.compute(fn(), sync=True)
+    with distributed.get_task_stream(client) as ts:
+        res = client.compute(fn(), sync=True)
     dt = time.perf_counter() - t
     cpu = sum(client.run(_cpu_seconds).values()) + _cpu_seconds() - cpu0
     peak = client.run(_sampler_peak)
-    out.append((label, res, dt, base, peak, cpu))
-    print(f"  {label}: {dt:.1f} s, {cpu:.1f} CPU s", file=sys.stderr)
+    tr = client.run(_transfers).values()
+    inside = sum(s["stop"] - s["start"] for task in ts.data for s in task["startstops"]
+                 if s["action"] == "compute")
+    time.sleep(1.5)
+    tcpu = client.run_on_scheduler(_thread_cpu) - tcpu0
+    graph = (len(ts.data), inside, sum(n for n, _ in tr), sum(b for _, b in tr), tcpu)
+    out.append((label, res, dt, base, peak, cpu, graph))
+    print(f"  {label}: {dt:.1f} s, {cpu:.1f} CPU s, {graph[0]} tasks, {inside:.1f} s in tasks "
+          f"({tcpu:.1f} thread CPU s), {graph[2]} transfers, {graph[3] / 2**20:.0f} MiB",
+          file=sys.stderr)
     return res, dt, base, peak
 
 
@@ -268,7 +305,7 @@ def part1(args, client, lines):
     lines += ["| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s | worker peak RSS MiB "
               "(before the run) | peak − before, / chunk pair |",
               "|---|---:|---:|---:|---:|---:|---|---:|"]
-    for label, res, dt, base, peak, cpu in runs:
+    for label, res, dt, base, peak, cpu, _ in runs:
         val = "-" if "only" in label else f"{float(res):.6f}"
         rss = ", ".join(f"{peak[w]:.0f} ({base[w]:.0f})" for w in sorted(peak))
         extra = max(peak[w] - base[w] for w in peak)
@@ -283,9 +320,20 @@ def part1(args, client, lines):
               "read-only chunk pair: a tiled image; its memory is shared, so no peak is shown):", "",
               "| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s |",
               "|---|---:|---:|---:|---:|---:|"]
-    for label, res, dt, _, _, cpu in cached:
+    for label, res, dt, _, _, cpu, _ in cached:
         lines.append(f"| {label} | {float(res):.6f} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} |")
+    lines += ["", "Dask's side of each run (task stream, Dask's fine performance metrics and "
+              "the workers' transfer logs): the tasks run, the wall seconds spent inside them "
+              "and the CPU seconds of the threads running them (both summed over the workers), "
+              "the CPU seconds of all processes (as above), and the transfers of task results "
+              "between the workers:", "",
+              "| run | tasks | wall s inside tasks | tasks' thread CPU s | all CPU s | transfers "
+              "| MiB moved |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, _, _, _, _, cpu, (ntask, inside, ntr, nbytes, tcpu) in runs + cached:
+        lines.append(f"| {label} | {ntask} | {inside:.1f} | {tcpu:.1f} | {cpu:.1f} | {ntr} | "
+                     f"{nbytes / 2**20:.0f} |")
     lines.append("")
 
     # the in-memory engine on a smaller pair, in this process, as many threads as workers

@@ -31,14 +31,19 @@ from the in-memory value only by the order of the float64 additions.
   ``2 r`` and takes the vector-Jacobian product with the cotangent ``1 / N`` on
   the part of its block's map that lies in the image's valid region, then
   keeps its owned pixels.
-* MS-SSIM: every scale is a chunked array.  Scale ``j + 1`` is made from scale
-  ``j`` chunk by chunk after moving each chunk boundary by at most one sample
-  so that no 2x2 (2x2x2) cell straddles two chunks; the odd-extent conventions
-  ('symmetric', 'zero', 'drop', 'replicate') are the in-memory operator's
-  own per-axis tables (``fastssim._pyramid.down_axis``), so the pyramid is the
-  in-memory pyramid, not an approximation.  Each scale's mean is then summed as
-  above, and the gradient goes back through the adjoint of every downsampling,
-  chunk by chunk, on the same aligned chunks.
+* MS-SSIM: scale ``j + 1`` is made from scale ``j`` chunk by chunk after
+  moving each chunk boundary by at most one sample so that no 2x2 (2x2x2) cell
+  straddles two chunks; the odd-extent conventions ('symmetric', 'zero',
+  'drop', 'replicate') are the in-memory operator's own per-axis tables
+  (``fastssim._pyramid.down_axis``), so the pyramid is the in-memory pyramid,
+  not an approximation.  For the value, one task per chunk runs every scale
+  the chunk holds (its sums and edge copies, then its downsampling, scale after
+  scale, on the same chunk grid while the boundaries stay aligned and the
+  chunks at least a window wide), so only edge copies leave it; the scales
+  beyond are handed on (a quarter of the data or less per scale done) and
+  merged into chunks as large as the first scale's.  The gradient keeps every
+  scale a chunked array and goes back through the adjoint of every
+  downsampling, chunk by chunk, on the same aligned chunks.
 
 Chunks must be at least one window wide along each spatial axis (the halo of
 a block may not need more than its neighbour): narrower chunks are merged
@@ -62,9 +67,15 @@ by the order of the float64 additions; gradients agree to float32 rounding
 (their adjoint runs over each block's own regions).
 
 Tasks: a Dask task costs milliseconds of the scheduler's and the worker's
-CPU, so the value pass runs one task per chunk (interior sums and edge
-copies) and one per line of chunks (the slabs along chunk edges); chunks of
-a few thousand pixels per side keep that cost small beside the engine's.
+CPU, and a chunk moved between workers a copy through the network stack, so
+the value pass runs one task per chunk (interior sums and edge copies; for
+MS-SSIM every scale the chunk holds) and one per line of chunks (the slabs
+along chunk edges, every scale), plus one per batch chunk; the chunk task is
+made with ``map_blocks`` on the pair, so Dask fuses into it the tasks that
+make the chunks of x and y when they are blockwise (``map_blocks``, a
+blockwise reader): the pair is made, scored and freed in one task on one
+worker.  Chunks of a few thousand pixels per side keep the per-task cost
+small beside the engine's.
 """
 
 from __future__ import annotations
@@ -240,11 +251,12 @@ class _Boxes:
     maps and gradients and for the edge slabs of the value.
     """
 
-    def __init__(self, L, x, y):
-        self.L, self.x = L, x
-        self.X = x.to_delayed(optimize_graph=False)
-        self.Y = y.to_delayed(optimize_graph=False)
-        self.starts = [_starts(x.chunks[ax]) for ax in L.sax]
+    def __init__(self, L, chunks, x=None, y=None):
+        self.L, self.chunks = L, chunks
+        if x is not None:
+            self.X = x.to_delayed(optimize_graph=False)
+            self.Y = y.to_delayed(optimize_graph=False)
+        self.starts = [_starts(chunks[ax]) for ax in L.sax]
         self.spatial = [int(st[-1]) for st in self.starts]
         self.specs = {}  # chunk -> [(key, source slices)]
         self._edges = None
@@ -253,16 +265,17 @@ class _Boxes:
         """(shape, places) of box ``D`` ([(lo, hi)] per spatial axis) of block
         ``b``: places [(chunk or None for b's own, key or source slices,
         destination slices)] in chunk order."""
-        L, x, starts = self.L, self.x, self.starts
-        shape = [x.chunks[ax][b[ax]] for ax in range(x.ndim)]
+        L, chunks, starts = self.L, self.chunks, self.starts
+        ndim = len(chunks)
+        shape = [chunks[ax][b[ax]] for ax in range(ndim)]
         ranges = []
         for k, ax in enumerate(L.sax):
             shape[ax] = D[k][1] - D[k][0]
-            ranges.append([i for i in range(len(x.chunks[ax]))
+            ranges.append([i for i in range(len(chunks[ax]))
                            if starts[k][i] < D[k][1] and starts[k][i + 1] > D[k][0]])
         places = []
         for combo in itertools.product(*ranges):
-            idx, src, dst = list(b), [slice(None)] * x.ndim, [slice(None)] * x.ndim
+            idx, src, dst = list(b), [slice(None)] * ndim, [slice(None)] * ndim
             for k, ax in enumerate(L.sax):
                 c0, c1 = int(starts[k][combo[k]]), int(starts[k][combo[k] + 1])
                 s0, s1 = max(D[k][0], c0), min(D[k][1], c1)
@@ -322,7 +335,7 @@ def _halo_apply(lay, x, y, depth, fn, out_chunks, dtype, shifts, nout=1, **kw):
     (extra trailing axes of one block allowed).  Returns a list of ``nout``
     dask arrays.
     """
-    boxes = _Boxes(lay, x, y)
+    boxes = _Boxes(lay, x.chunks, x, y)
     grid = boxes.X.shape
     plans = {}
     for b in np.ndindex(*grid):
@@ -593,29 +606,19 @@ def _frame_sums(items, chunks, metric, L, workers):
     return acc
 
 
-def _plane_sums(L, x, y, metric, workers, shifts):
-    """Per-plane sums of the map over the summed region: a dask array (*batch, C).
-
-    Each chunk's owned pixels are split into its interior, whose windows lie in
-    the chunk (summed from the chunk itself, read in place), and slabs of the
-    window radius along the chunk's inner edges, each summed from a small box
-    of data (see :class:`_Boxes`: copies of the edges of the chunks it
-    overlaps).  Tasks: one per chunk (its interior's sums and the copies of
-    its edges that others need), one per line of chunks along the last spatial
-    axis (their slabs, plus their interiors' sums), and one per batch chunk that
-    adds the lines' sums; all additions in block order.
-    """
-    x, y = _aligned(L, x, y, metric.ntap)
+def _sum_plans(L, chunks, metric):
+    """How the owned sums of every chunk are split (see :func:`_chain`):
+    ({block: (interior mreg or None, [(shape, mreg, places)] of its slabs,
+    out_shape)}, {chunk: [(key, source slices)] of its edge copies})."""
     r = metric.r
-    boxes = _Boxes(L, x, y)
-    grid = boxes.X.shape
+    boxes = _Boxes(L, chunks)
     starts, spatial = boxes.starts, boxes.spatial
-    plans = {}   # block -> (interior mreg or None, [(shape, mreg, places)], out_shape)
-    for b in np.ndindex(*grid):
-        out_shape = tuple(x.chunks[ax][b[ax]] for ax in range(L.nb)) + (1,) * L.sd + (L.C,)
+    plans = {}
+    for b in np.ndindex(*(len(c) for c in chunks)):
+        out_shape = tuple(chunks[ax][b[ax]] for ax in range(L.nb)) + (1,) * L.sd + (L.C,)
         T, I, A = [], [], []
         for k, ax in enumerate(L.sax):
-            a, ln, n = int(starts[k][b[ax]]), x.chunks[ax][b[ax]], spatial[k]
+            a, ln, n = int(starts[k][b[ax]]), chunks[ax][b[ax]], spatial[k]
             lo, hi = metric.sum_range(n)
             tlo, thi = max(a, lo), min(a + ln, hi)
             elo, ehi = (r if a > 0 else 0), (r if a + ln < n else 0)
@@ -639,54 +642,207 @@ def _plane_sums(L, x, y, metric, workers, shifts):
             splans.append((shape, tuple((s0 - d0, s1 - d0) for (s0, s1), (d0, _) in zip(S, D)),
                            places))
         plans[b] = (inner, splans, out_shape)
+    return plans, boxes.specs
+
+
+class _Static:
+    """Task data that Dask need neither search for collections nor hash: the
+    plans of a graph (tens of thousands of small tuples for a large image,
+    which cost Dask's graph construction more CPU than the graph's own
+    tasks).  Its token is that of what it was made from."""
+
+    __slots__ = ("value", "token")
+
+    def __init__(self, value, token):
+        self.value, self.token = value, token
+
+    def __dask_tokenize__(self):
+        return self.token
+
+
+class _Axes:
+    def __init__(self, sax):
+        self.sax = sax
+
+
+@functools.lru_cache(maxsize=16)
+def _down_for(sax, spatial, convention, chunks):
+    """The :class:`_Down` of a level, made (and kept) in the process that uses
+    it: its tables are as long as the level's sides, too large to travel in
+    every task."""
+    return _Down(_Axes(sax), spatial, convention, chunks)
+
+
+def _plane_sums(L, x, y, metric, workers, shifts):
+    """Per-plane sums of the map over the summed region: a dask array (*batch, C)."""
+    return _chain(L, x, y, [metric], [tuple(L.spatial)], None, workers, shifts)[..., 0]
+
+
+def _chain(L, x, y, metrics, shapes, downsample, workers, shifts, target=None):
+    """Per-plane sums (*batch, C, M) of the map over the summed region at each
+    of the M levels of a pyramid (M = 1: the image itself), chunk by chunk.
+
+    Each chunk's owned pixels are split into its interior, whose windows lie in
+    the chunk (summed from the chunk itself, read in place), and slabs of the
+    window radius along the chunk's inner edges, each summed from a small box
+    of data (see :class:`_Boxes`: copies of the edges of the chunks it
+    overlaps).  One task per chunk does, level after level, its interior's
+    sums, the copies of its edges that other chunks' slabs need, and the 2x2
+    downsampling of its pair to the next level (the chunk grid is the same at
+    every level: the boundaries are moved first so that no 2x2 cell straddles
+    two chunks, and stay aligned while the level's sides stay even): so the
+    whole pyramid of a chunk is made where the chunk is, and only edge copies
+    leave the task.  It is built with ``map_blocks`` on the pair, so Dask
+    fuses into it the tasks that make a chunk of ``x`` and of ``y`` when they
+    are blockwise (a reader, a generator): the pair is then never moved
+    between workers; its own plans come from one light task per chunk.  One
+    task per line of chunks along the last spatial axis sums the slabs of
+    every level; one per batch chunk adds the lines' sums in block order.
+
+    When a level's chunks are no longer aligned or get narrower than the
+    window, the chunk tasks hand that level's pair on (a quarter or less of
+    the data per level done) and its chunks are merged to about ``target``
+    (the first level's chunk sides) before the rest of the pyramid goes the
+    same way.
+    """
+    M = len(metrics)
+    x, y = _aligned(L, x, y, max(m.ntap for m in metrics) + (2 if M > 1 else 0))
+    if M > 1:
+        d = _down_for(L.sax, tuple(shapes[0]), downsample, x.chunks)
+        if d.in_chunks != x.chunks:  # boundaries moved by at most one sample
+            x, y = x.rechunk(d.in_chunks), y.rechunk(d.in_chunks)
+    if target is None:
+        target = {ax: max(x.chunks[ax]) for ax in L.sax}
+    chunks = x.chunks
+    grid = tuple(len(c) for c in chunks)
+    steps, rows, info = [], [], {b: [] for b in np.ndindex(*grid)}
+    for j in range(M):
+        if j and any(c < metrics[j].ntap for ax in L.sax for c in chunks[ax]):
+            break
+        dkey = None
+        if j < M - 1:
+            dkey = (L.sax, tuple(shapes[j]), downsample, chunks)
+            if _down_for(*dkey).in_chunks != chunks:
+                if j:
+                    break
+        Lj = L.at(shapes[j])
+        plans, specs = _sum_plans(Lj, chunks, metrics[j])
+        for b in info:
+            inner, _, out_shape = plans.get(b, (None, None, None))
+            info[b].append((inner, out_shape, tuple(specs.get(b, ()))))
+        steps.append((Lj, metrics[j], dkey))
+        rows.append(plans)
+        if dkey is None:
+            break
+        chunks = _down_for(*dkey).out_chunks
+    K = len(steps)
+    tail = K < M
+    from dask.base import tokenize
+
+    token = tokenize("fastssim.dask chain", x.name, y.name, x.chunks, L.__dict__, shapes, downsample,
+                     [(m.opts, getattr(m, "form", None), getattr(m, "border", None), m.ntap)
+                      for m in metrics], K)
     delayed = functools.partial(dask.delayed, pure=True)
-    # one task per chunk: its interior's sums and the copies of its edges that
-    # other chunks' slabs need (so the chunk is freed after one task); one per
-    # chunk for its slabs; one per batch chunk adds the sums in block order
-    own = {}
-    for c in sorted(set(plans) | set(boxes.specs)):
-        inner, _, out_shape = plans.get(c, (None, None, None))
-        own[c] = delayed(_chunk_task)(boxes.X[c], boxes.Y[c], inner, tuple(boxes.specs.get(c, ())),
-                                      metric, L, workers, out_shape, _shift_of(shifts, L, c))
-    # the slabs of a line of chunks along the last spatial axis go to one task
-    # (their work is about 4 r / chunk side of the chunks', and a task costs
-    # milliseconds of the scheduler's and a worker's time)
+    kw = dict(steps=_Static(tuple(steps), token), L=L, workers=workers, tail=tail)
+    if shifts is None:
+        # map_blocks, so that Dask fuses the making of the chunk pair into the task;
+        # each task's own plans come as a block of an object array (one light task
+        # each: all blocks' plans in every task cost ~27 ms each to unpickle at 32768²)
+        plans = np.empty(grid, dtype=object)
+        for b in info:
+            plans[b] = (b, info[b])
+        plans = da.from_array(plans, chunks=1, name=f"fastssim-plans-{token}")
+        task = da.map_blocks(_chain_task, x, y, plans, shifts=None,
+                             chunks=tuple((1,) * n for n in grid), dtype=object,
+                             meta=np.empty((0,) * x.ndim, dtype=object), **kw)
+        out = task.to_delayed(optimize_graph=True)
+        out = {b: out[b] for b in info}
+    else:
+        X, Y = x.to_delayed(optimize_graph=False), y.to_delayed(optimize_graph=False)
+        out = {b: delayed(_chain_task)(X[b], Y[b], _Static((b, info[b]), (token, b)),
+                                       shifts=_shift_of(shifts, L, b), **kw) for b in info}
+    sums = {b: o[0] for b, o in out.items()} if tail else out  # so the pair stays put
+    # the slabs of a line of chunks along the last spatial axis, every level, in one task
     lines = {}
-    for b in sorted(plans):
+    for b in info:
         lines.setdefault(b[: L.nb + L.sd - 1], []).append(b)
     res = []  # (batch block index, delayed) in block order
     for key, blocks in sorted(lines.items()):
-        items, need = [], {}
-        for b in blocks:
-            inner, splans, out_shape = plans[b]
-            items.append((b, splans, out_shape, _shift_of(shifts, L, b)))
-            need[b] = own[b]
-            need.update((c, own[c]) for _, _, places in splans for c, _, _ in places)
-        if all(not sp for _, sp, _, _ in items):  # no slabs: the chunk tasks' sums
-            res += [(b[: L.nb], own[b]) for b in blocks]
-        else:
-            res.append((key[: L.nb], delayed(_frame_sums)(items, need, metric, L, workers)))
+        levels, need = [], {}
+        for (Lj, met, _), plans in zip(steps, rows):
+            items = []
+            for b in blocks:
+                if b in plans:
+                    _, splans, out_shape = plans[b]
+                    items.append((b, splans, out_shape))
+                    need[b] = sums[b]
+                    need.update((c, sums[c]) for _, _, places in splans for c, _, _ in places)
+            levels.append((Lj, met, items))
+        bshifts = None if shifts is None else {b: _shift_of(shifts, L, b) for b in blocks}
+        res.append((key[: L.nb], delayed(_lines_task)(_Static(levels, (token, key)), need,
+                                                      bshifts, workers)))
     nbg = grid[: L.nb]
-    out = {}
+    parts = {}
     for bb in np.ndindex(*nbg):
-        shape = tuple(x.chunks[ax][bb[ax]] for ax in range(L.nb)) + (L.C,)
-        parts = [r for k, r in res if k == bb]
-        out[bb] = da.from_delayed(delayed(_sum_in_order)(parts, shape), shape, dtype=np.float64)
-    return _assemble(nbg, lambda i: out[i], 0, concatenate=da.concatenate)
+        shape = tuple(chunks[ax][bb[ax]] for ax in range(L.nb)) + (L.C,)
+        parts[bb] = da.from_delayed(delayed(_level_sums)([r for k, r in res if k == bb], shape, K),
+                                    shape + (K,), dtype=np.float64)
+    ms = _assemble(nbg, lambda i: parts[i], 0, concatenate=da.concatenate)
+    if not tail:
+        return ms
+    # the rest of the pyramid from level K's pair, on merged chunks
+    ftype = L.ftype
+
+    def piece(side):
+        def get(b):
+            shape = tuple(chunks[ax][b[ax]] for ax in range(len(chunks)))
+            return da.from_delayed(out[b][1][side], shape, dtype=ftype)
+        return da.block(_nest(grid, get))
+
+    xk, yk = piece(0), piece(1)
+    merged = {ax: _merge_small(chunks[ax], target[ax]) for ax in L.sax}
+    xk, yk = xk.rechunk(merged), yk.rechunk(merged)
+    rest = _chain(L.at(shapes[K]), xk, yk, metrics[K:], shapes[K:], downsample, workers, shifts,
+                  target)
+    return da.concatenate([ms, rest], axis=-1)
 
 
-def _chunk_task(xb, yb, inner, specs, metric, L, workers, out_shape, shifts):
-    """(interior sums or None, {key: edge copies}) of one chunk pair."""
-    sums = None if inner is None else _region_sums(xb, yb, inner, metric, L, workers, out_shape,
-                                                   shifts)
-    return sums, _edges(xb, yb, specs)
+def _chain_task(xb, yb, plans, *, steps, L, workers, shifts, tail):
+    """One chunk pair through the levels of :func:`_chain`: per level (its
+    interior's sums or None, {key: edge copies}), and with ``tail`` the pair
+    at the level after the last.  ``plans``: (block index, its plans per
+    level), as a one-element object array or a :class:`_Static`."""
+    block_id, info = plans.flat[0] if isinstance(plans, np.ndarray) else plans.value
+    done = []
+    for (Lj, met, dkey), (inner, out_shape, specs) in zip(steps.value, info):
+        s = None if inner is None else _region_sums(xb, yb, inner, met, Lj, workers, out_shape,
+                                                    shifts)
+        done.append((s, _edges(xb, yb, specs)))
+        if dkey is not None:
+            d = _down_for(*dkey)
+            xb, yb = d.down(xb, block_id), d.down(yb, block_id)
+    return (done, (xb, yb)) if tail else done
 
 
-def _sum_in_order(parts, shape):
-    """Per-plane sums (*batch, C) of a batch chunk: its blocks' sums added in block order."""
-    acc = np.zeros(shape)
+def _lines_task(levels, outs, shifts, workers):
+    """The owned sums of a line of chunks per level (None where it owns nothing);
+    ``shifts`` {block: its planes' shifts} or None."""
+    res = []
+    for j, (Lj, met, items) in enumerate(levels.value):
+        chunks = {c: o[j] for c, o in outs.items()}
+        items = [(b, sp, out_shape, None if shifts is None else shifts[b])
+                 for b, sp, out_shape in items]
+        res.append(_frame_sums(items, chunks, met, Lj, workers) if items else None)
+    return res
+
+
+def _level_sums(parts, shape, K):
+    """Per-plane sums (*batch, C, K) of a batch chunk: its lines' sums added in block order."""
+    acc = np.zeros(shape + (K,))
     for p in parts:
-        acc = acc + (p[0] if isinstance(p, tuple) else p).reshape(shape)
+        for j, s in enumerate(p):
+            if s is not None:
+                acc[..., j] = acc[..., j] + s.reshape(shape)
     return acc
 
 
@@ -890,6 +1046,10 @@ def pixelwise_ms_ssim(x, y, *, data_range=None, sigmas=ZHAO_SIGMAS, truncate=3.5
 # MS-SSIM: the pyramid as chunked arrays
 
 
+#: Input elements per band of :meth:`_Down.down` (~1 MiB of float32: kept in the cache).
+_DOWN_BAND = 1 << 18
+
+
 class _Down:
     """The 2x downsampling of one scale as chunk-aligned blocks."""
 
@@ -920,10 +1080,35 @@ class _Down:
         return out
 
     def down(self, a, block_id=None):
-        """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis."""
-        for ax, d, c0, o0, o1 in self._ranges(block_id):
-            a = _down_axis(a, ax, d, c0, o0, o1)
-        return a
+        """One block of the next scale: out[o] = w0 a[i0] + w1 a[i1] per axis.
+
+        In bands of outputs along the first spatial axis, each through every
+        axis before the next band (the same arithmetic, element by element):
+        a band's first-axis result stays in the cache instead of making a
+        half-size array in memory that the next axis reads again."""
+        ranges = self._ranges(block_id)
+        ax, d, c0, o0, o1 = ranges[0]
+        row = a.size // max(a.shape[ax], 1)
+        band = max(1, _DOWN_BAND // max(row, 1))
+        if o1 - o0 <= band:
+            for r in ranges:
+                a = _down_axis(a, *r)
+            return a
+        out = None
+        pre = (slice(None),) * ax
+        for p in range(o0, o1, band):
+            q = min(p + band, o1)
+            lo = int(min(d.i0[p:q].min(), d.i1[p:q].min())) - c0
+            hi = int(max(d.i0[p:q].max(), d.i1[p:q].max())) - c0 + 1
+            b = _down_axis(a[pre + (slice(lo, hi),)], ax, d, c0 + lo, p, q, (o0, o1))
+            for r in ranges[1:]:
+                b = _down_axis(b, *r)
+            if out is None:
+                shape = list(b.shape)
+                shape[ax] = o1 - o0
+                out = np.empty(shape, dtype=b.dtype)
+            out[pre + (slice(p - o0, q - o0),)] = b
+        return out
 
     def up(self, g, block_id=None):
         """The adjoint on one block: fine[i] = u[i] coarse[m[i]] per axis."""
@@ -945,12 +1130,18 @@ def _down_taken(a, ax, d, c0, o0, o1):
             + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
 
 
-def _down_axis(a, ax, d, c0, o0, o1):
+def _down_axis(a, ax, d, c0, o0, o1, whole=None):
     """Outputs [o0, o1) of one axis's downsampling of a block starting at input c0:
     strided slices on the operator's regular interior (outputs 2o + shift,
-    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic."""
-    rl, rh = max(o0, d.lo), min(o1, d.hi)
+    2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic.
+    ``whole``: the outputs (o0, o1) of the block that [o0, o1) is a band of,
+    which decides which outputs take which path, as if in one call."""
+    wl, wh = whole or (o0, o1)
+    rl, rh = max(wl, d.lo), min(wh, d.hi)
     if rh - rl < 2:
+        return _down_taken(a, ax, d, c0, o0, o1)
+    rl, rh = max(rl, o0), min(rh, o1)
+    if rh <= rl:
         return _down_taken(a, ax, d, c0, o0, o1)
     s = 2 * rl + d.shift - c0
     pre = (slice(None),) * ax
@@ -1006,7 +1197,8 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
     block by block after moving each chunk boundary by at most one sample so
     that no 2x2 cell straddles two chunks (the in-memory operator's own
     per-axis tables, so every odd-size convention is exact); each scale's
-    mean is summed per chunk with halos as in :func:`ssim`, and the gradient
+    mean is summed per chunk with halos as in :func:`ssim` (for the value,
+    one task per chunk runs all the scales it holds), and the gradient
     goes back through the adjoint of each downsampling on the same chunks.
     ``workers``, ``shift`` (with 'image', every scale's moments are taken about
     the finest scale's per-plane shifts, as in memory) and the lazy results as
@@ -1051,9 +1243,12 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
                               **({"chunks": ((2,),) + x1.chunks, "new_axis": [0]} if g == 3
                                  else {"chunks": x1.chunks}))
             G = (G[0], G[1]) if g == 3 else G
-    else:
+    elif g:
         ms, G = _pyramid(L, x1.astype(L.ftype), y1.astype(L.ftype), opts, w, M, downsample,
                          negative, g, workers, shift)
+    else:  # the value: the whole pyramid of a chunk in one task
+        ms = _ms_means(L, x1.astype(L.ftype), y1.astype(L.ftype), opts, M, downsample, workers,
+                       shift)
     value = da.map_blocks(_combine_task, ms, w=w, negative=negative, want_coef=False, drop_axis=[L.nb, L.nb + 1], dtype=np.float64)
     if not g and not return_scales:
         return value
@@ -1067,6 +1262,17 @@ def ms_ssim(x, y, *, data_range=None, weights=WANG_WEIGHTS, window="gaussian", s
         gy = None if gy is None else L.to_user(gy)
     # as the in-memory function: the per-scale means come with every result tuple
     return MSSSIMResult(value, gx, gy, ms if L.has_c else ms[..., 0, :])
+
+
+def _ms_means(L, x, y, opts, M, downsample, workers, shift):
+    """Per-plane scale means (*batch, C, M) of the chunked pyramid (see :func:`_chain`)."""
+    shifts, x, y = _shifts(L, x, y, shift)
+    shapes = pyramid_shapes(tuple(L.spatial), downsample, M)
+    metrics = [_SSIMMetric(opts, "cs" if j < M - 1 else "ssim") for j in range(M)]
+    nval = np.array([math.prod(n - 2 * m.r for n in s) for m, s in zip(metrics, shapes)],
+                    dtype=np.float64)
+    ms = _chain(L, x, y, metrics, shapes, downsample, workers, shifts)
+    return (ms / nval).rechunk({L.nb + 1: -1})
 
 
 def _pyramid(L, x, y, opts, w, M, downsample, negative, g, workers, shift):

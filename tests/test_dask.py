@@ -270,6 +270,71 @@ def test_ms_ssim_pyramid_across_chunks(downsample, chunks):
     check_result(got[1:], ref[1:])
 
 
+@pytest.mark.parametrize("downsample", CONV)
+@pytest.mark.parametrize("shape,chunks", [
+    ((171, 165), (171, 165)),  # one chunk per image
+    ((171, 165), (64, 64)),    # the coarse levels' chunks get narrower than the window
+    ((171, 165), (37, 50)),    # odd chunks: boundaries moved at the first level
+    ((171, 165), (9, 170)),    # narrower than the window: merged
+    ((704, 704), (176, 176)),  # even chunk sides down to 11: every level in the chunk tasks
+    ((353, 337), (88, 84)),    # odd sides from the first level on
+])
+def test_ms_ssim_value_pyramid_in_chunk_tasks(downsample, shape, chunks):
+    # the value without a gradient runs every level a chunk holds in its own
+    # task (and hands the rest on); the scale means and the value must be the
+    # in-memory function's (float64: the order of additions only)
+    x, y = pair(shape, seed=7)
+    fit = downsample == "drop"
+    ref = fastssim.ms_ssim(x, y, data_range=1.0, downsample=downsample, return_scales=True,
+                           fit_scales=fit)
+    X = da.from_array(x, chunks=chunks)
+    r = fdask.ms_ssim(X, da.from_array(y, chunks=(50, 50)), data_range=1.0,
+                      downsample=downsample, return_scales=True, fit_scales=fit)
+    value, scales = sync(r.value, r.scales)
+    np.testing.assert_allclose(value, ref.value, rtol=REL)
+    np.testing.assert_allclose(scales, ref.scales, rtol=REL)
+    v = sync(fdask.ms_ssim(X, y, data_range=1.0, downsample=downsample, fit_scales=fit))[0]
+    np.testing.assert_allclose(v, ref.value, rtol=REL)
+
+
+@pytest.mark.parametrize("downsample", CONV)
+def test_ms_ssim_downsampling_in_bands(downsample, monkeypatch):
+    # a chunk is downsampled in bands of rows (each through both axes before
+    # the next): bands of a few rows here, so that band edges fall next to the
+    # conventions' irregular first and last outputs; the pyramid must stay the
+    # in-memory one (values and scale means), float32 and float64 (float32 with
+    # the whole image's shifts: a block's own shift rounds float32 moments
+    # differently, by up to 1.9e-8 relative on the baseline SIMD path)
+    monkeypatch.setattr(fdask, "_DOWN_BAND", 3 * 60)
+    for dtype, rel in ((np.float64, REL), (np.float32, F32_REL)):
+        x, y = pair((171, 165), dtype=dtype, seed=18)
+        fit = downsample == "drop"
+        ref = fastssim.ms_ssim(x, y, data_range=1.0, downsample=downsample, return_scales=True,
+                               fit_scales=fit)
+        r = fdask.ms_ssim(da.from_array(x, chunks=(90, 100)), y, data_range=1.0,
+                          downsample=downsample, return_scales=True, fit_scales=fit,
+                          shift="image" if dtype == np.float32 else "block")
+        value, scales = sync(r.value, r.scales)
+        np.testing.assert_allclose(value, ref.value, rtol=rel)
+        np.testing.assert_allclose(scales, ref.scales, rtol=rel)
+
+
+def test_ms_ssim_value_float32_batch_colour_volume():
+    x, y = pair((3, 200, 190, 3), dtype=np.float32, seed=16)
+    ref = fastssim.ms_ssim(x, y, data_range=1.0, channel_axis=-1)
+    X = da.from_array(x, chunks=(2, 64, 70, 3))
+    for shift in ("block", "image"):
+        got = sync(fdask.ms_ssim(X, y, data_range=1.0, channel_axis=-1, shift=shift))[0]
+        np.testing.assert_allclose(got, ref, rtol=F32_REL)
+    v, w = pair((60, 66, 70), seed=17)
+    kw = dict(data_range=1.0, spatial_dims=3, weights=(0.4, 0.6), window="uniform", win_size=7)
+    ref = fastssim.ms_ssim(v, w, return_scales=True, **kw)
+    got = sync(*fdask.ms_ssim(da.from_array(v, chunks=(20, 33, 35)), w, return_scales=True,
+                              **kw))
+    np.testing.assert_allclose(got[0], ref.value, rtol=REL)
+    np.testing.assert_allclose(got[3], ref.scales, rtol=REL)
+
+
 def test_ms_ssim_colour_volume_float32():
     x, y = pair((2, 81, 70, 3), dtype=np.uint8, seed=8)
     ref = fastssim.ms_ssim(x, y, channel_axis=-1, weights=(0.2, 0.3, 0.5), gradient="y",
@@ -312,6 +377,42 @@ def test_pixelwise_colour():
     check_result(got[1:], ref[1:])
 
 
+class _Store:
+    """An array-like store (as zarr or h5py arrays are to ``da.from_array``)."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
+
+    def __getitem__(self, key):
+        return self.a[key]
+
+
+@pytest.mark.parametrize("fn", ["ssim", "ms_ssim"])
+def test_value_graph_reads_each_chunk_pair_in_its_task(fn):
+    # the value's chunk task fuses the reads of its x and y chunks (so the pair
+    # is never moved between workers): one task per chunk (and one that hands
+    # it its plans), one per line of chunks, and no task of its own per chunk
+    # read; the value stays in-memory's
+    x, y = pair((200, 190), seed=19)
+    X = da.from_array(_Store(x), chunks=(50, 64))
+    Y = da.from_array(_Store(y), chunks=(50, 64))
+    v = getattr(fdask, fn)(X, Y, data_range=1.0, **({"weights": (0.5, 0.5)} if fn == "ms_ssim"
+                                                     else {}))
+    (opt,) = dask.optimize(v)
+    names = [str(k[0] if isinstance(k, tuple) else k) for k in dict(opt.__dask_graph__())]
+    chunk_tasks = [n for n in names if n.startswith("_chain_task")]
+    assert len(chunk_tasks) == 4 * 3, names
+    assert sum(n.startswith("_lines_task") for n in names) == 4, names
+    reads = [n for n in names if n in (X.name, Y.name)]
+    assert not reads, names
+    # one light task per chunk hands it its plans; the stores' handles; the final sums
+    assert sum(n.startswith("fastssim-plans") for n in names) == 4 * 3, names
+    assert len(names) <= 2 * 4 * 3 + 4 + 2 + 6, names
+    ref = getattr(fastssim, fn)(x, y, data_range=1.0, **({"weights": (0.5, 0.5)}
+                                                         if fn == "ms_ssim" else {}))
+    np.testing.assert_allclose(v.compute(scheduler="sync"), ref, rtol=REL)
+
+
 def test_value_does_not_depend_on_chunking_or_workers():
     x, y = pair((200, 190), seed=13)
     vals = [fdask.ssim(da.from_array(x, chunks=c), y, data_range=1.0).compute(scheduler="sync")
@@ -331,6 +432,8 @@ def test_distributed_equals_synchronous_bitwise(client):
     X, Y = da.from_array(x, chunks=(76, 60)), da.from_array(y, chunks=(76, 60))
     for res in (fdask.ssim(X, Y, data_range=1.0, full=True, gradient="both"),
                 fdask.ms_ssim(X, Y, data_range=1.0, weights=(0.3, 0.3, 0.4), gradient="x",
+                              return_scales=True),
+                fdask.ms_ssim(X, Y, data_range=1.0, weights=(0.3, 0.3, 0.4),
                               return_scales=True),
                 fdask.pixelwise_ms_ssim(X, Y, data_range=1.0, sigmas=(1.0, 2.0), full=True)):
         a = sync(*res)
