@@ -173,12 +173,36 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
                 }                                                                          \
             }
 
+/* A square that no contraction can fuse into the sum it is added to (the
+ * unmasked pass below; engine.c is compiled with -ffp-contract=fast, and
+ * FASTSSIM_NATIVE=1 builds have FMA): an empty asm the value passes through.
+ * Where no such barrier is known, every group takes the masked passes. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FS_SHIFT_FAST 1
+#define FS_OPAQUE(v) __asm__("" : "+x"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define FS_SHIFT_FAST 1
+#define FS_OPAQUE(v) __asm__("" : "+w"(v))
+#else
+#define FS_SHIFT_FAST 0
+#define FS_OPAQUE(v) ((void)0)
+#endif
+
+/* A group of planes is first summed without masks, with a check lane that
+ * stays 0 while every sample is finite (v - v is NaN otherwise, and NaN
+ * sticks): then the masks would have kept every sample, so the unmasked sums
+ * are the masked ones bit for bit (v & ~0 = v), the count is the grid's, and
+ * the second pass needs no masks either (half the instructions of a 32^2
+ * plane's shifts; callgrind).  A group with a non-finite sample is summed
+ * again with the masks. */
 #define FS_SHIFTS_OF(T)                                                                    \
     static void fs_shifts_##T(const T *x, int nci, ptrdiff_t plane_in, ptrdiff_t P, int n0,  \
                               int n1, int n2, double *out)                                 \
     {                                                                                      \
         const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;         \
         const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;                                          \
+        const long long ngrid = (long long)((n0 + s0 - 1) / s0) * ((n1 + s1 - 1) / s1)      \
+                                * ((n2 + s2 - 1) / s2);                                    \
         for (ptrdiff_t p0 = 0; p0 < P; p0 += FS_SHIFT_LANES) {                             \
             const T *base[FS_SHIFT_LANES];                                                 \
             for (int k = 0; k < FS_SHIFT_LANES; k++) {                                     \
@@ -189,18 +213,46 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
             fs_v2d sum[FS_SHIFT_VECS] = {{0}}, ss[FS_SHIFT_VECS] = {{0}};                  \
             fs_v2d mean[FS_SHIFT_VECS];                                                    \
             fs_v2l cnt[FS_SHIFT_VECS] = {{0}};                                             \
-            FS_GRID_WALK(i, {                                                              \
-                const fs_v2l fin = FS_FINITE(v);                                           \
-                sum[j] += (fs_v2d)((fs_v2l)v & fin);                                       \
-                cnt[j] -= fin;                                                             \
-            })                                                                             \
+            int fast = FS_SHIFT_FAST;                                                      \
+            if (fast) {                                                                    \
+                fs_v2d chk[FS_SHIFT_VECS] = {{0}};                                         \
+                FS_GRID_WALK(i, {                                                          \
+                    sum[j] += v;                                                           \
+                    chk[j] += v - v;                                                       \
+                })                                                                         \
+                for (int j = 0; j < FS_SHIFT_VECS; j++)                                    \
+                    for (int e = 0; e < 2; e++) {                                          \
+                        fast &= chk[j][e] == 0;                                            \
+                        cnt[j][e] = ngrid;                                                 \
+                    }                                                                      \
+            }                                                                              \
+            if (!fast) {                                                                   \
+                for (int j = 0; j < FS_SHIFT_VECS; j++) {                                  \
+                    sum[j] = (fs_v2d){0};                                                  \
+                    cnt[j] = (fs_v2l){0};                                                  \
+                }                                                                          \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2l fin = FS_FINITE(v);                                       \
+                    sum[j] += (fs_v2d)((fs_v2l)v & fin);                                   \
+                    cnt[j] -= fin;                                                         \
+                })                                                                         \
+            }                                                                              \
             for (int j = 0; j < FS_SHIFT_VECS; j++)                                        \
                 for (int e = 0; e < 2; e++)                                                \
                     mean[j][e] = cnt[j][e] ? sum[j][e] / (double)cnt[j][e] : 0.0;          \
-            FS_GRID_WALK(i, {                                                              \
-                const fs_v2d d = v - mean[j], sq = d * d;                                  \
-                ss[j] += (fs_v2d)((fs_v2l)sq & FS_FINITE(v));                              \
-            })                                                                             \
+            if (fast) {                                                                    \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2d d = v - mean[j];                                          \
+                    fs_v2d sq = d * d;                                                     \
+                    FS_OPAQUE(sq);                                                         \
+                    ss[j] += sq;                                                           \
+                })                                                                         \
+            } else {                                                                       \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2d d = v - mean[j], sq = d * d;                              \
+                    ss[j] += (fs_v2d)((fs_v2l)sq & FS_FINITE(v));                          \
+                })                                                                         \
+            }                                                                              \
             for (int k = 0; k < FS_SHIFT_LANES && p0 + k < P; k++)                         \
                 out[p0 + k] = fs_shift_of(mean[k / 2][k % 2], ss[k / 2][k % 2],            \
                                           cnt[k / 2][k % 2]);                              \
@@ -218,6 +270,8 @@ FS_SHIFTS_OF(float)
 FS_SHIFTS_OF(double)
 #undef FS_SHIFTS_OF
 #undef FS_GRID_WALK
+#undef FS_SHIFT_FAST
+#undef FS_OPAQUE
 
 void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                      ptrdiff_t P, int n0, int n1, int n2, double *out)
