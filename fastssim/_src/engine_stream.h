@@ -176,8 +176,11 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         }
     }
     for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
-        if (i)
-            for (int l = zl; l < zh; l++) s->pr[l] += s->hring[i] - s->hring[i - 1];
+        if (i) {
+            const ptrdiff_t d = s->hring[i] - s->hring[i - 1];
+            const REAL **pr = s->pr;
+            for (int l = zl; l < zh; l++) pr[l] += d;
+        }
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
 #ifdef __FMA__
