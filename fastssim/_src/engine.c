@@ -173,12 +173,76 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
                 }                                                                          \
             }
 
+/* A square that no contraction can fuse into the sum it is added to (the
+ * unmasked pass below; engine.c is compiled with -ffp-contract=fast, and
+ * FASTSSIM_NATIVE=1 builds have FMA): an empty asm the value passes through.
+ * Where no such barrier is known, every group takes the masked passes. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FS_SHIFT_FAST 1
+#define FS_OPAQUE(v) __asm__("" : "+x"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define FS_SHIFT_FAST 1
+#define FS_OPAQUE(v) __asm__("" : "+w"(v))
+#else
+#define FS_SHIFT_FAST 0
+#define FS_OPAQUE(v) ((void)0)
+#endif
+
+/* A group of planes is first summed without masks, with a check lane that
+ * stays 0 while every sample is finite (v - v is NaN otherwise, and NaN
+ * sticks): then the masks would have kept every sample, so the unmasked sums
+ * are the masked ones bit for bit (v & ~0 = v), the count is the grid's, and
+ * the second pass needs no masks either (half the instructions of a 32^2
+ * plane's shifts; callgrind).  A group with a non-finite sample is summed
+ * again with the masks. */
+/* FS_GRID_WALK for float planes whose grid takes whole rows (s2 = 1, one
+ * channel): four samples of a row at once, two planes' runs interleaved by
+ * two shuffles and widened in pairs, instead of a scalar load and an insert
+ * per sample and plane (the gather was half of a 32^2 plane's shift
+ * instructions; callgrind).  Each lane still adds its plane's samples in
+ * order (c, c+1, c+2, c+3): the same bits. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define FS_ROWS_WALK 1
+#define FS_GRID_WALK_ROWS(fbase, ...)                                                      \
+    for (int a = 0; a < n0; a += s0)                                                       \
+        for (int b = 0; b < n1; b += s1) {                                                 \
+            const ptrdiff_t row = ((ptrdiff_t)a * n1 + b) * n2;                            \
+            int c = 0;                                                                     \
+            for (; c + 4 <= n2; c += 4)                                                    \
+                for (int j = 0; j < FS_SHIFT_VECS; j++) {                                  \
+                    const __m128 A = _mm_loadu_ps(fbase[2 * j] + row + c);                 \
+                    const __m128 B = _mm_loadu_ps(fbase[2 * j + 1] + row + c);             \
+                    const __m128 lo = _mm_unpacklo_ps(A, B), hi = _mm_unpackhi_ps(A, B);   \
+                    const fs_v2d w4[4] = {(fs_v2d)_mm_cvtps_pd(lo),                        \
+                                          (fs_v2d)_mm_cvtps_pd(_mm_movehl_ps(lo, lo)),     \
+                                          (fs_v2d)_mm_cvtps_pd(hi),                        \
+                                          (fs_v2d)_mm_cvtps_pd(_mm_movehl_ps(hi, hi))};    \
+                    for (int t = 0; t < 4; t++) {                                          \
+                        const fs_v2d v = w4[t];                                            \
+                        __VA_ARGS__                                                        \
+                    }                                                                      \
+                }                                                                          \
+            for (; c < n2; c++)                                                            \
+                for (int j = 0; j < FS_SHIFT_VECS; j++) {                                  \
+                    const fs_v2d v = {(double)fbase[2 * j][row + c],                       \
+                                      (double)fbase[2 * j + 1][row + c]};                  \
+                    __VA_ARGS__                                                            \
+                }                                                                          \
+        }
+#else
+#define FS_ROWS_WALK 0
+#define FS_GRID_WALK_ROWS(fbase, ...) FS_GRID_WALK(i, __VA_ARGS__)
+#endif
+
 #define FS_SHIFTS_OF(T)                                                                    \
     static void fs_shifts_##T(const T *x, int nci, ptrdiff_t plane_in, ptrdiff_t P, int n0,  \
                               int n1, int n2, double *out)                                 \
     {                                                                                      \
         const int s0 = n0 / 32 > 1 ? n0 / 32 : 1, s1 = n1 / 32 > 1 ? n1 / 32 : 1;         \
         const int s2 = n2 / 32 > 1 ? n2 / 32 : 1;                                          \
+        const long long ngrid = (long long)((n0 + s0 - 1) / s0) * ((n1 + s1 - 1) / s1)      \
+                                * ((n2 + s2 - 1) / s2);                                    \
         for (ptrdiff_t p0 = 0; p0 < P; p0 += FS_SHIFT_LANES) {                             \
             const T *base[FS_SHIFT_LANES];                                                 \
             for (int k = 0; k < FS_SHIFT_LANES; k++) {                                     \
@@ -189,18 +253,64 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
             fs_v2d sum[FS_SHIFT_VECS] = {{0}}, ss[FS_SHIFT_VECS] = {{0}};                  \
             fs_v2d mean[FS_SHIFT_VECS];                                                    \
             fs_v2l cnt[FS_SHIFT_VECS] = {{0}};                                             \
-            FS_GRID_WALK(i, {                                                              \
-                const fs_v2l fin = FS_FINITE(v);                                           \
-                sum[j] += (fs_v2d)((fs_v2l)v & fin);                                       \
-                cnt[j] -= fin;                                                             \
-            })                                                                             \
+            int fast = FS_SHIFT_FAST;                                                      \
+            /* float planes with whole grid rows: the shuffled walk */                    \
+            const int rows = FS_ROWS_WALK && _Generic((T)0, float: 1, default: 0) && s2 == 1 && nci == 1;  \
+            const float *fb[FS_SHIFT_LANES];                                               \
+            for (int k = 0; k < FS_SHIFT_LANES; k++) fb[k] = (const float *)base[k];       \
+            if (fast) {                                                                    \
+                fs_v2d chk[FS_SHIFT_VECS] = {{0}};                                         \
+                if (rows) {                                                                \
+                    FS_GRID_WALK_ROWS(fb, {                                                \
+                        sum[j] += v;                                                       \
+                        chk[j] += v - v;                                                   \
+                    })                                                                     \
+                } else {                                                                   \
+                    FS_GRID_WALK(i, {                                                      \
+                        sum[j] += v;                                                       \
+                        chk[j] += v - v;                                                   \
+                    })                                                                     \
+                }                                                                          \
+                for (int j = 0; j < FS_SHIFT_VECS; j++)                                    \
+                    for (int e = 0; e < 2; e++) {                                          \
+                        fast &= chk[j][e] == 0;                                            \
+                        cnt[j][e] = ngrid;                                                 \
+                    }                                                                      \
+            }                                                                              \
+            if (!fast) {                                                                   \
+                for (int j = 0; j < FS_SHIFT_VECS; j++) {                                  \
+                    sum[j] = (fs_v2d){0};                                                  \
+                    cnt[j] = (fs_v2l){0};                                                  \
+                }                                                                          \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2l fin = FS_FINITE(v);                                       \
+                    sum[j] += (fs_v2d)((fs_v2l)v & fin);                                   \
+                    cnt[j] -= fin;                                                         \
+                })                                                                         \
+            }                                                                              \
             for (int j = 0; j < FS_SHIFT_VECS; j++)                                        \
                 for (int e = 0; e < 2; e++)                                                \
                     mean[j][e] = cnt[j][e] ? sum[j][e] / (double)cnt[j][e] : 0.0;          \
-            FS_GRID_WALK(i, {                                                              \
-                const fs_v2d d = v - mean[j], sq = d * d;                                  \
-                ss[j] += (fs_v2d)((fs_v2l)sq & FS_FINITE(v));                              \
-            })                                                                             \
+            if (fast && rows) {                                                            \
+                FS_GRID_WALK_ROWS(fb, {                                                    \
+                    const fs_v2d d = v - mean[j];                                          \
+                    fs_v2d sq = d * d;                                                     \
+                    FS_OPAQUE(sq);                                                         \
+                    ss[j] += sq;                                                           \
+                })                                                                         \
+            } else if (fast) {                                                             \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2d d = v - mean[j];                                          \
+                    fs_v2d sq = d * d;                                                     \
+                    FS_OPAQUE(sq);                                                         \
+                    ss[j] += sq;                                                           \
+                })                                                                         \
+            } else {                                                                       \
+                FS_GRID_WALK(i, {                                                          \
+                    const fs_v2d d = v - mean[j], sq = d * d;                              \
+                    ss[j] += (fs_v2d)((fs_v2l)sq & FS_FINITE(v));                          \
+                })                                                                         \
+            }                                                                              \
             for (int k = 0; k < FS_SHIFT_LANES && p0 + k < P; k++)                         \
                 out[p0 + k] = fs_shift_of(mean[k / 2][k % 2], ss[k / 2][k % 2],            \
                                           cnt[k / 2][k % 2]);                              \
@@ -218,6 +328,10 @@ FS_SHIFTS_OF(float)
 FS_SHIFTS_OF(double)
 #undef FS_SHIFTS_OF
 #undef FS_GRID_WALK
+#undef FS_GRID_WALK_ROWS
+#undef FS_ROWS_WALK
+#undef FS_SHIFT_FAST
+#undef FS_OPAQUE
 
 void fs_plane_shifts(const void *x, int in_type, int is_double, int nci, ptrdiff_t plane_in,
                      ptrdiff_t P, int n0, int n1, int n2, double *out)

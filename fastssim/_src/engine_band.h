@@ -599,6 +599,81 @@ static void FN(band_range_multi)(const fs_band *const *b, int M, const REAL *gt,
     }
 }
 
+/* The interior [lo, hi) (hi - lo >= NV) of one symmetric band over the four
+ * moment sources of a line, for a constant radius: the r + 1 taps are
+ * broadcast once per line (band_loads reads them through a pointer and keeps
+ * its radius in a register: on a 32-px line its set-up and tap loop cost
+ * several times its arithmetic; callgrind), the four sources are four
+ * independent chains, and the ragged end is one overlapping vector.  Per
+ * output the same chain as band_loads and perm_run (from zero, the centre
+ * first, then (c[i-k] + c[i+k]) g[k] for k ascending): the same bits. */
+static inline __attribute__((always_inline)) void
+FN(sym_run4)(const int r, const REAL *const *c, const REAL *g, ptrdiff_t lo, ptrdiff_t hi,
+             REAL *const *out)
+{
+    FN(vec) gv[8];
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k <= r; k++) gv[k] = (FN(vec)){0} + g[k];
+    const REAL *c0 = c[0], *c1 = c[1], *c2 = c[2], *c3 = c[3];
+    for (ptrdiff_t i = lo;; i += NV) {
+        if (i + NV > hi) i = hi - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a0 = (FN(vec)){0}, a1 = (FN(vec)){0}, a2 = (FN(vec)){0}, a3 = (FN(vec)){0};
+        a0 += FN(ld)(c0 + i) * gv[0];
+        a1 += FN(ld)(c1 + i) * gv[0];
+        a2 += FN(ld)(c2 + i) * gv[0];
+        a3 += FN(ld)(c3 + i) * gv[0];
+        _Pragma("GCC unroll 8")
+        for (int k = 1; k <= r; k++) {
+            a0 += (FN(ld)(c0 + i - k) + FN(ld)(c0 + i + k)) * gv[k];
+            a1 += (FN(ld)(c1 + i - k) + FN(ld)(c1 + i + k)) * gv[k];
+            a2 += (FN(ld)(c2 + i - k) + FN(ld)(c2 + i + k)) * gv[k];
+            a3 += (FN(ld)(c3 + i - k) + FN(ld)(c3 + i + k)) * gv[k];
+        }
+        FN(st)(out[0] + i, a0);
+        FN(st)(out[1] + i, a1);
+        FN(st)(out[2] + i, a2);
+        FN(st)(out[3] + i, a3);
+        if (i + NV >= hi) break;
+    }
+}
+
+/* band_range of one band over the four moment sources of a line (in[s],
+ * out[s]; the arguments otherwise as band_range's): each source's borders by
+ * band_range, the common interior of all four by sym_run4 for radii up to 7
+ * (Gaussian windows up to sigma 2), except long runs on AVX-512, whose
+ * interior perm_run takes without unaligned loads. */
+static void FN(band_range4)(const fs_band *b, const REAL *const *in, ptrdiff_t in_lo,
+                            ptrdiff_t in_hi, REAL *const *out, ptrdiff_t o_lo, ptrdiff_t o_hi,
+                            int pad)
+{
+    const int r = b->r;
+    const ptrdiff_t L = b->lo > o_lo ? b->lo : o_lo, H = b->hi < o_hi ? b->hi : o_hi;
+    int fast = r >= 1 && r <= 7 && H - L >= NV;
+#if FS_VBYTES == 64
+    fast &= H - L < 4 * NV;
+#endif
+    if (!fast) {
+        for (int s = 0; s < 4; s++) FN(band_range)(b, in[s], in_lo, in_hi, out[s], o_lo, o_hi, pad, 0, 0);
+        return;
+    }
+    /* the borders first: a border block's vector may cover interior lanes,
+     * which the interior run then rewrites (as in band_range) */
+    if (L > o_lo || H < o_hi)
+        for (int s = 0; s < 4; s++) FN(band_range)(b, in[s], in_lo, in_hi, out[s], o_lo, o_hi, pad, L, H);
+    const REAL *c[4];
+    for (int s = 0; s < 4; s++) c[s] = in[s] + b->off;
+    const REAL *g = (const REAL *)b->g;
+    switch (r) {  /* a constant radius: the taps in registers, the loop unrolled */
+    case 1: FN(sym_run4)(1, c, g, L, H, out); break;
+    case 2: FN(sym_run4)(2, c, g, L, H, out); break;
+    case 3: FN(sym_run4)(3, c, g, L, H, out); break;
+    case 4: FN(sym_run4)(4, c, g, L, H, out); break;
+    case 5: FN(sym_run4)(5, c, g, L, H, out); break;
+    case 6: FN(sym_run4)(6, c, g, L, H, out); break;
+    default: FN(sym_run4)(7, c, g, L, H, out); break;
+    }
+}
+
 static inline void FN(band_line)(const fs_band *b, const REAL *in, REAL *out)
 {
     FN(band_range)(b, in, 0, b->n_in, out, 0, b->n_out, 0, 0, 0);

@@ -51,6 +51,17 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const REAL *srcs[4] = {su, sv, ss, sp};
     /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
     const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
+    if (ns == 4 && job->n1 == 1 && !(s->bt[0] && FN(is_box)(&job->f2))
+        && !FN(is_nbox)(&job->f2)) {  /* the four sources at once (band_range4) */
+        const REAL *in[4];
+        REAL *out[4];
+        for (int i = 0; i < 4; i++) {
+            in[i] = srcs[i] - i0;
+            out[i] = s->hring[i] + slot - s->m0;
+        }
+        FN(band_range4)(&job->f2, in, i0, i1, out, s->m0, s->m1, FS_PAD);
+        return;
+    }
     for (int i = 0; i < ns; i++) {
         if (job->n1 == 1 && s->bt[0] && FN(is_box)(&job->f2))  /* engine_box.h */
             FN(box_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
@@ -148,11 +159,27 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     for (int b = 0; b < B; b++) fuse &= w[b] == gint;
     if (fuse) fuse = FN(box_mass)(f0) == 1.0;
 #endif
+    /* the ring lines of source 0 (one modulo each), moved to source i's
+     * ring below (a 32-line plane made 4 x 14 of them per block) */
+    const int nl = 2 * r + B;
+    int zl = 0, zh = nl;  /* lines [zl, zh) exist, the others read zeros */
+    if (c0 - r < 0) zl = r - c0;
+    if (zh > 2 * r + nb) zh = 2 * r + nb;
+    if (zh > job->n0 - c0 + r) zh = job->n0 - c0 + r;
+    if (zh < zl) zh = zl;
+    for (int l = 0; l < nl; l++) s->pr[l] = s->zeros;
+    if (zh > zl) {
+        int slot = (c0 - r + zl) % s->nrh;
+        for (int l = zl; l < zh; l++) {
+            s->pr[l] = s->hring[0] + (ptrdiff_t)slot * s->Ls;
+            if (++slot == s->nrh) slot = 0;
+        }
+    }
     for (int i = 0; i < (job->form == FS_FORM_MEAN ? 1 : 4); i++) {
-        for (int l = 0; l < 2 * r + B; l++) {
-            int q = c0 - r + l;
-            s->pr[l] = (l < 2 * r + nb && q >= 0 && q < job->n0)
-                           ? s->hring[i] + (ptrdiff_t)(q % s->nrh) * s->Ls : s->zeros;
+        if (i) {
+            const ptrdiff_t d = s->hring[i] - s->hring[i - 1];
+            const REAL **pr = s->pr;
+            for (int l = zl; l < zh; l++) pr[l] += d;
         }
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
