@@ -33,6 +33,29 @@
 #define FS_BOX_MIN_R 10
 #endif
 
+/* float64 vectors of FS_VBYTES bytes (FS_DV lanes) */
+#define FS_DV (FS_VBYTES / 8)
+typedef double FN(dvec) __attribute__((vector_size(FS_VBYTES)));
+static inline FN(dvec) FN(dld)(const double *p)
+{
+    FN(dvec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void FN(dst)(double *p, FN(dvec) v) { memcpy(p, &v, sizeof v); }
+/* FS_DV samples as float64 (element-wise: GCC 12 makes this one vcvtps2pd,
+ * but splits __builtin_convertvector of a half-width vector in two) */
+static inline FN(dvec) FN(dcvt)(const REAL *p)
+{
+#if FS_DV == 8
+    return (FN(dvec)){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+#elif FS_DV == 4
+    return (FN(dvec)){p[0], p[1], p[2], p[3]};
+#else
+    return (FN(dvec)){p[0], p[1]};
+#endif
+}
+
 /* 1 when band b's taps are a box's: every tap within 1e-6 of the centre one
  * (exact_mass may move a float32 tap by an ulp or two). */
 static inline int FN(equal_taps)(const fs_band *b)
@@ -97,26 +120,45 @@ static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptr
     const ptrdiff_t n = hi - lo, m = n + 2 * r;  /* outputs, inputs they read */
     const REAL *restrict src = in + lo + b->off - r;
     double *restrict cur = t0, *restrict acc = t1;
-    for (ptrdiff_t t = 0; t < m; t++) cur[t] = (double)src[t];
     /* cur holds sums of 2^k consecutive samples; acc the sums of the first
-     * len samples of each window (the bits of w below k) */
-    ptrdiff_t len = 0, span = 1;
-    for (int k = 0; span <= w; k++, span <<= 1) {
-        if (w & span) {
-            if (len == 0)
-                for (ptrdiff_t t = 0; t < n; t++) acc[t] = cur[t];
-            else
-                for (ptrdiff_t t = 0; t < n; t++) acc[t] += cur[t + len];
-            len += span;
-        }
-        if (2 * span <= w) {
-            const ptrdiff_t valid = m - 2 * span + 1;
-            for (ptrdiff_t t = 0; t < valid; t++) cur[t] += cur[t + span];
-        }
+     * len samples of each window (the bits of w below k).  Each level is one
+     * pass (acc's step and cur's fused; the conversion into level 0's, the
+     * scaling into the last acc step): the same operations in the same order
+     * as a pass per step, so the same bits with fewer loads and stores.  Level 0: w is odd, so its bit is set: acc = the first sample. */
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const double a = (double)src[t];
+        acc[t] = a;
+        cur[t] = a + (double)src[t + 1];
     }
+    for (ptrdiff_t t = n; t < m - 1; t++) cur[t] = (double)src[t] + (double)src[t + 1];
     const double sc = FN(box_scale)(b);
     REAL *restrict o = out + lo;
-    for (ptrdiff_t t = 0; t < n; t++) o[t] = (REAL)(acc[t] * sc);
+    ptrdiff_t len = 1;
+    for (ptrdiff_t span = 2;; span <<= 1) {
+        if (2 * span > w) {  /* the highest bit of w (set): the last step */
+            for (ptrdiff_t t = 0; t < n; t++) o[t] = (REAL)((acc[t] + cur[t + len]) * sc);
+            break;
+        }
+        const ptrdiff_t valid = m - 2 * span + 1;  /* >= n */
+        ptrdiff_t t = 0;
+        if (w & span) {
+            /* in place: a chunk loads cur[t ..] before it stores cur[t, t+DV),
+             * and earlier chunks stored below t only, so every load sees
+             * level k's value (as the separate passes did) */
+            for (; t + FS_DV <= n; t += FS_DV) {
+                const FN(dvec) a = FN(dld)(acc + t) + FN(dld)(cur + t + len);
+                const FN(dvec) c = FN(dld)(cur + t) + FN(dld)(cur + t + span);
+                FN(dst)(acc + t, a);
+                FN(dst)(cur + t, c);
+            }
+            for (; t < n; t++) {
+                acc[t] += cur[t + len];
+                cur[t] += cur[t + span];
+            }
+            len += span;
+        }
+        for (; t < valid; t++) cur[t] += cur[t + span];
+    }
 }
 
 /* Lines p0 .. p0+nb-1 of a box band b across lines (the streamed axis):
@@ -165,11 +207,24 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
             for (int ii = 0; ii < ns; ii++) {
                 const int i = which[ii];
                 double *restrict s = S[i];
-                const REAL *restrict l0 = FS_LINE(i, ca - r);
-                for (ptrdiff_t j = 0; j < n; j++) s[j] = (double)l0[j];
-                for (int k = 1; k <= 2 * r; k++) {
-                    const REAL *restrict lk = FS_LINE(i, ca - r + k);
-                    for (ptrdiff_t j = 0; j < n; j++) s[j] += (double)lk[j];
+                for (int k = 0; k <= 2 * r; k++) rows[k] = FS_LINE(i, ca - r + k);
+                /* s = line 0 + line 1 + ... in that order, two vectors of
+                 * columns at a time kept in registers across the lines (a
+                 * pass over s per line loaded and stored it 2r times) */
+                ptrdiff_t j = 0;
+                for (; j + 2 * FS_DV <= n; j += 2 * FS_DV) {
+                    FN(dvec) a0 = FN(dcvt)(rows[0] + j), a1 = FN(dcvt)(rows[0] + j + FS_DV);
+                    for (int k = 1; k <= 2 * r; k++) {
+                        a0 += FN(dcvt)(rows[k] + j);
+                        a1 += FN(dcvt)(rows[k] + j + FS_DV);
+                    }
+                    FN(dst)(s + j, a0);
+                    FN(dst)(s + j + FS_DV, a1);
+                }
+                for (; j < n; j++) {
+                    double a = (double)rows[0][j];
+                    for (int k = 1; k <= 2 * r; k++) a += (double)rows[k][j];
+                    s[j] = a;
                 }
             }
             from++;
