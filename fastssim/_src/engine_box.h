@@ -107,16 +107,12 @@ static inline int FN(box_borders)(const fs_band *b, const REAL *in, ptrdiff_t in
     return *hi > *lo;
 }
 
-/* band_range (same contract, skip range empty) for a box band: the border
- * outputs by band_range's tables, the interior [lo, hi) by tree sums.
- * t0, t1: float64 scratch of at least n_in + 2 pad elements. */
-static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
-                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
-                          double *restrict t0, double *restrict t1)
+/* Outputs [lo, hi) of box band b (n >= 1) by tree sums of its window in
+ * float64, scaled by sc.  t0, t1: float64 scratch of hi - lo + 2r elements. */
+static void FN(box_tree)(const fs_band *b, const REAL *in, REAL *out, ptrdiff_t lo, ptrdiff_t hi,
+                         double sc, double *restrict t0, double *restrict t1)
 {
     const int r = b->r, w = 2 * r + 1;
-    ptrdiff_t lo, hi;
-    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
     const ptrdiff_t n = hi - lo, m = n + 2 * r;  /* outputs, inputs they read */
     const REAL *restrict src = in + lo + b->off - r;
     double *restrict cur = t0, *restrict acc = t1;
@@ -131,7 +127,6 @@ static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptr
         cur[t] = a + (double)src[t + 1];
     }
     for (ptrdiff_t t = n; t < m - 1; t++) cur[t] = (double)src[t] + (double)src[t + 1];
-    const double sc = FN(box_scale)(b);
     REAL *restrict o = out + lo;
     ptrdiff_t len = 1;
     for (ptrdiff_t span = 2;; span <<= 1) {
@@ -159,6 +154,168 @@ static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptr
         }
         for (; t < valid; t++) cur[t] += cur[t + span];
     }
+}
+
+#ifndef FS_BOXS
+#define FS_BOXS 64 /* anchor period of the float32 scans along lines (a multiple of 16) */
+#endif
+
+/* The float64 sum of w samples from p in a fixed order (two vectors of
+ * partial sums over the samples in order, then their lanes, then the rest):
+ * the anchors of box_scan and its repairs. */
+static inline double FN(box_direct)(const REAL *p, int w)
+{
+    FN(dvec) a0 = {0}, a1 = {0};
+    int k = 0;
+    for (; k + 2 * FS_DV <= w; k += 2 * FS_DV) {
+        a0 += FN(dcvt)(p + k);
+        a1 += FN(dcvt)(p + k + FS_DV);
+    }
+    a0 += a1;
+    double s = a0[0];
+    for (int l = 1; l < FS_DV; l++) s += a0[l];
+    for (; k < w; k++) s += (double)p[k];
+    return s;
+}
+
+/* v with lanes below k (k >= 0) zeroed: a select, not a product (the lanes
+ * before a block start may read anything, NaN included) */
+static inline FN(dvec) FN(dzero_below)(FN(dvec) v, int k)
+{
+    for (int l = 0; l < FS_DV && l < k; l++) v[l] = 0;
+    return v;
+}
+
+/* The inclusive prefix sums of v's lanes (log2 FS_DV shifted adds). */
+static inline FN(dvec) FN(dscan)(FN(dvec) v)
+{
+    const FN(dvec) z = {0};
+#if FS_DV == 8
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 8, 9, 10, 11, 12, 13, 14});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 1, 8, 9, 10, 11, 12, 13});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 1, 2, 3, 8, 9, 10, 11});
+#elif FS_DV == 4
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(32)))){0, 4, 5, 6});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(32)))){0, 1, 4, 5});
+#else
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(16)))){0, 2});
+#endif
+    return v;
+}
+
+static inline FN(dvec) FN(dbcast)(double x)
+{
+    FN(dvec) v;
+    for (int l = 0; l < FS_DV; l++) v[l] = x;
+    return v;
+}
+
+/* (REAL)(v * sc) of FS_DV lanes stored at p (element-wise: one vcvtpd2ps) */
+static inline void FN(dstore)(REAL *p, FN(dvec) v)
+{
+#if FS_DV == 8
+    const REAL x[8] = {(REAL)v[0], (REAL)v[1], (REAL)v[2], (REAL)v[3],
+                       (REAL)v[4], (REAL)v[5], (REAL)v[6], (REAL)v[7]};
+#elif FS_DV == 4
+    const REAL x[4] = {(REAL)v[0], (REAL)v[1], (REAL)v[2], (REAL)v[3]};
+#else
+    const REAL x[2] = {(REAL)v[0], (REAL)v[1]};
+#endif
+    memcpy(p, x, sizeof x);
+}
+
+/* k mod a in [0, a) */
+static inline ptrdiff_t FN(box_mod)(ptrdiff_t k, ptrdiff_t a) { return ((k % a) + a) % a; }
+
+/* The first output a float32 box scan computes (box_scan) for a unit whose
+ * interior outputs start at lo: the start of lo's anchor block. */
+static inline ptrdiff_t FN(box_scan_from)(const fs_band *b, ptrdiff_t lo)
+{
+    if (lo < b->lo) lo = b->lo;
+    const ptrdiff_t t = lo - FN(box_mod)(lo + b->off, FS_BOXS);
+    return t < b->lo ? b->lo : t;
+}
+
+/* Outputs [lo, hi) of box band b (all in [b->lo, b->hi)), float32 only, by
+ * anchored running sums along the line in float64 (issue 16: a cost that does
+ * not grow with the width, against the tree's log2 w passes).  Blocks of
+ * outputs whose window centres (t + off: absolute sample positions, whatever
+ * the map's crop) lie in [k FS_BOXS, (k + 1) FS_BOXS), the first block from
+ * b->lo on: the block's first sum is
+ * a direct sum (box_direct), each later one S(t) = S(t - 1) + d(t),
+ * d(t) = x(t + off + r) - x(t + off - r - 1), as prefix sums of the d's over
+ * chunks of 2 FS_DV outputs, centres from multiples of 2 FS_DV (a lane scan,
+ * then the running carry).  Every output is thus one fixed sequence of
+ * operations on its block's samples, whichever unit computes it: a unit
+ * starts at its first block's start (the caller makes the samples from
+ * box_scan_from's output on readable) and stores [lo, hi) only.  The drift
+ * over a block is a few float64 roundings of its samples' magnitude (about
+ * 1e-14 of it; the tree's: 1e-16 of the window's), far below float32's
+ * rounding.  A NaN or inf entering a block stays in its sums: the block's
+ * outputs from the first non-finite one are summed directly (so a NaN reaches
+ * only the windows that contain it, as with the tree). */
+static void FN(box_scan)(const fs_band *b, const REAL *in, REAL *out, ptrdiff_t lo, ptrdiff_t hi,
+                         double sc)
+{
+    const int r = b->r, w = 2 * r + 1, off = b->off, CH = 2 * FS_DV;
+    const FN(dvec) vsc = FN(dbcast)(sc);
+    for (ptrdiff_t bs = FN(box_scan_from)(b, lo); bs < hi;) {
+        ptrdiff_t be = bs - FN(box_mod)(bs + off, FS_BOXS) + FS_BOXS;
+        if (be > hi) be = hi;
+        const REAL *restrict pn = in + off + r, *restrict po = in + off - r - 1;
+        FN(dvec) carry = FN(dbcast)(FN(box_direct)(in + bs + off - r, w));
+        for (ptrdiff_t c = bs - FN(box_mod)(bs + off, CH); c < be; c += CH) {
+            FN(dvec) d0 = FN(dcvt)(pn + c) - FN(dcvt)(po + c);
+            FN(dvec) d1 = FN(dcvt)(pn + c + FS_DV) - FN(dcvt)(po + c + FS_DV);
+            if (c <= bs) {  /* the block's first chunk: no step into its start */
+                d0 = FN(dzero_below)(d0, (int)(bs - c) + 1);
+                d1 = FN(dzero_below)(d1, (int)(bs - c) + 1 - FS_DV);
+            }
+            d0 = FN(dscan)(d0);
+            d1 = FN(dscan)(d1) + FN(dbcast)(d0[FS_DV - 1]);
+            const FN(dvec) o0 = carry + d0, o1 = carry + d1;
+            carry += FN(dbcast)(d1[FS_DV - 1]);
+            if (c >= lo && c + CH <= be) {
+                FN(dstore)(out + c, o0 * vsc);
+                FN(dstore)(out + c + FS_DV, o1 * vsc);
+            } else {
+                const FN(dvec) s0 = o0 * vsc, s1 = o1 * vsc;
+                for (int l = 0; l < CH; l++)
+                    if (c + l >= lo && c + l >= bs && c + l < be)
+                        out[c + l] = (REAL)(l < FS_DV ? s0[l] : s1[l - FS_DV]);
+            }
+        }
+        if (carry[0] - carry[0] != 0) {  /* a NaN or inf entered (or lanes past be) */
+            ptrdiff_t t = bs > lo ? bs : lo;
+            while (t < be && out[t] - out[t] == 0) t++;
+            for (; t < be; t++) out[t] = (REAL)(FN(box_direct)(in + t + off - r, w) * sc);
+        }
+        bs = be;
+    }
+}
+
+/* band_range (same contract, skip range empty) for a box band: the border
+ * outputs by band_range's tables, the interior [lo, hi) by sums: with scan
+ * (float32 only; the caller's samples readable from box_scan_from's output
+ * on) anchored scans (box_scan) within [b->lo, b->hi), trees elsewhere (a
+ * mirrored end), for float64 and without scan (several windows' adjoints:
+ * their units' map columns start where the widest reaches).  t0, t1: float64 scratch
+ * of at least n_in + 2 pad elements. */
+static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
+                          double *restrict t0, double *restrict t1, int scan)
+{
+    ptrdiff_t lo, hi;
+    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
+    const double sc = FN(box_scale)(b);
+    if (sizeof(REAL) != 4 || !scan) {
+        FN(box_tree)(b, in, out, lo, hi, sc, t0, t1);
+        return;
+    }
+    const ptrdiff_t a = lo > b->lo ? lo : b->lo, e = hi < b->hi ? hi : b->hi;
+    if (lo < a) FN(box_tree)(b, in, out, lo, a < hi ? a : hi, sc, t0, t1);
+    if (a < e) FN(box_scan)(b, in, out, a, e, sc);
+    if (e < hi && (a > e ? a : e) < hi) FN(box_tree)(b, in, out, a > e ? a : e, hi, sc, t0, t1);
 }
 
 /* Lines p0 .. p0+nb-1 of a box band b across lines (the streamed axis):
