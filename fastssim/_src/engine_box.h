@@ -6,9 +6,18 @@
  * adjoints) keep their tables, so every border convention is unchanged.
  *
  * Bitwise independence of where a unit, a block or a column strip starts:
- *   - along a line (box_range): each output is a fixed binary tree of sums
- *     of its window (power-of-two partial sums of the samples at absolute
- *     positions, combined by the bits of the width), O(log w) adds;
+ *   - along a line, float32 (box_scan): anchored running sums, restarted by a
+ *     direct sum every FS_BOXS window centres (absolute sample positions)
+ *     and rolled as prefix sums of (new - old) over vector chunks on a fixed
+ *     grid of centres; a unit reads from the anchor before its first output
+ *     (hline's i0, unit_init's m0 for the adjoint), so each output is one
+ *     fixed sequence of operations: O(1) adds per output;
+ *   - along a line, float64 and mirrored ends (box_tree): a fixed binary
+ *     tree of sums of its window (power-of-two partial sums of the samples
+ *     at absolute positions, combined by the bits of the width), O(log w)
+ *     adds (float64 samples: a running sum would drift by many of their
+ *     ulps; float32 samples are exact in float64, and their sums too on
+ *     data of moderate range: there both ways give the same bits);
  *   - across lines (box_lines): a running sum S(p) = S(p-1) + new - old,
  *     restarted from a direct sum at every anchor: a key (the absolute line
  *     of the window's centre for a forward band, the output line for an
@@ -180,10 +189,18 @@ static inline double FN(box_direct)(const REAL *p, int w)
 
 /* v with lanes below k (k >= 0) zeroed: a select, not a product (the lanes
  * before a block start may read anything, NaN included) */
+typedef long long FN(dlvec) __attribute__((vector_size(FS_VBYTES)));
 static inline FN(dvec) FN(dzero_below)(FN(dvec) v, int k)
 {
-    for (int l = 0; l < FS_DV && l < k; l++) v[l] = 0;
-    return v;
+#if FS_DV == 8
+    const FN(dlvec) idx = {0, 1, 2, 3, 4, 5, 6, 7};
+#elif FS_DV == 4
+    const FN(dlvec) idx = {0, 1, 2, 3};
+#else
+    const FN(dlvec) idx = {0, 1};
+#endif
+    const FN(dlvec) below = idx < (long long)k;  /* all ones where zeroed */
+    return (FN(dvec))((FN(dlvec))v & ~below);
 }
 
 /* The inclusive prefix sums of v's lanes (log2 FS_DV shifted adds). */
