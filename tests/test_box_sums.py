@@ -88,3 +88,68 @@ def test_box_moments_match_float64_direct_sums(win):
     mx, my = ux + 1e3, uy + 1e3  # the l term reads the means of the data itself
     ref = ((2 * mx * my + C1) * (2 * vxy + C2)) / ((mx * mx + my * my + C1) * (vx + vy + C2))
     assert np.abs(m - ref).max() <= 1e-12
+
+
+def _cancelling_pair(shape, seed):
+    """float32 images in [0, 1] plus pairs of adjacent samples +2^30, -2^30
+    (every 7th column of every line): a window holding both sums to its small
+    samples, but its float64 partial sums passed 2^30 and rounded them, so the
+    order of the additions shows in the float32 bits (on plain [0, 1] data
+    float64 sums are exact in any order)."""
+    x, y = pair(shape, seed=seed)
+    big = np.zeros(shape)
+    big[..., 3::7] = 2.0 ** 30
+    big[..., 4::7] = -(2.0 ** 30)
+    return (x + big).astype(np.float32), (y + big).astype(np.float32)
+
+
+@pytest.mark.parametrize("win", [21, 51])
+def test_float32_box_scans_bitwise_when_sums_are_inexact(win):
+    """float32 boxes of 21 taps and more sum along lines by scans restarted on a
+    fixed grid of anchors (box_scan, every 64 outputs), across lines by running
+    sums restarted every 16 lines.  On data whose float64 sums round (unlike
+    [0, 1] images, whose sums are exact in any order), units, column strips
+    that start off the anchor grid (48, 112 columns) and thread counts still
+    give the same bits, and the value is the same without the gradient."""
+    x, y = _cancelling_pair((2, 150, 301), seed=205)
+    kw = dict(data_range=1.0, win_size=win, **BOX)
+    ref = fastssim.ssim(x, y, gradient="both", full=True, workers=1, **kw)
+    assert np.isfinite(ref.map).all() and np.isfinite(ref.grad_x).all()
+    assert np.array_equal(fastssim.ssim(x, y, workers=1, **kw), ref.value)
+    for setter, values in ((_engine.set_units_per_thread, (3, 7)),
+                           (_engine.set_strip_width, (48, 112))):
+        try:
+            for v in values:
+                setter(v)
+                assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2,
+                                                   **kw)), tuple(ref))
+        finally:
+            setter(0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float32_box_scan_confines_nan_and_inf(bad):
+    """A NaN or inf entering a scan's block stays in its running sum: the
+    block's later outputs are summed directly instead (box_scan).  Every map
+    value whose 21x21 window holds the bad pixel is NaN, every other one is
+    the same bits as with a finite value there ([0, 1] data: exact float64
+    sums), the gradient is finite beyond 2r; the pixel sits in the anchor
+    block [64, 128) of its line, with a strip boundary inside the block."""
+    x, y = pair((70, 200), dtype=np.float32, seed=206)
+    i, j = 35, 90
+    xb = x.copy()
+    xb[i, j] = bad
+    kw = dict(data_range=1.0, win_size=21, full=True, gradient="both", **BOX)
+    ref = fastssim.ssim(x, y, **kw)
+    ii, jj = np.indices(ref.map.shape)
+    dist = np.maximum(abs(ii - i), abs(jj - j))
+    for strip in (0, 80):
+        _engine.set_strip_width(strip)
+        try:
+            r = fastssim.ssim(xb, y, **kw)
+        finally:
+            _engine.set_strip_width(0)
+        assert np.isnan(r.map[dist <= 10]).all()
+        assert np.array_equal(r.map[dist > 10], ref.map[dist > 10])
+        for g, gref in ((r.grad_x, ref.grad_x), (r.grad_y, ref.grad_y)):
+            assert np.array_equal(g[dist > 20], gref[dist > 20])

@@ -406,7 +406,7 @@ IMPLEMENTATIONS: list[Impl] = [
     # --- box windows by running sums (issue 16, box part) ---
     Impl("fs-box51", "fastssim.ssim, window='uniform', win_size=51", "value, box 51×51, sample cov.",
          lambda inp: _fs_box(inp, 51), ref="fs-box7",
-         note="box windows sum in float64 (tree sums along lines, running sums across): the cost "
+         note="box windows sum in float64 (float32 input: anchored running sums along lines and across; float64: tree sums along lines): the cost "
          "should not grow with the width"),
     Impl("fs-box7-grad", "fastssim.ssim, window='uniform', win_size=7, gradient='x'",
          "value + ∂/∂x, box 7×7, sample cov.", lambda inp: _fs_box(inp, 7, "x"), ref="fs-box7"),

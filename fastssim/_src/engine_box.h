@@ -6,9 +6,18 @@
  * adjoints) keep their tables, so every border convention is unchanged.
  *
  * Bitwise independence of where a unit, a block or a column strip starts:
- *   - along a line (box_range): each output is a fixed binary tree of sums
- *     of its window (power-of-two partial sums of the samples at absolute
- *     positions, combined by the bits of the width), O(log w) adds;
+ *   - along a line, float32 (box_scan): anchored running sums, restarted by a
+ *     direct sum every FS_BOXS window centres (absolute sample positions)
+ *     and rolled as prefix sums of (new - old) over vector chunks on a fixed
+ *     grid of centres; a unit reads from the anchor before its first output
+ *     (hline's i0, unit_init's m0 for the adjoint), so each output is one
+ *     fixed sequence of operations: O(1) adds per output;
+ *   - along a line, float64 and mirrored ends (box_tree): a fixed binary
+ *     tree of sums of its window (power-of-two partial sums of the samples
+ *     at absolute positions, combined by the bits of the width), O(log w)
+ *     adds (float64 samples: a running sum would drift by many of their
+ *     ulps; float32 samples are exact in float64, and their sums too on
+ *     data of moderate range: there both ways give the same bits);
  *   - across lines (box_lines): a running sum S(p) = S(p-1) + new - old,
  *     restarted from a direct sum at every anchor: a key (the absolute line
  *     of the window's centre for a forward band, the output line for an
@@ -32,6 +41,29 @@
  * sums are taken from 21 taps on, where they are also faster. */
 #define FS_BOX_MIN_R 10
 #endif
+
+/* float64 vectors of FS_VBYTES bytes (FS_DV lanes) */
+#define FS_DV (FS_VBYTES / 8)
+typedef double FN(dvec) __attribute__((vector_size(FS_VBYTES)));
+static inline FN(dvec) FN(dld)(const double *p)
+{
+    FN(dvec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void FN(dst)(double *p, FN(dvec) v) { memcpy(p, &v, sizeof v); }
+/* FS_DV samples as float64 (element-wise: GCC 12 makes this one vcvtps2pd,
+ * but splits __builtin_convertvector of a half-width vector in two) */
+static inline FN(dvec) FN(dcvt)(const REAL *p)
+{
+#if FS_DV == 8
+    return (FN(dvec)){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+#elif FS_DV == 4
+    return (FN(dvec)){p[0], p[1], p[2], p[3]};
+#else
+    return (FN(dvec)){p[0], p[1]};
+#endif
+}
 
 /* 1 when band b's taps are a box's: every tap within 1e-6 of the centre one
  * (exact_mass may move a float32 tap by an ulp or two). */
@@ -84,39 +116,223 @@ static inline int FN(box_borders)(const fs_band *b, const REAL *in, ptrdiff_t in
     return *hi > *lo;
 }
 
-/* band_range (same contract, skip range empty) for a box band: the border
- * outputs by band_range's tables, the interior [lo, hi) by tree sums.
- * t0, t1: float64 scratch of at least n_in + 2 pad elements. */
-static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
-                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
-                          double *restrict t0, double *restrict t1)
+/* Outputs [lo, hi) of box band b (n >= 1) by tree sums of its window in
+ * float64, scaled by sc.  t0, t1: float64 scratch of hi - lo + 2r elements. */
+static void FN(box_tree)(const fs_band *b, const REAL *in, REAL *out, ptrdiff_t lo, ptrdiff_t hi,
+                         double sc, double *restrict t0, double *restrict t1)
 {
     const int r = b->r, w = 2 * r + 1;
-    ptrdiff_t lo, hi;
-    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
     const ptrdiff_t n = hi - lo, m = n + 2 * r;  /* outputs, inputs they read */
     const REAL *restrict src = in + lo + b->off - r;
     double *restrict cur = t0, *restrict acc = t1;
-    for (ptrdiff_t t = 0; t < m; t++) cur[t] = (double)src[t];
     /* cur holds sums of 2^k consecutive samples; acc the sums of the first
-     * len samples of each window (the bits of w below k) */
-    ptrdiff_t len = 0, span = 1;
-    for (int k = 0; span <= w; k++, span <<= 1) {
+     * len samples of each window (the bits of w below k).  Each level is one
+     * pass (acc's step and cur's fused; the conversion into level 0's, the
+     * scaling into the last acc step): the same operations in the same order
+     * as a pass per step, so the same bits with fewer loads and stores.  Level 0: w is odd, so its bit is set: acc = the first sample. */
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const double a = (double)src[t];
+        acc[t] = a;
+        cur[t] = a + (double)src[t + 1];
+    }
+    for (ptrdiff_t t = n; t < m - 1; t++) cur[t] = (double)src[t] + (double)src[t + 1];
+    REAL *restrict o = out + lo;
+    ptrdiff_t len = 1;
+    for (ptrdiff_t span = 2;; span <<= 1) {
+        if (2 * span > w) {  /* the highest bit of w (set): the last step */
+            for (ptrdiff_t t = 0; t < n; t++) o[t] = (REAL)((acc[t] + cur[t + len]) * sc);
+            break;
+        }
+        const ptrdiff_t valid = m - 2 * span + 1;  /* >= n */
+        ptrdiff_t t = 0;
         if (w & span) {
-            if (len == 0)
-                for (ptrdiff_t t = 0; t < n; t++) acc[t] = cur[t];
-            else
-                for (ptrdiff_t t = 0; t < n; t++) acc[t] += cur[t + len];
+            /* in place: a chunk loads cur[t ..] before it stores cur[t, t+DV),
+             * and earlier chunks stored below t only, so every load sees
+             * level k's value (as the separate passes did) */
+            for (; t + FS_DV <= n; t += FS_DV) {
+                const FN(dvec) a = FN(dld)(acc + t) + FN(dld)(cur + t + len);
+                const FN(dvec) c = FN(dld)(cur + t) + FN(dld)(cur + t + span);
+                FN(dst)(acc + t, a);
+                FN(dst)(cur + t, c);
+            }
+            for (; t < n; t++) {
+                acc[t] += cur[t + len];
+                cur[t] += cur[t + span];
+            }
             len += span;
         }
-        if (2 * span <= w) {
-            const ptrdiff_t valid = m - 2 * span + 1;
-            for (ptrdiff_t t = 0; t < valid; t++) cur[t] += cur[t + span];
-        }
+        for (; t < valid; t++) cur[t] += cur[t + span];
     }
+}
+
+#ifndef FS_BOXS
+#define FS_BOXS 64 /* anchor period of the float32 scans along lines (a multiple of 16) */
+#endif
+
+/* The float64 sum of w samples from p in a fixed order (two vectors of
+ * partial sums over the samples in order, then their lanes, then the rest):
+ * the anchors of box_scan and its repairs. */
+static inline double FN(box_direct)(const REAL *p, int w)
+{
+    FN(dvec) a0 = {0}, a1 = {0};
+    int k = 0;
+    for (; k + 2 * FS_DV <= w; k += 2 * FS_DV) {
+        a0 += FN(dcvt)(p + k);
+        a1 += FN(dcvt)(p + k + FS_DV);
+    }
+    a0 += a1;
+    double s = a0[0];
+    for (int l = 1; l < FS_DV; l++) s += a0[l];
+    for (; k < w; k++) s += (double)p[k];
+    return s;
+}
+
+/* v with lanes below k (k >= 0) zeroed: a select, not a product (the lanes
+ * before a block start may read anything, NaN included) */
+typedef long long FN(dlvec) __attribute__((vector_size(FS_VBYTES)));
+static inline FN(dvec) FN(dzero_below)(FN(dvec) v, int k)
+{
+#if FS_DV == 8
+    const FN(dlvec) idx = {0, 1, 2, 3, 4, 5, 6, 7};
+#elif FS_DV == 4
+    const FN(dlvec) idx = {0, 1, 2, 3};
+#else
+    const FN(dlvec) idx = {0, 1};
+#endif
+    const FN(dlvec) below = idx < (long long)k;  /* all ones where zeroed */
+    return (FN(dvec))((FN(dlvec))v & ~below);
+}
+
+/* The inclusive prefix sums of v's lanes (log2 FS_DV shifted adds). */
+static inline FN(dvec) FN(dscan)(FN(dvec) v)
+{
+    const FN(dvec) z = {0};
+#if FS_DV == 8
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 8, 9, 10, 11, 12, 13, 14});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 1, 8, 9, 10, 11, 12, 13});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(64)))){0, 1, 2, 3, 8, 9, 10, 11});
+#elif FS_DV == 4
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(32)))){0, 4, 5, 6});
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(32)))){0, 1, 4, 5});
+#else
+    v += __builtin_shuffle(z, v, (long long __attribute__((vector_size(16)))){0, 2});
+#endif
+    return v;
+}
+
+static inline FN(dvec) FN(dbcast)(double x)
+{
+    FN(dvec) v;
+    for (int l = 0; l < FS_DV; l++) v[l] = x;
+    return v;
+}
+
+/* (REAL)(v * sc) of FS_DV lanes stored at p (element-wise: one vcvtpd2ps) */
+static inline void FN(dstore)(REAL *p, FN(dvec) v)
+{
+#if FS_DV == 8
+    const REAL x[8] = {(REAL)v[0], (REAL)v[1], (REAL)v[2], (REAL)v[3],
+                       (REAL)v[4], (REAL)v[5], (REAL)v[6], (REAL)v[7]};
+#elif FS_DV == 4
+    const REAL x[4] = {(REAL)v[0], (REAL)v[1], (REAL)v[2], (REAL)v[3]};
+#else
+    const REAL x[2] = {(REAL)v[0], (REAL)v[1]};
+#endif
+    memcpy(p, x, sizeof x);
+}
+
+/* k mod a in [0, a) */
+static inline ptrdiff_t FN(box_mod)(ptrdiff_t k, ptrdiff_t a) { return ((k % a) + a) % a; }
+
+/* The first output a float32 box scan computes (box_scan) for a unit whose
+ * interior outputs start at lo: the start of lo's anchor block. */
+static inline ptrdiff_t FN(box_scan_from)(const fs_band *b, ptrdiff_t lo)
+{
+    if (lo < b->lo) lo = b->lo;
+    const ptrdiff_t t = lo - FN(box_mod)(lo + b->off, FS_BOXS);
+    return t < b->lo ? b->lo : t;
+}
+
+/* Outputs [lo, hi) of box band b (all in [b->lo, b->hi)), float32 only, by
+ * anchored running sums along the line in float64 (issue 16: a cost that does
+ * not grow with the width, against the tree's log2 w passes).  Blocks of
+ * outputs whose window centres (t + off: absolute sample positions, whatever
+ * the map's crop) lie in [k FS_BOXS, (k + 1) FS_BOXS), the first block from
+ * b->lo on: the block's first sum is
+ * a direct sum (box_direct), each later one S(t) = S(t - 1) + d(t),
+ * d(t) = x(t + off + r) - x(t + off - r - 1), as prefix sums of the d's over
+ * chunks of 2 FS_DV outputs, centres from multiples of 2 FS_DV (a lane scan,
+ * then the running carry).  Every output is thus one fixed sequence of
+ * operations on its block's samples, whichever unit computes it: a unit
+ * starts at its first block's start (the caller makes the samples from
+ * box_scan_from's output on readable) and stores [lo, hi) only.  The drift
+ * over a block is a few float64 roundings of its samples' magnitude (about
+ * 1e-14 of it; the tree's: 1e-16 of the window's), far below float32's
+ * rounding.  A NaN or inf entering a block stays in its sums: the block's
+ * outputs from the first non-finite one are summed directly (so a NaN reaches
+ * only the windows that contain it, as with the tree). */
+static void FN(box_scan)(const fs_band *b, const REAL *in, REAL *out, ptrdiff_t lo, ptrdiff_t hi,
+                         double sc)
+{
+    const int r = b->r, w = 2 * r + 1, off = b->off, CH = 2 * FS_DV;
+    const FN(dvec) vsc = FN(dbcast)(sc);
+    for (ptrdiff_t bs = FN(box_scan_from)(b, lo); bs < hi;) {
+        ptrdiff_t be = bs - FN(box_mod)(bs + off, FS_BOXS) + FS_BOXS;
+        if (be > hi) be = hi;
+        const REAL *restrict pn = in + off + r, *restrict po = in + off - r - 1;
+        FN(dvec) carry = FN(dbcast)(FN(box_direct)(in + bs + off - r, w));
+        for (ptrdiff_t c = bs - FN(box_mod)(bs + off, CH); c < be; c += CH) {
+            FN(dvec) d0 = FN(dcvt)(pn + c) - FN(dcvt)(po + c);
+            FN(dvec) d1 = FN(dcvt)(pn + c + FS_DV) - FN(dcvt)(po + c + FS_DV);
+            if (c <= bs) {  /* the block's first chunk: no step into its start */
+                d0 = FN(dzero_below)(d0, (int)(bs - c) + 1);
+                d1 = FN(dzero_below)(d1, (int)(bs - c) + 1 - FS_DV);
+            }
+            d0 = FN(dscan)(d0);
+            d1 = FN(dscan)(d1) + FN(dbcast)(d0[FS_DV - 1]);
+            const FN(dvec) o0 = carry + d0, o1 = carry + d1;
+            carry += FN(dbcast)(d1[FS_DV - 1]);
+            if (c >= lo && c + CH <= be) {
+                FN(dstore)(out + c, o0 * vsc);
+                FN(dstore)(out + c + FS_DV, o1 * vsc);
+            } else {
+                const FN(dvec) s0 = o0 * vsc, s1 = o1 * vsc;
+                for (int l = 0; l < CH; l++)
+                    if (c + l >= lo && c + l >= bs && c + l < be)
+                        out[c + l] = (REAL)(l < FS_DV ? s0[l] : s1[l - FS_DV]);
+            }
+        }
+        if (carry[0] - carry[0] != 0) {  /* a NaN or inf entered (or lanes past be) */
+            ptrdiff_t t = bs > lo ? bs : lo;
+            while (t < be && out[t] - out[t] == 0) t++;
+            for (; t < be; t++) out[t] = (REAL)(FN(box_direct)(in + t + off - r, w) * sc);
+        }
+        bs = be;
+    }
+}
+
+/* band_range (same contract, skip range empty) for a box band: the border
+ * outputs by band_range's tables, the interior [lo, hi) by sums: with scan
+ * (float32 only; the caller's samples readable from box_scan_from's output
+ * on) anchored scans (box_scan) within [b->lo, b->hi), trees elsewhere (a
+ * mirrored end), for float64 and without scan (several windows' adjoints:
+ * their units' map columns start where the widest reaches).  t0, t1: float64 scratch
+ * of at least n_in + 2 pad elements. */
+static void FN(box_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad,
+                          double *restrict t0, double *restrict t1, int scan)
+{
+    ptrdiff_t lo, hi;
+    if (!FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi)) return;
     const double sc = FN(box_scale)(b);
-    REAL *restrict o = out + lo;
-    for (ptrdiff_t t = 0; t < n; t++) o[t] = (REAL)(acc[t] * sc);
+    if (sizeof(REAL) != 4 || !scan) {
+        FN(box_tree)(b, in, out, lo, hi, sc, t0, t1);
+        return;
+    }
+    const ptrdiff_t a = lo > b->lo ? lo : b->lo, e = hi < b->hi ? hi : b->hi;
+    if (lo < a) FN(box_tree)(b, in, out, lo, a < hi ? a : hi, sc, t0, t1);
+    if (a < e) FN(box_scan)(b, in, out, a, e, sc);
+    if (e < hi && (a > e ? a : e) < hi) FN(box_tree)(b, in, out, a > e ? a : e, hi, sc, t0, t1);
 }
 
 /* Lines p0 .. p0+nb-1 of a box band b across lines (the streamed axis):
@@ -165,11 +381,24 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
             for (int ii = 0; ii < ns; ii++) {
                 const int i = which[ii];
                 double *restrict s = S[i];
-                const REAL *restrict l0 = FS_LINE(i, ca - r);
-                for (ptrdiff_t j = 0; j < n; j++) s[j] = (double)l0[j];
-                for (int k = 1; k <= 2 * r; k++) {
-                    const REAL *restrict lk = FS_LINE(i, ca - r + k);
-                    for (ptrdiff_t j = 0; j < n; j++) s[j] += (double)lk[j];
+                for (int k = 0; k <= 2 * r; k++) rows[k] = FS_LINE(i, ca - r + k);
+                /* s = line 0 + line 1 + ... in that order, two vectors of
+                 * columns at a time kept in registers across the lines (a
+                 * pass over s per line loaded and stored it 2r times) */
+                ptrdiff_t j = 0;
+                for (; j + 2 * FS_DV <= n; j += 2 * FS_DV) {
+                    FN(dvec) a0 = FN(dcvt)(rows[0] + j), a1 = FN(dcvt)(rows[0] + j + FS_DV);
+                    for (int k = 1; k <= 2 * r; k++) {
+                        a0 += FN(dcvt)(rows[k] + j);
+                        a1 += FN(dcvt)(rows[k] + j + FS_DV);
+                    }
+                    FN(dst)(s + j, a0);
+                    FN(dst)(s + j + FS_DV, a1);
+                }
+                for (; j < n; j++) {
+                    double a = (double)rows[0][j];
+                    for (int k = 1; k <= 2 * r; k++) a += (double)rows[k][j];
+                    s[j] = a;
                 }
             }
             from++;

@@ -35,6 +35,10 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
         const fs_band *b = &job->f2;
         i0 = s->m0 + b->off - b->r;
         i1 = s->m1 - 1 + b->off + b->r + 1;
+        if (sizeof(REAL) == 4 && s->bt[0] && FN(is_box)(b)) {  /* engine_box.h: box_scan */
+            const ptrdiff_t f = FN(box_scan_from)(b, s->m0) + b->off - b->r;
+            if (f < i0) i0 = f;
+        }
         if (i0 < 0) i0 = 0;
         if (i1 > L) i1 = L;
     }
@@ -65,7 +69,7 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     for (int i = 0; i < ns; i++) {
         if (job->n1 == 1 && s->bt[0] && FN(is_box)(&job->f2))  /* engine_box.h */
             FN(box_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
-                          s->m0, s->m1, FS_PAD, s->bt[0], s->bt[1]);
+                          s->m0, s->m1, FS_PAD, s->bt[0], s->bt[1], 1);
         else if (job->n1 == 1 && FN(is_nbox)(&job->f2))  /* engine_box.h: unit sums */
             FN(nbox_range)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
                            s->m0, s->m1, FS_PAD);
@@ -393,6 +397,11 @@ static void FN(unit_init)(const fs_job *jobs, int M, ptrdiff_t plane, int c_lo, 
         } else {
             m0 = c_lo + J->a2.off - r2max;
             m1 = c_hi - 1 + J->a2.off + r2max + 1;
+            if (M == 1 && sizeof(REAL) == 4 && FN(is_box)(&J->a2)) {
+                /* the adjoint's box_scan reads from its anchor (engine_box.h) */
+                const int f = (int)FN(box_scan_from)(&J->a2, c_lo) + J->a2.off - J->a2.r;
+                if (f < m0) m0 = f;
+            }
             if (m0 < 0) m0 = 0;
             if (m1 > J->o2) m1 = J->o2;
             own0 = c_lo - J->f2.off;
@@ -655,7 +664,7 @@ FN(gradient_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int
             REAL *dst = j ? s[j].ag[i] : t->agsum[i];
             if (two_d && s[j].bt[0] && FN(is_box)(&u->jobs[j].a2))  /* engine_box.h */
                 FN(box_range)(&u->jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
-                              u->c_lo, u->c_hi, FS_PAD, s[j].bt[0], s[j].bt[1]);
+                              u->c_lo, u->c_hi, FS_PAD, s[j].bt[0], s[j].bt[1], M == 1);
             else if (two_d)  /* map columns [m0, m1) -> gradient columns [c_lo, c_hi) */
                 FN(band_range)(&u->jobs[j].a2, s[j].av[b][i] - m0, m0, m1, dst - g0,
                                u->c_lo, u->c_hi, FS_PAD, 0, 0);
