@@ -40,6 +40,20 @@ def test_box_volume_gradient_vs_fd_across_anchors():
     assert_grad_matches_fd(r.grad_x, fd_grad(fastssim.ssim, x, y, "x", **kw))
 
 
+def _same_bits_with_units_and_strips(x, y, kw, ref):
+    """Every unit count (3, 7 per thread) and column-strip width (48, 112: off the
+    anchor grid) on 2 threads gives ref's bits (value, map, both gradients)."""
+    for setter, values in ((_engine.set_units_per_thread, (3, 7)),
+                           (_engine.set_strip_width, (48, 112))):
+        try:
+            for v in values:
+                setter(v)
+                assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2,
+                                                   **kw)), tuple(ref))
+        finally:
+            setter(0)
+
+
 # narrow boxes in float32 only: their unit sums are float32's (float64 keeps the
 # taps); float64 box 11 on the SSE2 path differs in the value's last bit with
 # column strips (map and gradients bitwise; found here, predates issue 10's change)
@@ -57,15 +71,7 @@ def test_box_bitwise_over_units_strips_and_regions(win, dtype):
         r0 = fastssim.ssim(x, y, gradient="both", full=True, workers=1, border=border, **kw)
         v = fastssim.ssim(x, y, workers=1, border=border, **kw)
         assert np.array_equal(v, r0.value), border
-    for setter, values in ((_engine.set_units_per_thread, (3, 7)),
-                           (_engine.set_strip_width, (48, 112))):
-        try:
-            for v in values:
-                setter(v)
-                assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2,
-                                                   **kw)), tuple(ref))
-        finally:
-            setter(0)
+    _same_bits_with_units_and_strips(x, y, kw, ref)
 
 
 @pytest.mark.parametrize("win", [7, 21, 51])
@@ -116,15 +122,7 @@ def test_float32_box_scans_bitwise_when_sums_are_inexact(win):
     ref = fastssim.ssim(x, y, gradient="both", full=True, workers=1, **kw)
     assert np.isfinite(ref.map).all() and np.isfinite(ref.grad_x).all()
     assert np.array_equal(fastssim.ssim(x, y, workers=1, **kw), ref.value)
-    for setter, values in ((_engine.set_units_per_thread, (3, 7)),
-                           (_engine.set_strip_width, (48, 112))):
-        try:
-            for v in values:
-                setter(v)
-                assert_bitwise(tuple(fastssim.ssim(x, y, gradient="both", full=True, workers=2,
-                                                   **kw)), tuple(ref))
-        finally:
-            setter(0)
+    _same_bits_with_units_and_strips(x, y, kw, ref)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

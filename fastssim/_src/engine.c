@@ -235,6 +235,15 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
 #define FS_GRID_WALK_ROWS(fbase, ...) FS_GRID_WALK(i, __VA_ARGS__)
 #endif
 
+/* The unmasked walk of a group: the shuffled rows when the grid takes whole
+ * rows of float planes (rows, fb: set in FS_SHIFTS_OF), else the strided one. */
+#define FS_FAST_WALK(...)                                                                  \
+    if (rows) {                                                                            \
+        FS_GRID_WALK_ROWS(fb, __VA_ARGS__)                                                 \
+    } else {                                                                               \
+        FS_GRID_WALK(i, __VA_ARGS__)                                                       \
+    }
+
 #define FS_SHIFTS_OF(T)                                                                    \
     static void fs_shifts_##T(const T *x, int nci, ptrdiff_t plane_in, ptrdiff_t P, int n0,  \
                               int n1, int n2, double *out)                                 \
@@ -260,17 +269,10 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
             for (int k = 0; k < FS_SHIFT_LANES; k++) fb[k] = (const float *)base[k];       \
             if (fast) {                                                                    \
                 fs_v2d chk[FS_SHIFT_VECS] = {{0}};                                         \
-                if (rows) {                                                                \
-                    FS_GRID_WALK_ROWS(fb, {                                                \
-                        sum[j] += v;                                                       \
-                        chk[j] += v - v;                                                   \
-                    })                                                                     \
-                } else {                                                                   \
-                    FS_GRID_WALK(i, {                                                      \
-                        sum[j] += v;                                                       \
-                        chk[j] += v - v;                                                   \
-                    })                                                                     \
-                }                                                                          \
+                FS_FAST_WALK({                                                             \
+                    sum[j] += v;                                                           \
+                    chk[j] += v - v;                                                       \
+                })                                                                         \
                 for (int j = 0; j < FS_SHIFT_VECS; j++)                                    \
                     for (int e = 0; e < 2; e++) {                                          \
                         fast &= chk[j][e] == 0;                                            \
@@ -291,15 +293,8 @@ typedef long long fs_v2l __attribute__((vector_size(2 * sizeof(long long))));
             for (int j = 0; j < FS_SHIFT_VECS; j++)                                        \
                 for (int e = 0; e < 2; e++)                                                \
                     mean[j][e] = cnt[j][e] ? sum[j][e] / (double)cnt[j][e] : 0.0;          \
-            if (fast && rows) {                                                            \
-                FS_GRID_WALK_ROWS(fb, {                                                    \
-                    const fs_v2d d = v - mean[j];                                          \
-                    fs_v2d sq = d * d;                                                     \
-                    FS_OPAQUE(sq);                                                         \
-                    ss[j] += sq;                                                           \
-                })                                                                         \
-            } else if (fast) {                                                             \
-                FS_GRID_WALK(i, {                                                          \
+            if (fast) {                                                                    \
+                FS_FAST_WALK({                                                             \
                     const fs_v2d d = v - mean[j];                                          \
                     fs_v2d sq = d * d;                                                     \
                     FS_OPAQUE(sq);                                                         \
@@ -329,6 +324,7 @@ FS_SHIFTS_OF(double)
 #undef FS_SHIFTS_OF
 #undef FS_GRID_WALK
 #undef FS_GRID_WALK_ROWS
+#undef FS_FAST_WALK
 #undef FS_ROWS_WALK
 #undef FS_SHIFT_FAST
 #undef FS_OPAQUE
