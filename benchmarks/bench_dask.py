@@ -244,10 +244,12 @@ def _run(client, fn, label, out):
     time.sleep(1.5)  # the workers report their metrics with their heartbeats
     tcpu0 = client.run_on_scheduler(_thread_cpu)
     cpu0 = sum(client.run(_cpu_seconds).values()) + _cpu_seconds()
+    load0 = os.getloadavg()[0]
     t = time.perf_counter()
     with distributed.get_task_stream(client) as ts:
         res = client.compute(fn(), sync=True)
     dt = time.perf_counter() - t
+    load = (load0, os.getloadavg()[0])
     cpu = sum(client.run(_cpu_seconds).values()) + _cpu_seconds() - cpu0
     peak = client.run(_sampler_peak)
     tr = client.run(_transfers).values()
@@ -256,8 +258,8 @@ def _run(client, fn, label, out):
     time.sleep(1.5)
     tcpu = client.run_on_scheduler(_thread_cpu) - tcpu0
     graph = (len(ts.data), inside, sum(n for n, _ in tr), sum(b for _, b in tr), tcpu)
-    out.append((label, res, dt, base, peak, cpu, graph))
-    print(f"  {label}: {dt:.1f} s, {cpu:.1f} CPU s, {graph[0]} tasks, {inside:.1f} s in tasks "
+    out.append((label, res, dt, base, peak, cpu, graph, load))
+    print(f"  {label}: load {load[0]:.1f}->{load[1]:.1f}, {dt:.1f} s, {cpu:.1f} CPU s, {graph[0]} tasks, {inside:.1f} s in tasks "
           f"({tcpu:.1f} thread CPU s), {graph[2]} transfers, {graph[3] / 2**20:.0f} MiB",
           file=sys.stderr)
     return res, dt, base, peak
@@ -270,9 +272,13 @@ def part1(args, client, lines):
     side, chunk = args.side, args.chunk
     mpx = side * side / 1e6
     pair_mib = 2 * chunk * chunk * 4 / 2**20
-    nw = len(client.scheduler_info()["workers"])
+    winfo = client.scheduler_info()["workers"]
+    nproc = len(winfo)
+    nw = sum(w["nthreads"] for w in winfo.values())  # tasks at once; the in-memory call's threads
+    tw = args.task_workers if args.task_workers is not None else "default"
     lines += [f"## One {side}² float32 pair, chunks {chunk}² ({(side // chunk) ** 2} per image), "
-              f"LocalCluster of {nw} worker processes × 1 thread, source {args.source!r}", "",
+              f"LocalCluster of {nproc} worker process(es) × {nw // nproc} thread(s), engine "
+              f"workers per task: {tw}, source {args.source!r}", "",
               f"One chunk pair: {pair_mib:.0f} MiB; 4× that: {4 * pair_mib:.0f} MiB.  Each input is "
               f"{side * side * 4 / 2**30:.1f} GiB.", ""]
     runs = []
@@ -285,31 +291,36 @@ def part1(args, client, lines):
         return da.map_blocks(_touch, x, y, chunks=((1,) * n,) * 2, dtype=np.float64).sum()
 
     def value(fn, source=_pair, **kw):
+        if args.task_workers is not None:
+            kw["workers"] = args.task_workers
         return lambda: fn(*source(side, chunk), data_range=1.0, **kw)
 
     # a warm-up (imports, the workers' first allocations), not reported
     _run(client, value(fdask.ssim, source=_cached_pair), "warm-up", [])
+    _run(client, gen_only, "warm-up (the generator's tiles, first touches)", [])
     how = ("x, y and a read of them fused: one task per chunk" if args.source == "separate" else
            "the pair, its two views, a read of them: four tasks per chunk")
     _run(client, gen_only, f"generate the chunks only ({how})", runs)
     _run(client, value(fdask.ssim), "fastssim.dask.ssim value", runs)
     _run(client, value(fdask.ms_ssim), "fastssim.dask.ms_ssim value", runs)
-    _run(client, value(fdask.ssim, shift="image"), "fastssim.dask.ssim value, shift='image'", runs)
-    _run(client, value(fdask.ms_ssim, shift="image"), "fastssim.dask.ms_ssim value, shift='image'",
-         runs)
+    if not args.no_image_shift:
+        _run(client, value(fdask.ssim, shift="image"), "fastssim.dask.ssim value, shift='image'",
+             runs)
+        _run(client, value(fdask.ms_ssim, shift="image"),
+             "fastssim.dask.ms_ssim value, shift='image'", runs)
     cached = []
     _run(client, value(fdask.ssim, source=_cached_pair), "fastssim.dask.ssim value, cached source",
          cached)
     _run(client, value(fdask.ms_ssim, source=_cached_pair),
          "fastssim.dask.ms_ssim value, cached source", cached)
-    lines += ["| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s | worker peak RSS MiB "
-              "(before the run) | peak − before, / chunk pair |",
-              "|---|---:|---:|---:|---:|---:|---|---:|"]
-    for label, res, dt, base, peak, cpu, _ in runs:
+    lines += ["| run | load avg (1 min) before → after | value | wall s | Mpx/s | CPU s | "
+              "Mpx per CPU s | worker peak RSS MiB (before the run) | peak − before, / chunk pair |",
+              "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for label, res, dt, base, peak, cpu, _, load in runs:
         val = "-" if "only" in label else f"{float(res):.6f}"
         rss = ", ".join(f"{peak[w]:.0f} ({base[w]:.0f})" for w in sorted(peak))
         extra = max(peak[w] - base[w] for w in peak)
-        lines.append(f"| {label} | {val} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
+        lines.append(f"| {label} | {load[0]:.1f} → {load[1]:.1f} | {val} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} | {rss} | {extra:.0f} MiB, {extra / pair_mib:.1f}× |")
     gen_cpu = runs[0][5]
     lines += ["", "Mpx/s are of one image's pixels; CPU s are those of the two worker processes "
@@ -318,10 +329,11 @@ def part1(args, client, lines):
               "twice (once for the shifts' sample grid).", "",
               "The same calls on a source that costs nothing (every chunk is one cached, "
               "read-only chunk pair: a tiled image; its memory is shared, so no peak is shown):", "",
-              "| run | value | wall s | Mpx/s | CPU s | Mpx per CPU s |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for label, res, dt, _, _, cpu, _ in cached:
-        lines.append(f"| {label} | {float(res):.6f} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
+              "| run | load avg (1 min) before → after | value | wall s | Mpx/s | CPU s | "
+              "Mpx per CPU s |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for label, res, dt, _, _, cpu, _, load in cached:
+        lines.append(f"| {label} | {load[0]:.1f} → {load[1]:.1f} | {float(res):.6f} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} |")
     lines += ["", "Dask's side of each run (task stream, Dask's fine performance metrics and "
               "the workers' transfer logs): the tasks run, the wall seconds spent inside them "
@@ -331,7 +343,7 @@ def part1(args, client, lines):
               "| run | tasks | wall s inside tasks | tasks' thread CPU s | all CPU s | transfers "
               "| MiB moved |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, _, _, _, _, cpu, (ntask, inside, ntr, nbytes, tcpu) in runs + cached:
+    for label, _, _, _, _, cpu, (ntask, inside, ntr, nbytes, tcpu), _ in runs + cached:
         lines.append(f"| {label} | {ntask} | {inside:.1f} | {tcpu:.1f} | {cpu:.1f} | {ntr} | "
                      f"{nbytes / 2**20:.0f} |")
     lines.append("")
@@ -342,11 +354,13 @@ def part1(args, client, lines):
     y = _gen(block_id=(0, 0), which=1, chunk=rs)
     lines += [f"In-memory engine on one {rs}² float32 pair (same generator), workers={nw}, "
               "median of 3 (after a warm-up):", "",
-              "| call | value | median s | Mpx/s | median CPU s | Mpx per CPU s |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| call | load avg (1 min) before → after | value | median s | Mpx/s | median CPU s "
+              "| Mpx per CPU s |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     mem = []
     for name, fn in (("fastssim.ssim", fastssim.ssim), ("fastssim.ms_ssim", fastssim.ms_ssim)):
         fn(x, y, data_range=1.0, workers=nw)
+        load0 = os.getloadavg()[0]
         ts, cs = [], []
         for _ in range(3):
             c, t = _cpu_seconds(), time.perf_counter()
@@ -355,7 +369,7 @@ def part1(args, client, lines):
             cs.append(_cpu_seconds() - c)
         med, cmed = sorted(ts)[1], sorted(cs)[1]
         mpx_r = rs * rs / 1e6
-        lines.append(f"| {name} | {float(v):.6f} | {med:.3f} | {mpx_r / med:.0f} | {cmed:.2f} | "
+        lines.append(f"| {name} | {load0:.1f} → {os.getloadavg()[0]:.1f} | {float(v):.6f} | {med:.3f} | {mpx_r / med:.0f} | {cmed:.2f} | "
                      f"{mpx_r / cmed:.0f} |")
         mem.append((mpx_r / med, mpx_r / cmed))
     lines.append("")
@@ -372,9 +386,11 @@ def part1(args, client, lines):
               "(the generation-only pass, its CPU s subtracted where said, includes the "
               "source's own Dask tasks):", "",
               f"- SSIM: {ratio(runs[1][5], ssim_cpu)}; cached source "
-              f"{mpx / cached[0][5] / ssim_cpu:.0%}; shift='image' {ratio(runs[3][5], ssim_cpu, 2)}.",
+              f"{mpx / cached[0][5] / ssim_cpu:.0%}"
+              + (f"; shift='image' {ratio(runs[3][5], ssim_cpu, 2)}" if len(runs) > 3 else "") + ".",
               f"- MS-SSIM: {ratio(runs[2][5], ms_cpu)}; cached source "
-              f"{mpx / cached[1][5] / ms_cpu:.0%}; shift='image' {ratio(runs[4][5], ms_cpu, 2)}.",
+              f"{mpx / cached[1][5] / ms_cpu:.0%}"
+              + (f"; shift='image' {ratio(runs[4][5], ms_cpu, 2)}" if len(runs) > 3 else "") + ".",
               "",
               f"Wall time, fastssim.dask / in-memory Mpx/s (end to end): SSIM "
               f"{mpx / runs[1][2] / ssim_mem:.0%}, MS-SSIM {mpx / runs[2][2] / ms_mem:.0%}; "
@@ -470,6 +486,12 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=2000, help="PNG pairs for part 2 (default 2000)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="LocalCluster worker processes (default: one per CPU)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per worker process (default 1)")
+    ap.add_argument("--task-workers", type=int, default=None,
+                    help="engine threads per task (the calls' workers=; default: fastssim.dask's)")
+    ap.add_argument("--no-image-shift", action="store_true",
+                    help="skip the shift='image' runs")
     ap.add_argument("--source", choices=tuple(SOURCES), default="separate",
                     help="x and y as two arrays (separate, default) or views of one (stacked)")
     ap.add_argument("--saturation", type=float, default=None,
@@ -490,7 +512,7 @@ def main(argv=None):
         dask.config.set({"distributed.scheduler.worker-saturation": args.saturation})
     lines = ["# fastssim.dask benchmark", "", _machine(), "",
              f"Command: `python benchmarks/bench_dask.py {' '.join(sys.argv[1:] if argv is None else argv)}`", ""]
-    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+    with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, processes=True,
                                   dashboard_address=None, silence_logs=40,
                                   memory_limit=0) as cluster, distributed.Client(cluster) as client:
         if "huge" not in args.skip:

@@ -1085,29 +1085,32 @@ class _Down:
         In bands of outputs along the first spatial axis, each through every
         axis before the next band (the same arithmetic, element by element):
         a band's first-axis result stays in the cache instead of making a
-        half-size array in memory that the next axis reads again."""
+        half-size array in memory that the next axis reads again.  Every
+        axis writes into a buffer made once per call (the last axis into the
+        result itself), so a band allocates and copies nothing."""
         ranges = self._ranges(block_id)
         ax, d, c0, o0, o1 = ranges[0]
         row = a.size // max(a.shape[ax], 1)
         band = max(1, _DOWN_BAND // max(row, 1))
-        if o1 - o0 <= band:
-            for r in ranges:
-                a = _down_axis(a, *r)
-            return a
-        out = None
+        # the shape after each axis (a band's extent along the first)
+        shapes, shape = [], list(a.shape)
+        for k, (axk, _, _, p0, p1) in enumerate(ranges):
+            shape[axk] = min(band, o1 - o0) if axk == ax else p1 - p0
+            shapes.append(tuple(shape))
+        out_shape = list(shapes[-1])
+        out_shape[ax] = o1 - o0
+        out = np.empty(out_shape, dtype=a.dtype)
+        scratch = [np.empty(sh, dtype=a.dtype) for sh in shapes[:-1]]
         pre = (slice(None),) * ax
         for p in range(o0, o1, band):
             q = min(p + band, o1)
             lo = int(min(d.i0[p:q].min(), d.i1[p:q].min())) - c0
             hi = int(max(d.i0[p:q].max(), d.i1[p:q].max())) - c0 + 1
-            b = _down_axis(a[pre + (slice(lo, hi),)], ax, d, c0 + lo, p, q, (o0, o1))
-            for r in ranges[1:]:
-                b = _down_axis(b, *r)
-            if out is None:
-                shape = list(b.shape)
-                shape[ax] = o1 - o0
-                out = np.empty(shape, dtype=b.dtype)
-            out[pre + (slice(p - o0, q - o0),)] = b
+            dst = [t[pre + (slice(0, q - p),)] for t in scratch]
+            dst.append(out[pre + (slice(p - o0, q - o0),)])
+            b = _down_axis(a[pre + (slice(lo, hi),)], ax, d, c0 + lo, p, q, (o0, o1), dst[0])
+            for r, o in zip(ranges[1:], dst[1:]):
+                b = _down_axis(b, *r, out=o)
         return out
 
     def up(self, g, block_id=None):
@@ -1130,30 +1133,41 @@ def _down_taken(a, ax, d, c0, o0, o1):
             + np.take(a, d.i1[o0:o1] - c0, axis=ax) * w1)
 
 
-def _down_axis(a, ax, d, c0, o0, o1, whole=None):
+def _down_axis(a, ax, d, c0, o0, o1, whole=None, out=None):
     """Outputs [o0, o1) of one axis's downsampling of a block starting at input c0:
     strided slices on the operator's regular interior (outputs 2o + shift,
     2o + shift + 1 with 1/2 each), its tables elsewhere; the same arithmetic.
     ``whole``: the outputs (o0, o1) of the block that [o0, o1) is a band of,
-    which decides which outputs take which path, as if in one call."""
+    which decides which outputs take which path, as if in one call.  ``out``:
+    where to write them (an array of the result's shape), else a new array."""
     wl, wh = whole or (o0, o1)
     rl, rh = max(wl, d.lo), min(wh, d.hi)
-    if rh - rl < 2:
-        return _down_taken(a, ax, d, c0, o0, o1)
+    regular = rh - rl >= 2
     rl, rh = max(rl, o0), min(rh, o1)
-    if rh <= rl:
-        return _down_taken(a, ax, d, c0, o0, o1)
+    if not regular or rh <= rl:
+        t = _down_taken(a, ax, d, c0, o0, o1)
+        if out is None:
+            return t
+        out[...] = t
+        return out
+    if out is None:
+        shape = list(a.shape)
+        shape[ax] = o1 - o0
+        out = np.empty(shape, dtype=a.dtype)
     s = 2 * rl + d.shift - c0
     pre = (slice(None),) * ax
     # 0.5 (a + b), as the engine's regular part (engine_pyramid.h, down_rows):
-    # one output array and two passes, no temporaries (equal to 0.5 a + 0.5 b
-    # but for subnormal results)
-    mid = np.add(a[pre + (slice(s, s + 2 * (rh - rl), 2),)],
-                 a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)])
+    # two passes over the output, no temporaries (equal to 0.5 a + 0.5 b but
+    # for subnormal results)
+    mid = out[pre + (slice(rl - o0, rh - o0),)]
+    np.add(a[pre + (slice(s, s + 2 * (rh - rl), 2),)],
+           a[pre + (slice(s + 1, s + 1 + 2 * (rh - rl), 2),)], out=mid)
     mid *= a.dtype.type(0.5)
-    parts = ([_down_taken(a, ax, d, c0, o0, rl)] if rl > o0 else []) + [mid] + \
-        ([_down_taken(a, ax, d, c0, rh, o1)] if o1 > rh else [])
-    return np.concatenate(parts, axis=ax) if len(parts) > 1 else mid
+    if rl > o0:
+        out[pre + (slice(0, rl - o0),)] = _down_taken(a, ax, d, c0, o0, rl)
+    if o1 > rh:
+        out[pre + (slice(rh - o0, o1 - o0),)] = _down_taken(a, ax, d, c0, rh, o1)
+    return out
 
 
 def _ms_block_scales(xb, yb, *, L, kw):
