@@ -446,6 +446,43 @@ def test_distributed_equals_synchronous_bitwise(client):
                                ref, rtol=REL)
 
 
+def test_one_process_two_threads_equals_synchronous_bitwise():
+    # the layout the README recommends for one machine (one worker process,
+    # one thread per core, engine workers=1 per task): two chunk tasks run at
+    # once in one process, each with its own pyramid level buffers; results
+    # bitwise those of the synchronous scheduler, values the in-memory ones
+    x, y = pair((260, 250), dtype=np.float32, seed=21)
+    X, Y = da.from_array(x, chunks=(64, 64)), da.from_array(y, chunks=(64, 64))
+    kw = dict(data_range=1.0, weights=(0.3, 0.3, 0.4))
+    calls = [fdask.ssim(X, Y, data_range=1.0), fdask.ms_ssim(X, Y, return_scales=True, **kw)]
+    ref = sync(*calls)
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2,
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as cl:
+        got = cl.compute(calls, sync=True)
+        assert list(cl.nthreads().values()) == [2]
+    assert np.array_equal(got[0], ref[0])
+    for u, v in zip(got[1], ref[1]):
+        if v is not None:
+            assert np.array_equal(u, v)
+    np.testing.assert_allclose(ref[0], fastssim.ssim(x, y, data_range=1.0), rtol=F32_REL)
+    np.testing.assert_allclose(ref[1].value, fastssim.ms_ssim(x, y, **kw), rtol=F32_REL)
+
+
+def test_ms_ssim_chunk_tasks_reuse_level_buffers():
+    # a chunk task downsamples into buffers its thread keeps for the next task
+    # (one per level and side): two pairs in a row on the same chunking, and a
+    # third on other chunk shapes, each the in-memory value (float64: 1e-12)
+    fdask._buffers.pool = {}
+    kw = dict(data_range=1.0, weights=(0.2, 0.3, 0.5))
+    for seed, chunks in ((22, (64, 64)), (23, (64, 64)), (24, (90, 70))):
+        x, y = pair((256, 256), seed=seed)
+        got = fdask.ms_ssim(da.from_array(x, chunks=chunks), y, **kw).compute(scheduler="sync")
+        np.testing.assert_allclose(got, fastssim.ms_ssim(x, y, **kw), rtol=REL)
+        # the buffers were used (levels 0 and 1 downsampled in the chunk tasks)
+        assert sorted(fdask._buffers.pool) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
 def _write_dataset(tmp_path):
     from PIL import Image
 
