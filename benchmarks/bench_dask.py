@@ -3,14 +3,18 @@
 
     python benchmarks/bench_dask.py                       # the issue's sizes (32768², N PNG pairs)
     python benchmarks/bench_dask.py --side 8192 --chunk 2048 --pairs 200   # a quick look
+    python benchmarks/bench_dask.py --skip files --workers 2 --threads 1 --chunk 4096  # session 4's layout
     python benchmarks/bench_dask.py --out benchmarks/results/dask.md
     python benchmarks/bench_dask.py --skip files --source stacked   # x, y: views of one array
 
 Part 1: a ``side`` x ``side`` float32 pair generated chunk by chunk inside the
 workers (never whole in memory: a noise tile repeated, plus an offset per
 tile copy; one pass over each chunk, about a memory copy, so that the source
-costs as little as a chunk can) on a ``distributed.LocalCluster`` of one
-worker process per core, one thread each.  It reports the SSIM and MS-SSIM
+costs as little as a chunk can) on a ``distributed.LocalCluster`` (by
+default one worker process with one thread per CPU, each task calling the
+engine with ``workers=1``: the layout measured fastest on this project's
+2-core machine, see benchmarks/results/2026-12-03-dask-s5.md; ``--workers``,
+``--threads``, ``--task-workers`` and ``--chunk`` set others).  It reports the SSIM and MS-SSIM
 values (the default ``shift='block'`` and ``shift='image'``), the wall time,
 the CPU seconds of the workers and of this process, the megapixels per
 second (wall and CPU), a pass that only generates the chunks (the part that
@@ -323,6 +327,7 @@ def part1(args, client, lines):
         lines.append(f"| {label} | {load[0]:.1f} → {load[1]:.1f} | {val} | {dt:.1f} | {mpx / dt:.0f} | {cpu:.1f} | "
                      f"{mpx / cpu:.0f} | {rss} | {extra:.0f} MiB, {extra / pair_mib:.1f}× |")
     gen_cpu = runs[0][5]
+    gen_work = runs[0][6][4]  # the generate-only run's task threads: the source's own work
     lines += ["", "Mpx/s are of one image's pixels; CPU s are those of the two worker processes "
               "and of this process (client and scheduler), idle time included.  The default "
               "(shift='block') generates every chunk pair once; shift='image' generates it "
@@ -376,15 +381,23 @@ def part1(args, client, lines):
     (ssim_mem, ssim_cpu), (ms_mem, ms_cpu) = mem
 
     def ratio(cpu, ref, passes=1):
-        """end to end; and with ``passes`` generation passes' CPU s subtracted"""
-        net = cpu - passes * gen_cpu
-        return (f"{mpx / cpu / ref:.0%} end to end, "
-                + (f"{mpx / net / ref:.0%} less {passes} generation pass{'es' if passes > 1 else ''} "
-                   f"({passes * gen_cpu:.1f} CPU s subtracted)" if net > 0 else "n/a"))
+        """end to end; less ``passes`` times the source's own work (the generate-only
+        run's task thread CPU s); less ``passes`` whole generate-only runs (all their CPU s,
+        Dask's per-task work for the source's own tasks included)"""
+        pl = "es" if passes > 1 else ""
+        out = f"{mpx / cpu / ref:.0%} end to end"
+        for sub, what in ((gen_work, "the source's own work"),
+                          (gen_cpu, f"{passes} whole generate-only run{'s' if passes > 1 else ''}")):
+            net = cpu - passes * sub
+            out += (f", {mpx / net / ref:.0%} less {what} ({passes * sub:.1f} CPU s)" if net > 0
+                    else f", n/a less {what}")
+        return out
 
     lines += ["Per CPU second, fastssim.dask Mpx per CPU s / in-memory Mpx per CPU s "
-              "(the generation-only pass, its CPU s subtracted where said, includes the "
-              "source's own Dask tasks):", "",
+              "(the in-memory call does not make its inputs; the source's own work is the "
+              "thread CPU s of the generate-only run's tasks, the generator's arithmetic and "
+              "page faults; a whole generate-only run adds Dask's per-task work for its own "
+              "tasks, which the fused runs do not have):", "",
               f"- SSIM: {ratio(runs[1][5], ssim_cpu)}; cached source "
               f"{mpx / cached[0][5] / ssim_cpu:.0%}"
               + (f"; shift='image' {ratio(runs[3][5], ssim_cpu, 2)}" if len(runs) > 3 else "") + ".",
@@ -435,7 +448,8 @@ def part2(args, client, lines):
         a, b = _write_pngs(root, n)
         print(f"  wrote {n} PNG pairs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         names = sorted(os.listdir(a))
-        nw = len(client.scheduler_info()["workers"])
+        winfo = client.scheduler_info()["workers"]
+        nproc, nw = len(winfo), sum(w["nthreads"] for w in winfo.values())
         rows = []
 
         t = time.perf_counter()
@@ -443,7 +457,7 @@ def part2(args, client, lines):
         dt = time.perf_counter() - t
         vals = np.array([r["value"] for r in res])
         errors = sum(r["error"] is not None for r in res)
-        rows.append((f"fastssim.dask.score_files, LocalCluster {nw}×1 thread", dt, vals))
+        rows.append((f"fastssim.dask.score_files, LocalCluster {nproc} × {nw // nproc} thread(s)", dt, vals))
         print(f"  score_files: {dt:.1f} s ({errors} errors)", file=sys.stderr)
 
         t = time.perf_counter()
@@ -481,13 +495,13 @@ def part2(args, client, lines):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--side", type=int, default=32768, help="side of the huge pair (default 32768)")
-    ap.add_argument("--chunk", type=int, default=4096, help="chunk side (default 4096)")
+    ap.add_argument("--chunk", type=int, default=8192, help="chunk side (default 8192)")
     ap.add_argument("--ref-side", type=int, default=8192, help="side of the in-memory reference pair")
     ap.add_argument("--pairs", type=int, default=2000, help="PNG pairs for part 2 (default 2000)")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="LocalCluster worker processes (default: one per CPU)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="threads per worker process (default 1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="LocalCluster worker processes (default 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per worker process (default: CPUs / worker processes)")
     ap.add_argument("--task-workers", type=int, default=None,
                     help="engine threads per task (the calls' workers=; default: fastssim.dask's)")
     ap.add_argument("--no-image-shift", action="store_true",
@@ -502,6 +516,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.side % args.chunk or args.chunk % TILE:
         ap.error(f"--side must be a multiple of --chunk, and --chunk of {TILE}")
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     global _pair
     _pair = SOURCES[args.source]
 

@@ -457,7 +457,7 @@ def test_one_process_two_threads_equals_synchronous_bitwise():
     calls = [fdask.ssim(X, Y, data_range=1.0), fdask.ms_ssim(X, Y, return_scales=True, **kw)]
     ref = sync(*calls)
     with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
+                                  dashboard_address=":0", silence_logs=40) as cluster, \
             distributed.Client(cluster) as cl:
         got = cl.compute(calls, sync=True)
         assert list(cl.nthreads().values()) == [2]
