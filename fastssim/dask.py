@@ -50,9 +50,14 @@ a block may not need more than its neighbour): narrower chunks are merged
 with their neighbours first, and ``y`` is rechunked to ``x``'s chunks.
 
 Engine threads: every task calls the engine with ``workers=1`` by default,
-because Dask already runs one task per core (a ``LocalCluster`` with
-``threads_per_worker`` threads runs that many tasks at once); ``workers=n``
+under every scheduler, because Dask already runs one task per core (the
+threaded and processes schedulers; a ``distributed`` worker with ``nthreads``
+threads runs that many tasks at once); the synchronous scheduler runs one
+task at a time (``workers=-1`` uses every core there); ``workers=n``
 overrides it, e.g. for a cluster of one-thread workers on many-core nodes.
+On one machine, one worker process with one thread per core was measured
+faster than one process per core (no transfers, one event loop) and than
+fewer tasks with more engine threads each (see the README).
 
 Numerics: the engine takes the moments about a per-plane shift near the
 plane's mean (see the README's "Inputs and memory").  By default
@@ -990,8 +995,10 @@ def ssim(x, y, *, data_range=None, window="gaussian", sigma=1.5, truncate=3.5, w
         in one chunk.
     workers : int or None
         Engine threads per Dask task.  None means
-        :data:`DEFAULT_TASK_WORKERS` (1): Dask already runs one task per
-        core, and more engine threads would oversubscribe them.
+        :data:`DEFAULT_TASK_WORKERS` (1) under every scheduler: Dask already
+        runs one task per core (threads, processes, a ``distributed`` worker
+        per thread), and more engine threads would oversubscribe them; with
+        the synchronous scheduler pass ``-1`` to use every core.
     shift : {'block', 'image'}
         About which per-plane shift the engine takes the moments (it
         subtracts a rounded mean of a 32-per-axis sample grid before
