@@ -845,7 +845,8 @@ def _level_buffer(level, side, shape, dtype):
     faults (measured: 20 % of the downsampling on 8192² float32, and up to
     6x on the first touches).  Nothing leaves the task in it: the sums are
     numbers and the edges copies.  One per (level, side), replaced when the
-    shape changes."""
+    shape changes: a third of a chunk pair per thread (levels 1, 2, ...: a
+    quarter, a sixteenth, ...), held while the thread lives."""
     pool = getattr(_buffers, "pool", None)
     if pool is None:
         pool = _buffers.pool = {}
