@@ -7,8 +7,11 @@
  * next) while this line is filtered: the rows are streamed from memory once,
  * a row of a 1024-wide float32 image is one 4 KiB page, and the hardware
  * prefetchers stop at page ends (the source loop waited on those loads for a
- * sixth of a value's time; perf).  Only a hint: no result depends on it. */
-static inline void FN(prefetch_line)(const fs_job *job, ptrdiff_t at, ptrdiff_t n)
+ * sixth of a value's time; perf).  Only a hint: no result depends on it.
+ * Always inlined: GCC takes a function of prefetches alone for one without
+ * effects and deleted its calls (the build had no prefetch instruction). */
+static inline __attribute__((always_inline)) void
+FN(prefetch_line)(const fs_job *job, ptrdiff_t at, ptrdiff_t n)
 {
     const int t = job->in_type;
     const ptrdiff_t esz = t == FS_IN_REAL ? (ptrdiff_t)sizeof(REAL)
