@@ -283,6 +283,21 @@ FN(cot_run)(const int M, ptrdiff_t n, const int *forms, const REAL *cov,
     }
 }
 
+/* combine for gx (gy: the roles of x and y swapped) from the input lines
+ * themselves (REAL samples, channel stride 1): u = x - sx and v = y - sy
+ * formed in registers, the same roundings as load_line's and then combine's
+ * (a difference is never contracted into the product), so the same bits
+ * without the two shifted copies and their reload. */
+static inline void FN(combine_in)(ptrdiff_t n, const REAL *restrict am, const REAL *restrict ass,
+                                  const REAL *restrict axy, const REAL *restrict x, REAL sx,
+                                  const REAL *restrict y, REAL sy, REAL *restrict o)
+{
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const REAL u = x[t] - sx, v = y[t] - sy;
+        o[t] = am[t] + 2 * (u - v) * ass[t] + v * axy[t];
+    }
+}
+
 /* Gradient line, eq. 10 in VJP form: g = G^T(w F_mu) + 2 (u - v) G^T(w F_dd) + v G^T(w F_xy)
  * (u the shifted input differentiated, v the other; F_dd the partial by
  * E[(x - y)^2], whose derivative by u is 2 (u - v)); stride nci in the output. */

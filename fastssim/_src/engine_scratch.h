@@ -43,13 +43,22 @@ static void FN(fs_pads)(const fs_job *job, FN(fs_scr) *s)
 }
 
 /* Output lines per row block of a unit whose widest window has radius rmax
- * along the stream: 16 or 8 when it is wide, else 4 (a fixed function of
+ * along the stream: 16 or 8 when it is wide, else 4 or 8 (a fixed function of
  * the geometry, so thread-count independent).  The scratch holds B blocks
  * lines and rings sized for B, not for the largest block FS_B: a narrow
  * window's gradient scratch is then 0.4x as large (less memory touched). */
-static inline int FN(block_lines)(int rmax)
+static inline int FN(block_lines)(const fs_job *jobs, int M, int rmax)
 {
-    return 2 * rmax + 1 >= 48 ? 16 : 2 * rmax + 1 >= 24 ? 8 : 4;
+    if (2 * rmax + 1 >= 48) return 16;
+    if (2 * rmax + 1 >= 24) return 8;
+    /* a value pass of one Gaussian window of radius 4-7 (sigma 1.5's 11
+     * taps): blocks of 8 (vlin_sym8, fewer ring reads per output line); the
+     * gradient keeps 4 (its larger rings gained nothing) and so do boxes (the
+     * narrow box's fused block is of 4, engine_box.h) */
+    if (M == 1 && !jobs[0].grad && rmax >= 4 && !FN(is_box)(&jobs[0].f0)
+        && !FN(is_nbox)(&jobs[0].f0))
+        return 8;
+    return 4;
 }
 
 /* Scratch is carved in 64-byte aligned pieces from base + off (when carve,
@@ -150,7 +159,7 @@ static size_t FN(fs_carve)(const fs_job *jobs, int M, char *base, FN(fs_scr) *s,
     int rmax = 0;
     for (int j = 0; j < M; j++)
         if (jobs[j].f0.r > rmax) rmax = jobs[j].f0.r;
-    const int B = FN(block_lines)(rmax);
+    const int B = FN(block_lines)(jobs, M, rmax);
     for (int j = 0; j < M; j++)
         off += FN(fs_layout)(&jobs[j], B, carve ? base + off : NULL, carve ? &s[j] : NULL);
     const ptrdiff_t Lo = (ptrdiff_t)jobs[0].o1 * jobs[0].o2;

@@ -7,8 +7,11 @@
  * next) while this line is filtered: the rows are streamed from memory once,
  * a row of a 1024-wide float32 image is one 4 KiB page, and the hardware
  * prefetchers stop at page ends (the source loop waited on those loads for a
- * sixth of a value's time; perf).  Only a hint: no result depends on it. */
-static inline void FN(prefetch_line)(const fs_job *job, ptrdiff_t at, ptrdiff_t n)
+ * sixth of a value's time; perf).  Only a hint: no result depends on it.
+ * Always inlined: GCC takes a function of prefetches alone for one without
+ * effects and deleted its calls (the build had no prefetch instruction). */
+static inline __attribute__((always_inline)) void
+FN(prefetch_line)(const fs_job *job, ptrdiff_t at, ptrdiff_t n)
 {
     const int t = job->in_type;
     const ptrdiff_t esz = t == FS_IN_REAL ? (ptrdiff_t)sizeof(REAL)
@@ -436,7 +439,7 @@ static void FN(unit_init)(const fs_job *jobs, int M, ptrdiff_t plane, int c_lo, 
     if (u->rowsum && u->nchunk > 1) u->rowsum = J->rowsum + (ptrdiff_t)plane * J->o0 * u->nchunk;
     /* blocks of 16 or 8 lines when the widest window is wide, else 4 (shared by
      * all scales; the scratch is carved for it, fs_carve) */
-    u->B = FN(block_lines)(rmax);
+    u->B = FN(block_lines)(jobs, M, rmax);
     /* several windows of forms SSIM and CS (the per-pixel MS-SSIM): the
      * product and its cotangents in one register pass (cot_run) */
     int fused = M > 1 && M <= FS_MAXW && Lw >= NV;
@@ -678,14 +681,20 @@ FN(gradient_line)(const FN(fs_unit) *u, FN(fs_scr) *s, FN(fs_tmp) *t, int b, int
             }
         }
     }
+    const ptrdiff_t at = u->xoff + ((ptrdiff_t)q * u->L + g0) * nci;
+    REAL *const *ag = t->agsum;
+    if (!mean && nci == 1 && J->in_type == FS_IN_REAL) {  /* x and y read in place */
+        const REAL *x = (const REAL *)J->x + at, *y = (const REAL *)J->y + at;
+        if (gx) FN(combine_in)(Lg, ag[0], ag[2], ag[3], x, u->sx, y, u->sy, gx + at - u->xoff);
+        if (gy) FN(combine_in)(Lg, ag[1], ag[2], ag[3], y, u->sy, x, u->sx, gy + at - u->xoff);
+        return;
+    }
     /* the x and y lines (minus their shifts) into the free source buffers */
     REAL *restrict xq = s[0].src[0], *restrict yq = s[0].src[1];
-    const ptrdiff_t at = u->xoff + ((ptrdiff_t)q * u->L + g0) * nci;
     if (!mean) {  /* a mean's gradient does not involve x and y */
         FN(load_line)(J->x, J->in_type, at, nci, Lg, u->sx, xq);
         FN(load_line)(J->y, J->in_type, at, nci, Lg, u->sy, yq);
     }
-    REAL *const *ag = t->agsum;
     if (gx)
         FN(combine)(Lg, ag[0], mean ? NULL : ag[2], ag[3], xq, yq,
                     gx + ((ptrdiff_t)q * u->L + g0) * nci, nci);
