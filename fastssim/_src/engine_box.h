@@ -465,6 +465,21 @@ static inline int FN(is_nbox)(const fs_band *b)
     return sizeof(REAL) == 4 && b->r >= 1 && b->r < FS_BOX_MIN_R && FN(equal_taps)(b);
 }
 
+/* v[t] = RN(v[t] / d) for t < n, c = RN(1 / d): Markstein's correction
+ * (q = v c; the residual v - q d is exact; q + r c rounds correctly), 3
+ * operations a vector.  Only with FMA (the callers' condition). */
+static inline void FN(nbox_div)(REAL *restrict v, ptrdiff_t n, REAL d, REAL c)
+{
+#ifdef __FMA__
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const REAL s = v[t], q = s * c;
+        v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
+    }
+#else
+    (void)v, (void)n, (void)d, (void)c;
+#endif
+}
+
 /* v[t] = v[t] * mass / w for box band b (w its width), t < n, rounded once:
  * with FMA (the AVX2 and AVX-512 paths), the correctly rounded quotient by
  * w when the mass is exactly 1 (exact_mass), by Markstein's correction
@@ -478,16 +493,127 @@ static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *
     const int w = 2 * b->r + 1;
 #ifdef __FMA__
     if (mass == 1.0) {
-        const REAL d = (REAL)w, c = (REAL)(1.0 / w);
-        for (ptrdiff_t t = 0; t < n; t++) {
-            const REAL s = v[t], q = s * c;
-            v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
-        }
+        FN(nbox_div)(v, n, (REAL)w, (REAL)(1.0 / w));
         return;
     }
 #endif
     const double sc = mass / (double)w;
     for (ptrdiff_t t = 0; t < n; t++) v[t] = (REAL)((double)v[t] * sc);
+}
+
+/* ---- one division for both axes (issue 16) ----
+ *
+ * When both bands of a 2-D job are narrow boxes of mass 1 without border
+ * outputs (the valid crop: every window lies inside the image) and FMA is
+ * there, the lines are not divided along the line at all: hline leaves each
+ * source's float32 window sums along the line (nbox_hsum), the pass across
+ * lines sums w0 of them and divides once by w0 w2, correctly rounded
+ * (Markstein's correction with c = RN(1 / (w0 w2)); checked exhaustively for
+ * every float32 significand and every product of two odd widths 3 .. 19).
+ * On integer images below 2^24 / (w0 w2) every sum is exact, so each moment
+ * is the correctly rounded mean of its w0 w2 samples (one rounding, where the
+ * two divisions gave two).  Each output's sum along the line is a fixed
+ * pairwise tree of its window's samples in order (the same operations
+ * whichever vector, scalar tail, unit or strip computes it); the moments
+ * pass keeps nbox_vsum4's chains.  Cost: no division along the line and
+ * unit sums with a compile-time width instead of band_inner's tap loop. */
+
+/* 1 when job's boxes take that path (float32 with FMA, 2-D, both bands
+ * narrow boxes of mass 1).  Border outputs keep their tables: along the
+ * line their means times w2 (nbox_sums), across lines a table row of those
+ * divided by w2 (moments), so that an interior output has the same bits
+ * whether or not its map has borders (a value streams the crop only). */
+static inline int FN(nbox_one)(const fs_job *job)
+{
+#ifdef __FMA__
+    const fs_band *a = &job->f0, *b = &job->f2;
+    return job->n1 == 1 && FN(is_nbox)(a) && FN(is_nbox)(b) && FN(box_mass)(a) == 1.0
+           && FN(box_mass)(b) == 1.0;
+#else
+    (void)job;
+    return 0;
+#endif
+}
+
+/* The sum of the K samples from p as a pairwise tree over them in order
+ * (adjacent pairs, then pairs of those, an odd one carried up): T is the
+ * vector or the scalar type, so every output takes the same operations. */
+#define FS_NBOX_TREE(T, LOAD, K, p, res)                                    \
+    do {                                                                     \
+        T v_[FS_NBOX_W]; /* K <= FS_NBOX_W (a constant size: no VLA) */ \
+        _Pragma("GCC unroll 24") for (int k_ = 0; k_ < (K); k_++) v_[k_] = LOAD((p) + k_); \
+        _Pragma("GCC unroll 8") for (int n_ = (K); n_ > 1; n_ = (n_ + 1) / 2) {            \
+            _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)     \
+                v_[k_] = v_[2 * k_] + v_[2 * k_ + 1];                        \
+            if (n_ & 1) v_[n_ / 2] = v_[n_ - 1];                             \
+        }                                                                    \
+        (res) = v_[0];                                                       \
+    } while (0)
+#define FS_NBOX_SLD(p) (*(p))
+
+/* out[t] = the sum of c[t .. t + K) for t in [0, n): whole vectors (the
+ * ragged end overlapping the previous one), scalars for n < NV. */
+static inline __attribute__((always_inline)) void
+FN(nbox_hsum)(const int K, const REAL *restrict c, ptrdiff_t n, REAL *restrict out)
+{
+    if (n < (ptrdiff_t)NV) {
+        for (ptrdiff_t t = 0; t < n; t++) {
+            REAL a;
+            FS_NBOX_TREE(REAL, FS_NBOX_SLD, K, c + t, a);
+            out[t] = a;
+        }
+        return;
+    }
+    ptrdiff_t t = 0;
+    for (; t + 2 * (ptrdiff_t)NV <= n; t += 2 * NV) {
+        FN(vec) a, b;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t, a);
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t + NV, b);
+        FN(st)(out + t, a);
+        FN(st)(out + t + NV, b);
+    }
+    if (t + (ptrdiff_t)NV <= n) {
+        FN(vec) a;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t, a);
+        FN(st)(out + t, a);
+        t += NV;
+    }
+    if (t < n) {  /* the ragged end: overlap the previous vector */
+        FN(vec) a;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + n - NV, a);
+        FN(st)(out + n - NV, a);
+    }
+}
+
+/* nbox_hsum for a constant width w = 2r + 1 (r < FS_BOX_MIN_R). */
+static void FN(nbox_hsum_r)(int r, const REAL *c, ptrdiff_t n, REAL *out)
+{
+    switch (r) {
+    case 1: FN(nbox_hsum)(3, c, n, out); break;
+    case 2: FN(nbox_hsum)(5, c, n, out); break;
+    case 3: FN(nbox_hsum)(7, c, n, out); break;
+    case 4: FN(nbox_hsum)(9, c, n, out); break;
+    case 5: FN(nbox_hsum)(11, c, n, out); break;
+    case 6: FN(nbox_hsum)(13, c, n, out); break;
+    case 7: FN(nbox_hsum)(15, c, n, out); break;
+    case 8: FN(nbox_hsum)(17, c, n, out); break;
+    default: FN(nbox_hsum)(19, c, n, out); break;
+    }
+}
+
+/* band_range (same contract) for the narrow box band b of an nbox_one job:
+ * interior outputs (a mirrored end included) as window sums (nbox_hsum),
+ * border outputs as their table's mean times the width. */
+static void FN(nbox_sums)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+{
+    ptrdiff_t lo, hi;
+    if (FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi))
+        FN(nbox_hsum_r)(b->r, in + lo + b->off - b->r, hi - lo, out + lo);
+    const REAL w = (REAL)(2 * b->r + 1);
+    const ptrdiff_t e = lo < o_hi ? lo : o_hi;
+    for (ptrdiff_t t = o_lo; t < e; t++) out[t] *= w;
+    for (ptrdiff_t t = hi > e ? hi : e; t < o_hi; t++) out[t] *= w;
 }
 
 /* band_range (same contract, skip range empty) for a narrow box band: the
