@@ -607,8 +607,10 @@ static void FN(nbox_hsum_r)(int r, const REAL *c, ptrdiff_t n, REAL *out)
 static void FN(nbox_sums)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
                           REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
 {
-    ptrdiff_t lo, hi;
-    if (FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi))
+    ptrdiff_t lo = o_lo, hi = o_hi;
+    /* (no border output: box_borders would find that too, a line later) */
+    const int inner = o_lo >= b->lo && o_hi <= b->hi;
+    if (inner || FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi))
         FN(nbox_hsum_r)(b->r, in + lo + b->off - b->r, hi - lo, out + lo);
     const REAL w = (REAL)(2 * b->r + 1);
     const ptrdiff_t e = lo < o_hi ? lo : o_hi;
@@ -679,5 +681,87 @@ static void FN(nbox_vsum4_r)(int r, ptrdiff_t n, const REAL *const *rows, REAL d
     case 8: FN(nbox_vsum4)(8, n, rows, d, c, out); break;
     default: FN(nbox_vsum4)(9, n, rows, d, c, out); break;
     }
+}
+
+/* nbox_one's pass across lines: a block of 4 output lines whose window
+ * lines are rows[b .. b + K) (rows[0] an absolute line of parity e), each the
+ * sum of its K lines divided by d (c = RN(1/d)), correctly rounded.  The sum
+ * is a fixed tree by absolute line: the pairs of lines (2m, 2m + 1) that lie
+ * in the window, and the window's odd line out (its first or its last), as
+ * leaves in order, then pairwise (FS_NBOX_TREE's shape); the block computes
+ * each pair once for its 4 outputs (K = 7: 17 adds where 4 chains took 28).
+ * So an output's bits depend on its absolute line only, not on where its
+ * block starts.  Every line of the block is written (lines past the end read
+ * zeros into spare outputs). */
+#define FS_NBOX_P4(T, LOAD, K, e, at, res)                                     \
+    do {                                                                       \
+        T v_[FS_NBOX_W + 3], p_[FS_NBOX_W + 3];                                \
+        _Pragma("GCC unroll 24") for (int l_ = 0; l_ < (K) + 3; l_++) v_[l_] = LOAD(rows[l_] + (at)); \
+        _Pragma("GCC unroll 24") for (int l_ = ((e) & 1); l_ + 1 < (K) + 3; l_ += 2) \
+            p_[l_] = v_[l_] + v_[l_ + 1];                                      \
+        _Pragma("GCC unroll 4") for (int b_ = 0; b_ < 4; b_++) {               \
+            T f_[FS_NBOX_W];                                                   \
+            int n_ = 0, l_ = b_;                                               \
+            if (((b_ + (e)) & 1) != 0) f_[n_++] = v_[l_++];                    \
+            _Pragma("GCC unroll 12") for (; l_ + 1 < b_ + (K); l_ += 2) f_[n_++] = p_[l_]; \
+            if (l_ < b_ + (K)) f_[n_++] = v_[l_];                              \
+            _Pragma("GCC unroll 8") for (; n_ > 1; n_ = (n_ + 1) / 2) {        \
+                _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)   \
+                    f_[k_] = f_[2 * k_] + f_[2 * k_ + 1];                      \
+                if (n_ & 1) f_[n_ / 2] = f_[n_ - 1];                           \
+            }                                                                  \
+            (res)[b_] = f_[0];                                                 \
+        }                                                                      \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+FN(nbox_psum4)(const int K, const int e, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+               REAL *const *out)
+{
+    if (n < (ptrdiff_t)NV) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            REAL a[4];
+            FS_NBOX_P4(REAL, FS_NBOX_SLD, K, e, j, a);
+            for (int b = 0; b < 4; b++) {
+                const REAL q = a[b] * c;
+                out[b][j] = __builtin_fmaf(__builtin_fmaf(-q, d, a[b]), c, q);
+            }
+        }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < n; j += NV) {
+        if (j + (ptrdiff_t)NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a[4];
+        FS_NBOX_P4(FN(vec), FN(ld), K, e, j, a);
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) {
+            /* Markstein's division (contracted: an exact residual, one rounding) */
+            const FN(vec) q = a[b] * c, r = a[b] - q * d;
+            FN(st)(out[b] + j, q + r * c);
+        }
+    }
+}
+
+/* nbox_psum4 for a constant width 2r + 1 and parity e. */
+static void FN(nbox_psum4_r)(int r, int e, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+                             REAL *const *out)
+{
+#define FS_NBOX_P4_CASE(R)                                                     \
+    case R:                                                                    \
+        if (e & 1) FN(nbox_psum4)(2 * R + 1, 1, n, rows, d, c, out);           \
+        else FN(nbox_psum4)(2 * R + 1, 0, n, rows, d, c, out);                 \
+        break;
+    switch (r) {
+    FS_NBOX_P4_CASE(1)
+    FS_NBOX_P4_CASE(2)
+    FS_NBOX_P4_CASE(3)
+    FS_NBOX_P4_CASE(4)
+    FS_NBOX_P4_CASE(5)
+    FS_NBOX_P4_CASE(6)
+    FS_NBOX_P4_CASE(7)
+    FS_NBOX_P4_CASE(8)
+    default: FS_NBOX_P4_CASE(9)
+    }
+#undef FS_NBOX_P4_CASE
 }
 #endif

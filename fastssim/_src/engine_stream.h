@@ -196,6 +196,18 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
 #ifdef __FMA__
+        if (s->nbf) {  /* engine_box.h: every line by pair trees, border rows by tables */
+            for (int b0 = 0; b0 < B; b0 += 4)
+                FN(nbox_psum4_r)(r, c0 - r + b0, s->Lw, s->pr + b0, (REAL)dw, (REAL)(1.0 / dw),
+                                 out + b0);
+            const int w2 = 2 * job->f2.r + 1;  /* a border row of window sums */
+            for (int b = 0; b < nb; b++)
+                if (w[b] != gint) {
+                    FN(vlin)(s->Lw, s->pr + b, r, 0, NULL, w[b], out[b]);
+                    FN(nbox_div)(out[b], s->Lw, (REAL)w2, (REAL)(1.0 / w2));
+                }
+            continue;
+        }
         if (fuse) {
             FN(nbox_vsum4_r)(r, s->Lw, s->pr, (REAL)dw, (REAL)(1.0 / dw), out);
             continue;
@@ -203,16 +215,8 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
 #endif
         FN(vlin_multi)(s->Lw, s->pr, r, B, w, out);
         if (nbox)
-            for (int b = 0; b < nb; b++) {
-#ifdef __FMA__
-                if (s->nbf) {  /* interior lines by both widths, border rows by w2 */
-                    const int d = w[b] == gint ? dw : 2 * job->f2.r + 1;
-                    FN(nbox_div)(out[b], s->Lw, (REAL)d, (REAL)(1.0 / d));
-                    continue;
-                }
-#endif
+            for (int b = 0; b < nb; b++)
                 if (w[b] == gint) FN(nbox_scale)(out[b], s->Lw, f0);
-            }
     }
 }
 
