@@ -455,7 +455,12 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
  * divisions, about 5.5M instructions per 1024² value with the division
  * across lines fused into the sums (nbox_vsum4; callgrind, AVX2 path,
  * workers=1: box 7 value 31.6M -> 37.1M); a division before the second pass's sums instead of after them is
- * biased again (box_bias_model.py, scaled_then_summed). */
+ * biased again (box_bias_model.py, scaled_then_summed).
+ * Since issue 16, 2-D jobs with FMA (the AVX2 and AVX-512 paths: nbox_one,
+ * below) divide once for both axes instead, after the sums across lines:
+ * one rounding where the two passes gave two, and no division along the line
+ * (box 7 value 37.4M -> 25.3M instructions with the sums below; callgrind,
+ * AVX2, workers=1).  The SSE2 path and volumes keep the per-pass division. */
 #define FS_NBOX_W (2 * FS_BOX_MIN_R - 1) /* widest narrow box */
 static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
 
