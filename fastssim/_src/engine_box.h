@@ -555,6 +555,15 @@ static inline int FN(nbox_one)(const fs_job *job)
         (res) = v_[0];                                                       \
     } while (0)
 #define FS_NBOX_SLD(p) (*(p))
+/* FS_NBOX_TREE's reduction of K values already in v_ */
+#define FS_NBOX_REDUCE_V(v_, K)                                              \
+    do {                                                                     \
+        _Pragma("GCC unroll 8") for (int n_ = (K); n_ > 1; n_ = (n_ + 1) / 2) { \
+            _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)     \
+                v_[k_] = v_[2 * k_] + v_[2 * k_ + 1];                        \
+            if (n_ & 1) v_[n_ / 2] = v_[n_ - 1];                             \
+        }                                                                    \
+    } while (0)
 
 /* out[t] = the sum of c[t .. t + K) for t in [0, n): whole vectors (the
  * ragged end overlapping the previous one), scalars for n < NV. */
@@ -570,6 +579,30 @@ FN(nbox_hsum)(const int K, const REAL *restrict c, ptrdiff_t n, REAL *restrict o
         return;
     }
     ptrdiff_t t = 0;
+#if FS_VBYTES == 64
+    /* AVX-512: the K shifted windows as two-source permutes of the vectors at
+     * t, t + NV (and t + 2 NV when K > NV) instead of K unaligned loads, each
+     * of which splits a cache line (as perm_run in engine_band.h): the same
+     * values, so the same tree and the same bits.  The loads reach 3 NV past
+     * t, inside the line's pad. */
+    {
+        FN(ivec) iota;
+        for (int l = 0; l < (int)NV; l++) iota[l] = (IREAL)l;
+        FN(vec) B = FN(ld)(c), C = FN(ld)(c + NV);
+        for (; t + (ptrdiff_t)NV <= n; t += NV) {
+            const FN(vec) D = FN(ld)(c + t + 2 * NV);
+            FN(vec) v_[FS_NBOX_W];
+            v_[0] = B;
+            _Pragma("GCC unroll 24") for (int k = 1; k < K; k++)
+                v_[k] = k < (int)NV ? __builtin_shuffle(B, C, iota + (IREAL)k)
+                        : k == (int)NV ? C : __builtin_shuffle(C, D, iota + (IREAL)(k - NV));
+            FS_NBOX_REDUCE_V(v_, K);
+            FN(st)(out + t, v_[0]);
+            B = C;
+            C = D;
+        }
+    }
+#endif
     for (; t + 2 * (ptrdiff_t)NV <= n; t += 2 * NV) {
         FN(vec) a, b;
         FS_NBOX_TREE(FN(vec), FN(ld), K, c + t, a);
