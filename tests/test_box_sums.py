@@ -6,8 +6,11 @@ anchors) and the units, strips and map regions are varied.  References: central 
 gradient, borders included), the same call with other partitions (bitwise),
 the value without a gradient (bitwise) and a float64 direct-sum reference
 (the moments, scipy.ndimage.uniform_filter).  Narrower float32 boxes (3 to 19
-taps) are unit-tap banded sums divided once per pass (engine_box.h, nbox_*):
-the bitwise test covers them too."""
+taps) are unit-tap banded sums divided once per pass (engine_box.h, nbox_*), on
+the AVX2 and AVX-512 paths window sums divided once for both axes whose sums
+across lines are trees over pairs of lines at absolute positions (nbox_one,
+nbox_psum4: units of 3 and 7 per thread start on odd and even lines): the
+bitwise test covers them too (3, 11 and the widest, 19)."""
 import numpy as np
 import pytest
 
@@ -57,7 +60,7 @@ def _same_bits_with_units_and_strips(x, y, kw, ref):
 # narrow boxes in float32 only: their unit sums are float32's (float64 keeps the
 # taps); float64 box 11 on the SSE2 path differs in the value's last bit with
 # column strips (map and gradients bitwise; found here, predates issue 10's change)
-@pytest.mark.parametrize("win, dtype", [(3, np.float32), (11, np.float32)]
+@pytest.mark.parametrize("win, dtype", [(3, np.float32), (11, np.float32), (19, np.float32)]
                          + [(w, d) for w in (21, 51) for d in (np.float32, np.float64)])
 def test_box_bitwise_over_units_strips_and_regions(win, dtype):
     """Units that start between two anchors roll from the previous one; column

@@ -159,8 +159,11 @@ def test_float32_window_mass_bias_is_gone(win):
     """scikit-image's camera test pair (uint8 noise, sigma 20): the float32 mean
     was 4e-7 to 1.7e-6 below float64 for every box (the taps' mass was 1 + 5e-8),
     then 4e-8 to 2.4e-7 with exact-mass taps for boxes under 21 taps (their taps'
-    roundings, issue 10), now unit-tap sums divided once per pass: measured 1.7e-9
-    to 5.7e-9 for the mean, map 2.8e-5 to 3.6e-5 (every SIMD path); boxes of 21
+    roundings, issue 10), then unit-tap sums divided once per pass: measured 1.7e-9
+    to 5.7e-9 for the mean, map 2.8e-5 to 3.6e-5 (SSE2 path, still so); on the AVX2
+    and AVX-512 paths now divided once for both axes (issue 16, engine_box.h
+    nbox_one): 2.5e-9 to 9.5e-9 (box 7: the closest margin), map 1.1e-5 to 1.6e-5;
+    boxes of 21
     taps and more sum in float64 (engine_box.h): 0.9e-9 to 4.3e-9, map 1.1e-5 to
     2.3e-5 (Gaussian: mean 1.2e-7, map 2.2e-5)."""
     data = pytest.importorskip("skimage.data")
@@ -191,15 +194,19 @@ def test_float32_box_at_least_as_accurate_as_skimage(image, win):
     scikit-image's float32 is from scikit-image's float64 (reference: scikit-image
     on the same pair, its test images with uint8 noise of sigma 20), for the mean
     and for the map's largest error.  Boxes under 21 taps are unit-tap float32
-    sums scaled once per pass (engine_box.h, nbox_*), wider ones float64 sums;
+    sums scaled once per pass (engine_box.h, nbox_*; once for both axes on the AVX2
+    and AVX-512 paths, nbox_one), wider ones float64 sums;
     before, the narrow boxes' tap roundings biased their mean by 4e-8 to 2.4e-7
     (benchmarks/box_bias_model.py).  Measured, mean (camera / astronaut), AVX-512
-    and AVX2 paths: box 3 1.7e-9 / 3.9e-9, box 7 5.7e-9 / 1.7e-9, box 11 4.5e-9 /
-    1.7e-9, box 21 4.0e-9 / 3.7e-10, box 51 4.3e-9 / 1.0e-9; SSE2 baseline: 4.9e-9 /
+    and AVX2 paths (narrow boxes divided once for both axes since issue 16): box 3
+    3.3e-9 / 7.5e-10, box 7 9.5e-9 / 3.0e-9, box 11 2.5e-9 / 2.4e-9 (the closest
+    margin: 2.36e-9 against 2.38e-9; per pass before: 1.7e-9 / 3.9e-9, 5.7e-9 /
+    1.7e-9, 4.5e-9 / 1.7e-9), box 21 4.0e-9 / 3.7e-10, box 51 4.3e-9 / 1.0e-9; SSE2 baseline: 4.9e-9 /
     1.5e-9, 3.3e-9 / 1.3e-9, 4.4e-9 / 9.6e-10, 3.6e-9 / 2.7e-11, 4.9e-9 / 1.1e-9;
     scikit-image's: 2.6e-8 / 4.3e-8, 2.0e-8 / 3.6e-9, 2.2e-8 / 2.4e-9, 1.2e-8 /
-    7.4e-10, 5.4e-9 / 3.9e-9 (the closest margin: box 11, astronaut, 1.7e-9 against
-    2.4e-9).  Map: 7.5e-6 to 3.6e-5 against 2.3e-5 to 1.6e-4, below in each case."""
+    7.4e-10, 5.4e-9 / 3.9e-9 (the closest margin before issue 16: box 11, astronaut,
+    1.7e-9 against 2.4e-9).  Map: 7.5e-6 to 3.6e-5 (narrow boxes, AVX2 and AVX-512:
+    1.0e-5 to 1.6e-5) against 2.3e-5 to 1.6e-4, below in each case."""
     data = pytest.importorskip("skimage.data")
     from skimage.metrics import structural_similarity as sk
     im = data.camera() if image == "camera" else data.astronaut()[..., 1]

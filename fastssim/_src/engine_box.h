@@ -455,7 +455,12 @@ static void FN(box_lines)(const fs_band *b, int kofs, int cmin, int p0, int nb, 
  * divisions, about 5.5M instructions per 1024² value with the division
  * across lines fused into the sums (nbox_vsum4; callgrind, AVX2 path,
  * workers=1: box 7 value 31.6M -> 37.1M); a division before the second pass's sums instead of after them is
- * biased again (box_bias_model.py, scaled_then_summed). */
+ * biased again (box_bias_model.py, scaled_then_summed).
+ * Since issue 16, 2-D jobs with FMA (the AVX2 and AVX-512 paths: nbox_one,
+ * below) divide once for both axes instead, after the sums across lines:
+ * one rounding where the two passes gave two, and no division along the line
+ * (box 7 value 37.4M -> 25.3M instructions with the sums below; callgrind,
+ * AVX2, workers=1).  The SSE2 path and volumes keep the per-pass division. */
 #define FS_NBOX_W (2 * FS_BOX_MIN_R - 1) /* widest narrow box */
 static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
 
@@ -463,6 +468,21 @@ static const REAL FN(nbox_ones)[FS_NBOX_W] = {[0 ... FS_NBOX_W - 1] = 1};
 static inline int FN(is_nbox)(const fs_band *b)
 {
     return sizeof(REAL) == 4 && b->r >= 1 && b->r < FS_BOX_MIN_R && FN(equal_taps)(b);
+}
+
+/* v[t] = RN(v[t] / d) for t < n, c = RN(1 / d): Markstein's correction
+ * (q = v c; the residual v - q d is exact; q + r c rounds correctly), 3
+ * operations a vector.  Only with FMA (the callers' condition). */
+static inline void FN(nbox_div)(REAL *restrict v, ptrdiff_t n, REAL d, REAL c)
+{
+#ifdef __FMA__
+    for (ptrdiff_t t = 0; t < n; t++) {
+        const REAL s = v[t], q = s * c;
+        v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
+    }
+#else
+    (void)v, (void)n, (void)d, (void)c;
+#endif
 }
 
 /* v[t] = v[t] * mass / w for box band b (w its width), t < n, rounded once:
@@ -478,16 +498,162 @@ static inline void FN(nbox_scale)(REAL *restrict v, ptrdiff_t n, const fs_band *
     const int w = 2 * b->r + 1;
 #ifdef __FMA__
     if (mass == 1.0) {
-        const REAL d = (REAL)w, c = (REAL)(1.0 / w);
-        for (ptrdiff_t t = 0; t < n; t++) {
-            const REAL s = v[t], q = s * c;
-            v[t] = __builtin_fmaf(__builtin_fmaf(-q, d, s), c, q);
-        }
+        FN(nbox_div)(v, n, (REAL)w, (REAL)(1.0 / w));
         return;
     }
 #endif
     const double sc = mass / (double)w;
     for (ptrdiff_t t = 0; t < n; t++) v[t] = (REAL)((double)v[t] * sc);
+}
+
+/* ---- one division for both axes (issue 16) ----
+ *
+ * When both bands of a 2-D job are narrow boxes of mass 1 without border
+ * outputs (the valid crop: every window lies inside the image) and FMA is
+ * there, the lines are not divided along the line at all: hline leaves each
+ * source's float32 window sums along the line (nbox_hsum), the pass across
+ * lines sums w0 of them and divides once by w0 w2, correctly rounded
+ * (Markstein's correction with c = RN(1 / (w0 w2)); checked exhaustively for
+ * every float32 significand and every product of two odd widths 3 .. 19).
+ * On integer images below 2^24 / (w0 w2) every sum is exact, so each moment
+ * is the correctly rounded mean of its w0 w2 samples (one rounding, where the
+ * two divisions gave two).  Each output's sum along the line is a fixed
+ * pairwise tree of its window's samples in order (the same operations
+ * whichever vector, scalar tail, unit or strip computes it); the moments
+ * pass keeps nbox_vsum4's chains.  Cost: no division along the line and
+ * unit sums with a compile-time width instead of band_inner's tap loop. */
+
+/* 1 when job's boxes take that path (float32 with FMA, 2-D, both bands
+ * narrow boxes of mass 1).  Border outputs keep their tables: along the
+ * line their means times w2 (nbox_sums), across lines a table row of those
+ * divided by w2 (moments), so that an interior output has the same bits
+ * whether or not its map has borders (a value streams the crop only). */
+static inline int FN(nbox_one)(const fs_job *job)
+{
+#ifdef __FMA__
+    const fs_band *a = &job->f0, *b = &job->f2;
+    return job->n1 == 1 && FN(is_nbox)(a) && FN(is_nbox)(b) && FN(box_mass)(a) == 1.0
+           && FN(box_mass)(b) == 1.0;
+#else
+    (void)job;
+    return 0;
+#endif
+}
+
+/* The sum of the K samples from p as a pairwise tree over them in order
+ * (adjacent pairs, then pairs of those, an odd one carried up): T is the
+ * vector or the scalar type, so every output takes the same operations. */
+#define FS_NBOX_TREE(T, LOAD, K, p, res)                                    \
+    do {                                                                     \
+        T v_[FS_NBOX_W]; /* K <= FS_NBOX_W (a constant size: no VLA) */ \
+        _Pragma("GCC unroll 24") for (int k_ = 0; k_ < (K); k_++) v_[k_] = LOAD((p) + k_); \
+        _Pragma("GCC unroll 8") for (int n_ = (K); n_ > 1; n_ = (n_ + 1) / 2) {            \
+            _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)     \
+                v_[k_] = v_[2 * k_] + v_[2 * k_ + 1];                        \
+            if (n_ & 1) v_[n_ / 2] = v_[n_ - 1];                             \
+        }                                                                    \
+        (res) = v_[0];                                                       \
+    } while (0)
+#define FS_NBOX_SLD(p) (*(p))
+/* FS_NBOX_TREE's reduction of K values already in v_ */
+#define FS_NBOX_REDUCE_V(v_, K)                                              \
+    do {                                                                     \
+        _Pragma("GCC unroll 8") for (int n_ = (K); n_ > 1; n_ = (n_ + 1) / 2) { \
+            _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)     \
+                v_[k_] = v_[2 * k_] + v_[2 * k_ + 1];                        \
+            if (n_ & 1) v_[n_ / 2] = v_[n_ - 1];                             \
+        }                                                                    \
+    } while (0)
+
+/* out[t] = the sum of c[t .. t + K) for t in [0, n): whole vectors (the
+ * ragged end overlapping the previous one), scalars for n < NV. */
+static inline __attribute__((always_inline)) void
+FN(nbox_hsum)(const int K, const REAL *restrict c, ptrdiff_t n, REAL *restrict out)
+{
+    if (n < (ptrdiff_t)NV) {
+        for (ptrdiff_t t = 0; t < n; t++) {
+            REAL a;
+            FS_NBOX_TREE(REAL, FS_NBOX_SLD, K, c + t, a);
+            out[t] = a;
+        }
+        return;
+    }
+    ptrdiff_t t = 0;
+#if FS_VBYTES == 64
+    /* AVX-512: the K shifted windows as two-source permutes of the vectors at
+     * t, t + NV (and t + 2 NV when K > NV) instead of K unaligned loads, each
+     * of which splits a cache line (as perm_run in engine_band.h): the same
+     * values, so the same tree and the same bits.  The loads reach 3 NV past
+     * t, inside the line's pad. */
+    {
+        FN(ivec) iota;
+        for (int l = 0; l < (int)NV; l++) iota[l] = (IREAL)l;
+        FN(vec) B = FN(ld)(c), C = FN(ld)(c + NV);
+        for (; t + (ptrdiff_t)NV <= n; t += NV) {
+            const FN(vec) D = FN(ld)(c + t + 2 * NV);
+            FN(vec) v_[FS_NBOX_W];
+            v_[0] = B;
+            _Pragma("GCC unroll 24") for (int k = 1; k < K; k++)
+                v_[k] = k < (int)NV ? __builtin_shuffle(B, C, iota + (IREAL)k)
+                        : k == (int)NV ? C : __builtin_shuffle(C, D, iota + (IREAL)(k - NV));
+            FS_NBOX_REDUCE_V(v_, K);
+            FN(st)(out + t, v_[0]);
+            B = C;
+            C = D;
+        }
+    }
+#endif
+    for (; t + 2 * (ptrdiff_t)NV <= n; t += 2 * NV) {
+        FN(vec) a, b;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t, a);
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t + NV, b);
+        FN(st)(out + t, a);
+        FN(st)(out + t + NV, b);
+    }
+    if (t + (ptrdiff_t)NV <= n) {
+        FN(vec) a;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + t, a);
+        FN(st)(out + t, a);
+        t += NV;
+    }
+    if (t < n) {  /* the ragged end: overlap the previous vector */
+        FN(vec) a;
+        FS_NBOX_TREE(FN(vec), FN(ld), K, c + n - NV, a);
+        FN(st)(out + n - NV, a);
+    }
+}
+
+/* nbox_hsum for a constant width w = 2r + 1 (r < FS_BOX_MIN_R). */
+static void FN(nbox_hsum_r)(int r, const REAL *c, ptrdiff_t n, REAL *out)
+{
+    switch (r) {
+    case 1: FN(nbox_hsum)(3, c, n, out); break;
+    case 2: FN(nbox_hsum)(5, c, n, out); break;
+    case 3: FN(nbox_hsum)(7, c, n, out); break;
+    case 4: FN(nbox_hsum)(9, c, n, out); break;
+    case 5: FN(nbox_hsum)(11, c, n, out); break;
+    case 6: FN(nbox_hsum)(13, c, n, out); break;
+    case 7: FN(nbox_hsum)(15, c, n, out); break;
+    case 8: FN(nbox_hsum)(17, c, n, out); break;
+    default: FN(nbox_hsum)(19, c, n, out); break;
+    }
+}
+
+/* band_range (same contract) for the narrow box band b of an nbox_one job:
+ * interior outputs (a mirrored end included) as window sums (nbox_hsum),
+ * border outputs as their table's mean times the width. */
+static void FN(nbox_sums)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, ptrdiff_t in_hi,
+                          REAL *out, ptrdiff_t o_lo, ptrdiff_t o_hi, int pad)
+{
+    ptrdiff_t lo = o_lo, hi = o_hi;
+    /* (no border output: box_borders would find that too, a line later) */
+    const int inner = o_lo >= b->lo && o_hi <= b->hi;
+    if (inner || FN(box_borders)(b, in, in_lo, in_hi, out, o_lo, o_hi, pad, &lo, &hi))
+        FN(nbox_hsum_r)(b->r, in + lo + b->off - b->r, hi - lo, out + lo);
+    const REAL w = (REAL)(2 * b->r + 1);
+    const ptrdiff_t e = lo < o_hi ? lo : o_hi;
+    for (ptrdiff_t t = o_lo; t < e; t++) out[t] *= w;
+    for (ptrdiff_t t = hi > e ? hi : e; t < o_hi; t++) out[t] *= w;
 }
 
 /* band_range (same contract, skip range empty) for a narrow box band: the
@@ -553,5 +719,87 @@ static void FN(nbox_vsum4_r)(int r, ptrdiff_t n, const REAL *const *rows, REAL d
     case 8: FN(nbox_vsum4)(8, n, rows, d, c, out); break;
     default: FN(nbox_vsum4)(9, n, rows, d, c, out); break;
     }
+}
+
+/* nbox_one's pass across lines: a block of 4 output lines whose window
+ * lines are rows[b .. b + K) (rows[0] an absolute line of parity e), each the
+ * sum of its K lines divided by d (c = RN(1/d)), correctly rounded.  The sum
+ * is a fixed tree by absolute line: the pairs of lines (2m, 2m + 1) that lie
+ * in the window, and the window's odd line out (its first or its last), as
+ * leaves in order, then pairwise (FS_NBOX_TREE's shape); the block computes
+ * each pair once for its 4 outputs (K = 7: 17 adds where 4 chains took 28).
+ * So an output's bits depend on its absolute line only, not on where its
+ * block starts.  Every line of the block is written (lines past the end read
+ * zeros into spare outputs). */
+#define FS_NBOX_P4(T, LOAD, K, e, at, res)                                     \
+    do {                                                                       \
+        T v_[FS_NBOX_W + 3], p_[FS_NBOX_W + 3];                                \
+        _Pragma("GCC unroll 24") for (int l_ = 0; l_ < (K) + 3; l_++) v_[l_] = LOAD(rows[l_] + (at)); \
+        _Pragma("GCC unroll 24") for (int l_ = ((e) & 1); l_ + 1 < (K) + 3; l_ += 2) \
+            p_[l_] = v_[l_] + v_[l_ + 1];                                      \
+        _Pragma("GCC unroll 4") for (int b_ = 0; b_ < 4; b_++) {               \
+            T f_[FS_NBOX_W];                                                   \
+            int n_ = 0, l_ = b_;                                               \
+            if (((b_ + (e)) & 1) != 0) f_[n_++] = v_[l_++];                    \
+            _Pragma("GCC unroll 12") for (; l_ + 1 < b_ + (K); l_ += 2) f_[n_++] = p_[l_]; \
+            if (l_ < b_ + (K)) f_[n_++] = v_[l_];                              \
+            _Pragma("GCC unroll 8") for (; n_ > 1; n_ = (n_ + 1) / 2) {        \
+                _Pragma("GCC unroll 12") for (int k_ = 0; k_ < n_ / 2; k_++)   \
+                    f_[k_] = f_[2 * k_] + f_[2 * k_ + 1];                      \
+                if (n_ & 1) f_[n_ / 2] = f_[n_ - 1];                           \
+            }                                                                  \
+            (res)[b_] = f_[0];                                                 \
+        }                                                                      \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+FN(nbox_psum4)(const int K, const int e, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+               REAL *const *out)
+{
+    if (n < (ptrdiff_t)NV) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            REAL a[4];
+            FS_NBOX_P4(REAL, FS_NBOX_SLD, K, e, j, a);
+            for (int b = 0; b < 4; b++) {
+                const REAL q = a[b] * c;
+                out[b][j] = __builtin_fmaf(__builtin_fmaf(-q, d, a[b]), c, q);
+            }
+        }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < n; j += NV) {
+        if (j + (ptrdiff_t)NV > n) j = n - NV;  /* the ragged end: overlap, not scalars */
+        FN(vec) a[4];
+        FS_NBOX_P4(FN(vec), FN(ld), K, e, j, a);
+        _Pragma("GCC unroll 4")
+        for (int b = 0; b < 4; b++) {
+            /* Markstein's division (contracted: an exact residual, one rounding) */
+            const FN(vec) q = a[b] * c, r = a[b] - q * d;
+            FN(st)(out[b] + j, q + r * c);
+        }
+    }
+}
+
+/* nbox_psum4 for a constant width 2r + 1 and parity e. */
+static void FN(nbox_psum4_r)(int r, int e, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
+                             REAL *const *out)
+{
+#define FS_NBOX_P4_CASE(R)                                                     \
+    case R:                                                                    \
+        if (e & 1) FN(nbox_psum4)(2 * R + 1, 1, n, rows, d, c, out);           \
+        else FN(nbox_psum4)(2 * R + 1, 0, n, rows, d, c, out);                 \
+        break;
+    switch (r) {
+    FS_NBOX_P4_CASE(1)
+    FS_NBOX_P4_CASE(2)
+    FS_NBOX_P4_CASE(3)
+    FS_NBOX_P4_CASE(4)
+    FS_NBOX_P4_CASE(5)
+    FS_NBOX_P4_CASE(6)
+    FS_NBOX_P4_CASE(7)
+    FS_NBOX_P4_CASE(8)
+    default: FS_NBOX_P4_CASE(9)
+    }
+#undef FS_NBOX_P4_CASE
 }
 #endif

@@ -21,6 +21,7 @@ typedef struct {
      * of the adjoint (ba, for input line bpa) */
     double *bt[2], *bs[4], *ba[4];
     int bp, bpa;
+    int nbf;         /* narrow boxes: h-lines are window sums (engine_box.h: nbox_one) */
 } FN(fs_scr);
 
 /* Zero the pads around the lines band_range reads beyond their ends (the

@@ -58,6 +58,12 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const REAL *srcs[4] = {su, sv, ss, sp};
     /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
     const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
+    if (s->nbf) {  /* engine_box.h: window sums, divided across lines (nbox_one) */
+        for (int i = 0; i < ns; i++)
+            FN(nbox_sums)(&job->f2, srcs[i] - i0, i0, i1, s->hring[i] + slot - s->m0,
+                          s->m0, s->m1, FS_PAD);
+        return;
+    }
     if (ns == 4 && job->n1 == 1 && !(s->bt[0] && FN(is_box)(&job->f2))
         && !FN(is_nbox)(&job->f2)) {  /* the four sources at once (band_range4) */
         const REAL *in[4];
@@ -165,6 +171,8 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
     int fuse = nbox && B == 4 && nb == 4 && s->Lw >= NV && f0->r <= 9;
     for (int b = 0; b < B; b++) fuse &= w[b] == gint;
     if (fuse) fuse = FN(box_mass)(f0) == 1.0;
+    /* the h-lines are window sums (nbox_one): divide by both widths */
+    const int dw = s->nbf ? (2 * r + 1) * (2 * job->f2.r + 1) : 2 * r + 1;
 #endif
     /* the ring lines of source 0 (one modulo each), moved to source i's
      * ring below (a 32-line plane made 4 x 14 of them per block) */
@@ -191,8 +199,20 @@ static void FN(moments)(const fs_job *job, ptrdiff_t xoff, int p0, int nb,
         REAL *out[FS_B];
         for (int b = 0; b < B; b++) out[b] = s->m[b][i];
 #ifdef __FMA__
+        if (s->nbf) {  /* engine_box.h: every line by pair trees, border rows by tables */
+            for (int b0 = 0; b0 < B; b0 += 4)
+                FN(nbox_psum4_r)(r, c0 - r + b0, s->Lw, s->pr + b0, (REAL)dw, (REAL)(1.0 / dw),
+                                 out + b0);
+            const int w2 = 2 * job->f2.r + 1;  /* a border row of window sums */
+            for (int b = 0; b < nb; b++)
+                if (w[b] != gint) {
+                    FN(vlin)(s->Lw, s->pr + b, r, 0, NULL, w[b], out[b]);
+                    FN(nbox_div)(out[b], s->Lw, (REAL)w2, (REAL)(1.0 / w2));
+                }
+            continue;
+        }
         if (fuse) {
-            FN(nbox_vsum4_r)(r, s->Lw, s->pr, (REAL)(2 * r + 1), (REAL)(1.0 / (2 * r + 1)), out);
+            FN(nbox_vsum4_r)(r, s->Lw, s->pr, (REAL)dw, (REAL)(1.0 / dw), out);
             continue;
         }
 #endif
@@ -354,6 +374,8 @@ static void FN(scr_init)(FN(fs_unit) *u, int q0, int q1, FN(fs_scr) *s)
         for (int i = 0; i < 4; i++) memset(s[0].src[i] + (u1 - u0), 0, FS_PAD * sizeof(REAL));
     }
     u->shared = shared;
+    /* narrow boxes divided once, across lines (engine_box.h: nbox_one) */
+    for (int j = 0; j < M; j++) s[j].nbf = !shared && FN(nbox_one)(&jobs[j]);
 }
 
 /* The unit's geometry: plane, column strip, sum region, block height. */
