@@ -53,23 +53,42 @@ static inline const REAL *FN(down_src)(const void *in, int in_type, int nci, ptr
 
 /* Row o of the next MS-SSIM scale of plane `plane` of x and y, fused into
  * the stream (hline: 2-D; the plane starts at element xoff of the inputs,
- * any type and channel interleave); rows: 2 n2 REAL of scratch, used only
- * for a converted input. */
+ * any type and channel interleave).  rows: for a converted input, 4 n2 REAL,
+ * the lines of x (slots 0, 1) and y (2, 3) that hline converted, slot
+ * i & 1 holding line tag[i & 1]: a source line found there is not read
+ * again (RGB MS-SSIM read each interleaved line twice; callgrind), one that
+ * is not is converted into its slot. */
 static void FN(down_fused)(const fs_job *job, ptrdiff_t xoff, ptrdiff_t plane, int o,
-                           REAL *restrict rows)
+                           REAL *restrict rows, int *tag)
 {
     const fs_down *d0 = job->dd0;
     const ptrdiff_t L = job->n2;
     const REAL wa = (REAL)d0->w0[o], wb = (REAL)d0->w1[o];
+    const int ia = d0->i0[o], ib = d0->i1[o];
+    const int planar = job->in_type == FS_IN_REAL && job->nci == 1;
+    const int kept[2] = {tag[ia & 1] == ia, tag[ib & 1] == ib};
     for (int side = 0; side < 2; side++) {
         const void *in = side ? job->y : job->x;
         REAL *dst = (REAL *)(side ? job->dy : job->dx) + plane * job->dplane
                     + (ptrdiff_t)o * job->dd2->n_out;
-        const REAL *a = FN(down_src)(in, job->in_type, job->nci, xoff,
-                                     (ptrdiff_t)d0->i0[o] * L, L, rows);
-        const REAL *b = FN(down_src)(in, job->in_type, job->nci, xoff,
-                                     (ptrdiff_t)d0->i1[o] * L, L, rows + L);
-        FN(down_rows)(job->dd2, wa, a, wb, b, dst);
+        const REAL *src[2];
+        for (int k = 0; k < 2; k++) {
+            const int i = k ? ib : ia;
+            if (planar) {
+                src[k] = (const REAL *)in + xoff + (ptrdiff_t)i * L;
+                continue;
+            }
+            REAL *slot = rows + (2 * side + (i & 1)) * L;
+            if (!kept[k])  /* not kept by hline: converted here (no shift) */
+                FN(load_line)(in, job->in_type, xoff + (ptrdiff_t)i * L * job->nci, job->nci, L,
+                              0, slot);
+            src[k] = slot;
+        }
+        FN(down_rows)(job->dd2, wa, src[0], wb, src[1], dst);
+    }
+    if (!planar) {
+        tag[ia & 1] = ia;
+        tag[ib & 1] = ib;
     }
 }
 

@@ -12,7 +12,12 @@ typedef struct {
     ptrdiff_t plane;
     ptrdiff_t Lw;    /* ring line width in use: m1 - m0 (2-D) or o1*o2 (3-D) */
     REAL *fring[4], *av[FS_B][4], *ag[4];
-    REAL *drows;     /* two converted input rows of the fused downsampling (down_fused) */
+    /* the fused downsampling of a converted input (interleaved channels, an
+     * integer type): the last two input lines of x and of y as converted by
+     * hline (slot q & 1, x then y), which line each slot holds (dtag), and
+     * whether hline keeps them (keep_raw), so each input line is read once */
+    REAL *drows;
+    int dtag[2], keep_raw;
     const REAL **pr, **pr2;
     int hnext, nrh, nrf;
     ptrdiff_t Ls;    /* ring line stride: Lo rounded up to 64 bytes (aligned vectors) */
@@ -110,8 +115,8 @@ static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
     FS_TAKE(s->gfull, REAL, 2 * r + 1);
     FS_TAKE(s->pr, const REAL *, rp);
     FS_TAKE(s->pr2, const REAL *, rp);
-    if (job->dx && (job->nci > 1 || job->in_type != FS_IN_REAL))
-        FS_TAKE(s->drows, REAL, 2 * L);
+    const int raw = job->dx && (job->nci > 1 || job->in_type != FS_IN_REAL);
+    if (raw) FS_TAKE(s->drows, REAL, 4 * L);
     if (job->grad) {
         for (int i = 0; i < 4; i++) FS_TAKE(s->fring[i], REAL, (ptrdiff_t)nrf * Ls);
         for (int b = 0; b < B; b++)
@@ -132,6 +137,8 @@ static size_t FN(fs_layout)(const fs_job *job, int B, char *base, FN(fs_scr) *s)
     }
     if (s && !job->grad) s->ba[0] = NULL;
     if (s) {
+        s->keep_raw = raw;
+        s->dtag[0] = s->dtag[1] = -1;
         s->B = B;
         s->nrh = nrh;
         s->nrf = nrf;

@@ -49,12 +49,23 @@ static void FN(hline)(const fs_job *job, ptrdiff_t xoff, int q, FN(fs_scr) *s)
     const ptrdiff_t at = xoff + ((ptrdiff_t)q * L + i0) * nci;
     REAL *restrict su = s->src[0], *restrict sv = s->src[1];
     REAL *restrict ss = s->src[2], *restrict sp = s->src[3];
-    FN(line_sources)(job, at, n, s->sx, s->sy, su, sv, ss, sp);
+    if (s->keep_raw && job->dx && n == L) {
+        /* a converted input feeding the fused downsampling: the line as
+         * converted (what a planar copy would hold) is kept for it, and the
+         * sources are formed from it (the same bits as line_sources) */
+        REAL *rx = s->drows + (q & 1) * L, *ry = s->drows + (2 + (q & 1)) * L;
+        FN(load_line)(job->x, job->in_type, at, nci, n, 0, rx);
+        FN(load_line)(job->y, job->in_type, at, nci, n, 0, ry);
+        s->dtag[q & 1] = q;
+        FN(sources)(n, rx, ry, s->sx, s->sy, su, sv, ss, sp);
+    } else {
+        FN(line_sources)(job, at, n, s->sx, s->sy, su, sv, ss, sp);
+    }
     if (q + 1 < job->n0) FN(prefetch_line)(job, at + L * nci, n);
     if (job->dx && q >= s->own_lo && q < s->own_hi && job->dlast[q] >= 0)
         /* fused 2x downsampling: row o of the next MS-SSIM scale, from the
          * input rows just streamed (they are in cache) */
-        FN(down_fused)(job, xoff, s->plane, job->dlast[q], s->drows);
+        FN(down_fused)(job, xoff, s->plane, job->dlast[q], s->drows, s->dtag);
     const REAL *srcs[4] = {su, sv, ss, sp};
     /* a plain windowed mean (FS_FORM_MEAN) reads the first source only */
     const int ns = job->form == FS_FORM_MEAN ? 1 : 4;
