@@ -672,11 +672,11 @@ static void FN(nbox_range)(const fs_band *b, const REAL *in, ptrdiff_t in_lo, pt
 
 #ifdef __FMA__
 /* A block of 4 interior lines of a narrow box across lines (moments): unit
- * sums divided at the store.  Per output vlin_sym4's chain with unit taps
- * (from zero, a += v for the lines in order: v * 1 + a is exact before its
- * rounding, so an FMA and an add agree) and nbox_scale's division: the same
- * bits as vlin_multi then nbox_scale, without their second pass over the
- * lines.  n >= NV; d = w, c = RN(1/w). */
+ * sums divided at the store.  Per output the chain of vlin_symb(4, ...) with
+ * unit taps (from zero, a += v for the lines in order: v * 1 + a is exact
+ * before its rounding, so an FMA and an add agree) and nbox_scale's
+ * division: the same bits as vlin_multi then nbox_scale, without their
+ * second pass over the lines.  n >= NV; d = w, c = RN(1/w). */
 static inline __attribute__((always_inline)) void
 FN(nbox_vsum4)(const int r, ptrdiff_t n, const REAL *const *rows, REAL d, REAL c,
                REAL *const *out)
