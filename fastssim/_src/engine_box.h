@@ -45,13 +45,7 @@
 /* float64 vectors of FS_VBYTES bytes (FS_DV lanes) */
 #define FS_DV (FS_VBYTES / 8)
 typedef double FN(dvec) __attribute__((vector_size(FS_VBYTES)));
-static inline FN(dvec) FN(dld)(const double *p)
-{
-    FN(dvec) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void FN(dst)(double *p, FN(dvec) v) { memcpy(p, &v, sizeof v); }
+FS_VEC_IO(FN(dvec), double, FN(dld), FN(dst))
 /* FS_DV samples as float64 (element-wise: GCC 12 makes this one vcvtps2pd,
  * but splits __builtin_convertvector of a half-width vector in two) */
 static inline FN(dvec) FN(dcvt)(const REAL *p)

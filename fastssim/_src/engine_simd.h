@@ -6,14 +6,19 @@
 
 typedef REAL FN(vec) __attribute__((vector_size(FS_VBYTES)));
 typedef IREAL FN(ivec) __attribute__((vector_size(FS_VBYTES)));
-static inline FN(vec) FN(ld)(const REAL *p)
-{
-    FN(vec) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void FN(st)(REAL *p, FN(vec) v) { memcpy(p, &v, sizeof v); }
+#ifndef FS_VEC_IO
+/* unaligned load LD and store ST of vector type V with elements of type T
+ * (memcpy: GCC makes it one vmovups/vmovupd) */
+#define FS_VEC_IO(V, T, LD, ST)                                               \
+    static inline V LD(const T *p)                                            \
+    {                                                                         \
+        V v;                                                                  \
+        memcpy(&v, p, sizeof v);                                              \
+        return v;                                                             \
+    }                                                                         \
+    static inline void ST(T *p, V v) { memcpy(p, &v, sizeof v); }
+#endif
+FS_VEC_IO(FN(vec), REAL, FN(ld), FN(st))
 
 static inline FN(vec) FN(v_sel)(FN(ivec) m, FN(vec) a, FN(vec) b)  /* m ? a : b */
 {
